@@ -1,0 +1,102 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Default lock names, from the file of the code that asked for the lock.
+ *
+ * The rule (documented in the README):
+ * 1. The caller's file is the first stack frame outside this package and
+ *    outside decorator helper libraries (tslib, @swc/helpers, @babel/runtime).
+ * 2. A compiled `.js` file with a `.js.map` beside it naming one source is
+ *    replaced by that source, so `tsx src/job.ts` and `node dist/job.js`
+ *    share a name.
+ * 3. The extension is dropped, and the path is made relative to the nearest
+ *    `package.json` that has a `name`: `my-app/scripts/backup`. Without one,
+ *    the absolute path (with `/` separators) is the name.
+ * Decorators append `:Class.method`.
+ */
+
+/** This library's own code (src/ under tsx, dist/ once built): its frames are never the caller. */
+const OWN_DIR = __dirname;
+const HELPER_LIBS = /[\\/]node_modules[\\/](tslib|@swc[\\/]helpers|@babel[\\/]runtime)[\\/]/;
+const SOURCE_EXT = /\.(?:[cm]?[jt]sx?)$/;
+
+/** The name for code in the file of the first foreign stack frame. */
+export function nameFromCaller(): string {
+  return nameForFile(callerFile());
+}
+
+/** The file of the first stack frame outside this package (and decorator helpers). */
+export function callerFile(): string {
+  const original = Error.prepareStackTrace;
+  const limit = Error.stackTraceLimit;
+  let sites: NodeJS.CallSite[] = [];
+  try {
+    Error.stackTraceLimit = 50;
+    Error.prepareStackTrace = (_error, callSites) => callSites;
+    const holder: { stack?: unknown } = {};
+    Error.captureStackTrace(holder, callerFile);
+    sites = holder.stack as NodeJS.CallSite[];
+  } finally {
+    Error.prepareStackTrace = original;
+    Error.stackTraceLimit = limit;
+  }
+  for (const site of sites) {
+    const raw = site.getFileName();
+    if (!raw || raw.startsWith('node:') || raw.startsWith('internal/')) continue;
+    const file = raw.startsWith('file://') ? fileURLToPath(raw) : raw;
+    if (!isAbsolute(file)) continue;
+    if (isInside(file, OWN_DIR) || HELPER_LIBS.test(file)) continue;
+    return file;
+  }
+  return resolve(process.argv[1] ?? 'main');
+}
+
+const cache = new Map<string, string>();
+
+/** The default lock name for code in `file` (see the rule above). */
+export function nameForFile(file: string): string {
+  let name = cache.get(file);
+  if (name === undefined) {
+    const source = sourceOf(file);
+    const stem = source.replace(SOURCE_EXT, '');
+    const pkg = nearestPackage(dirname(source));
+    name = pkg ? `${pkg.name}/${relative(pkg.dir, stem).split(sep).join('/')}` : stem.split(sep).join('/');
+    cache.set(file, name);
+  }
+  return name;
+}
+
+function sourceOf(file: string): string {
+  if (!/\.[cm]?js$/.test(file) || !existsSync(`${file}.map`)) return file;
+  try {
+    const map = JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources?: unknown; sourceRoot?: unknown };
+    if (!Array.isArray(map.sources) || map.sources.length !== 1 || typeof map.sources[0] !== 'string') return file;
+    const root = typeof map.sourceRoot === 'string' ? map.sourceRoot : '';
+    const source = map.sources[0].startsWith('file://') ? fileURLToPath(map.sources[0]) : resolve(dirname(file), root, map.sources[0]);
+    return extname(source) ? source : file;
+  } catch {
+    return file; // an unreadable map is no reason to fail: the compiled path is still a stable name
+  }
+}
+
+function nearestPackage(start: string): { name: string; dir: string } | undefined {
+  for (let dir = start; ; dir = dirname(dir)) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        const { name } = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown };
+        if (typeof name === 'string' && name.length > 0) return { name, dir };
+      } catch {
+        // A broken package.json does not name a package; keep looking upwards.
+      }
+    }
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+function isInside(file: string, dir: string): boolean {
+  const rel = relative(dir, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}

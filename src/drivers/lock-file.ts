@@ -1,0 +1,119 @@
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { LockFileError } from '../errors.js';
+
+/**
+ * Opening lock files safely in directories other users can write to (/tmp,
+ * /run/lock). Shared by the file-based drivers.
+ *
+ * - Never follows a symlink (O_NOFOLLOW) and refuses anything but a regular
+ *   file with one link, so a planted symlink, hard link or FIFO cannot make
+ *   us open (let alone write) a file outside the lock directory.
+ * - Opens an existing file without O_CREAT first: in a sticky world-writable
+ *   directory Linux refuses O_CREAT on another user's file
+ *   (fs.protected_regular) even when plain opening it would be allowed.
+ * - Creates with O_EXCL and never truncates: the content is only written by
+ *   whoever holds the lock.
+ */
+
+export interface OpenLockFile {
+  readonly fd: number;
+  readonly dev: number;
+  readonly ino: number;
+}
+
+const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
+// O_NONBLOCK: opening a planted FIFO must not hang; it changes nothing for regular files.
+const OPEN_EXISTING = O_RDWR | O_NOFOLLOW | O_NONBLOCK;
+
+/** Opens (creating if needed) the lock file at `path` for reading and writing. */
+export function openLockFile(path: string): OpenLockFile {
+  for (;;) {
+    let fd: number;
+    try {
+      fd = openSync(path, OPEN_EXISTING);
+    } catch (error) {
+      if (code(error) !== 'ENOENT') throw lockFileError(error, path);
+      try {
+        fd = openSync(path, OPEN_EXISTING | O_CREAT | O_EXCL, 0o644);
+      } catch (createError) {
+        if (code(createError) === 'EEXIST') continue; // another process created it first: open theirs
+        throw lockFileError(createError, path);
+      }
+    }
+    return checkRegular(fd, path);
+  }
+}
+
+/** Opens an existing lock file without creating it; `undefined` when there is none. */
+export function openExistingLockFile(path: string): OpenLockFile | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, OPEN_EXISTING);
+  } catch (error) {
+    if (code(error) === 'ENOENT') return undefined;
+    throw lockFileError(error, path);
+  }
+  return checkRegular(fd, path);
+}
+
+function checkRegular(fd: number, path: string): OpenLockFile {
+  const stat = fstatSync(fd);
+  if (!stat.isFile() || stat.nlink !== 1) {
+    closeSync(fd);
+    const what = stat.isFile() ? `has ${stat.nlink} hard links` : 'is not a regular file';
+    throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
+      `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (the \`dir\` option).`);
+  }
+  return { fd, dev: stat.dev, ino: stat.ino };
+}
+
+/** Writes the holder record at the start of the file. Errors are ignored: the record is informational. */
+export function writeRecord(fd: number, bytes: Buffer): void {
+  try {
+    writeSync(fd, bytes, 0, bytes.length, 0);
+  } catch {
+    // A full disk must not turn a held lock into a failure.
+  }
+}
+
+/** Reads the start of the file (where the record is). */
+export function readHead(fd: number): Buffer {
+  const buffer = Buffer.alloc(64 * 1024);
+  try {
+    return buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, 0));
+  } catch {
+    return buffer.subarray(0, 0);
+  }
+}
+
+/** Turns a system error on a lock file into a {@link LockFileError} that names the path and the fix. */
+export function lockFileError(error: unknown, path: string): LockFileError {
+  const c = code(error) ?? 'unknown error';
+  switch (c) {
+    case 'ELOOP':
+    case 'EMLINK':
+      return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
+        `The lock file ${path} is a symbolic link; refusing to follow it. Remove it, or use a directory only you can write (the \`dir\` option).`, error);
+    case 'EISDIR':
+    case 'ENXIO':
+    case 'ETXTBSY':
+      return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
+        `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another \`dir\`.`, error);
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new LockFileError('ERR_LOCK_PERMISSION', path,
+        `No permission to open or create the lock file ${path} (${c}): it may belong to another user or the directory may be read-only. ` +
+          'Run as the user who owns it, remove it, or choose a writable directory with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new LockFileError('ERR_LOCK_DIR', path,
+        `The directory of the lock file ${path} does not exist or is not a directory (${c}). Set the \`dir\` option or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
+    default:
+      return new LockFileError('ERR_LOCK_IO', path, `Cannot use the lock file ${path} (${c}).`, error);
+  }
+}
+
+function code(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}

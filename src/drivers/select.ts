@@ -1,0 +1,60 @@
+import { describe } from '../describe.js';
+import { InvalidArgumentError, LockDriverError } from '../errors.js';
+import type { DriverName, LockDriver } from './types.js';
+
+/**
+ * The one place that picks a driver: by name, or the platform's own. Drivers
+ * are created once per process (per thread) and loaded lazily, so the
+ * Windows driver is never loaded on Linux and vice versa.
+ */
+
+const drivers = new Map<DriverName, LockDriver>();
+let fallbackWarned = false;
+
+const factories: Record<DriverName, () => LockDriver> = {
+  posix: () => (require('./posix.js') as typeof import('./posix.js')).createPosixDriver(),
+  windows: () => (require('./windows.js') as typeof import('./windows.js')).createWindowsDriver(),
+  portable: () => (require('./portable.js') as typeof import('./portable.js')).createPortableDriver(),
+};
+
+/** The driver called `name`, or the platform's default when `name` is undefined. */
+export function driverByName(name: string | undefined): LockDriver {
+  if (name === undefined) return defaultDriver();
+  if (!Object.hasOwn(factories, name)) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
+      `options.driver must be 'posix', 'windows', 'portable' or a driver object, got ${describe(name)}`);
+  }
+  return instance(name as DriverName);
+}
+
+function instance(name: DriverName): LockDriver {
+  let driver = drivers.get(name);
+  if (driver === undefined) {
+    if (name === 'windows' && process.platform !== 'win32') {
+      throw new LockDriverError('ERR_DRIVER_UNSUPPORTED', `The windows driver needs Windows; this is ${process.platform}.`);
+    }
+    if (name === 'posix' && process.platform === 'win32') {
+      throw new LockDriverError('ERR_DRIVER_UNSUPPORTED', 'The posix driver does not run on Windows; use the windows or portable driver.');
+    }
+    driver = factories[name]();
+    drivers.set(name, driver);
+  }
+  return driver;
+}
+
+function defaultDriver(): LockDriver {
+  const native: DriverName = process.platform === 'win32' ? 'windows' : 'posix';
+  try {
+    return instance(native);
+  } catch (error) {
+    if (!(error instanceof LockDriverError) || error.code !== 'ERR_DRIVER_UNAVAILABLE') throw error;
+    if (!fallbackWarned) {
+      fallbackWarned = true;
+      process.emitWarning(`${error.message} Falling back to the portable pid-file driver.`, {
+        type: 'ExclusiveProcessWarning',
+        code: 'EXCLUSIVE_PROCESS_PORTABLE_FALLBACK',
+      });
+    }
+    return instance('portable');
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The contract between the shared lock logic (src/lock.ts) and the per-OS
+ * drivers. Drivers only talk to the OS: reentrancy, in-process queueing,
+ * wait policy, holder records and exit cleanup are shared and live elsewhere.
+ */
+
+/** What a holder records about itself, and what `Exclusive.holder()` reports. */
+export interface HolderRecord {
+  /** The lock name. */
+  name: string;
+  /** The holder's process id, or `null` when the lock is held but the holder is unknown. */
+  pid: number | null;
+  /** Host name of the holder. */
+  host?: string;
+  /** The holder's command line (truncated). */
+  command?: string;
+  /** When the holder acquired the lock. */
+  since?: Date;
+  /**
+   * Process start time as the OS reports it (Linux: clock ticks since boot;
+   * Windows: creation time), so a reused pid is not believed.
+   */
+  start?: string;
+  /** Extra details a driver knows (e.g. a database session's client address). */
+  details?: Readonly<Record<string, string | number | boolean | null>>;
+}
+
+/** A lock held through a driver. */
+export interface DriverLock {
+  /** Gives the lock up. Called once. */
+  release(): void | Promise<void>;
+  /** Aborted when the driver learns the lock was lost (e.g. its connection dropped). */
+  readonly lost?: AbortSignal;
+  /** True when the previous holder died while holding it (Windows `WAIT_ABANDONED`). */
+  readonly abandoned?: boolean;
+  /** A number that grows with every acquisition, where the backend provides one. */
+  readonly fencingToken?: bigint;
+}
+
+/**
+ * A lock backend. Built-in: `posix` (flock), `windows` (named mutex),
+ * `portable` (pid file), and `postgres` (advisory locks, from
+ * `exclusive-process/postgres`). A driver object may be passed as the
+ * `driver` option.
+ */
+export interface LockDriver {
+  /** Short name used in messages and status output. */
+  readonly kind: string;
+  /** True when `tryLock`, `release` and `holder` complete synchronously (required by `Exclusive.lock()` and `forever()`). */
+  readonly synchronous: boolean;
+  /**
+   * Where the lock called `name` lives: a file path, mutex name or key.
+   * Reported as `lockfile`, and the key of the in-process registry.
+   * `dir` is the `dir` option as given (undefined: the default directory).
+   */
+  locate(name: string, dir: string | undefined): string;
+  /** One attempt without waiting: the lock, or `null` when someone else holds it. */
+  tryLock(resource: string, record: HolderRecord): DriverLock | null | Promise<DriverLock | null>;
+  /**
+   * A native wait (optional): resolves with the lock, or `null` once `signal`
+   * aborts. Drivers without it are retried by the shared code whenever
+   * `watch` reports a change, and on a slow poll for holders that crash.
+   */
+  waitLock?(resource: string, record: HolderRecord, signal: AbortSignal): Promise<DriverLock | null>;
+  /** Calls `onChange` when the lock may have been released (optional); returns a function that stops watching. */
+  watch?(resource: string, onChange: () => void): () => void;
+  /** The current holder as recorded by it, `{ pid: null }` when held by an unknown holder, or `null` when free. */
+  holder(resource: string): HolderRecord | null | Promise<HolderRecord | null>;
+  /** Called once at process exit: release what is still held and remove this process's leftover lock files that are free. Must be synchronous. */
+  cleanup?(): void;
+}
+
+/** Names of the built-in drivers accepted by the `driver` option. */
+export type DriverName = 'posix' | 'windows' | 'portable';

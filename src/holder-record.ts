@@ -1,0 +1,48 @@
+import type { HolderRecord } from './drivers/types.js';
+import { currentProcess } from './process-identity.js';
+
+/**
+ * The holder record written into lock files (or beside a mutex) after a lock
+ * is acquired: one line of JSON. It serves messages and `holder()` only;
+ * correctness never depends on it, and anything malformed reads as unknown.
+ */
+
+/** A record describing this process as the holder of `name`, acquired now. */
+export function recordForThisProcess(name: string): HolderRecord {
+  const self = currentProcess();
+  return { name, pid: self.pid, start: self.start, host: self.host, command: self.command, since: new Date() };
+}
+
+/** The record as written to disk: JSON ended by a newline, so a longer old record left behind is ignored without truncating. */
+export function encodeRecord(record: HolderRecord): Buffer {
+  const { name, pid, start, host, command, since } = record;
+  return Buffer.from(`${JSON.stringify({ v: 1, name, pid, start, host, command, since: since?.toISOString() })}\n`);
+}
+
+const MAX_PID = 0x7fffffff;
+
+/** Parses what {@link encodeRecord} wrote; returns null for anything else (garbage, `0`, huge numbers, truncation). */
+export function decodeRecord(bytes: Buffer | string): HolderRecord | null {
+  const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8');
+  const end = text.indexOf('\n');
+  if (end < 0) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text.slice(0, end));
+  } catch {
+    return null;
+  }
+  if (typeof raw !== 'object' || raw === null) return null;
+  const r = raw as Record<string, unknown>;
+  if (r.v !== 1 || typeof r.name !== 'string') return null;
+  if (!Number.isSafeInteger(r.pid) || (r.pid as number) < 1 || (r.pid as number) > MAX_PID) return null;
+  const since = typeof r.since === 'string' ? new Date(r.since) : undefined;
+  return {
+    name: r.name,
+    pid: r.pid as number,
+    start: typeof r.start === 'string' ? r.start : undefined,
+    host: typeof r.host === 'string' ? r.host : undefined,
+    command: typeof r.command === 'string' ? r.command : undefined,
+    since: since !== undefined && !Number.isNaN(since.getTime()) ? since : undefined,
+  };
+}

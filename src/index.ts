@@ -1,0 +1,6 @@
+export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder } from './exclusive.js';
+export { exclusive } from './wrap.js';
+export { ExclusiveLock } from './lock.js';
+export type { ExclusiveOptions } from './options.js';
+export { CannotAcquireLock, InvalidArgumentError, LockDriverError, LockFileError, type ArgumentErrorCode, type LockFileErrorCode } from './errors.js';
+export type { DriverLock, DriverName, HolderRecord, LockDriver } from './drivers/types.js';

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { InvalidArgumentError, LockFileError } from './errors.js';
+import { describe } from './describe.js';
+
+/**
+ * Where lock files live and what they are called. The one place that turns
+ * a lock name into a path: every name maps to a single file name inside the
+ * lock directory, whatever it contains.
+ */
+
+/** Prefix of every lock file, so `status` can list ours among other programs' files. */
+export const LOCK_FILE_PREFIX = 'exclusive-process.';
+export const LOCK_FILE_SUFFIX = '.lock';
+/** Longest encoded part kept readable; longer names are cut and made unique with a hash (file names stop at 255 bytes). */
+const MAX_READABLE = 160;
+
+/**
+ * Checks a lock name: any non-empty string of well-formed Unicode. Lone
+ * surrogates are refused because they cannot be encoded, so two different
+ * names would share one lock.
+ */
+export function validateName(name: unknown, what = 'options.name'): string {
+  if (typeof name !== 'string') {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `${what} must be a string, got ${describe(name)}`);
+  }
+  if (name.length === 0) throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME', `${what} must not be empty`);
+  if (!name.isWellFormed()) {
+    throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME', `${what} contains a lone surrogate (ill-formed Unicode)`);
+  }
+  return name;
+}
+
+/**
+ * The file name for a lock: bytes outside `[A-Za-z0-9._-]` are %XX-encoded
+ * (so `/`, `..` and NUL cannot leave the directory), and names whose encoding
+ * is long are cut and suffixed with a hash of the whole name.
+ */
+export function lockFileName(name: string): string {
+  let encoded = '';
+  for (const byte of Buffer.from(name, 'utf8')) {
+    encoded += isPlain(byte) ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  if (encoded.length > MAX_READABLE) {
+    let cut = encoded.slice(0, MAX_READABLE - 40);
+    const percent = cut.lastIndexOf('%');
+    if (percent > cut.length - 3) cut = cut.slice(0, percent); // never split a %XX
+    encoded = `${cut}~${createHash('sha256').update(name).digest('hex').slice(0, 32)}`;
+  }
+  return `${LOCK_FILE_PREFIX}${encoded}${LOCK_FILE_SUFFIX}`;
+}
+
+function isPlain(byte: number): boolean {
+  return (
+    (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) ||
+    byte === 0x2e || byte === 0x5f || byte === 0x2d
+  );
+}
+
+let systemDir: string | undefined;
+
+/**
+ * The lock directory: `dir` if given, else `$EXCLUSIVE_PROCESS_DIR`, else
+ * `/run/lock` or `/var/lock` where this user may create files, else the
+ * temp dir. A given directory is created if missing.
+ */
+export function lockDirectory(dir: string | undefined): string {
+  const chosen = dir ?? (process.env.EXCLUSIVE_PROCESS_DIR || undefined);
+  if (chosen === undefined) return (systemDir ??= findSystemDir());
+  const absolute = resolve(chosen);
+  ensureDirectory(absolute);
+  return absolute;
+}
+
+/** The path of the lock file for `name`, in the directory chosen by {@link lockDirectory}. */
+export function lockFilePath(name: string, dir: string | undefined): string {
+  return join(lockDirectory(dir), lockFileName(name));
+}
+
+function findSystemDir(): string {
+  if (process.platform !== 'win32') {
+    for (const candidate of ['/run/lock', '/var/lock']) {
+      try {
+        if (!statSync(candidate).isDirectory()) continue;
+        accessSync(candidate, constants.W_OK | constants.X_OK);
+        return candidate;
+      } catch {
+        // Not there, or not writable by this user (some distros): try the next.
+      }
+    }
+  }
+  return tmpdir();
+}
+
+function ensureDirectory(path: string): void {
+  try {
+    mkdirSync(path, { recursive: true });
+    if (statSync(path).isDirectory()) return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new LockFileError('ERR_LOCK_PERMISSION', path,
+        `Cannot create the lock directory ${path} (${code}): choose a writable directory with the \`dir\` option or EXCLUSIVE_PROCESS_DIR.`, error);
+    }
+    if (code !== 'EEXIST' && code !== 'ENOTDIR') {
+      throw new LockFileError('ERR_LOCK_DIR', path, `Cannot use the lock directory ${path} (${code ?? String(error)}).`, error);
+    }
+  }
+  throw new LockFileError('ERR_LOCK_DIR', path,
+    `The lock directory ${path} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.`);
+}

@@ -1,0 +1,358 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { writeSync } from 'node:fs';
+import { CannotAcquireLock, LockDriverError } from './errors.js';
+import { registerCleanup } from './exit.js';
+import { recordForThisProcess } from './holder-record.js';
+import type { LockSettings } from './options.js';
+import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
+
+/**
+ * The shared lock logic every form of the API goes through, written once for
+ * all drivers:
+ * - an in-process registry per driver and resource, so concurrent calls in
+ *   one thread queue here and only one of them talks to the OS (100 waiters
+ *   cost one OS waiter, and a reused file descriptor is never locked twice);
+ * - reentrancy for the call chain that holds a lock (AsyncLocalStorage), and
+ *   for the whole process after `forever()`;
+ * - the wait policy: the driver's native wait, or retries woken by the
+ *   driver's change notification with a slow poll for crashed holders;
+ * - the conflict policy (`die` or `CannotAcquireLock`), in one place.
+ */
+
+interface Entry {
+  readonly driver: LockDriver;
+  readonly resource: string;
+  /** True from the moment one caller starts acquiring until it releases (or gives up). */
+  busy: boolean;
+  lock: DriverLock | null;
+  /** Our own holder record, for `holder()` while we hold it. */
+  record: HolderRecord | null;
+  /** Held by `forever()`: every acquisition in this thread re-enters. */
+  processWide: boolean;
+  /** Nested (reentrant) handles still open. */
+  depth: number;
+  /** In-process callers waiting for `busy` to clear, oldest first. */
+  readonly queue: Set<() => void>;
+}
+
+const registries = new WeakMap<LockDriver, Map<string, Entry>>();
+/** The entries held by the current async call chain. */
+const chain = new AsyncLocalStorage<ReadonlySet<Entry>>();
+
+/** Wait between retries when the driver cannot tell us of a release (or the holder crashed): doubles from the first to the last. */
+const POLL_FIRST_MS = 2;
+const POLL_MAX_MS = 100;
+
+/**
+ * A held lock. Returned by `Exclusive.forever()`, `Exclusive.lock()`,
+ * `Exclusive.acquire()` and passed to `Exclusive.run()` callbacks; works with
+ * `using` and `await using`.
+ *
+ * @example
+ * ```ts
+ * await using lock = await Exclusive.acquire({ name: 'report', wait: 5_000 });
+ * console.log(lock.name, lock.lockfile);
+ * ```
+ */
+export class ExclusiveLock implements Disposable, AsyncDisposable {
+  /** The lock's name. */
+  readonly name: string;
+  /** Where the lock lives: the lock file (or mutex name, or advisory key). */
+  readonly lockfile: string;
+  /** The driver holding it: `'posix'`, `'windows'`, `'portable'`, `'postgres'`... */
+  readonly driver: string;
+  /** True when the previous holder died holding the lock (Windows `WAIT_ABANDONED`): the data it guarded may be half-written. */
+  readonly abandoned: boolean;
+  /** A number that grows with every acquisition, where the driver provides one (postgres); otherwise undefined. */
+  readonly fencingToken: bigint | undefined;
+  /** Aborted when this handle is released, or when the driver learns the lock was lost (reason: an Error saying so). */
+  readonly signal: AbortSignal;
+  readonly #controller = new AbortController();
+  #release: (() => void | Promise<void>) | undefined;
+  #released: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(name: string, entry: Entry, release: () => void | Promise<void>) {
+    this.name = name;
+    this.lockfile = entry.resource;
+    this.driver = entry.driver.kind;
+    this.abandoned = entry.lock?.abandoned === true;
+    this.fencingToken = entry.lock?.fencingToken;
+    this.signal = this.#controller.signal;
+    this.#release = release;
+    const lost = entry.lock?.lost;
+    if (lost !== undefined) {
+      const onLost = (): void => this.#controller.abort(lost.reason);
+      if (lost.aborted) onLost();
+      else lost.addEventListener('abort', onLost, { once: true });
+    }
+  }
+
+  /** True until `release()` is called. */
+  get held(): boolean {
+    return this.#release !== undefined;
+  }
+
+  /**
+   * Releases the lock. Idempotent. Synchronous drivers (posix, windows,
+   * portable) have released when this returns; the promise is for drivers
+   * that talk to a server.
+   */
+  release(): Promise<void> {
+    if (this.#released === undefined) {
+      const release = this.#release!;
+      this.#release = undefined;
+      this.#controller.abort(new Error(`The lock '${this.name}' was released.`));
+      try {
+        const result = release();
+        this.#released = result instanceof Promise ? result : Promise.resolve();
+      } catch (error) {
+        this.#released = Promise.reject(error);
+      }
+    }
+    return this.#released;
+  }
+
+  /** Releases the lock at the end of a `using` block. */
+  [Symbol.dispose](): void {
+    void this.release();
+  }
+
+  /** Releases the lock at the end of an `await using` block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+function entryFor(driver: LockDriver, resource: string): Entry {
+  let registry = registries.get(driver);
+  if (registry === undefined) registries.set(driver, (registry = new Map()));
+  let entry = registry.get(resource);
+  if (entry === undefined) {
+    entry = { driver, resource, busy: false, lock: null, record: null, processWide: false, depth: 0, queue: new Set() };
+    registry.set(resource, entry);
+  }
+  return entry;
+}
+
+/** A handle for a caller that already holds the lock through its call chain (or `forever()`). */
+function reenter(name: string, entry: Entry): ExclusiveLock {
+  entry.depth++;
+  return new ExclusiveLock(name, entry, () => {
+    entry.depth--;
+  });
+}
+
+function isReentry(entry: Entry): boolean {
+  return entry.lock !== null && (entry.processWide || chain.getStore()?.has(entry) === true);
+}
+
+function hold(name: string, entry: Entry, lock: DriverLock, record: HolderRecord): ExclusiveLock {
+  entry.lock = lock;
+  entry.record = record;
+  registerCleanup(entry.driver);
+  return new ExclusiveLock(name, entry, () => {
+    entry.lock = null;
+    entry.record = null;
+    entry.processWide = false;
+    const done = (): void => unreserve(entry);
+    const result = lock.release();
+    if (result instanceof Promise) return result.finally(done);
+    done();
+  });
+}
+
+/** Hands the reservation to the oldest in-process waiter (first come, first served), or frees it. */
+function unreserve(entry: Entry): void {
+  const [next] = entry.queue;
+  if (next === undefined) {
+    entry.busy = false;
+  } else {
+    entry.queue.delete(next);
+    next();
+  }
+}
+
+/** Settings plus the resolved name and resource: what one acquisition needs. */
+export interface Target {
+  readonly settings: LockSettings;
+  readonly name: string;
+  readonly resource: string;
+}
+
+/** Resolves where the lock lives (this can fail: bad directory...). */
+export function target(settings: LockSettings, name: string): Target {
+  return { settings, name, resource: settings.driver.locate(name, settings.dir) };
+}
+
+/** Throws unless the driver can work synchronously (needed by lock(), forever(), sync functions). */
+export function requireSynchronous(driver: LockDriver, what: string): void {
+  if (!driver.synchronous) {
+    throw new LockDriverError('ERR_DRIVER_UNSUPPORTED',
+      `The ${driver.kind} driver is asynchronous: ${what} needs a synchronous driver; use Exclusive.acquire() or an async function.`);
+  }
+}
+
+/**
+ * Takes the lock synchronously, waiting (blocking this thread) up to
+ * `waitMs`. On conflict applies `die` or throws CannotAcquireLock.
+ */
+export function acquireSync(t: Target): ExclusiveLock {
+  const { settings, name, resource } = t;
+  const entry = entryFor(settings.driver, resource);
+  if (isReentry(entry)) return reenter(name, entry);
+  if (settings.signal?.aborted) throw settings.signal.reason;
+  // Held by another call chain of this thread: a blocking wait could never
+  // see it released, so this is a conflict whatever `wait` says.
+  if (entry.busy) return conflictSync(t, process.pid);
+  const deadline = performance.now() + settings.waitMs;
+  for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, POLL_MAX_MS)) {
+    entry.busy = true;
+    const record = recordForThisProcess(name);
+    let lock: DriverLock | null;
+    try {
+      lock = settings.driver.tryLock(resource, record) as DriverLock | null;
+    } catch (error) {
+      unreserve(entry);
+      throw error;
+    }
+    if (lock !== null) return hold(name, entry, lock, record);
+    unreserve(entry);
+    const left = deadline - performance.now();
+    if (left <= 0 || settings.signal?.aborted) break;
+    sleepSync(Math.min(delay, left));
+  }
+  if (settings.signal?.aborted) throw settings.signal.reason;
+  return conflictSync(t, undefined);
+}
+
+/**
+ * Takes the lock, waiting up to `waitMs` (in-process waiters queue; the
+ * first one waits on the OS). On conflict applies `die` or throws
+ * CannotAcquireLock; an aborted `signal` rejects with its reason.
+ */
+export async function acquire(t: Target): Promise<ExclusiveLock> {
+  const { settings, name, resource } = t;
+  const { driver, signal } = settings;
+  const entry = entryFor(driver, resource);
+  if (isReentry(entry)) return reenter(name, entry);
+  signal?.throwIfAborted();
+  const deadline = performance.now() + settings.waitMs;
+  if (!entry.busy) entry.busy = true;
+  else if (settings.waitMs === 0 || !(await turn(entry, deadline, signal))) {
+    signal?.throwIfAborted();
+    return conflict(t, process.pid);
+  }
+  let lock: DriverLock | null = null;
+  let record = recordForThisProcess(name);
+  try {
+    lock = await driver.tryLock(resource, record);
+    if (lock === null && settings.waitMs > 0) {
+      record = recordForThisProcess(name);
+      lock = await (driver.waitLock ? nativeWait(driver, resource, record, deadline, signal) : pollWait(driver, resource, record, deadline, signal));
+    }
+  } catch (error) {
+    unreserve(entry);
+    throw error;
+  }
+  if (lock === null) {
+    unreserve(entry);
+    signal?.throwIfAborted();
+    return conflict(t, undefined);
+  }
+  return hold(name, entry, lock, record);
+}
+
+/** Waits for this thread's current holder to let go: true when the reservation passed to us, false at the deadline or abort. */
+function turn(entry: Entry, deadline: number, signal: AbortSignal | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (result: boolean): void => {
+      entry.queue.delete(wake);
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+      resolve(result);
+    };
+    const wake = (): void => done(true);
+    const abort = (): void => done(false);
+    entry.queue.add(wake);
+    const timer = deadline === Infinity ? undefined : setTimeout(abort, Math.max(0, deadline - performance.now()));
+    signal?.addEventListener('abort', abort, { once: true });
+  });
+}
+
+async function nativeWait(driver: LockDriver, resource: string, record: HolderRecord, deadline: number, signal: AbortSignal | undefined): Promise<DriverLock | null> {
+  const timeout = deadline === Infinity ? undefined : AbortSignal.timeout(Math.max(0, deadline - performance.now()));
+  const stop = signal && timeout ? AbortSignal.any([signal, timeout]) : (signal ?? timeout ?? new AbortController().signal);
+  return driver.waitLock!(resource, record, stop);
+}
+
+/**
+ * Retries the lock whenever the driver reports a change (a release wakes us
+ * within a millisecond), and on a poll backing off to POLL_MAX_MS, which is
+ * what finds a holder that died without a word (`kill -9`).
+ */
+async function pollWait(driver: LockDriver, resource: string, record: HolderRecord, deadline: number, signal: AbortSignal | undefined): Promise<DriverLock | null> {
+  for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, POLL_MAX_MS)) {
+    let wake!: () => void;
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    // Watch before trying, so a release between the try and the sleep still wakes us.
+    const unwatch = driver.watch?.(resource, wake);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const lock = await driver.tryLock(resource, { ...record, since: new Date() });
+      if (lock !== null) return lock;
+      const left = deadline - performance.now();
+      if (left <= 0 || signal?.aborted) return null;
+      timer = setTimeout(wake, Math.min(delay, left));
+      signal?.addEventListener('abort', wake, { once: true });
+      await woken;
+    } finally {
+      unwatch?.();
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', wake);
+    }
+  }
+}
+
+/** Blocks the thread for `ms` without burning CPU. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Runs `fn` as the holder of `entry`'s lock, so nested acquisitions in its call chain re-enter. */
+export function runHolding<R>(lock: ExclusiveLock, t: Target, fn: () => R): R {
+  const entry = entryFor(t.settings.driver, t.resource);
+  const held = chain.getStore();
+  if (held?.has(entry) || !lock.held) return fn();
+  return chain.run(new Set(held).add(entry), fn);
+}
+
+/** The holder as this thread knows it (we hold it), or as the driver reports it. */
+export function holderOf(t: Target): HolderRecord | null | Promise<HolderRecord | null> {
+  const entry = entryFor(t.settings.driver, t.resource);
+  if (entry.record !== null) return entry.record;
+  return t.settings.driver.holder(t.resource);
+}
+
+/** Marks a held lock as the whole process's (forever()). */
+export function holdForProcess(t: Target): void {
+  entryFor(t.settings.driver, t.resource).processWide = true;
+}
+
+async function conflict(t: Target, pid: number | null | undefined): Promise<never> {
+  return conflictWith(t, pid !== undefined ? pid : ((await t.settings.driver.holder(t.resource))?.pid ?? null));
+}
+
+function conflictSync(t: Target, pid: number | undefined): never {
+  return conflictWith(t, pid !== undefined ? pid : ((t.settings.driver.holder(t.resource) as HolderRecord | null)?.pid ?? null));
+}
+
+/** The one conflict policy: print and exit with `exitCode` when `die` is set, else throw CannotAcquireLock. */
+function conflictWith(t: Target, pid: number | null): never {
+  const error = new CannotAcquireLock(t.name, t.resource, pid);
+  if (t.settings.die) {
+    writeSync(2, `${error.message}\n`);
+    process.exit(t.settings.exitCode);
+  }
+  throw error;
+}

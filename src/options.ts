@@ -1,0 +1,144 @@
+import { describe } from './describe.js';
+import { driverByName } from './drivers/select.js';
+import type { DriverName, LockDriver } from './drivers/types.js';
+import { InvalidArgumentError } from './errors.js';
+import { validateName } from './lock-path.js';
+
+/**
+ * Options accepted by every form: `@Exclusive()`, `exclusive(fn)`,
+ * `Exclusive.forever/run/lock/acquire`.
+ *
+ * @example
+ * ```ts
+ * const options: ExclusiveOptions = { name: 'nightly', wait: 30_000, die: true };
+ * ```
+ */
+export interface ExclusiveOptions {
+  /**
+   * The lock's name: any non-empty string. Processes using the same name
+   * (and directory and driver) exclude each other.
+   * Default: derived from the caller's file (see README, "Default names").
+   */
+  name?: string;
+  /**
+   * On conflict, print `Another '<name>' process is already running (pid <pid>).`
+   * to stderr and exit the process with `exitCode`, instead of throwing
+   * `CannotAcquireLock`. Default: `false`.
+   */
+  die?: boolean;
+  /** The exit code used by `die`. Default: `1`. */
+  exitCode?: number;
+  /**
+   * How long to wait for a held lock: `false` fails at once, `true` waits for
+   * ever, a number waits that many milliseconds. Default: `false`.
+   */
+  wait?: boolean | number;
+  /** Stops a wait: the call then rejects with `signal.reason`. Default: none. */
+  signal?: AbortSignal;
+  /**
+   * The lock directory (file-based drivers). Default:
+   * `$EXCLUSIVE_PROCESS_DIR`, else `/run/lock` or `/var/lock` where writable,
+   * else the temp dir.
+   */
+  dir?: string;
+  /**
+   * The backend: `'posix'` (flock), `'windows'` (named mutex), `'portable'`
+   * (pid file, no native code) or a driver object such as
+   * `postgres({...})`. Default: the platform's native driver.
+   */
+  driver?: DriverName | LockDriver;
+}
+
+/** Options after validation, with defaults applied. */
+export interface LockSettings {
+  readonly name: string | undefined;
+  readonly die: boolean;
+  readonly exitCode: number;
+  /** Milliseconds to wait: 0 = fail at once, Infinity = for ever. */
+  readonly waitMs: number;
+  readonly signal: AbortSignal | undefined;
+  readonly dir: string | undefined;
+  readonly driver: LockDriver;
+}
+
+const KNOWN = new Set(['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver']);
+
+/** Validates options eagerly, throwing a TypeError with a Node-style `code` naming the exact option. */
+export function parseOptions(options: unknown): LockSettings {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options must be an object, got ${describe(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.has(key)) {
+      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option (known: ${[...KNOWN].join(', ')})`);
+    }
+  }
+  return {
+    name: o.name === undefined ? undefined : validateName(o.name),
+    die: optionalBoolean(o.die, 'die') ?? false,
+    exitCode: parseExitCode(o.exitCode),
+    waitMs: parseWait(o.wait),
+    signal: parseSignal(o.signal),
+    dir: parseDir(o.dir),
+    driver: parseDriver(o.driver),
+  };
+}
+
+function optionalBoolean(value: unknown, key: string): boolean | undefined {
+  if (value === undefined || typeof value === 'boolean') return value;
+  throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.${key} must be a boolean, got ${describe(value)}`);
+}
+
+function parseExitCode(value: unknown): number {
+  if (value === undefined) return 1;
+  if (typeof value !== 'number') {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.exitCode must be a number, got ${describe(value)}`);
+  }
+  if (!Number.isInteger(value) || value < 0 || value > 255) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.exitCode must be an integer from 0 to 255, got ${value}`);
+  }
+  return value;
+}
+
+function parseWait(value: unknown): number {
+  if (value === undefined || value === false) return 0;
+  if (value === true) return Infinity;
+  if (typeof value !== 'number') {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.wait must be a boolean or a number of milliseconds, got ${describe(value)}`);
+  }
+  if (Number.isNaN(value) || value < 0) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.wait must be >= 0 milliseconds, got ${value}`);
+  }
+  return value;
+}
+
+function parseSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined || value instanceof AbortSignal) return value;
+  throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.signal must be an AbortSignal, got ${describe(value)}`);
+}
+
+function parseDir(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.dir must be a string, got ${describe(value)}`);
+  }
+  if (value.length === 0 || value.includes('\0')) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.dir must be a non-empty path without NUL bytes, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function parseDriver(value: unknown): LockDriver {
+  if (value === undefined || typeof value === 'string') return driverByName(value);
+  if (isDriver(value)) return value;
+  throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE',
+    `options.driver must be 'posix', 'windows', 'portable' or a driver object, got ${describe(value)}`);
+}
+
+function isDriver(value: unknown): value is LockDriver {
+  const d = value as Partial<LockDriver> | null;
+  return typeof d === 'object' && d !== null && typeof d.kind === 'string' && typeof d.synchronous === 'boolean' &&
+    typeof d.locate === 'function' && typeof d.tryLock === 'function' && typeof d.holder === 'function';
+}

@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+
+/**
+ * Who a process is, beyond its pid: pids are reused (containers reuse small
+ * ones constantly), so a recorded holder is believed only while the process
+ * with that pid also has the recorded start time.
+ */
+
+/** Start time of `pid` as an opaque string, or undefined where the OS does not tell. */
+export function processStartTime(pid: number): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    // Field 22 of /proc/PID/stat (clock ticks since boot). The command name
+    // (field 2) may hold spaces and parentheses, so count from the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when a process with this pid exists (EPERM means it exists but is another user's). */
+export function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * True when the process recorded as `pid` with start time `start` still runs.
+ * Without a recorded start time (or an OS that gives none), a live pid counts.
+ */
+export function isRunning(pid: number, start: string | undefined): boolean {
+  if (!pidExists(pid)) return false;
+  if (start === undefined) return true;
+  const now = processStartTime(pid);
+  return now === undefined || now === start;
+}
+
+let self: { pid: number; start: string | undefined; host: string; command: string } | undefined;
+
+/** This process's identity, computed once (the pid is re-read: it changes in a forked child). */
+export function currentProcess(): { pid: number; start: string | undefined; host: string; command: string } {
+  if (self === undefined || self.pid !== process.pid) {
+    const command = [process.argv0, ...process.argv.slice(1)].join(' ');
+    self = {
+      pid: process.pid,
+      start: processStartTime(process.pid),
+      host: hostname(),
+      command: command.length > 300 ? `${command.slice(0, 299)}…` : command,
+    };
+  }
+  return self;
+}

@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Root of the repository. */
+export const ROOT = resolve(__dirname, '..', '..');
+/** Fixture scripts run as real child processes. */
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+
+/** A fresh, private lock directory for one test. */
+export function lockDir(): string {
+  return mkdtempSync(join(tmpdir(), 'exclusive-test-'));
+}
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Started {
+  child: ChildProcess;
+  /** Resolves with all stdout so far once it contains `text`. */
+  waitFor(text: string, timeoutMs?: number): Promise<string>;
+  /** Resolves when the process has ended. */
+  finished: Promise<Finished>;
+}
+
+/**
+ * Starts a TypeScript file (a fixture by default) in a real Node process,
+ * through tsx like the tests themselves.
+ */
+export function start(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Started {
+  const file = script.includes('/') ? script : join(FIXTURES, script);
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const listeners = new Set<() => void>();
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+    for (const listener of listeners) listener();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const finished = new Promise<Finished>((resolve) => {
+    child.on('close', (code, signal) => {
+      for (const listener of listeners) listener();
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  const waitFor = (text: string, timeoutMs = 20_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (stdout.includes(text)) {
+          cleanup();
+          resolve(stdout);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          cleanup();
+          reject(new Error(`process ended before printing ${JSON.stringify(text)}; stdout: ${stdout} stderr: ${stderr}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out waiting for ${JSON.stringify(text)}; stdout: ${stdout} stderr: ${stderr}`));
+      }, timeoutMs);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      check();
+    });
+  return { child, waitFor, finished };
+}
+
+/** Runs a script to completion. */
+export function run(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Finished> {
+  return start(script, args, env).finished;
+}
