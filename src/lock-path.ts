@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, LockFileError } from './errors.js';
@@ -110,4 +110,34 @@ function ensureDirectory(path: string): void {
   }
   throw new LockFileError('ERR_LOCK_DIR', path,
     `The lock directory ${path} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.`);
+}
+
+/**
+ * The lock files in `dir` (names made by {@link lockFileName}), with the lock
+ * name read back from the file name, or `undefined` for a hashed long name
+ * (its record holds the name).
+ */
+export function lockFilesIn(dir: string | undefined): Array<{ path: string; name: string | undefined }> {
+  const directory = lockDirectory(dir);
+  const found: Array<{ path: string; name: string | undefined }> = [];
+  for (const file of readdirSync(directory)) {
+    if (!file.startsWith(LOCK_FILE_PREFIX) || !file.endsWith(LOCK_FILE_SUFFIX)) continue;
+    const encoded = file.slice(LOCK_FILE_PREFIX.length, -LOCK_FILE_SUFFIX.length);
+    found.push({ path: join(directory, file), name: encoded.includes('~') ? undefined : decodeFileName(encoded) });
+  }
+  return found;
+}
+
+function decodeFileName(encoded: string): string | undefined {
+  const bytes: number[] = [];
+  for (let i = 0; i < encoded.length; i++) {
+    if (encoded[i] === '%') {
+      bytes.push(Number.parseInt(encoded.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(encoded.charCodeAt(i));
+    }
+  }
+  const name = Buffer.from(bytes).toString('utf8');
+  return lockFileName(name) === `${LOCK_FILE_PREFIX}${encoded}${LOCK_FILE_SUFFIX}` ? name : undefined; // only names we made
 }

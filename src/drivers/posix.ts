@@ -1,7 +1,7 @@
 import { closeSync, futimesSync, lstatSync, readFileSync, unlinkSync, watch } from 'node:fs';
 import { constants } from 'node:os';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { lockFilePath } from '../lock-path.js';
+import { lockFilePath, lockFilesIn } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
 import { LockFileError } from '../errors.js';
 import { loadNative } from './native.js';
@@ -144,6 +144,20 @@ export function createPosixDriver(): LockDriver {
       } finally {
         closeSync(file.fd); // also drops the probe's shared lock
       }
+    },
+    list(dir) {
+      const names: string[] = [];
+      for (const { path, name } of lockFilesIn(dir)) {
+        if (name !== undefined) names.push(name);
+        else {
+          const file = openExistingLockFile(path);
+          if (file === undefined) continue;
+          const record = decodeRecord(readHead(file.fd));
+          closeSync(file.fd);
+          if (record !== null && lockFilePath(record.name, dir) === path) names.push(record.name);
+        }
+      }
+      return names;
     },
     cleanup() {
       for (const [path, file] of [...files]) removeIfFree(path, file);

@@ -66,6 +66,11 @@ export interface LockDriver {
   watch?(resource: string, onChange: () => void): () => void;
   /** The current holder as recorded by it, `{ pid: null }` when held by an unknown holder, or `null` when free. */
   holder(resource: string): HolderRecord | null | Promise<HolderRecord | null>;
+  /**
+   * The names of the locks that have a trace here (files in `dir`, mutex
+   * info files, server locks), held or not, for `exclusive status` (optional).
+   */
+  list?(dir: string | undefined): string[] | Promise<string[]>;
   /** Called once at process exit: release what is still held and remove this process's leftover lock files that are free. Must be synchronous. */
   cleanup?(): void;
 }
