@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, LockFileError } from './errors.js';
 import { describe } from './describe.js';
 
@@ -74,6 +74,23 @@ export function lockDirectory(dir: string | undefined): string {
   return absolute;
 }
 
+/**
+ * mkdir -p, each level tried once: Node's own recursive mkdir never returns
+ * on file systems like /proc, where mkdir fails with ENOENT under an
+ * existing parent.
+ */
+function makeDirectory(path: string): void {
+  try {
+    mkdirSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(path) === path) throw error;
+    makeDirectory(dirname(path));
+    mkdirSync(path);
+  }
+}
+
 /** The path of the lock file for `name`, in the directory chosen by {@link lockDirectory}. */
 export function lockFilePath(name: string, dir: string | undefined): string {
   return join(lockDirectory(dir), lockFileName(name));
@@ -96,7 +113,7 @@ function findSystemDir(): string {
 
 function ensureDirectory(path: string): void {
   try {
-    mkdirSync(path, { recursive: true });
+    makeDirectory(path);
     if (statSync(path).isDirectory()) return;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

@@ -281,9 +281,11 @@ function turn(entry: Entry, deadline: number, signal: AbortSignal | undefined): 
 }
 
 async function nativeWait(driver: LockDriver, resource: string, record: HolderRecord, deadline: number, signal: AbortSignal | undefined): Promise<DriverLock | null> {
-  const timeout = deadline === Infinity ? undefined : AbortSignal.timeout(Math.max(0, deadline - performance.now()));
+  // AbortSignal.timeout() takes whole milliseconds only.
+  const left = deadline === Infinity ? undefined : Math.max(0, Math.ceil(deadline - performance.now()));
+  const timeout = left === undefined ? undefined : AbortSignal.timeout(left);
   const stop = signal && timeout ? AbortSignal.any([signal, timeout]) : (signal ?? timeout ?? new AbortController().signal);
-  return driver.waitLock!(resource, record, stop);
+  return driver.waitLock!(resource, record, stop, left);
 }
 
 /**

@@ -9,6 +9,14 @@ import { hostname } from 'node:os';
 
 /** Start time of `pid` as an opaque string, or undefined where the OS does not tell. */
 export function processStartTime(pid: number): string | undefined {
+  if (process.platform === 'win32') {
+    try {
+      // Creation time (GetProcessTimes); loads the same kernel32 binding as the windows driver.
+      return (require('./drivers/windows-native.js') as typeof import('./drivers/windows-native.js')).loadKernel32().processCreationTime(pid);
+    } catch {
+      return undefined;
+    }
+  }
   if (process.platform !== 'linux') return undefined;
   try {
     // Field 22 of /proc/PID/stat (clock ticks since boot). The command name

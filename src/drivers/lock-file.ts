@@ -1,4 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
 
 /**
@@ -101,16 +102,29 @@ export function lockFileError(error: unknown, path: string): LockFileError {
         `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another \`dir\`.`, error);
     case 'EACCES':
     case 'EPERM':
-    case 'EROFS':
+    case 'EROFS': {
+      const owner = ownerOf(path);
+      const problem = owner === undefined
+        ? `cannot create it: the directory ${dirname(path)} is read-only or not writable by this user`
+        : `it belongs to uid ${owner} and this process (uid ${process.getuid?.() ?? '?'}) may not open it for writing`;
       return new LockFileError('ERR_LOCK_PERMISSION', path,
-        `No permission to open or create the lock file ${path} (${c}): it may belong to another user or the directory may be read-only. ` +
-          'Run as the user who owns it, remove it, or choose a writable directory with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
+        `No permission for the lock file ${path} (${c}): ${problem}. ` +
+          'Run as that user, remove the file, or choose a directory this user can write with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
+    }
     case 'ENOENT':
     case 'ENOTDIR':
       return new LockFileError('ERR_LOCK_DIR', path,
         `The directory of the lock file ${path} does not exist or is not a directory (${c}). Set the \`dir\` option or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
     default:
       return new LockFileError('ERR_LOCK_IO', path, `Cannot use the lock file ${path} (${c}).`, error);
+  }
+}
+
+function ownerOf(path: string): number | undefined {
+  try {
+    return lstatSync(path).uid;
+  } catch {
+    return undefined;
   }
 }
 

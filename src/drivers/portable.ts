@@ -1,7 +1,200 @@
-import { LockDriverError } from '../errors.js';
-import type { LockDriver } from './types.js';
+import { watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { LockFileError } from '../errors.js';
+import { lockFilePath, lockFilesIn } from '../lock-path.js';
+import { createClaim, isLive, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, type Claim } from './portable-claim.js';
+import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 
-// Placeholder while the portable driver is written (issue 3).
+/**
+ * The portable driver: a pid file, no native code. For platforms where the
+ * native binding cannot load (an unusual architecture, a sandbox without
+ * native addons); chosen automatically there, with a one-time warning.
+ *
+ * Held = the lock file exists and names a live holder (see `isLive` in
+ * portable-claim.ts: pid + start time + boot, same host). Acquiring creates
+ * the file complete and atomically (temp file + link, portable-claim.ts);
+ * releasing removes it if it is still ours (same token).
+ *
+ * Reclaiming a dead holder's file, with exactly one winner. The classic bug
+ * (proper-lockfile, exclusiveprocess): A and B both find the file stale, A
+ * deletes it and creates its own, then B deletes A's fresh file. There is no
+ * "unlink if still this file" in POSIX, so we make sure nobody *can* change
+ * the name between our check and our unlink:
+ *
+ * 1. Every claim has a random token. A claim is unlinked only by its creator
+ *    (release) or by whoever holds its *reclaim guard*, the claim file
+ *    `<lock>.<token>.reclaim`, created exclusively like any claim. (A file we
+ *    did not write, garbage included, is named by a hash of its inode,
+ *    change time and content instead of a token.)
+ * 2. The guard holder re-reads the lock file; if it still has the stale
+ *    token, it unlinks it. Between that read and the unlink, the name could
+ *    only change if the stale file were unlinked first, which only its dead
+ *    creator or the (exclusive) guard holder could do; a new file can only be
+ *    linked once the name is free. So only the stale file is ever unlinked.
+ * 3. The guard holder then removes its guard. That is safe because tokens
+ *    never repeat: a slow reclaimer that takes the guard later re-reads the
+ *    lock file, finds another token (or none), and unlinks nothing.
+ * 4. A guard whose creator died (mid-reclaim) is itself a stale claim,
+ *    reclaimed by the same steps through its own guard. Each level needs a
+ *    crash inside a window of microseconds; we go MAX_DEPTH levels deep,
+ *    then report the lock held (the next poll retries).
+ *
+ * A live holder is never judged dead (its pid runs with its start time), so
+ * its file is never touched; a holder that is judged dead cannot act any more.
+ *
+ * No clock, mtime or timeout is involved: a file is stale only when its
+ * holder is known dead, so clock jumps and slow holders cannot break it.
+ *
+ * Limits: liveness can only be checked for processes of this host (by host
+ * name: machines sharing a directory, e.g. on NFS, need distinct names) and
+ * pid namespace; a record from elsewhere counts as held until removed by
+ * hand. Outside Linux there is no start time, so a dead holder's pid reused
+ * by an unrelated process keeps the lock held until that process ends (never
+ * the reverse). Processes using the posix driver on the same lock do not
+ * exclude processes using this one.
+ */
+
+/** Attempts of one tryLock when others keep creating and removing the file. */
+const MAX_ROUNDS = 100;
+/** Levels of guards reclaimed in a row (each needs a crash mid-reclaim). */
+const MAX_DEPTH = 8;
+/** How long to wait for another process that is reclaiming the lock, so the caller sees its outcome (it takes microseconds unless descheduled). */
+const RECLAIM_WAIT_MS = 200;
+
+/**
+ * Creates the portable (pid file) driver. `Exclusive` uses it when
+ * `driver: 'portable'` is given, or when the platform's native driver cannot
+ * load (with a one-time `ExclusiveProcessWarning`). Default: not used where
+ * the native driver loads.
+ *
+ * Lock files are the same paths as the posix driver's (`exclusive-process.<name>.lock`
+ * in the lock directory), start with the one-line JSON holder record, and
+ * exist only while the lock is held (or after a holder died, until the next
+ * acquisition reclaims them).
+ *
+ * @example
+ * ```ts
+ * import { Exclusive } from 'exclusive-process';
+ * Exclusive.forever({ name: 'nightly', driver: 'portable', die: true });
+ * ```
+ */
 export function createPortableDriver(): LockDriver {
-  throw new LockDriverError('ERR_DRIVER_UNAVAILABLE', 'The portable driver is not built yet.');
+  /** Lock path -> token of the claim we hold there. */
+  const held = new Map<string, string>();
+
+  function tryLock(path: string, record: HolderRecord): DriverLock | null {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      // Look before creating: under contention this saves a temp file per try.
+      const seen = readClaim(path);
+      if (seen === undefined) {
+        const token = newToken();
+        if (!createClaim(path, path, record, token)) continue; // another process was faster: look at its claim
+        held.set(path, token);
+        return { release: () => release(path, token) };
+      }
+      if (isLive(seen)) return null;
+      if (!reclaim(path, path, seen, record, 0)) return null;
+    }
+    throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
+      `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`);
+  }
+
+  /**
+   * Removes the stale claim `seen` at `target` under its guard (see the
+   * module comment). True when `target` no longer holds `seen` (we removed
+   * it, or someone did before us); false when a live process is reclaiming
+   * it and did not finish within RECLAIM_WAIT_MS, or after MAX_ROUNDS /
+   * MAX_DEPTH: the caller then reports the lock held and its poll retries.
+   */
+  function reclaim(path: string, target: string, seen: Claim, record: HolderRecord, depth: number): boolean {
+    const guard = `${path}.${seen.id}.reclaim`;
+    const giveUp = performance.now() + RECLAIM_WAIT_MS;
+    for (let round = 0; ;) {
+      const token = newToken();
+      if (createClaim(path, guard, record, token)) {
+        try {
+          if (readClaim(target)?.id === seen.id) {
+            unlinkClaim(target);
+            // The stale creator may have died between link() and removing its temp file.
+            if (seen.token !== undefined) unlinkQuietly(tempPath(path, seen.token));
+          }
+        } finally {
+          removeOwn(guard, token);
+        }
+        return true;
+      }
+      const other = readClaim(guard);
+      if (other !== undefined && isLive(other)) {
+        if (performance.now() >= giveUp) return false;
+        sleepSync(1);
+        continue;
+      }
+      if (++round > MAX_ROUNDS) return false;
+      if (other === undefined) continue; // its reclaimer just finished: take the guard and look again
+      if (depth >= MAX_DEPTH || !reclaim(path, guard, other, record, depth + 1)) return false;
+    }
+  }
+
+  function release(path: string, token: string): void {
+    if (held.get(path) === token) held.delete(path);
+    removeOwn(path, token);
+  }
+
+  return {
+    kind: 'portable',
+    synchronous: true,
+    locate: (name, dir) => lockFilePath(name, dir),
+    tryLock,
+    watch(path, onChange) {
+      // Watch the directory, not the file: the file disappears on release
+      // and a new one appears on the next acquisition; a watch on the file
+      // itself would not follow that.
+      const name = basename(path);
+      try {
+        const watcher = watch(dirname(path), { persistent: false }, (_event, file) => {
+          if (file === null || file === name) onChange();
+        });
+        watcher.on('error', onChange);
+        return () => watcher.close();
+      } catch {
+        return () => {}; // No inotify here (or out of watches): the poll still finds the release.
+      }
+    },
+    holder(path) {
+      const claim = readClaim(path);
+      return claim !== undefined && isLive(claim) ? claim.record : null;
+    },
+    list(dir) {
+      const names: string[] = [];
+      for (const { path, name } of lockFilesIn(dir)) {
+        if (name !== undefined) names.push(name);
+        else {
+          const record = readClaim(path)?.record;
+          if (record != null && lockFilePath(record.name, dir) === path) names.push(record.name);
+        }
+      }
+      return names;
+    },
+    cleanup() {
+      for (const [path, token] of [...held]) release(path, token);
+    },
+  };
+}
+
+/**
+ * Unlinks the claim at `path` if it is still the one with `token`. Safe
+ * between the read and the unlink: the only others who may remove our claim
+ * hold its guard, which needs us to be dead.
+ */
+function removeOwn(path: string, token: string): void {
+  try {
+    if (readClaim(path)?.token === token) unlinkClaim(path);
+  } catch {
+    // Replaced by something unsafe, or not removable: not ours any more.
+  }
+}
+
+/** Blocks the thread for `ms` without burning CPU. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

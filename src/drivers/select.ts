@@ -1,6 +1,7 @@
 import { describe } from '../describe.js';
 import { InvalidArgumentError, LockDriverError } from '../errors.js';
 import type { DriverName, LockDriver } from './types.js';
+import { getEnvironmentData, setEnvironmentData } from 'node:worker_threads';
 
 /**
  * The one place that picks a driver: by name, or the platform's own. Drivers
@@ -9,7 +10,8 @@ import type { DriverName, LockDriver } from './types.js';
  */
 
 const drivers = new Map<DriverName, LockDriver>();
-let fallbackWarned = false;
+let nativeUnavailable = false;
+const WARNED = 'exclusive-process:portable-fallback-warned';
 
 const factories: Record<DriverName, () => LockDriver> = {
   posix: () => (require('./posix.js') as typeof import('./posix.js')).createPosixDriver(),
@@ -43,13 +45,16 @@ function instance(name: DriverName): LockDriver {
 }
 
 function defaultDriver(): LockDriver {
+  if (nativeUnavailable) return instance('portable');
   const native: DriverName = process.platform === 'win32' ? 'windows' : 'posix';
   try {
     return instance(native);
   } catch (error) {
     if (!(error instanceof LockDriverError) || error.code !== 'ERR_DRIVER_UNAVAILABLE') throw error;
-    if (!fallbackWarned) {
-      fallbackWarned = true;
+    nativeUnavailable = true; // do not retry loading the binding on every call
+    // Once per process: worker threads started after the warning inherit the flag.
+    if (getEnvironmentData(WARNED) !== true) {
+      setEnvironmentData(WARNED, true);
       process.emitWarning(`${error.message} Falling back to the portable pid-file driver.`, {
         type: 'ExclusiveProcessWarning',
         code: 'EXCLUSIVE_PROCESS_PORTABLE_FALLBACK',

@@ -58,10 +58,12 @@ export interface LockDriver {
   tryLock(resource: string, record: HolderRecord): DriverLock | null | Promise<DriverLock | null>;
   /**
    * A native wait (optional): resolves with the lock, or `null` once `signal`
-   * aborts. Drivers without it are retried by the shared code whenever
-   * `watch` reports a change, and on a slow poll for holders that crash.
+   * aborts (it also aborts at the deadline). `timeoutMs` is the wait's limit,
+   * undefined for ever, for drivers whose OS or server can time it. Drivers
+   * without `waitLock` are retried by the shared code whenever `watch`
+   * reports a change, and on a slow poll for holders that crash.
    */
-  waitLock?(resource: string, record: HolderRecord, signal: AbortSignal): Promise<DriverLock | null>;
+  waitLock?(resource: string, record: HolderRecord, signal: AbortSignal, timeoutMs?: number): Promise<DriverLock | null>;
   /** Calls `onChange` when the lock may have been released (optional); returns a function that stops watching. */
   watch?(resource: string, onChange: () => void): () => void;
   /** The current holder as recorded by it, `{ pid: null }` when held by an unknown holder, or `null` when free. */

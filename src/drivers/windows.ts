@@ -1,7 +1,420 @@
-import { LockDriverError } from '../errors.js';
-import type { LockDriver } from './types.js';
+import { createHash } from 'node:crypto';
+import { closeSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe } from '../describe.js';
+import { InvalidArgumentError, LockDriverError, LockFileError } from '../errors.js';
+import { decodeRecord, encodeRecord } from '../holder-record.js';
+import { LOCK_FILE_PREFIX, LOCK_FILE_SUFFIX, lockDirectory, lockFileName } from '../lock-path.js';
+import { isRunning } from '../process-identity.js';
+import { openExistingLockFile, openLockFile, readHead, writeRecord } from './lock-file.js';
+import type { DriverLock, HolderRecord, LockDriver } from './types.js';
+import {
+  ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+} from './windows-native.js';
+import { Waiter } from './windows-waiter-pool.js';
 
-// Placeholder while the windows driver is written (issue 3).
-export function createWindowsDriver(): LockDriver {
-  throw new LockDriverError('ERR_DRIVER_UNAVAILABLE', 'The windows driver is not built yet.');
+/**
+ * The Windows driver: a kernel named mutex per lock (CreateMutexW,
+ * WaitForSingleObject, ReleaseMutex through ffi-rs). Windows releases a
+ * mutex whose owner dies, however it dies, and tells the next owner
+ * (WAIT_ABANDONED, reported as `lock.abandoned`).
+ *
+ * A mutex belongs to the thread that acquired it (ReleaseMutex elsewhere
+ * fails, CloseHandle does not release), so:
+ * - `tryLock` acquires on the calling thread (WaitForSingleObject, 0 ms) and
+ *   `release` runs on it too: the lock handle cannot leave its thread;
+ * - `waitLock` waits on a dedicated waiter thread (worker_threads, never
+ *   libuv's pool, where blocking waits would stall `fs` and `dns`) that
+ *   then holds the mutex until `release` asks it, synchronously.
+ *
+ * The holder record goes to a small info file beside where the lock file
+ * would be (`exclusive-process.<name>.mutex` in the lock directory), written
+ * after acquiring; it serves `holder()` and messages only.
+ */
+
+/**
+ * Namespace of the mutexes: `'local'` (this logon session) or `'global'`
+ * (all sessions: services, other users, Remote Desktop). Default: `'local'`.
+ *
+ * @example
+ * ```ts
+ * const scope: WindowsScope = process.env.ALL_SESSIONS ? 'global' : 'local';
+ * ```
+ */
+export type WindowsScope = 'local' | 'global';
+
+/**
+ * Options of {@link windows}.
+ *
+ * @example
+ * ```ts
+ * const options: WindowsDriverOptions = { scope: 'global' };
+ * Exclusive.forever({ name: 'updater', driver: windows(options) });
+ * ```
+ */
+export interface WindowsDriverOptions {
+  /**
+   * `'local'` puts the mutexes in the session's `Local\` namespace;
+   * `'global'` in `Global\`, shared by every session (services, other users,
+   * Remote Desktop). Creating `Global\` objects needs SeCreateGlobalPrivilege
+   * (services and elevated administrators have it): without it the lock
+   * throws a LockFileError with code `'ERR_LOCK_PERMISSION'`.
+   * Default: `'local'`.
+   */
+  scope?: WindowsScope;
 }
+
+/** Suffix of the info files holding the holder record. */
+const INFO_FILE_SUFFIX = '.mutex';
+/** Idle mutex handles kept open per thread before the least recently used are closed. */
+const MAX_IDLE = 32;
+
+const instances = new Map<WindowsScope, LockDriver>();
+
+/**
+ * The Windows named-mutex driver with a choice of namespace. One driver
+ * object per scope and thread (calls with the same scope return the same
+ * object, so in-process queueing and reentrancy work across calls).
+ * Throws a LockDriverError `'ERR_DRIVER_UNSUPPORTED'` off Windows, and
+ * `'ERR_DRIVER_UNAVAILABLE'` when the native binding cannot load.
+ *
+ * Default: `{ scope: 'local' }`, which is also what `driver: 'windows'`
+ * (the default driver on Windows) uses.
+ *
+ * @example
+ * ```ts
+ * import { Exclusive, windows } from 'exclusive-process';
+ * // One copy across all sessions of the machine (a service and a user's tray app):
+ * Exclusive.forever({ name: 'updater', driver: windows({ scope: 'global' }), die: true });
+ * ```
+ */
+export function windows(options?: WindowsDriverOptions): LockDriver {
+  const scope = parseScope(options);
+  if (process.platform !== 'win32') {
+    throw new LockDriverError('ERR_DRIVER_UNSUPPORTED', `The windows driver needs Windows; this is ${process.platform}.`);
+  }
+  let driver = instances.get(scope);
+  if (driver === undefined) instances.set(scope, (driver = buildDriver(scope)));
+  return driver;
+}
+
+/**
+ * The default Windows driver (`scope: 'local'`), as chosen by
+ * `driver: 'windows'`. Same object as `windows()`.
+ *
+ * @example
+ * ```ts
+ * const driver = createWindowsDriver(); // on Windows
+ * driver.locate('nightly', undefined); // 'Local\\exclusive-process.nightly'
+ * ```
+ */
+export function createWindowsDriver(): LockDriver {
+  return windows();
+}
+
+/**
+ * The mutex name for a lock: `Local\` or `Global\`, then the lock file
+ * name's encoding (`exclusive-process.` + the name with bytes outside
+ * `[A-Za-z0-9._-]` %XX-encoded, long names cut and hashed), so it never
+ * holds a backslash and stays under 200 of the 260 characters allowed.
+ * When a lock directory is chosen (`dir` or `EXCLUSIVE_PROCESS_DIR`),
+ * `@` and a hash of it follow: as with lock files, the same name in two
+ * directories is two locks. Default `scope`: `'local'`.
+ *
+ * @example
+ * ```ts
+ * mutexName('backup: C:\\data', undefined); // 'Local\\exclusive-process.backup%3A%20C%3A%5Cdata'
+ * mutexName('backup', 'D:\\locks', 'global'); // 'Global\\exclusive-process.backup@1f0c...' (16 hex digits)
+ * ```
+ */
+export function mutexName(name: string, dir: string | undefined, scope: WindowsScope = 'local'): string {
+  const base = lockFileName(name).slice(0, -LOCK_FILE_SUFFIX.length);
+  const chosen = dir ?? (process.env.EXCLUSIVE_PROCESS_DIR || undefined);
+  const namespace = scope === 'global' ? 'Global\\' : 'Local\\';
+  if (chosen === undefined) return `${namespace}${base}`;
+  let path = resolve(chosen);
+  if (process.platform === 'win32') path = path.toLowerCase(); // Windows paths ignore case
+  return `${namespace}${base}@${createHash('sha256').update(path).digest('hex').slice(0, 16)}`;
+}
+
+function parseScope(options: unknown): WindowsScope {
+  if (options === undefined) return 'local';
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `windows() options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'scope') throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option of windows() (known: scope)`);
+  }
+  const scope = (options as WindowsDriverOptions).scope;
+  if (scope === undefined || scope === 'local' || scope === 'global') return scope ?? 'local';
+  throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.scope must be 'local' or 'global', got ${describe(scope)}`);
+}
+
+interface Target {
+  /** The lock name. */
+  readonly name: string;
+  /** Its info file. */
+  readonly info: string;
+}
+
+/** A mutex handle of this thread, kept open between acquisitions (most recently used last). */
+interface Cached {
+  readonly handle: number;
+  held: boolean;
+}
+
+function buildDriver(scope: WindowsScope): LockDriver {
+  const k = loadKernel32();
+  /** What locate() learnt about each mutex name: the driver contract passes only the name afterwards. */
+  const targets = new Map<string, Target>();
+  const handles = new Map<string, Cached>();
+  /** Locks held by a waiter thread (acquired by waitLock). */
+  const waiterHeld = new Map<string, Waiter>();
+  const waiters: Waiter[] = [];
+  /** Every mutex this thread acquired, whose info file may need removing at exit. */
+  const touched = new Set<string>();
+
+  function open(resource: string): Cached {
+    let cached = handles.get(resource);
+    if (cached !== undefined) {
+      handles.delete(resource);
+    } else {
+      const created = k.createMutex(resource);
+      if (created.handle === 0) throw mutexError(created.error, resource, scope);
+      cached = { handle: created.handle, held: false };
+    }
+    handles.set(resource, cached);
+    return cached;
+  }
+
+  function tryLock(resource: string, record: HolderRecord): DriverLock | null {
+    if (waiterHeld.has(resource)) return null; // our own waiter thread holds it
+    const cached = open(resource);
+    // Mutexes are recursive for their owner: acquiring again here would not exclude anything.
+    if (cached.held) return null;
+    const result = k.wait(cached.handle, 0);
+    if (result === WAIT_TIMEOUT) {
+      evictIdle();
+      return null;
+    }
+    if (result !== WAIT_OBJECT_0 && result !== WAIT_ABANDONED) throw mutexError(k.lastError(), resource, scope);
+    cached.held = true;
+    touched.add(resource);
+    writeInfo(resource, record);
+    let released = false;
+    return {
+      abandoned: result === WAIT_ABANDONED,
+      release() {
+        if (released) return;
+        released = true;
+        cached.held = false;
+        k.releaseMutex(cached.handle);
+        if (handles.get(resource) === cached) evictIdle();
+      },
+    };
+  }
+
+  async function waitLock(resource: string, record: HolderRecord, signal: AbortSignal): Promise<DriverLock | null> {
+    if (signal.aborted) return null;
+    let waiter = waiters.find((w) => w.idle);
+    if (waiter === undefined) waiters.push((waiter = new Waiter(k)));
+    const reply = await waiter.wait(resource, signal);
+    if (reply.type === 'cancelled') return null;
+    if (reply.type === 'error') throw mutexError(reply.error, resource, scope);
+    const holder = waiter;
+    waiterHeld.set(resource, holder);
+    touched.add(resource);
+    writeInfo(resource, { ...record, since: new Date() });
+    let released = false;
+    return {
+      abandoned: reply.abandoned,
+      lost: holder.lost,
+      release() {
+        if (released) return;
+        released = true;
+        waiterHeld.delete(resource);
+        holder.release();
+      },
+    };
+  }
+
+  function writeInfo(resource: string, record: HolderRecord): void {
+    const target = targets.get(resource);
+    if (target === undefined) return;
+    let file: ReturnType<typeof openLockFile> | undefined;
+    try {
+      file = openLockFile(target.info);
+      // Windows has no O_NOFOLLOW: write only if the path is the file we opened, not a link to elsewhere.
+      const stat = lstatSync(target.info);
+      if (!stat.isSymbolicLink() && stat.ino === file.ino) writeRecord(file.fd, encodeRecord(record));
+    } catch {
+      // The record is informational: the lock is held whatever happens to it (holder() then reports pid null).
+    } finally {
+      if (file !== undefined) closeSync(file.fd);
+    }
+  }
+
+  function readInfo(resource: string): HolderRecord | null {
+    const target = targets.get(resource);
+    if (target === undefined) return null;
+    try {
+      const file = openExistingLockFile(target.info);
+      if (file === undefined) return null;
+      try {
+        return decodeRecord(readHead(file.fd));
+      } finally {
+        closeSync(file.fd);
+      }
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Removes the info file of a mutex nobody holds. Asks the kernel
+   * (NtQueryMutant) rather than taking the mutex, so a concurrent tryLock
+   * never fails because of us; at worst a record written in between is lost.
+   */
+  function removeInfoIfFree(resource: string): void {
+    const target = targets.get(resource);
+    if (target === undefined) return;
+    const opened = k.openMutex(resource);
+    let free = opened.error === ERROR_FILE_NOT_FOUND;
+    if (opened.handle !== 0) {
+      const state = k.mutexState(opened.handle);
+      free = state !== undefined && state.count > 0;
+      k.closeHandle(opened.handle);
+    }
+    if (free) removeInfo(target);
+  }
+
+  function evictIdle(): void {
+    let idle = 0;
+    for (const cached of handles.values()) if (!cached.held) idle++;
+    for (const [resource, cached] of handles) {
+      if (idle <= MAX_IDLE) break;
+      if (cached.held) continue;
+      handles.delete(resource);
+      k.closeHandle(cached.handle); // not owned: closing gives nothing up
+      removeInfoIfFree(resource);
+      touched.delete(resource);
+      idle--;
+    }
+  }
+
+  return {
+    kind: 'windows',
+    synchronous: true,
+    locate(name, dir) {
+      const resource = mutexName(name, dir, scope);
+      const info = join(lockDirectory(dir), infoFileName(name, scope));
+      targets.set(resource, { name, info });
+      return resource;
+    },
+    tryLock,
+    waitLock,
+    holder(resource) {
+      const target = targets.get(resource);
+      const unknown = (record: HolderRecord | null): HolderRecord => ({ name: record?.name ?? target?.name ?? '', pid: null });
+      const live = (record: HolderRecord | null): HolderRecord | null =>
+        record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : null;
+      if (handles.get(resource)?.held || waiterHeld.has(resource)) return readInfo(resource) ?? { ...unknown(null), pid: process.pid };
+      const opened = k.openMutex(resource);
+      if (opened.handle === 0) {
+        if (opened.error === ERROR_FILE_NOT_FOUND) return null; // no process has it open, so nobody holds it
+        const record = live(readInfo(resource)); // another user's mutex: we may not look at it, so trust a live record
+        return record;
+      }
+      let held: boolean;
+      try {
+        const state = k.mutexState(opened.handle);
+        if (state !== undefined) {
+          held = state.count <= 0;
+        } else {
+          // No NtQueryMutant: probe by taking it. A concurrent tryLock can fail during the probe (and an
+          // abandoned state is consumed); only reached on systems without ntdll's query.
+          const result = k.wait(opened.handle, 0);
+          held = result === WAIT_TIMEOUT;
+          if (!held && (result === WAIT_OBJECT_0 || result === WAIT_ABANDONED)) k.releaseMutex(opened.handle);
+        }
+      } finally {
+        k.closeHandle(opened.handle);
+      }
+      if (!held) return null;
+      const record = readInfo(resource);
+      return live(record) ?? unknown(record);
+    },
+    list(dir) {
+      const directory = lockDirectory(dir);
+      const names: string[] = [];
+      for (const file of readdirSync(directory)) {
+        if (!file.startsWith(LOCK_FILE_PREFIX) || !file.endsWith(INFO_FILE_SUFFIX)) continue;
+        try {
+          const opened = openExistingLockFile(join(directory, file));
+          if (opened === undefined) continue;
+          const record = decodeRecord(readHead(opened.fd));
+          closeSync(opened.fd);
+          // Only files we made for this scope: the record names the lock, and the name maps back to this file.
+          if (record !== null && infoFileName(record.name, scope) === file) names.push(record.name);
+        } catch {
+          // Unreadable or unsafe: not ours to list.
+        }
+      }
+      return names;
+    },
+    cleanup() {
+      // Held: remove the record while still holding it (nobody else can be writing it), then release.
+      for (const [resource, waiter] of waiterHeld) {
+        const target = targets.get(resource);
+        if (target !== undefined) removeInfo(target);
+        waiter.release();
+      }
+      waiterHeld.clear();
+      for (const waiter of waiters) waiter.stop(); // waits in progress end; their threads let go of anything
+      for (const [resource, cached] of handles) {
+        const target = targets.get(resource);
+        if (cached.held) {
+          if (target !== undefined) removeInfo(target);
+          cached.held = false;
+          k.releaseMutex(cached.handle);
+        }
+        k.closeHandle(cached.handle);
+        touched.delete(resource);
+      }
+      handles.clear();
+      for (const resource of touched) removeInfoIfFree(resource);
+      touched.clear();
+    },
+  };
+}
+
+/** The info file's name: the lock file's name with {@link INFO_FILE_SUFFIX}, and `@global` for the global namespace. */
+function infoFileName(name: string, scope: WindowsScope): string {
+  const base = lockFileName(name).slice(0, -LOCK_FILE_SUFFIX.length);
+  return `${base}${scope === 'global' ? '@global' : ''}${INFO_FILE_SUFFIX}`;
+}
+
+function removeInfo(target: Target): void {
+  try {
+    unlinkSync(target.info);
+  } catch {
+    // Already gone, or in use by a reader: a stale record is harmless (holder() checks the mutex first).
+  }
+}
+
+/** A Windows error from CreateMutexW/WaitForSingleObject as a typed error naming the mutex and the fix. */
+function mutexError(error: number, resource: string, scope: WindowsScope): LockFileError {
+  if (error === ERROR_ACCESS_DENIED) {
+    return new LockFileError('ERR_LOCK_PERMISSION', resource, scope === 'global'
+      ? `Access denied to the global mutex ${resource}: creating objects in the Global\\ namespace needs SeCreateGlobalPrivilege ` +
+        '(services and elevated administrators have it), and a mutex another user created may refuse others. ' +
+        "Run elevated or as that user, or use windows({ scope: 'local' }) if the lock only has to hold within this session."
+      : `Access denied to the mutex ${resource}: it was created by another user or an elevated process. Run as that user, or choose another lock name.`);
+  }
+  if (error === ERROR_INVALID_HANDLE) {
+    return new LockFileError('ERR_LOCK_FILE_UNSAFE', resource,
+      `The name ${resource} is taken by another kind of kernel object (an event, semaphore or section), not a mutex; refusing to use it. Choose another lock name.`);
+  }
+  return new LockFileError('ERR_LOCK_IO', resource, `Cannot use the named mutex ${resource} (Windows error ${error}).`);
+}
+

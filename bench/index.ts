@@ -1,0 +1,119 @@
+// `npm run bench`: exclusive-process against proper-lockfile, measured side
+// by side in one run and reported as ratios (absolute times on shared
+// machines are not stable; ratios between peers measured together are
+// steadier, though heavy I/O load slows proper-lockfile's mkdir/rmdir far
+// more than our CPU-bound path, hence the load warning).
+// Sections: uncontended acquire+release, hand-off latency, then the
+// optional ones (portable driver, postgres) when they are available.
+import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crossProcessHandoffs, inProcessHandoff, LABELS, type HandoffResult } from './handoff.js';
+import { ms, ratio, us } from './stats.js';
+import { allChecks, check, note, printTable } from './table.js';
+import { exclusiveContenders, measure, portableContenders, properLockfileContenders, roundRatios, ROUNDS, type Measured } from './uncontended.js';
+
+/** Names of the file systems a lock directory is likely to be on (statfs f_type). */
+const FS_TYPES: Record<number, string> = { 0xef53: 'ext4', 0x01021994: 'tmpfs', 0x794c7630: 'overlayfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs' };
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const dir = mkdtempSync(join(tmpdir(), 'exclusive-bench-'));
+  try {
+    const fsType = statfsSync(dir).type;
+    console.log('## exclusive-process benchmark\n');
+    console.log(`node ${process.version}, ${process.platform}-${process.arch}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    const [load] = loadavg();
+    if (load > cpus().length) {
+      console.log(`WARNING: busy machine (load ${load.toFixed(1)} on ${cpus().length} CPUs): I/O contention inflates proper-lockfile's times, so ratios read high. Rerun on a quiet machine.`);
+    }
+    console.log(`lock dir ${dir} on ${FS_TYPES[fsType] ?? `fs type 0x${fsType.toString(16)}`}; ${['ffi-rs', 'proper-lockfile'].map((p) => `${p} ${version(p)}`).join(', ')}`);
+
+    await uncontended(dir);
+    await handoff(dir);
+    await postgres();
+
+    console.log('\n### Targets\n');
+    for (const c of allChecks()) console.log(`- ${c.line}`);
+    console.log(`\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The installed version of a dependency (the per-call cost of ffi-rs differs between versions). */
+function version(name: string): string {
+  return (require(`${name}/package.json`) as { version: string }).version;
+}
+
+async function uncontended(dir: string): Promise<void> {
+  const portable = portableContenders(dir);
+  const ours = exclusiveContenders(dir, undefined, 'posix');
+  const theirs = properLockfileContenders(dir);
+  const results = await measure([...ours, ...portable.contenders, ...theirs]);
+  const [plSync, plAsync] = results.slice(-2);
+  // Each of ours is compared with proper-lockfile's call of the same shape (sync with sync, async with async).
+  const peerOf = (m: Measured): Measured | undefined =>
+    m === plSync || m === plAsync ? undefined : m.label.includes(', async ') ? plAsync : plSync;
+  const times = (x: number): string => `${x.toFixed(1)}x`;
+  printTable(
+    `Uncontended acquire + release, microseconds per operation (${ROUNDS} interleaved rounds)`,
+    ['operation', 'median', 'p95', 'round medians', 'proper-lockfile slower by (per-round range)'],
+    results.map((m) => {
+      const peer = peerOf(m);
+      const r = peer && roundRatios(m, peer);
+      return [m.label, us(m.all.median), us(m.all.p95), `${us(Math.min(...m.roundMedians))}-${us(Math.max(...m.roundMedians))}`,
+        r === undefined ? '(baseline)' : `${times(r.median)} (${times(r.min)}-${times(r.max)})`];
+    }),
+  );
+  if (portable.skipped.length > 0) note(`portable driver skipped: ${portable.skipped.join('; ')}`);
+  console.log();
+  for (const m of ours) {
+    const measured = results.find((r) => r.label === m.label)!;
+    const peer = peerOf(measured)!;
+    const r = roundRatios(measured, peer);
+    check(`uncontended ${m.label}`, r.median >= 10,
+      `${times(r.median)} faster than ${peer.label} (median of per-round ratios, range ${times(r.min)}-${times(r.max)}; target >= 10x)`);
+  }
+  for (const m of portable.contenders) {
+    const measured = results.find((r) => r.label === m.label)!;
+    console.log(`${m.label}: ${times(roundRatios(measured, peerOf(measured)!).median)} faster than proper-lockfile (fallback driver: no target)`);
+  }
+}
+
+async function handoff(dir: string): Promise<void> {
+  const results: HandoffResult[] = [await inProcessHandoff(dir), ...(await crossProcessHandoffs(dir))];
+  const tuned = results.find((r) => r.label === LABELS.properTuned)!;
+  printTable(
+    'Hand-off latency, milliseconds from the holder\'s release to the waiter\'s acquisition (hold 5-204 ms)',
+    ['waiter', 'median', 'p95', 'max', 'rounds', 'proper-lockfile tuned slower by'],
+    results.map((r) => [r.label, ms(r.summary.median), ms(r.summary.p95), ms(r.summary.max), String(r.summary.n),
+      r === tuned ? '(baseline)' : r.label.startsWith('proper-lockfile') ? '' : ratio(tuned.summary.median, r.summary.median)]),
+  );
+  note('proper-lockfile cannot wait for a release: `retries` polls. Its default is no retry at all; `retries: 10` uses the retry ' +
+    'library\'s default timing (first retry after 1 s); the tuned setting retries after 1, 2, 4, 8, then every 10 ms.');
+  console.log();
+  for (const label of [LABELS.inProcess, LABELS.exclusiveAsync, LABELS.exclusiveSync]) {
+    const r = results.find((x) => x.label === label)!;
+    check(`hand-off ${label}`, r.summary.median < 2e6, `median ${ms(r.summary.median)} ms (target < 2 ms)`);
+  }
+}
+
+/** bench/postgres.ts (optional) starts its own server; its section comes back as `text` (or a string). */
+async function postgres(): Promise<void> {
+  const file = join(__dirname, 'postgres.ts');
+  if (!existsSync(file)) {
+    note('postgres: skipped (bench/postgres.ts is not there)');
+    return;
+  }
+  const { benchPostgres } = require(file) as { benchPostgres?: () => unknown };
+  if (typeof benchPostgres !== 'function') throw new Error('bench/postgres.ts does not export benchPostgres()');
+  const output = await benchPostgres();
+  const text = typeof output === 'string' ? output : (output as { text?: unknown } | undefined)?.text;
+  if (typeof text === 'string') console.log(text);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

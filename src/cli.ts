@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * The `exclusive` command: runs any command holding a named lock, in the
+ * spirit of util-linux flock(1) but with names instead of paths, and the
+ * library's drivers. See `exclusive --help` and the README.
+ */
+import { readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs, UsageError } from './cli/args.js';
+import { EXIT, runCommand } from './cli/run.js';
+import { collectStatus, emptyMessage, formatJson, formatTable } from './cli/status.js';
+import { HELP, TRY_HELP } from './cli/usage.js';
+
+async function main(argv: readonly string[]): Promise<void> {
+  const request = parseArgs(argv);
+  switch (request.kind) {
+    case 'help':
+      process.stdout.write(HELP);
+      return;
+    case 'version':
+      process.stdout.write(`${version()}\n`);
+      return;
+    case 'run':
+      return runCommand(request);
+    case 'status': {
+      const { driver, rows } = await collectStatus(request);
+      const text = request.json ? formatJson(rows, request.name !== undefined) : rows.length === 0 ? emptyMessage(request, driver) : formatTable(rows);
+      // With a name, the exit code answers "is it held?" for scripts. Exit once
+      // written: a server driver's idle sessions would keep us alive.
+      const code = request.name !== undefined && rows[0].state === 'held' ? 1 : 0;
+      process.stdout.write(text, () => process.exit(code));
+      return;
+    }
+  }
+}
+
+function version(): string {
+  // dist/cli.js and src/cli.ts both sit one level below package.json.
+  return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    writeSync(2, `exclusive: ${error.message}\n${TRY_HELP}\n`);
+    process.exit(EXIT.usage);
+  }
+  // Our own errors (LockFileError, LockDriverError...) have messages that name the fix; anything else gets its stack.
+  const code = (error as { code?: unknown } | null)?.code;
+  const known = error instanceof Error && typeof code === 'string' && code.startsWith('ERR_');
+  writeSync(2, `exclusive: ${known ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(EXIT.failure);
+});

@@ -1,0 +1,15 @@
+import { parseOptions } from '../options.js';
+import type { LockDriver } from '../drivers/types.js';
+import type { LockPlace } from './args.js';
+
+/**
+ * The driver named on the command line. The built-in ones come from the
+ * library's own selection (with its fallback to `portable` where the native
+ * binding cannot load); `postgres` is loaded only when asked for, since it
+ * needs the optional `pg` package.
+ */
+export function driverFor(place: LockPlace): LockDriver {
+  if (place.driver !== 'postgres') return parseOptions({ driver: place.driver }).driver;
+  const { postgres } = require('../postgres.js') as typeof import('../postgres.js');
+  return postgres(place.databaseUrl === undefined ? {} : { connectionString: place.databaseUrl });
+}

@@ -1,0 +1,95 @@
+import { writeSync } from 'node:fs';
+import { CannotAcquireLock } from '../errors.js';
+import { acquire, target } from '../lock.js';
+import { parseOptions } from '../options.js';
+import type { ExclusiveLock } from '../lock.js';
+import type { LockDriver } from '../drivers/types.js';
+import type { RunRequest } from './args.js';
+import { driverFor } from './driver.js';
+import { displayCommand, withCommand } from './holder-command.js';
+import { dieBySignal, forward, keyboardSignalReachedChild, trapSignals, type ForwardedSignal } from './signals.js';
+import { startChild, type ChildEnd } from './supervise.js';
+
+/** Exit codes of the tool itself (the shell conventions of env(1), timeout(1), nohup(1)). */
+export const EXIT = {
+  /** Bad command line. */
+  usage: 2,
+  /** The tool failed (lock directory, driver). */
+  failure: 125,
+  /** The command exists but cannot be executed. */
+  cannotExecute: 126,
+  /** The command was not found. */
+  notFound: 127,
+} as const;
+
+/**
+ * `exclusive [options] <name> -- <command>`: takes the lock (waiting as
+ * asked), runs the command holding it, and ends the way the command ended.
+ * Never returns.
+ *
+ * Signals: while waiting, a forwarded signal stops the wait and the tool
+ * dies by it (there is nothing to forward to yet); while the command runs,
+ * they are passed on and the lock stays held until it ends.
+ */
+export async function runCommand(request: RunRequest): Promise<never> {
+  const driver = withCommand(driverFor(request), displayCommand(request.command));
+  const waiting = new AbortController();
+  let childPid: number | undefined;
+  let fatal: ForwardedSignal | undefined;
+  trapSignals((signal) => {
+    if (childPid !== undefined) {
+      if (!keyboardSignalReachedChild(signal)) forward(childPid, signal);
+    } else {
+      fatal ??= signal;
+      waiting.abort(new Error(`interrupted by ${signal}`));
+    }
+  });
+
+  const settings = parseOptions({
+    dir: request.dir,
+    driver,
+    wait: request.waitMs === Infinity ? true : request.waitMs,
+    signal: waiting.signal,
+  });
+  let lock: ExclusiveLock;
+  try {
+    lock = await acquire(target(settings, request.name));
+  } catch (error) {
+    if (fatal !== undefined) await endBySignal(undefined, driver, fatal);
+    if (!(error instanceof CannotAcquireLock)) throw error;
+    // The library's `die` message, but `-q` may silence it and `-E` picks the code.
+    if (!request.quiet) writeSync(2, `${error.message}\n`);
+    process.exit(request.conflictExitCode);
+  }
+  if (fatal !== undefined) await endBySignal(lock, driver, fatal);
+
+  const child = startChild(request.command);
+  childPid = child.pid;
+  const end = await child.ended;
+  childPid = undefined; // it is gone (and reaped): never signal a reused pid
+  await lock.release();
+  return exitLike(end, request.command[0], driver);
+}
+
+async function endBySignal(lock: ExclusiveLock | undefined, driver: LockDriver, signal: NodeJS.Signals): Promise<never> {
+  await lock?.release();
+  driver.cleanup?.(); // dying by a signal skips the 'exit' hook that would remove our lock file
+  return dieBySignal(signal);
+}
+
+/** Ends the tool as the command ended (the lock is already released). */
+function exitLike(end: ChildEnd, file: string, driver: LockDriver): never {
+  switch (end.kind) {
+    case 'exited':
+      process.exit(end.code);
+    case 'signaled':
+      driver.cleanup?.();
+      return dieBySignal(end.signal);
+    case 'failed': {
+      const notFound = end.error.code === 'ENOENT';
+      const reason = notFound ? 'command not found' : end.error.code === 'EACCES' ? 'permission denied' : end.error.message;
+      writeSync(2, `exclusive: ${file}: ${reason}\n`);
+      process.exit(notFound ? EXIT.notFound : EXIT.cannotExecute);
+    }
+  }
+}

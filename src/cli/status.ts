@@ -1,0 +1,86 @@
+import { holderOf, target } from '../lock.js';
+import { lockDirectory } from '../lock-path.js';
+import { parseOptions } from '../options.js';
+import { LockDriverError } from '../errors.js';
+import type { StatusRequest } from './args.js';
+import { driverFor } from './driver.js';
+
+/** One line of `exclusive status`; also its JSON shape (missing facts are `null`, so keys are stable). */
+export interface LockStatus {
+  name: string;
+  state: 'held' | 'free';
+  /** The holder's pid: for a lock taken by `exclusive`, the tool's own pid. */
+  pid: number | null;
+  /** The holder's command line: for `exclusive`, the command it runs. */
+  command: string | null;
+  host: string | null;
+  /** ISO 8601. */
+  since: string | null;
+  /** Where the lock lives (file path, mutex name...). */
+  lockfile: string;
+  driver: string;
+}
+
+/**
+ * The state of the lock `request.name`, or of every lock the driver can list
+ * (for the file drivers: the lock files in the directory, held or left over),
+ * sorted by name. Asks the holder through the driver; never takes a lock.
+ */
+export async function collectStatus(request: StatusRequest): Promise<{ driver: string; rows: LockStatus[] }> {
+  const settings = parseOptions({ dir: request.dir, driver: driverFor(request) });
+  const { driver } = settings;
+  let names: string[];
+  if (request.name !== undefined) names = [request.name];
+  else if (driver.list === undefined) {
+    throw new LockDriverError('ERR_DRIVER_UNSUPPORTED', `The ${driver.kind} driver cannot list its locks; ask about one: exclusive status <name>`);
+  } else names = [...new Set(await driver.list(request.dir))].sort();
+  const rows: LockStatus[] = [];
+  for (const name of names) {
+    const t = target(settings, name);
+    const holder = await holderOf(t);
+    rows.push({
+      name,
+      state: holder === null ? 'free' : 'held',
+      pid: holder?.pid ?? null,
+      command: holder?.command ?? null,
+      host: holder?.host ?? null,
+      since: holder?.since?.toISOString() ?? null,
+      lockfile: t.resource,
+      driver: driver.kind,
+    });
+  }
+  return { driver: driver.kind, rows };
+}
+
+/** What the table says when there is nothing to list: where we looked, for the file drivers (`driver` is its kind). */
+export function emptyMessage(request: StatusRequest, driver: string): string {
+  return driver === 'posix' || driver === 'portable' ? `No locks in ${lockDirectory(request.dir)}.\n` : 'No locks.\n';
+}
+
+const COLUMNS = ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'] as const;
+
+/**
+ * A plain table, columns separated by at least two spaces; the command
+ * comes last so a long one does not push the others. Empty cells are `-`.
+ */
+export function formatTable(rows: readonly LockStatus[]): string {
+  const cells = rows.map((r) => [r.name, r.state, r.pid === null ? (r.state === 'held' ? '?' : '-') : String(r.pid), r.host ?? '-', shortTime(r.since), r.command ?? '-'].map(printable));
+  const all = [[...COLUMNS] as string[], ...cells];
+  const widths = COLUMNS.map((_, i) => Math.max(...all.map((row) => row[i].length)));
+  return all.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/** `2025-06-01T12:00:00Z`: seconds are enough in a table (JSON keeps milliseconds). */
+function shortTime(iso: string | null): string {
+  return iso === null ? '-' : iso.replace(/\.\d+Z$/, 'Z');
+}
+
+/** Lock names are any string: escape control characters so one row stays one line. */
+function printable(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
+/** JSON: one object for a named lock, an array for the listing. */
+export function formatJson(rows: readonly LockStatus[], single: boolean): string {
+  return `${JSON.stringify(single ? rows[0] : rows, null, 2)}\n`;
+}

@@ -1,0 +1,35 @@
+import { spawn } from 'node:child_process';
+
+/** How the command ended. */
+export type ChildEnd =
+  | { kind: 'exited'; code: number }
+  | { kind: 'signaled'; signal: NodeJS.Signals }
+  /** It never started: not found (ENOENT), not executable (EACCES)... */
+  | { kind: 'failed'; error: NodeJS.ErrnoException };
+
+/** A started (or failed) command. */
+export interface Child {
+  /** Its pid, known at once; undefined when it could not start. */
+  readonly pid: number | undefined;
+  /** Settles once it has ended (or failed to start); never rejects. */
+  readonly ended: Promise<ChildEnd>;
+}
+
+/**
+ * Starts `argv` with our stdin, stdout and stderr, in our process group (so
+ * it keeps the terminal: interactive commands and job control work). It
+ * does not inherit the lock: Node opens every file close-on-exec, so if the
+ * tool dies the lock dies with it instead of living on in the command.
+ */
+export function startChild(argv: readonly [string, ...string[]]): Child {
+  const [file, ...args] = argv;
+  const child = spawn(file, args, { stdio: 'inherit' });
+  const ended = new Promise<ChildEnd>((resolve) => {
+    // Only a failed exec() leaves the pid unset (we never use child.kill(), the other source of 'error').
+    child.on('error', (error) => {
+      if (child.pid === undefined) resolve({ kind: 'failed', error });
+    });
+    child.once('exit', (code, signal) => resolve(signal !== null ? { kind: 'signaled', signal } : { kind: 'exited', code: code ?? 0 }));
+  });
+  return { pid: child.pid, ended };
+}

@@ -1,0 +1,43 @@
+/** The `--help` text (stdout, exit 0). */
+export const HELP = `Usage:
+  exclusive [options] <name> -- <command> [args...]
+  exclusive status [name] [--json] [--dir <dir> | --driver <driver>]
+
+Runs <command> holding the lock <name>, so that it never runs twice at once
+(across processes, and users sharing the lock directory). The lock is released
+when the command ends, even if exclusive is killed with kill -9.
+
+Options:
+  -n, --nonblock                 fail at once when the lock is held (default)
+  -w, --wait <seconds>           wait up to <seconds> for the lock (0 = for ever)
+  -E, --conflict-exit-code <n>   exit code when the lock is held (default: 1)
+  -q, --quiet                    no message when the lock is held
+      --dir <dir>                lock directory (default: $EXCLUSIVE_PROCESS_DIR,
+                                 else /run/lock or /var/lock, else the temp dir)
+      --driver <driver>          posix, windows, portable or postgres
+                                 (default: the platform's: posix or windows)
+      --database-url <url>       postgres: postgres://user:pass@host:5432/db
+                                 (default: the PG* environment variables)
+      --json                     status: print JSON instead of a table
+  -h, --help                     show this help
+  -V, --version                  show the version
+
+Status:
+  exclusive status               list the locks in the lock directory
+  exclusive status <name>        exit 0 when <name> is free, 1 when it is held
+
+Exit status:
+  the command's own exit status; if a signal killed it, exclusive kills itself
+  with the same signal (128+n for signals that dump core);
+  <n> of -E (default 1) when the lock is held; 2 for a usage error;
+  125 when exclusive itself fails; 126 when the command cannot be executed;
+  127 when the command is not found.
+
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the command.
+
+Example (crontab):
+  */5 * * * * exclusive -q -E 75 sync-mail -- /usr/local/bin/sync-mail --all
+`;
+
+/** The one-line pointer printed after a usage error (stderr, exit 2). */
+export const TRY_HELP = "Try 'exclusive --help' for more information.";

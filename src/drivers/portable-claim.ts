@@ -1,0 +1,287 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
+import { decodeRecord, encodeRecord } from '../holder-record.js';
+import { LockFileError } from '../errors.js';
+import { currentProcess, isRunning } from '../process-identity.js';
+import { lockFileError, readHead } from './lock-file.js';
+import type { HolderRecord } from './types.js';
+
+/**
+ * Claim files: the building block of the portable driver (src/drivers/portable.ts).
+ *
+ * A claim file says "this process owns this name". Its content is complete
+ * the moment it appears under its name: it is written to a private temp file
+ * first and then `link(2)`ed into place, which fails with EEXIST atomically
+ * when the name is taken (also on NFS, where open(O_EXCL) was long unsafe).
+ * So a reader never sees an empty or half-written claim of ours, and needs no
+ * grace period or clock to judge one.
+ *
+ * Content: line 1 is the holder record (src/holder-record.ts, what `holder()`
+ * reports and other tools read); line 2 is ours: a random token naming this
+ * claim, plus the boot and pid namespace of its creator, so a record is not
+ * believed after a reboot (pid and start ticks repeat from boot to boot) and
+ * not judged from a pid namespace it does not belong to.
+ *
+ * Claims are never modified after they appear, only unlinked.
+ */
+
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL } = constants;
+// Not defined on Windows; there symlinks need privileges and we lstat first.
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+// Opening a planted FIFO must not hang; changes nothing for regular files.
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
+const TOKEN = /^[0-9a-f]{24}$/;
+
+/** A claim file as read. */
+export interface Claim {
+  /**
+   * What identifies this very claim: its token, or for a file we did not
+   * write (garbage, another tool's), a hash of its inode, change time and
+   * content. Never the inode alone: inodes are reused as soon as a file is deleted.
+   */
+  readonly id: string;
+  /** The token, when the file is one of ours. */
+  readonly token: string | undefined;
+  /** The holder record, or null when unreadable (garbage, `0`, a huge number...). */
+  readonly record: HolderRecord | null;
+  /** Boot id of the creator's machine (Linux), when recorded. */
+  readonly boot: string | undefined;
+  /** Pid namespace of the creator (Linux), when recorded. */
+  readonly pidns: string | undefined;
+}
+
+/**
+ * A fresh random token: 96 bits, so two claims never share one.
+ *
+ * @example
+ * ```ts
+ * newToken(); // '9c87e6c476a20365e7e5ed64'
+ * ```
+ */
+export function newToken(): string {
+  return randomBytes(12).toString('hex');
+}
+
+/**
+ * The temp file a claim with `token` is written to before it is linked into
+ * place. Ends in `.tmp`, so it is never taken for a lock file.
+ *
+ * @example
+ * ```ts
+ * tempPath('/run/lock/exclusive-process.x.lock', token); // '/run/lock/exclusive-process.x.lock.<token>.tmp'
+ * ```
+ */
+export function tempPath(lockPath: string, token: string): string {
+  return `${lockPath}.${token}.tmp`;
+}
+
+/**
+ * Creates the claim file `target` holding `record` and `token`: true when we
+ * created it, false when the name exists. `lockPath` names the temp file
+ * (in the same directory, as link() needs). Throws a LockFileError when the
+ * file cannot be created completely (no space, no permission, no hard links).
+ *
+ * @example
+ * ```ts
+ * const token = newToken();
+ * if (createClaim(path, path, recordForThisProcess('x'), token)) console.log('ours');
+ * ```
+ */
+export function createClaim(lockPath: string, target: string, record: HolderRecord, token: string): boolean {
+  const self = identity();
+  const bytes = Buffer.concat([
+    encodeRecord(record),
+    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns })}\n`),
+  ]);
+  const temp = tempPath(lockPath, token);
+  let fd: number;
+  try {
+    fd = openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
+  } catch (error) {
+    throw lockFileError(error, target);
+  }
+  try {
+    try {
+      for (let written = 0; written < bytes.length;) written += writeSync(fd, bytes, written, bytes.length - written);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(temp, target);
+      return true;
+    } catch (error) {
+      if (code(error) !== 'EEXIST') throw error;
+      // NFS: a retransmitted LINK can report EEXIST although the first one
+      // worked; then our temp file has gained the second link (open(2) man page).
+      return lstatSync(temp).nlink === 2;
+    }
+  } catch (error) {
+    // A claim that cannot be completely written must not appear: a
+    // truncated record would read as garbage, that is, as free.
+    if (error instanceof LockFileError) throw error;
+    if (code(error) === 'EPERM' || code(error) === 'ENOTSUP' || code(error) === 'ENOSYS' || code(error) === 'EOPNOTSUPP') {
+      throw new LockFileError('ERR_LOCK_IO', target,
+        `Cannot create the lock file ${target}: the file system refuses hard links (${code(error)}), which the portable driver needs. ` +
+          'Choose a directory on a local file system with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
+    }
+    throw lockFileError(error, target);
+  } finally {
+    unlinkQuietly(temp);
+  }
+}
+
+/**
+ * Reads the claim file at `path`: undefined when there is none. Never
+ * follows a symlink; refuses anything but a regular file (ERR_LOCK_FILE_UNSAFE).
+ *
+ * Unlike openLockFile (lock-file.ts) a second hard link is accepted: our own
+ * claims have two links for the instant between link() and the unlink of
+ * the temp file (or for good, when the creator died in that instant). The
+ * one-link rule guards against *writing* through a planted link; this
+ * driver only reads and unlinks existing files, and unlink removes just the
+ * name in the lock directory.
+ *
+ * @example
+ * ```ts
+ * const claim = readClaim(path); // undefined, or { id, token, record, boot, pidns }
+ * ```
+ */
+export function readClaim(path: string): Claim | undefined {
+  let fd: number;
+  try {
+    if (O_NOFOLLOW === 0 && lstatSync(path).isSymbolicLink()) throw Object.assign(new Error('symbolic link'), { code: 'ELOOP' });
+    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (error) {
+    if (code(error) === 'ENOENT') return undefined;
+    throw lockFileError(error, path);
+  }
+  let bytes: Buffer;
+  let stat: BigIntStats;
+  try {
+    stat = fstatSync(fd, { bigint: true });
+    if (!stat.isFile()) {
+      throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
+        `The lock file ${path} is not a regular file; refusing to use it. Remove it, or use a directory only you can write (the \`dir\` option).`);
+    }
+    bytes = readHead(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const record = decodeRecord(bytes);
+  const meta = parseMeta(bytes);
+  const token = record !== null ? meta?.token : undefined;
+  const id = token ?? `x${createHash('sha256').update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
+  return { id, token, record, boot: meta?.boot, pidns: meta?.pidns };
+}
+
+/**
+ * True when the claim's creator may still be running, so the claim must be
+ * respected. Garbage is not: our claims are complete when they appear, so
+ * an unreadable file was never a live claim of ours.
+ *
+ * - Another host: we cannot look at its processes, so the claim is held
+ *   until removed by hand (the record names the host).
+ * - Same host, another boot: dead (the file outlived a reboot).
+ * - Another pid namespace (containers sharing a lock directory): its pids
+ *   mean nothing here, so held.
+ * - Else the recorded pid must run with the recorded start time (Linux),
+ *   so a reused pid is not believed; where the OS gives no start time, a
+ *   live pid counts.
+ *
+ * @example
+ * ```ts
+ * const claim = readClaim(path);
+ * const held = claim !== undefined && isLive(claim);
+ * ```
+ */
+export function isLive(claim: Claim): boolean {
+  const { record } = claim;
+  if (record === null || record.pid === null) return false;
+  const self = identity();
+  if (record.host !== undefined && record.host !== self.host) return true;
+  if (claim.boot !== undefined && self.boot !== undefined && claim.boot !== self.boot) return false;
+  if (claim.pidns !== undefined && self.pidns !== undefined && claim.pidns !== self.pidns) return true;
+  return isRunning(record.pid, record.start);
+}
+
+/**
+ * Removes a name in the lock directory; true when it was there. Other
+ * errors (another user's file in a sticky directory...) are LockFileErrors.
+ *
+ * @example
+ * ```ts
+ * unlinkClaim(path); // false: already gone
+ * ```
+ */
+export function unlinkClaim(path: string): boolean {
+  try {
+    unlinkSync(path);
+    return true;
+  } catch (error) {
+    if (code(error) === 'ENOENT') return false;
+    throw lockFileError(error, path);
+  }
+}
+
+/**
+ * Removes a file we created (a temp file, a dead creator's temp file),
+ * ignoring every error.
+ *
+ * @example
+ * ```ts
+ * unlinkQuietly(tempPath(path, token));
+ * ```
+ */
+export function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone, or not ours to remove: leftovers only cost a name in the directory.
+  }
+}
+
+function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: string } | undefined {
+  const text = bytes.toString('utf8');
+  const first = text.indexOf('\n');
+  const second = text.indexOf('\n', first + 1);
+  if (first < 0 || second < 0) return undefined;
+  try {
+    const meta = JSON.parse(text.slice(first + 1, second)) as Record<string, unknown>;
+    if (typeof meta !== 'object' || meta === null || typeof meta.token !== 'string' || !TOKEN.test(meta.token)) return undefined;
+    return {
+      token: meta.token,
+      boot: typeof meta.boot === 'string' ? meta.boot : undefined,
+      pidns: typeof meta.pidns === 'string' ? meta.pidns : undefined,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+let self: { host: string; boot: string | undefined; pidns: string | undefined } | undefined;
+
+/** This machine's boot id and this process's pid namespace (Linux; undefined elsewhere), read once. */
+function identity(): { host: string; boot: string | undefined; pidns: string | undefined } {
+  if (self === undefined) {
+    let boot: string | undefined;
+    let pidns: string | undefined;
+    if (process.platform === 'linux') {
+      try {
+        boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim() || undefined;
+      } catch {
+        // No procfs (some sandboxes): fall back to pid and start time alone.
+      }
+      try {
+        pidns = readlinkSync('/proc/self/ns/pid');
+      } catch {
+        // Same.
+      }
+    }
+    self = { host: currentProcess().host, boot, pidns };
+  }
+  return self;
+}
+
+function code(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}

@@ -1,0 +1,44 @@
+/**
+ * What the Windows driver and its waiter thread (windows-waiter.ts) share:
+ * a SharedArrayBuffer of Int32 slots for the synchronous parts (cancel,
+ * release, exit, state), messages for the asynchronous ones.
+ */
+
+/** Slots of the control array. */
+export const CONTROL = {
+  /** Set by the driver when the wait's signal aborts. */
+  CANCEL: 0,
+  /** Set by the driver's release(); the waiter clears it once released. */
+  RELEASE: 1,
+  /** Set at process exit: stop waiting, release what is held. */
+  EXIT: 2,
+  /** IDLE, WAITING or HOLDING, written by the waiter (notified on change to IDLE). */
+  STATE: 3,
+} as const;
+export const CONTROL_SLOTS = 4;
+
+export const IDLE = 0;
+export const WAITING = 1;
+export const HOLDING = 2;
+
+/** Longest time the waiter spends in one native wait (bounds how long exit can be delayed). */
+export const SLICE_MS = 50;
+
+/** The worker's `workerData`. */
+export interface WaiterData {
+  /** SharedArrayBuffer of CONTROL_SLOTS Int32 slots. */
+  control: SharedArrayBuffer;
+  /** A manual-reset event the driver sets to cancel a wait at once. */
+  cancelEvent: number;
+}
+
+/** Driver -> waiter: wait for this mutex and hold it. */
+export interface WaiterJob {
+  name: string;
+}
+
+/** Waiter -> driver: how a job ended (or that it now holds the mutex). */
+export type WaiterReply =
+  | { type: 'acquired'; abandoned: boolean }
+  | { type: 'cancelled' }
+  | { type: 'error'; error: number };

@@ -1,0 +1,586 @@
+// The `exclusive` command, run as a user runs it: the package is built and
+// packed, the tarball installed into a temporary project, and the tests run
+// `npx exclusive ...` there, or the `node_modules/.bin/exclusive` link that
+// npm made (the same file npx ends up running; without npx in between, the
+// pid we signal is the tool's own).
+import test from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
+import { displayCommand } from '../src/cli/holder-command.js';
+import { ROOT } from './helpers/processes.js';
+import { startPostgres } from './helpers/postgres-server.js';
+
+const CHILD = join(ROOT, 'test', 'fixtures', 'cli-child.cjs');
+const TRY_HELP = "Try 'exclusive --help' for more information.\n";
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+/** The optional peer dependency, at the version the repository tests with (so npm finds it in its cache). */
+const PG = `pg@${(JSON.parse(readFileSync(join(ROOT, 'node_modules', 'pg', 'package.json'), 'utf8')) as { version: string }).version}`;
+
+let root = '';
+let project = '';
+let bin = '';
+const started = new Set<ChildProcess>();
+const orphans = new Set<number>();
+
+test.before(() => {
+  root = mkdtempSync(join(tmpdir(), 'exclusive-cli-test-'));
+  // Build a copy, so other work in the tree (and its dist/) is left alone.
+  const pkg = join(root, 'pkg');
+  mkdirSync(pkg);
+  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
+  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: pkg, encoding: 'utf8' });
+  // tsc emits despite type errors; only errors in the tool's own files stop us (other files may be mid-edit by others).
+  const ours = tsc.stdout.split('\n').filter((line) => /^src\/cli/.test(line));
+  if (!existsSync(join(pkg, 'dist', 'cli.js')) || ours.length > 0) throw new Error(`build failed:\n${tsc.stdout}${tsc.stderr}`);
+  const pack = spawnSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', root], { cwd: pkg, encoding: 'utf8' });
+  if (pack.status !== 0) throw new Error(`npm pack failed:\n${pack.stderr}`);
+  const tarball = join(root, (JSON.parse(pack.stdout) as Array<{ filename: string }>)[0].filename);
+
+  project = join(root, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'package.json'), '{ "name": "cli-test-project", "private": true }\n');
+  const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball, PG], { cwd: project, encoding: 'utf8' });
+  if (install.status !== 0) throw new Error(`npm install failed:\n${install.stderr}`);
+  bin = join(project, 'node_modules', '.bin', 'exclusive');
+});
+
+test.after.always(() => {
+  for (const child of started) child.kill('SIGKILL');
+  for (const pid of orphans) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  if (root !== '') rmSync(root, { recursive: true, force: true });
+});
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+interface Running {
+  child: ChildProcess;
+  /** Resolves with the stdout so far once it contains `text`. */
+  waitFor(text: string): Promise<string>;
+  done: Promise<Result>;
+  /** Resolves when the process has ended (`done` also waits for its stdout and stderr to close, which a surviving child keeps open). */
+  exited: Promise<void>;
+}
+
+interface LaunchOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Written to stdin, which is then closed (default: closed at once)... */
+  input?: string;
+  /** ...unless this is set: then stdin stays open for the test to write. */
+  keepStdin?: boolean;
+}
+
+function launch(file: string, args: string[], options: LaunchOptions = {}): Running {
+  const child = spawn(file, args, { cwd: project, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  started.add(child);
+  child.stdin!.on('error', () => {}); // EPIPE when it ends without reading
+  if (!options.keepStdin) child.stdin!.end(options.input ?? '');
+  let stdout = '';
+  let stderr = '';
+  const waiters = new Set<() => void>();
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+    for (const waiter of waiters) waiter();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const done = new Promise<Result>((resolve) =>
+    child.on('close', (code, signal) => {
+      started.delete(child);
+      for (const waiter of waiters) waiter();
+      resolve({ code, signal, stdout, stderr });
+    }),
+  );
+  const waitFor = (text: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (stdout.includes(text)) {
+          waiters.delete(check);
+          resolve(stdout);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          waiters.delete(check);
+          reject(new Error(`ended before printing ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+        }
+      };
+      waiters.add(check);
+      check();
+    });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  return { child, waitFor, done, exited };
+}
+
+/** Starts `exclusive args...` from the installed package. */
+function start(args: string[], options?: LaunchOptions): Running {
+  return launch(bin, args, options);
+}
+
+function exclusive(args: string[], options?: LaunchOptions): Promise<Result> {
+  return start(args, options).done;
+}
+
+/** `npx exclusive args...`; npm's own warnings (this machine's npmrc) are dropped from stderr. */
+async function npx(args: string[]): Promise<Result> {
+  const result = await launch('npx', ['--no-install', 'exclusive', ...args]).done;
+  return { ...result, stderr: result.stderr.split('\n').filter((line) => !line.startsWith('npm warn')).join('\n') };
+}
+
+function lockDir(): string {
+  return mkdtempSync(join(root, 'locks-'));
+}
+
+function node(...args: string[]): string[] {
+  return ['node', CHILD, ...args];
+}
+
+function lockFile(dir: string, name: string): string {
+  return join(dir, `exclusive-process.${name}.lock`);
+}
+
+/** The files a process has open. */
+function openFiles(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves once `count` of the processes have ended. */
+function ended(processes: Running[], count: number): Promise<void> {
+  let left = count;
+  return new Promise((resolve) => {
+    for (const p of processes) void p.exited.then(() => --left === 0 && resolve());
+  });
+}
+
+/** Resolves once `pid` has `file` open (a waiting tool has its lock file open), polling. */
+async function hasOpen(pid: number, file: string): Promise<void> {
+  while (!openFiles(pid).includes(file)) await sleep(10);
+}
+
+function readyPid(stdout: string): number {
+  return Number(/ready (\d+)/.exec(stdout)![1]);
+}
+
+const conflictMessage = (name: string, pid: number): string => `Another '${name}' process is already running (pid ${pid}).\n`;
+
+// ---------------------------------------------------------------- packaging
+
+test('the installed bin keeps its shebang and is executable', (t) => {
+  const cli = join(project, 'node_modules', 'exclusive-process', 'dist', 'cli.js');
+  t.is(readFileSync(cli, 'utf8').split('\n')[0], '#!/usr/bin/env node');
+  t.is(statSync(cli).mode & 0o111, 0o111);
+  t.is(readlinkSync(bin), '../exclusive-process/dist/cli.js');
+});
+
+test('npx exclusive --version prints the package version', async (t) => {
+  t.deepEqual(await npx(['--version']), { code: 0, signal: null, stdout: `${VERSION}\n`, stderr: '' });
+  t.is((await exclusive(['-V'])).stdout, `${VERSION}\n`);
+});
+
+test('npx exclusive --help prints the usage on stdout', async (t) => {
+  const result = await npx(['--help']);
+  t.is(result.code, 0);
+  t.is(result.stderr, '');
+  t.true(result.stdout.startsWith('Usage:\n  exclusive [options] <name> -- <command> [args...]\n  exclusive status [name] [--json]'));
+  for (const option of ['-n, --nonblock', '-w, --wait <seconds>', '-E, --conflict-exit-code <n>', '-q, --quiet', '--dir <dir>', '--driver <driver>', '--json', '-h, --help', '-V, --version']) {
+    t.true(result.stdout.includes(option), option);
+  }
+  t.is((await exclusive(['-h'])).stdout, result.stdout);
+});
+
+test('npx exclusive runs the command and passes its output and exit code 0 through', async (t) => {
+  const dir = lockDir();
+  const result = await npx(['--dir', dir, 'job', '--', 'sh', '-c', 'echo out; echo err >&2']);
+  t.deepEqual(result, { code: 0, signal: null, stdout: 'out\n', stderr: 'err\n' });
+  t.deepEqual(readdirSync(dir), [], 'the lock file is removed at exit');
+});
+
+// ---------------------------------------------------------------- exit status
+
+test('the command exit code passes through', async (t) => {
+  const dir = lockDir();
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'exit 3']), { code: 3, signal: null, stderr: '' });
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'exit 255']), { code: 255, signal: null });
+});
+
+test('a command killed by a signal kills the tool with the same signal', async (t) => {
+  const dir = lockDir();
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -TERM $$']), { code: null, signal: 'SIGTERM', stderr: '' });
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -KILL $$']), { code: null, signal: 'SIGKILL' });
+  // SIGPIPE, which Node itself ignores, is re-raised too.
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -PIPE $$']), { code: null, signal: 'SIGPIPE' });
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'true']), { code: 0 }, 'and the lock was released each time');
+});
+
+test('a command killed by a core-dumping signal gives exit code 128+n', async (t) => {
+  const dir = lockDir();
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -QUIT $$']), { code: 131, signal: null });
+  t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -ABRT $$']), { code: 134, signal: null });
+});
+
+test('stdin passes through to the command', async (t) => {
+  t.like(await exclusive(['--dir', lockDir(), 'job', '--', 'cat'], { input: 'hello\n' }), { code: 0, stdout: 'hello\n' });
+});
+
+test('a missing command exits 127 and a non-executable one 126, releasing the lock', async (t) => {
+  const dir = lockDir();
+  t.deepEqual(await exclusive(['--dir', dir, 'job', '--', 'no-such-command-xyz']), {
+    code: 127, signal: null, stdout: '', stderr: 'exclusive: no-such-command-xyz: command not found\n',
+  });
+  const script = join(dir, 'not-executable.sh');
+  writeFileSync(script, 'exit 0\n', { mode: 0o644 });
+  t.deepEqual(await exclusive(['--dir', dir, 'job', '--', script]), {
+    code: 126, signal: null, stdout: '', stderr: `exclusive: ${script}: permission denied\n`,
+  });
+  t.like(await exclusive(['--dir', dir, '-n', 'job', '--', 'true']), { code: 0 });
+});
+
+// ---------------------------------------------------------------- contention
+
+test('two copies racing: exactly one runs, the other exits with -E and the die message', async (t) => {
+  const dir = lockDir();
+  for (let round = 0; round < 4; round++) {
+    const log = join(dir, `race-${round}.log`);
+    const gate = join(dir, `gate-${round}`);
+    // The winner's command runs until the others have given up (however slow
+    // the machine), so a late starter cannot pass for a second winner.
+    const copies = [0, 1, 2].map((i) => start(['--dir', dir, '-E', '75', 'race', '--', ...node('gate', log, String(i), gate)]));
+    await Promise.race([ended(copies, 2), sleep(20_000)]);
+    writeFileSync(gate, '');
+    const results = await Promise.all(copies.map((c) => c.done));
+    const winners = results.map((r, i) => ({ r, pid: copies[i].child.pid! })).filter(({ r }) => r.code === 0);
+    t.is(winners.length, 1, `round ${round}: ${JSON.stringify(results)}`);
+    const winner = winners[0];
+    for (const result of results) {
+      if (result === winner.r) continue;
+      t.deepEqual(result, { code: 75, signal: null, stdout: '', stderr: conflictMessage('race', winner.pid) });
+    }
+    const ran = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    t.is(ran.length, 2);
+    t.regex(ran[0], /^start [012]$/);
+    t.is(ran[1], ran[0].replace('start', 'end'));
+  }
+});
+
+test('the conflict exit code defaults to 1; -q silences the message', async (t) => {
+  const dir = lockDir();
+  const holder = start(['--dir', dir, 'busy', '--', ...node('hold')]);
+  await holder.waitFor('ready');
+  t.deepEqual(await exclusive(['--dir', dir, 'busy', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('busy', holder.child.pid!) });
+  t.deepEqual(await exclusive(['--dir', dir, '-q', '-E', '0', 'busy', '--', 'true']), { code: 0, signal: null, stdout: '', stderr: '' });
+  t.like(await exclusive(['--dir', dir, '-nqE9', 'busy', '--', 'true']), { code: 9, stderr: '' });
+  holder.child.kill('SIGTERM');
+  await holder.done;
+});
+
+test('-w waits for the holder to finish, then runs', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'order.log');
+  const first = start(['--dir', dir, 'queue', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 0.7; echo "end A" >> ${log}`]);
+  await first.waitFor('ready');
+  const second = await exclusive(['--dir', dir, '-w', '10', 'queue', '--', ...node('log', log, 'B', '0')]);
+  t.like(second, { code: 0, stderr: '' });
+  t.like(await first.done, { code: 0 });
+  t.is(readFileSync(log, 'utf8'), 'start A\nend A\nstart B\nend B\n');
+});
+
+test('-w gives up after its timeout with the conflict code and message', async (t) => {
+  const dir = lockDir();
+  const holder = start(['--dir', dir, 'slow', '--', ...node('hold')]);
+  await holder.waitFor('ready');
+  const before = performance.now();
+  const result = await exclusive(['--dir', dir, '--wait=0.4', '-E', '7', 'slow', '--', 'true']);
+  const elapsed = performance.now() - before;
+  t.deepEqual(result, { code: 7, signal: null, stdout: '', stderr: conflictMessage('slow', holder.child.pid!) });
+  t.true(elapsed >= 400, `${elapsed} ms`); // it waited; that it gave up at all shows the limit (the holder never lets go)
+  holder.child.kill('SIGTERM');
+  await holder.done;
+});
+
+test('-w 0 waits for ever', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'order.log');
+  const first = start(['--dir', dir, 'ever', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 1.5; echo "end A" >> ${log}`]);
+  await first.waitFor('ready');
+  const before = performance.now();
+  t.like(await exclusive(['--dir', dir, '-w', '0', 'ever', '--', ...node('log', log, 'B', '0')]), { code: 0, stderr: '' });
+  t.true(performance.now() - before >= 1000);
+  t.is(readFileSync(log, 'utf8'), 'start A\nend A\nstart B\nend B\n');
+  await first.done;
+});
+
+test('-n after -w fails at once (the last of -n and -w wins)', async (t) => {
+  const dir = lockDir();
+  const holder = start(['--dir', dir, 'last', '--', ...node('hold')]);
+  await holder.waitFor('ready');
+  t.like(await exclusive(['--dir', dir, '-w', '0', '-n', 'last', '--', 'true']), { code: 1, stderr: conflictMessage('last', holder.child.pid!) });
+  holder.child.kill('SIGTERM');
+  await holder.done;
+});
+
+test('a signal while waiting ends the wait: the tool dies by it and runs nothing', async (t) => {
+  const dir = lockDir();
+  const holder = start(['--dir', dir, 'w', '--', ...node('hold')]);
+  await holder.waitFor('ready');
+  const waiter = start(['--dir', dir, '-w', '0', 'w', '--', 'echo', 'ran']);
+  await hasOpen(waiter.child.pid!, lockFile(dir, 'w')); // it is waiting, its handlers installed
+  waiter.child.kill('SIGTERM');
+  t.deepEqual(await waiter.done, { code: null, signal: 'SIGTERM', stdout: '', stderr: '' });
+  holder.child.kill('SIGTERM');
+  await holder.done;
+});
+
+// ---------------------------------------------------------------- signals and crashes
+
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  test(`${signal} is forwarded once to the command; the lock is released when it ends`, async (t) => {
+    const dir = lockDir();
+    const received = join(dir, 'received');
+    const tool = start(['--dir', dir, 'sig', '--', ...node('record', received, '42')]);
+    await tool.waitFor('ready');
+    t.is((await exclusive(['--dir', dir, 'status', 'sig'])).code, 1, 'held while the command runs');
+    tool.child.kill(signal);
+    t.like(await tool.done, { code: 42, signal: null, stderr: '' }, 'the tool waited for the command and took its exit code');
+    t.is(readFileSync(received, 'utf8'), `${signal}\n`);
+    t.is((await exclusive(['--dir', dir, 'status', 'sig'])).code, 0);
+    t.like(await exclusive(['--dir', dir, '-n', 'sig', '--', 'true']), { code: 0 });
+  });
+}
+
+test('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', async (t) => {
+  const dir = lockDir();
+  const tool = start(['--dir', dir, 'term', '--', 'sh', '-c', 'echo ready; exec sleep 30']);
+  await tool.waitFor('ready');
+  tool.child.kill('SIGTERM');
+  t.like(await tool.done, { code: null, signal: 'SIGTERM' });
+  t.deepEqual(readdirSync(dir), [], 'the lock file was removed before dying');
+});
+
+test('Ctrl-C at a terminal reaches the command once, not once more through the tool', async (t) => {
+  // `script` gives the tool a terminal; writing ^C to it makes the terminal
+  // send SIGINT to the foreground process group (tool and command).
+  const dir = lockDir();
+  const received = join(dir, 'received');
+  const command = `${bin} --dir ${dir} kb -- node ${CHILD} record ${received} 5`;
+  const tty = launch('script', ['-qefc', command, '/dev/null'], { keepStdin: true });
+  await tty.waitFor('ready');
+  tty.child.stdin!.write('\x03');
+  const result = await tty.done;
+  t.is(result.code, 5, 'the command exited as it does on SIGINT, and script passed its code through');
+  t.is(readFileSync(received, 'utf8'), 'SIGINT\n');
+});
+
+test('kill -9 of the tool leaves no lock held: the command never had the lock file open', async (t) => {
+  const dir = lockDir();
+  const tool = start(['--dir', dir, 'crash', '--', ...node('hold')]);
+  const childPid = readyPid(await tool.waitFor('ready'));
+  orphans.add(childPid);
+  const file = lockFile(dir, 'crash');
+  t.true(openFiles(tool.child.pid!).includes(file), 'the tool holds the lock file open');
+  t.false(openFiles(childPid).includes(file), 'the command did not inherit it');
+  tool.child.kill('SIGKILL');
+  await tool.exited;
+  t.is(tool.child.signalCode, 'SIGKILL');
+  t.like(await exclusive(['--dir', dir, 'status', 'crash']), { code: 0 });
+  t.like(await exclusive(['--dir', dir, '-n', 'crash', '--', 'true']), { code: 0, stderr: '' });
+  process.kill(childPid, 'SIGKILL');
+});
+
+// ---------------------------------------------------------------- status
+
+test('status lists held and free locks as a table, the command being the child command line', async (t) => {
+  const dir = lockDir();
+  const before = Date.now();
+  const name = 'db/nightly backup';
+  const tool = start(['--dir', dir, name, '--', ...node('hold')]);
+  await tool.waitFor('ready');
+  writeFileSync(lockFile(dir, 'beta'), ''); // a free lock file left behind (as after a kill -9)
+  const table = await exclusive(['--dir', dir, 'status']);
+  t.is(table.code, 0);
+  t.is(table.stderr, '');
+  const lines = table.stdout.split('\n');
+  t.is(lines.length, 4);
+  t.is(lines[3], '');
+  t.deepEqual(lines.map((line) => line.split(/ {2,}/)), [
+    ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'],
+    ['beta', 'free', '-', '-', '-', '-'],
+    [name, 'held', String(tool.child.pid), hostname(), lines[2].split(/ {2,}/)[4], `node ${CHILD} hold`],
+    [''],
+  ]);
+  for (const column of ['STATE', 'PID', 'HOST', 'SINCE', 'COMMAND']) {
+    t.is(lines[2].indexOf(lines[2].split(/ {2,}/)[['STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'].indexOf(column) + 1]), lines[0].indexOf(column), `${column} aligned`);
+  }
+  const since = Date.parse(lines[2].split(/ {2,}/)[4]);
+  t.true(since >= Math.floor(before / 1000) * 1000 && since <= Date.now(), lines[2]);
+  tool.child.kill('SIGTERM');
+  await tool.done;
+});
+
+test('status --json gives the same facts; with a name, one object and exit 1 held / 0 free', async (t) => {
+  const dir = lockDir();
+  const before = Date.now();
+  const tool = start(['--dir', dir, 'alpha', '--', ...node('hold', '600000', 'it\'s "quoted"')]);
+  await tool.waitFor('ready');
+  writeFileSync(lockFile(dir, 'beta'), '');
+  const lockfile = lockFile(dir, 'alpha');
+  const all = await exclusive(['--dir', dir, 'status', '--json']);
+  t.is(all.code, 0);
+  const rows = JSON.parse(all.stdout) as Array<Record<string, unknown>>;
+  const alpha = {
+    name: 'alpha', state: 'held', pid: tool.child.pid, command: `node ${CHILD} hold 600000 'it'\\''s "quoted"'`, host: hostname(),
+    since: rows[0].since, lockfile, driver: 'posix',
+  };
+  t.deepEqual(rows, [alpha, { name: 'beta', state: 'free', pid: null, command: null, host: null, since: null, lockfile: lockFile(dir, 'beta'), driver: 'posix' }]);
+  const since = Date.parse(rows[0].since as string);
+  t.true(since >= before && since <= Date.now());
+
+  const one = await exclusive(['--dir', dir, 'status', 'alpha', '--json']);
+  t.is(one.code, 1);
+  t.deepEqual(JSON.parse(one.stdout), alpha);
+  t.like(await exclusive(['--dir', dir, 'status', 'beta', '--json']), { code: 0 });
+  const unknown = await exclusive(['--dir', dir, 'status', 'never-used']);
+  t.is(unknown.code, 0);
+  t.deepEqual(unknown.stdout.split('\n')[1].split(/ {2,}/), ['never-used', 'free', '-', '-', '-', '-']);
+  tool.child.kill('SIGTERM');
+  await tool.done;
+  t.like(await exclusive(['--dir', dir, 'status', 'alpha']), { code: 0 });
+});
+
+test('status of an empty directory says where it looked; EXCLUSIVE_PROCESS_DIR is the default directory', async (t) => {
+  const dir = lockDir();
+  t.deepEqual(await exclusive(['status'], { env: { EXCLUSIVE_PROCESS_DIR: dir } }), { code: 0, signal: null, stdout: `No locks in ${dir}.\n`, stderr: '' });
+  t.deepEqual(JSON.parse((await exclusive(['status', '--json', '--dir', dir])).stdout), []);
+  const tool = start(['env-dir', '--', ...node('hold')], { env: { EXCLUSIVE_PROCESS_DIR: dir } });
+  await tool.waitFor('ready');
+  t.like(await exclusive(['--dir', dir, 'status', 'env-dir']), { code: 1 });
+  tool.child.kill('SIGTERM');
+  await tool.done;
+});
+
+// ---------------------------------------------------------------- other drivers
+
+test('--driver portable: conflict, status with the command, forwarding', async (t) => {
+  const dir = lockDir();
+  const place = ['--driver', 'portable', '--dir', dir];
+  const tool = start([...place, 'p', '--', ...node('hold')]);
+  await tool.waitFor('ready');
+  t.deepEqual(await exclusive([...place, 'p', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('p', tool.child.pid!) });
+  const status = await exclusive([...place, 'status', 'p', '--json']);
+  t.is(status.code, 1);
+  t.like(JSON.parse(status.stdout), { name: 'p', state: 'held', pid: tool.child.pid, command: `node ${CHILD} hold`, driver: 'portable' });
+  tool.child.kill('SIGTERM');
+  t.like(await tool.done, { signal: 'SIGTERM' });
+  t.like(await exclusive([...place, 'status', 'p']), { code: 0 });
+  t.like(await exclusive([...place, '-n', 'p', '--', 'true']), { code: 0 });
+});
+
+test('--driver postgres --database-url: one holder across the server, status by name', async (t) => {
+  const server = await startPostgres();
+  t.teardown(() => server.stop());
+  const place = ['--driver', 'postgres', '--database-url', server.connectionString];
+  const tool = start([...place, 'pg-job', '--', ...node('hold')]);
+  await tool.waitFor('ready');
+  t.deepEqual(await exclusive([...place, '-E', '75', 'pg-job', '--', 'true']), { code: 75, signal: null, stdout: '', stderr: conflictMessage('pg-job', tool.child.pid!) });
+  const status = await exclusive([...place, 'status', 'pg-job', '--json']);
+  t.is(status.code, 1);
+  t.like(JSON.parse(status.stdout), { name: 'pg-job', state: 'held', pid: tool.child.pid, host: hostname(), driver: 'postgres' });
+  t.deepEqual(await exclusive([...place, 'status']), {
+    code: 125, signal: null, stdout: '', stderr: 'exclusive: The postgres driver cannot list its locks; ask about one: exclusive status <name>\n',
+  });
+  tool.child.kill('SIGTERM');
+  t.like(await tool.done, { signal: 'SIGTERM' });
+  t.like(await exclusive([...place, 'status', 'pg-job']), { code: 0 });
+  t.like(await exclusive([...place, '-w', '5', 'pg-job', '--', 'true']), { code: 0, stderr: '' });
+});
+
+// ---------------------------------------------------------------- usage errors
+
+const usageErrors: Array<[string[], string]> = [
+  [['--frobnicate', 'x', '--', 'true'], "unknown option '--frobnicate'"],
+  [['-x', 'job', '--', 'true'], "unknown option '-x'"],
+  [['job', 'sleep', '1'], "missing '--' before the command (usage: exclusive [options] <name> -- <command> [args...])"],
+  [[], 'missing the lock name and the command'],
+  [['--', 'true'], "missing the lock name before '--'"],
+  [['job', '--'], "missing the command after '--'"],
+  [['a', 'b', '--', 'true'], `expected one lock name before '--', got 2: "a" "b"`],
+  [['-w', 'abc', 'job', '--', 'true'], `option '-w' needs a number of seconds (0 waits for ever), got "abc"`],
+  [['--wait=-1', 'job', '--', 'true'], `option '--wait' needs a number of seconds (0 waits for ever), got "-1"`],
+  [['-w', 'job', '--', 'true'], `option '-w' needs a number of seconds (0 waits for ever), got "job"`],
+  [['job', '-w', '--', 'true'], "option '-w' needs a value"],
+  [['-E', 'x', 'job', '--', 'true'], `option '-E' needs an exit code from 0 to 255, got "x"`],
+  [['-E', '256', 'job', '--', 'true'], `option '-E' needs an exit code from 0 to 255, got "256"`],
+  [['--driver', 'nfs', 'job', '--', 'true'], `option '--driver' must be one of posix, windows, portable, postgres, got "nfs"`],
+  [['--database-url', 'postgres://h/d', 'job', '--', 'true'], "option '--database-url' needs '--driver postgres'"],
+  [['--driver', 'postgres', '--dir', '/tmp', 'job', '--', 'true'], "option '--dir' does not apply to the postgres driver"],
+  [['--quiet=yes', 'job', '--', 'true'], "option '--quiet' takes no value"],
+  [['--json', 'job', '--', 'true'], "option '--json' does not apply to a run (it is a status option)"],
+  [['status', '-w', '5'], "option '-w' does not apply to 'status'"],
+  [['status', 'a', 'b'], `'status' takes at most one lock name, got 2: "a" "b"`],
+  [['', '--', 'true'], 'the lock name must not be empty'],
+];
+
+test('bad command lines exit 2 with a clear message and a pointer to --help', async (t) => {
+  const results = await Promise.all(usageErrors.map(([args]) => exclusive(args)));
+  results.forEach((result, i) => {
+    t.deepEqual(result, { code: 2, signal: null, stdout: '', stderr: `exclusive: ${usageErrors[i][1]}\n${TRY_HELP}` }, usageErrors[i][0].join(' '));
+  });
+});
+
+test('a driver that cannot run here, or an unusable directory, exits 125', async (t) => {
+  const windows = await exclusive(['--driver', 'windows', 'job', '--', 'true']);
+  t.deepEqual(windows, { code: 125, signal: null, stdout: '', stderr: 'exclusive: The windows driver needs Windows; this is linux.\n' });
+  const file = join(lockDir(), 'a-file');
+  writeFileSync(file, '');
+  const result = await exclusive(['--dir', file, 'job', '--', 'true']);
+  t.is(result.code, 125);
+  t.is(result.stderr, `exclusive: The lock directory ${file} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.\n`);
+});
+
+// ---------------------------------------------------------------- parsing and recording (in-process)
+
+test('parseArgs: options in any order, grouped short flags, inline values', (t) => {
+  const run = (args: string[]): RunRequest => parseArgs(args) as RunRequest;
+  t.deepEqual(parseArgs(['-nqw', '2.5', '--dir=/l', '--driver', 'portable', 'job', '-E75', '--', 'cmd', '-n', '--', 'x']), {
+    kind: 'run', name: 'job', command: ['cmd', '-n', '--', 'x'], waitMs: 2500, conflictExitCode: 75, quiet: true, dir: '/l', driver: 'portable', databaseUrl: undefined,
+  });
+  t.like(run(['job', '--', 'c']), { waitMs: 0, conflictExitCode: 1, quiet: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.like(run(['--driver=postgres', '--database-url', 'postgres://h/d', 'job', '--', 'c']), { driver: 'postgres', databaseUrl: 'postgres://h/d' });
+  t.is(run(['-w', '0', 'j', '--', 'c']).waitMs, Infinity);
+  t.is(run(['-w', '.5', 'j', '--', 'c']).waitMs, 500);
+  t.is(run(['-w', '3', '-n', 'j', '--', 'c']).waitMs, 0);
+  t.deepEqual(parseArgs(['status', '--', 'c']), { kind: 'run', name: 'status', command: ['c'], waitMs: 0, conflictExitCode: 1, quiet: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.deepEqual(parseArgs(['status']), { kind: 'status', name: undefined, json: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.deepEqual(parseArgs(['--json', 'status', 'x']), { kind: 'status', name: 'x', json: true, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.deepEqual(parseArgs(['job', '--help', '--', 'c']), { kind: 'help' });
+  t.deepEqual(parseArgs(['job', '--', 'c', '--help']), { kind: 'run', name: 'job', command: ['c', '--help'], waitMs: 0, conflictExitCode: 1, quiet: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.throws(() => parseArgs(['--frob', '--help']), { instanceOf: UsageError, message: "unknown option '--frob'" });
+  t.throws(() => parseArgs(['-w', '2147484', 'j', '--', 'c']), { instanceOf: UsageError, message: "option '-w' must be at most 2147483 seconds (use 0 to wait for ever), got 2147484" });
+});
+
+test('displayCommand quotes what a shell would split and caps the length', (t) => {
+  t.is(displayCommand(['pg_dump', '-Fc', 'my db', "it's", 'a=b,c:d/e.f@g%h+i']), `pg_dump -Fc 'my db' 'it'\\''s' a=b,c:d/e.f@g%h+i`);
+  t.is(displayCommand(['']), "''");
+  const long = displayCommand(['x'.repeat(400)]);
+  t.is(long.length, 300);
+  t.true(long.endsWith('…'));
+});

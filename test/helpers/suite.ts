@@ -1,0 +1,115 @@
+import type { TestFn } from 'ava';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { lockDir, run, start } from './processes.js';
+
+/**
+ * The multi-process guarantees every file-based driver must show, run
+ * against real processes. Called by test/posix.test.ts and
+ * test/portable.test.ts with the driver's name.
+ */
+export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void {
+  // Serial: these start many processes, and the machine has two cores.
+  const test = anyTest.serial;
+  test(`${driver}: 8 processes x 500 read-modify-write increments end at exactly 4000`, async (t) => {
+    const dir = lockDir();
+    const counter = join(dir, 'counter');
+    writeFileSync(counter, '0');
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      run('counter.ts', [dir, driver, counter, '500', i % 2 === 0 ? 'async' : 'sync'])));
+    for (const result of results) t.is(result.code, 0, result.stderr);
+    t.is(readFileSync(counter, 'utf8'), '4000');
+  });
+
+  test(`${driver}: 50 processes starting forever({ die: true }) at once: exactly one runs, 49 exit 1 with the message`, async (t) => {
+    const dir = lockDir();
+    const go = join(dir, 'go');
+    const starters = Array.from({ length: 50 }, () => start('starter.ts', [dir, driver, go]));
+    await Promise.all(starters.map((s) => s.waitFor('ready', 60_000)));
+    writeFileSync(go, '');
+    const losers: Array<{ code: number | null; stderr: string }> = [];
+    let winner: (typeof starters)[number] | undefined;
+    await Promise.all(starters.map(async (s) => {
+      const outcome = await s.waitFor('running', 60_000).then(() => 'won', () => 'lost');
+      if (outcome === 'won') winner = s;
+      else losers.push(await s.finished);
+    }));
+    t.truthy(winner);
+    t.is(losers.length, 49);
+    const pid = winner!.child.pid;
+    for (const loser of losers) {
+      t.is(loser.code, 1);
+      t.is(loser.stderr, `Another 'starter' process is already running (pid ${pid}).\n`);
+    }
+    winner!.child.kill('SIGTERM');
+    const end = await winner!.finished;
+    t.is(end.signal, 'SIGTERM');
+    t.deepEqual(lockFiles(dir), [], 'the holder removed its lock file on SIGTERM');
+  });
+
+  test(`${driver}: kill -9 of the holder frees the lock for the next process at once, and wakes a waiter`, async (t) => {
+    const dir = lockDir();
+    const holder = start('hold.ts', ['killed', dir, driver]);
+    await holder.waitFor('held');
+    const refused = JSON.parse((await run('try-lock.ts', ['killed', dir, driver])).stdout);
+    t.deepEqual(refused.acquired, false);
+    t.is(refused.holder, holder.child.pid);
+    const waiter = start('try-lock.ts', ['killed', dir, driver, 'true']);
+    holder.child.kill('SIGKILL');
+    await holder.finished;
+    const next = JSON.parse((await run('try-lock.ts', ['killed', dir, driver])).stdout);
+    const waited = JSON.parse((await waiter.finished).stdout);
+    // The waiter and the next process race for the freed lock; each must have got it (one after the other).
+    t.true(next.acquired || waited.acquired);
+    t.true(waited.acquired, 'the waiter acquired after the kill');
+  });
+
+  test(`${driver}: a process that locked a file just removed by an exiting holder retries on the new file`, async (t) => {
+    const dir = lockDir();
+    for (const mode of ['wait-async', 'wait-sync', 'wait-async', 'wait-sync']) {
+      const holder = start('exit-after-lock.ts', [dir, driver, 'wait']);
+      await holder.waitFor('held');
+      const waiter = start('hold.ts', ['ending', dir, driver, '', mode]);
+      await new Promise((resolve) => setTimeout(resolve, 500)); // the waiter has opened the file and waits
+      t.is(lockFiles(dir).length, 1);
+      holder.child.kill('SIGTERM'); // releases, then unlinks while still holding
+      await holder.finished;
+      await waiter.waitFor('held');
+      // The waiter's lock must be on the file that the path names now: a third process must be refused.
+      const third = JSON.parse((await run('try-lock.ts', ['ending', dir, driver])).stdout);
+      t.false(third.acquired, `${mode}: a third process got the lock while the waiter held it`);
+      t.is(third.holder, waiter.child.pid);
+      waiter.child.kill('SIGTERM');
+      await waiter.finished;
+    }
+  });
+
+  test(`${driver}: the lock file is removed on normal exit, process.exit() and uncaught exceptions`, async (t) => {
+    for (const how of ['return', 'exit', 'throw']) {
+      const dir = lockDir();
+      const result = await run('exit-after-lock.ts', [dir, driver, how]);
+      t.is(result.code, how === 'return' ? 0 : how === 'exit' ? 3 : 1, how);
+      t.deepEqual(lockFiles(dir), [], how);
+    }
+  });
+
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    test(`${driver}: ${signal} releases and removes the lock file, and the process ends by ${signal}`, async (t) => {
+      const dir = lockDir();
+      const holder = start('exit-after-lock.ts', [dir, driver, 'wait']);
+      await holder.waitFor('held');
+      t.is(lockFiles(dir).length, 1);
+      holder.child.kill(signal);
+      const end = await holder.finished;
+      t.is(end.signal, signal);
+      t.deepEqual(lockFiles(dir), []);
+      const next = JSON.parse((await run('try-lock.ts', ['ending', dir, driver])).stdout);
+      t.true(next.acquired);
+    });
+  }
+}
+
+/** Lock files left in a test directory. */
+export function lockFiles(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).filter((file) => file.endsWith('.lock')) : [];
+}

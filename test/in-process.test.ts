@@ -1,0 +1,193 @@
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import { pbkdf2 } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { CannotAcquireLock, Exclusive, exclusive } from '../src/index.js';
+import { lockFiles } from './helpers/suite.js';
+import { lockDir, start } from './helpers/processes.js';
+
+const tick = (ms = 1): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('100 concurrent async calls in one process run one at a time and lose no update', async (t) => {
+  const dir = lockDir();
+  let counter = 0;
+  let running = 0;
+  let maxRunning = 0;
+  const increment = exclusive(async () => {
+    running++;
+    maxRunning = Math.max(maxRunning, running);
+    const value = counter;
+    await tick();
+    counter = value + 1;
+    running--;
+  }, { name: 'in-process', dir, wait: true });
+  await Promise.all(Array.from({ length: 100 }, () => increment()));
+  t.is(counter, 100);
+  t.is(maxRunning, 1);
+});
+
+test('in-process waiters are served first come, first served', async (t) => {
+  const dir = lockDir();
+  const order: number[] = [];
+  const job = exclusive(async (i: number) => {
+    order.push(i);
+    await tick();
+  }, { name: 'fifo', dir, wait: true });
+  await Promise.all(Array.from({ length: 20 }, (_, i) => job(i)));
+  t.deepEqual(order, Array.from({ length: 20 }, (_, i) => i));
+});
+
+test('a second call while the first runs fails at once with CannotAcquireLock naming this process', async (t) => {
+  const dir = lockDir();
+  const job = exclusive(async () => tick(50), { name: 'busy', dir });
+  const first = job();
+  const error = await t.throwsAsync(job(), { instanceOf: CannotAcquireLock });
+  t.is(error?.code, 'ERR_LOCK_HELD');
+  t.is(error?.pid, process.pid);
+  t.is(error?.lockName, 'busy');
+  t.is(error?.message, `Another 'busy' process is already running (pid ${process.pid}).`);
+  await first;
+});
+
+test('wait: ms gives up with CannotAcquireLock, and an aborted signal rejects with its reason', async (t) => {
+  const dir = lockDir();
+  await using held = await Exclusive.acquire({ name: 'timeout', dir });
+  t.true(held.held);
+  await t.throwsAsync(Exclusive.acquire({ name: 'timeout', dir, wait: 30 }), { instanceOf: CannotAcquireLock });
+  const controller = new AbortController();
+  const waiting = Exclusive.acquire({ name: 'timeout', dir, wait: true, signal: controller.signal });
+  controller.abort(new Error('stop waiting'));
+  await t.throwsAsync(waiting, { message: 'stop waiting' });
+  await t.throwsAsync(Exclusive.acquire({ name: 'timeout', dir, signal: AbortSignal.abort(new Error('already')) }), { message: 'already' });
+});
+
+test('a held lock is handed to the next in-process waiter when released', async (t) => {
+  const dir = lockDir();
+  const first = await Exclusive.acquire({ name: 'handoff', dir });
+  const second = Exclusive.acquire({ name: 'handoff', dir, wait: 5_000 });
+  await tick(10);
+  await first.release();
+  const lock = await second;
+  t.true(lock.held);
+  t.is(Exclusive.holder('handoff', { dir })?.pid, process.pid);
+  await lock.release();
+  t.is(Exclusive.holder('handoff', { dir }), null);
+});
+
+test('the same call chain re-enters a lock it holds; other chains still wait', async (t) => {
+  const dir = lockDir();
+  const log: string[] = [];
+  const inner = exclusive(async (who: string) => {
+    log.push(`inner ${who}`);
+  }, { name: 'nested', dir, wait: true });
+  const outer = exclusive(async (who: string) => {
+    log.push(`outer ${who} start`);
+    await inner(who);
+    await tick(5);
+    log.push(`outer ${who} end`);
+  }, { name: 'nested', dir, wait: true });
+  await Promise.all([outer('a'), outer('b')]);
+  t.deepEqual(log, ['outer a start', 'inner a', 'outer a end', 'outer b start', 'inner b', 'outer b end']);
+  const recursive = exclusive((n: number): number => (n <= 0 ? 0 : n + recursive(n - 1)), { name: 'recursive', dir });
+  t.is(recursive(10), 55);
+});
+
+test('synchronous functions stay synchronous; this, arguments, results and errors pass through', async (t) => {
+  const dir = lockDir();
+  const target = {
+    base: 10,
+    add: exclusive(function (this: { base: number }, x: number) {
+      return this.base + x;
+    }, { name: 'sync', dir }),
+  };
+  t.is(target.add(5), 15);
+  t.is(target.add.name, '');
+  const named = exclusive(function scale(x: number, y: number) {
+    return x * y;
+  }, { name: 'sync', dir });
+  t.is(named.name, 'scale');
+  t.is(named.length, 2);
+  t.throws(exclusive(() => {
+    throw new TypeError('sync failure');
+  }, { name: 'sync', dir }), { instanceOf: TypeError, message: 'sync failure' });
+  t.is(Exclusive.holder('sync', { dir }), null, 'released after a throw');
+  // A plain function returning a promise keeps the lock until it settles.
+  let release!: () => void;
+  const pending = exclusive(() => new Promise<string>((resolve) => (release = () => resolve('settled'))), { name: 'promise', dir })();
+  t.is(Exclusive.holder('promise', { dir })?.pid, process.pid);
+  release();
+  t.is(await pending, 'settled');
+  t.is(Exclusive.holder('promise', { dir }), null);
+});
+
+test('a synchronous wait on a lock held by another call chain of this thread fails instead of deadlocking', async (t) => {
+  const dir = lockDir();
+  await using held = await Exclusive.acquire({ name: 'deadlock', dir });
+  t.truthy(held);
+  const error = t.throws(() => Exclusive.lock({ name: 'deadlock', dir, wait: true }), { instanceOf: CannotAcquireLock });
+  t.is(error?.pid, process.pid);
+});
+
+test('using and await using release at the end of the block', async (t) => {
+  const dir = lockDir();
+  {
+    using lock = Exclusive.lock({ name: 'block', dir });
+    t.true(lock.held);
+    t.throws(() => Exclusive.lock({ name: 'block', dir }), { instanceOf: CannotAcquireLock });
+  }
+  t.is(Exclusive.holder('block', { dir }), null);
+  {
+    await using lock = await Exclusive.acquire({ name: 'block', dir });
+    t.is(lock.lockfile, `${dir}/exclusive-process.block.lock`);
+    t.is(lock.driver, 'posix');
+  }
+  t.is(Exclusive.holder('block', { dir }), null);
+});
+
+test('forever() makes every later acquisition in the process re-enter', async (t) => {
+  const dir = lockDir();
+  const lock = Exclusive.forever({ name: 'whole-process', dir });
+  const job = exclusive(async () => 'ran', { name: 'whole-process', dir });
+  t.is(await job(), 'ran');
+  t.is(Exclusive.lock({ name: 'whole-process', dir }).name, 'whole-process');
+  await lock.release();
+  t.is(Exclusive.holder('whole-process', { dir }), null);
+});
+
+test('a handle signal aborts on release; release is idempotent', async (t) => {
+  const dir = lockDir();
+  const lock = Exclusive.lock({ name: 'signal', dir });
+  t.false(lock.signal.aborted);
+  await lock.release();
+  await lock.release();
+  t.true(lock.signal.aborted);
+  t.false(lock.held);
+});
+
+test('100 calls waiting on locks held by another process do not stall fs, dns or crypto', async (t) => {
+  const dir = lockDir();
+  const holders = Array.from({ length: 4 }, (_, i) => start('hold.ts', [`held-${i}`, dir]));
+  await Promise.all(holders.map((h) => h.waitFor('held')));
+  let acquired = 0;
+  const waiters = Array.from({ length: 100 }, (_, i) =>
+    Exclusive.acquire({ name: `held-${i % 4}`, dir, wait: true }).then(async (lock) => {
+      acquired++;
+      await lock.release();
+    }));
+  // libuv's pool has 4 threads: these would queue behind blocked waiters if any used it.
+  await Promise.all([
+    ...Array.from({ length: 8 }, () => readFile(__filename)),
+    ...Array.from({ length: 8 }, () => new Promise((resolve, reject) => pbkdf2('x', 'y', 1000, 32, 'sha256', (e, k) => (e ? reject(e) : resolve(k))))),
+    lookup('localhost'),
+  ]);
+  t.is(acquired, 0, 'the waiters are still waiting while the I/O completed');
+  for (const h of holders) h.child.kill('SIGTERM');
+  await Promise.all(waiters);
+  t.is(acquired, 100);
+});
+
+test('released lock files are kept open for reuse, at most 32 idle per process', async (t) => {
+  const dir = lockDir();
+  for (let i = 0; i < 40; i++) Exclusive.lock({ name: `many-${i}`, dir }).release();
+  t.is(lockFiles(dir).length, 32);
+});

@@ -1,0 +1,147 @@
+// The package as users get it: packed with `npm pack` (which runs `prepare`,
+// the real build), installed from the tarball into a fresh project, then
+// used from ESM, CommonJS and TypeScript (tsx, and tsc for the types).
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { promisify } from 'node:util';
+import { FIXTURES, ROOT } from './helpers/processes.js';
+
+const exec = promisify(execFile);
+const CONSUMER = join(FIXTURES, 'package-consumer');
+/** Top-level entries of the work tree that are not sources of the package (built, installed or scratch). */
+const NOT_COPIED = new Set(['node_modules', '.git', 'dist', '.tmp']);
+
+let work = '';
+let project = '';
+let lockDir = '';
+/** Paths inside the tarball, without the leading `package/`. */
+let packed: string[] = [];
+
+async function run(command: string, args: string[], cwd: string): Promise<string> {
+  try {
+    const { stdout } = await exec(command, args, { cwd, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+    return stdout;
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`);
+  }
+}
+
+/** Runs a consumer script in the project and parses the one JSON line it prints. */
+async function consume(command: string, args: string[]): Promise<Record<string, unknown>> {
+  const stdout = await run(command, [...args, lockDir], project);
+  return JSON.parse(stdout.trim()) as Record<string, unknown>;
+}
+
+test.before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'exclusive-package-'));
+  // Pack a copy of the work tree, so the build (`prepare`) never rewrites the
+  // dist/ that other processes may be using; the package.json, scripts and
+  // sources are the repository's own.
+  const source = join(work, 'source');
+  cpSync(ROOT, source, {
+    recursive: true,
+    filter: (path) => {
+      const top = relative(ROOT, path).split(sep)[0];
+      return !NOT_COPIED.has(top) && !top.endsWith('.tgz');
+    },
+  });
+  symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'), 'dir');
+  await run('npm', ['pack', '--pack-destination', work], source);
+  const tarball = join(work, readdirSync(work).find((file) => file.endsWith('.tgz'))!);
+  packed = (await run('tar', ['-tzf', tarball], work)).split('\n').filter(Boolean).map((path) => path.replace(/^package\//, ''));
+
+  project = join(work, 'project');
+  lockDir = join(work, 'locks');
+  mkdirSync(project);
+  mkdirSync(lockDir);
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'package-consumer', private: true, type: 'module' }));
+  for (const file of readdirSync(CONSUMER)) cpSync(join(CONSUMER, file), join(project, file.replace(/\.txt$/, '')));
+  await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', '@types/node@20'], project);
+});
+
+test.after.always(() => {
+  if (work !== '') rmSync(work, { recursive: true, force: true });
+});
+
+test('the tarball holds the build, without sources, tests or source maps', (t) => {
+  t.deepEqual(packed.filter((path) => path.startsWith('src/') || path.startsWith('test/') || path.endsWith('.map')), []);
+  for (const file of ['package.json', 'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']) {
+    t.true(packed.includes(file), `${file} is in the tarball`);
+  }
+});
+
+test('every file named by exports, main, types and bin is in the tarball', (t) => {
+  const manifest = JSON.parse(readFileSync(join(project, 'node_modules', 'exclusive-process', 'package.json'), 'utf8')) as {
+    main: string;
+    types: string;
+    bin?: Record<string, string>;
+    exports: Record<string, unknown>;
+  };
+  const targets = new Set<string>([manifest.main, manifest.types, ...Object.values(manifest.bin ?? {})]);
+  const collect = (value: unknown): void => {
+    if (typeof value === 'string') targets.add(value);
+    else if (typeof value === 'object' && value !== null) for (const inner of Object.values(value)) collect(inner);
+  };
+  collect(manifest.exports);
+  const missing = [...targets].map((target) => target.replace(/^\.\//, '')).filter((target) => !packed.includes(target));
+  t.deepEqual(missing, []);
+});
+
+test('ESM: import by name takes a real lock, and shares one instance with require()', async (t) => {
+  const seen = await consume('node', ['esm.mjs']);
+  t.deepEqual(seen, {
+    pid: seen.pid,
+    sameInstance: true,
+    driver: 'posix',
+    holderPid: seen.pid,
+    otherProcess: `CannotAcquireLock pid=${String(seen.pid)}`,
+    afterRelease: null,
+    wrapped: 5,
+  });
+  t.is(typeof seen.pid, 'number');
+});
+
+test('CommonJS: require by name takes a real lock, and shares one instance with import()', async (t) => {
+  const seen = await consume('node', ['cjs.cjs']);
+  t.deepEqual(seen, {
+    pid: seen.pid,
+    sameInstance: true,
+    driver: 'posix',
+    holderPid: seen.pid,
+    otherProcess: `CannotAcquireLock pid=${String(seen.pid)}`,
+    afterRelease: null,
+    wrapped: 5,
+  });
+  t.is(typeof seen.pid, 'number');
+});
+
+test('TypeScript under tsx: a standard decorator, `using` and exclusive() take real locks', async (t) => {
+  const seen = await consume(join('node_modules', '.bin', 'tsx'), ['typed.ts']);
+  const held = `CannotAcquireLock pid=${String(seen.pid)}`;
+  t.deepEqual(seen, {
+    pid: seen.pid,
+    decorated: { holderPid: seen.pid, otherProcess: held },
+    usingHolder: seen.pid,
+    usingOther: held,
+    sameThread: seen.pid,
+    afterUsing: null,
+    doubled: 42,
+  });
+  t.is(typeof seen.pid, 'number');
+});
+
+test('TypeScript as CommonJS (.cts) under tsx resolves the require entry', async (t) => {
+  const seen = await consume(join('node_modules', '.bin', 'tsx'), ['typed-cjs.cts']);
+  t.deepEqual(seen, { pid: seen.pid, driver: 'posix', holderPid: seen.pid });
+});
+
+test('the types resolve from the installed package: tsc --noEmit passes for ESM and CommonJS consumers', async (t) => {
+  // Fails on a missing declaration (TS7016 under strict) and on an unused @ts-expect-error,
+  // so it also proves the types are the package's own and not `any`.
+  const stdout = await run(join('node_modules', '.bin', 'tsc'), ['--noEmit', '-p', 'tsconfig.json'], project);
+  t.is(stdout, '');
+});

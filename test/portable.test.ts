@@ -1,0 +1,366 @@
+import test from 'ava';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, watch, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { encodeRecord } from '../src/holder-record.js';
+import { CannotAcquireLock, Exclusive, LockFileError } from '../src/index.js';
+import { lockFilePath } from '../src/lock-path.js';
+import { processStartTime } from '../src/process-identity.js';
+import { createPortableDriver } from '../src/drivers/portable.js';
+import { driverSuite } from './helpers/suite.js';
+import { FIXTURES, lockDir, run, start } from './helpers/processes.js';
+
+driverSuite(test, 'portable');
+
+const portable = { driver: 'portable' } as const;
+const BOOT = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+
+/** Writes a lock file as a holder would have: our record line, and optionally our second (token) line. */
+function plant(path: string, record: { pid: number; start?: string; host?: string }, meta?: Record<string, string>): Buffer {
+  let bytes = encodeRecord({ name: 'planted', host: hostname(), ...record });
+  if (meta !== undefined) bytes = Buffer.concat([bytes, Buffer.from(`${JSON.stringify(meta)}\n`)]);
+  writeFileSync(path, bytes);
+  return bytes;
+}
+
+/** An unrelated live process (not a Node process, not ours to lock with). */
+async function sleeper(t: { teardown(fn: () => void): void }): Promise<ChildProcess & { pid: number }> {
+  const child = spawn('sleep', ['120'], { stdio: 'ignore' });
+  t.teardown(() => child.kill('SIGKILL'));
+  await new Promise((resolve) => child.once('spawn', resolve));
+  return child as ChildProcess & { pid: number };
+}
+
+/** A pid that no longer runs: a process that has exited and been reaped. */
+async function deadPid(): Promise<number> {
+  const child = spawn('true', { stdio: 'ignore' });
+  await new Promise((resolve) => child.once('exit', resolve));
+  return child.pid!;
+}
+
+function token(): string {
+  return [...Array(24)].map(() => '0123456789abcdef'[Math.floor(Math.random() * 16)]).join('');
+}
+
+function tryLock(name: string, dir: string): { acquired: true } | { acquired: false; pid: number | null } {
+  try {
+    Exclusive.lock({ name, dir, ...portable }).release();
+    return { acquired: true };
+  } catch (error) {
+    if (error instanceof CannotAcquireLock) return { acquired: false, pid: error.pid };
+    throw error;
+  }
+}
+
+test('a lock file naming a live process with another start time (a reused pid) is reclaimed', async (t) => {
+  const dir = lockDir();
+  const sleep = await sleeper(t);
+  const path = lockFilePath('reuse', dir);
+  const realStart = processStartTime(sleep.pid)!;
+  t.regex(realStart, /^\d+$/);
+  plant(path, { pid: sleep.pid, start: String(Number(realStart) + 1) });
+  t.is(Exclusive.holder('reuse', { dir, ...portable }), null, 'a reused pid is reported free');
+  const lock = Exclusive.lock({ name: 'reuse', dir, ...portable });
+  t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!), { name: 'reuse', pid: process.pid });
+  await lock.release();
+  t.false(existsSync(path));
+  t.is(sleep.exitCode, null, 'the unrelated process was not touched');
+});
+
+test('a lock file naming a live process with its own start time is held, and left as it is', async (t) => {
+  const dir = lockDir();
+  const sleep = await sleeper(t);
+  const path = lockFilePath('alive', dir);
+  const start = processStartTime(sleep.pid)!;
+  for (const meta of [undefined, { token: token(), boot: BOOT }]) {
+    const bytes = plant(path, { pid: sleep.pid, start }, meta);
+    t.deepEqual(tryLock('alive', dir), { acquired: false, pid: sleep.pid });
+    t.like(Exclusive.holder('alive', { dir, ...portable }), { pid: sleep.pid, start, command: undefined });
+    t.deepEqual(readFileSync(path), bytes);
+  }
+  // Without a start time (a record from an OS that gives none) a live pid counts.
+  plant(path, { pid: sleep.pid });
+  t.deepEqual(tryLock('alive', dir), { acquired: false, pid: sleep.pid });
+});
+
+test('a record from a previous boot is reclaimed even when its pid and start time match a live process', async (t) => {
+  const dir = lockDir();
+  const sleep = await sleeper(t);
+  const path = lockFilePath('reboot', dir);
+  plant(path, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: '00000000-0000-0000-0000-000000000000' });
+  t.deepEqual(tryLock('reboot', dir), { acquired: true });
+  t.false(existsSync(path));
+});
+
+test('a record from another host or another pid namespace cannot be checked and counts as held', async (t) => {
+  const dir = lockDir();
+  const dead = await deadPid();
+  const path = lockFilePath('remote', dir);
+  plant(path, { pid: dead, start: '1', host: 'another-host.example' });
+  t.deepEqual(tryLock('remote', dir), { acquired: false, pid: dead });
+  t.like(Exclusive.holder('remote', { dir, ...portable }), { pid: dead, host: 'another-host.example' });
+  plant(path, { pid: dead, start: '1' }, { token: token(), boot: BOOT, pidns: 'pid:[1]' });
+  t.deepEqual(tryLock('remote', dir), { acquired: false, pid: dead });
+  // The same record from our own namespace: the holder is dead, reclaimed.
+  plant(path, { pid: dead, start: '1' }, { token: token(), boot: BOOT, pidns: readlinkPidns() });
+  t.deepEqual(tryLock('remote', dir), { acquired: true });
+});
+
+function readlinkPidns(): string {
+  return execFileSync('readlink', ['/proc/self/ns/pid'], { encoding: 'utf8' }).trim();
+}
+
+test('garbage, 0, huge numbers, bare pids and truncated records are reclaimed (they never crash later runs)', (t) => {
+  const dir = lockDir();
+  const path = lockFilePath('garbage', dir);
+  const valid = encodeRecord({ name: 'garbage', pid: process.pid, host: hostname() });
+  const contents: Array<string | Buffer> = [
+    '', '0', '0\n', '99999999999999999999999999\n', String(process.pid), `${process.pid}\n`, 'garbage', '\n\n\n',
+    '{"v":1,"name":"garbage","pid":0}\n', '{"v":1,"name":"garbage","pid":1e300}\n', '{"v":1,"name":"garbage","pid":-5}\n',
+    '[1]\n', 'null\n', valid.subarray(0, 20), Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a]),
+  ];
+  for (const content of contents) {
+    writeFileSync(path, content);
+    const label = JSON.stringify(content.toString());
+    t.is(Exclusive.holder('garbage', { dir, ...portable }), null, label);
+    t.deepEqual(tryLock('garbage', dir), { acquired: true }, label);
+    t.false(existsSync(path), label);
+  }
+  t.deepEqual(readdirSync(dir), [], 'no temp or guard file left behind');
+});
+
+test('20 processes racing to reclaim one stale lock file: exactly one wins, the others name it', async (t) => {
+  for (const ours of [false, true]) {
+    const dir = lockDir();
+    const dead = await deadPid();
+    const path = lockFilePath('starter', dir);
+    const staleToken = token();
+    // Ours: as left by a holder killed between link() and removing its temp file.
+    plant(path, { pid: dead, start: '1' }, ours ? { token: staleToken, boot: BOOT } : undefined);
+    if (ours) writeFileSync(`${path}.${staleToken}.tmp`, readFileSync(path));
+    const go = join(dir, 'go');
+    const starters = Array.from({ length: 20 }, () => start('starter.ts', [dir, 'portable', go]));
+    t.teardown(() => starters.forEach((s) => s.child.kill('SIGKILL')));
+    await Promise.all(starters.map((s) => s.waitFor('ready', 60_000)));
+    writeFileSync(go, '');
+    const won: number[] = [];
+    const messages: string[] = [];
+    await Promise.all(starters.map(async (s) => {
+      const outcome = await s.waitFor('running', 60_000).then(() => 'won', () => 'lost');
+      if (outcome === 'won') won.push(s.child.pid!);
+      else {
+        const end = await s.finished;
+        t.is(end.code, 1, end.stderr);
+        messages.push(end.stderr);
+      }
+    }));
+    t.is(won.length, 1, `${ours ? 'our' : 'a foreign'} stale file: exactly one reclaimer acquired`);
+    t.is(messages.length, 19);
+    // A loser that saw the winner names it; one that gave up while the winner
+    // was still reclaiming (descheduled for over 200 ms) cannot know it yet.
+    const named = messages.filter((m) => m === `Another 'starter' process is already running (pid ${won[0]}).\n`).length;
+    const unknown = messages.filter((m) => m === "Another 'starter' process is already running (pid unknown).\n").length;
+    t.is(named + unknown, 19, messages.join(''));
+    t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!), { pid: won[0] });
+    t.deepEqual(readdirSync(dir).sort(), [`exclusive-process.starter.lock`, 'go'], 'no temp or guard file left, the stale temp file removed');
+    t.log(`${ours ? 'our' : 'foreign'} stale file: ${named} losers named the winner, ${unknown} said unknown`);
+  }
+});
+
+test('6 processes x 100 turns, every turn ending with a stale lock file: the counter is exact', async (t) => {
+  const dir = lockDir();
+  const counter = join(dir, 'counter');
+  writeFileSync(counter, '0');
+  const dead = await deadPid();
+  const results = await Promise.all(Array.from({ length: 6 }, (_, i) =>
+    run('portable-stale-counter.ts', [dir, counter, '100', String(dead), i < 2 ? 'sync' : 'async'])));
+  for (const result of results) t.is(result.code, 0, result.stderr);
+  t.is(readFileSync(counter, 'utf8'), '600');
+  const left = readdirSync(dir).filter((file) => file !== 'counter');
+  t.deepEqual(left, ['exclusive-process.stale-counter.lock'], 'only the last stale lock file: no temp or guard file left');
+});
+
+test('holder() and the die message report the holding process', async (t) => {
+  const dir = lockDir();
+  t.is(Exclusive.holder('reported', { dir, ...portable }), null);
+  const holder = start('hold.ts', ['reported', dir, 'portable']);
+  t.teardown(() => holder.child.kill('SIGKILL'));
+  await holder.waitFor('held');
+  const pid = holder.child.pid!;
+  const record = Exclusive.holder('reported', { dir, ...portable });
+  t.like(record, { name: 'reported', pid, host: hostname(), start: processStartTime(pid), driver: 'portable' });
+  t.true(record!.command!.includes('hold.ts'), record!.command);
+  t.true(record!.since instanceof Date);
+  const second = await run('hold.ts', ['reported', dir, 'portable']);
+  t.is(second.code, 1);
+  t.is(second.stderr, `Another 'reported' process is already running (pid ${pid}).\n`);
+  holder.child.kill('SIGKILL');
+  await holder.finished;
+  t.true(existsSync(lockFilePath('reported', dir)), 'kill -9 leaves the file');
+  t.is(Exclusive.holder('reported', { dir, ...portable }), null, 'but a dead holder holds nothing');
+  t.deepEqual(Exclusive.holder('reported', { dir, ...portable }), null);
+  t.deepEqual(createPortableDriver().list!(dir), ['reported']);
+});
+
+test('a symlink, directory or FIFO at the lock path is refused with ERR_LOCK_FILE_UNSAFE and left untouched', (t) => {
+  const dir = lockDir();
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious');
+  const cases: Array<[string, (path: string) => void]> = [
+    ['symlink', (path) => symlinkSync(victim, path)],
+    ['dangling symlink', (path) => symlinkSync(join(dir, 'nowhere'), path)],
+    ['directory', (path) => mkdirSync(path)],
+    ['fifo', (path) => execFileSync('mkfifo', [path])],
+  ];
+  for (const [what, make] of cases) {
+    const name = `unsafe-${what}`;
+    const path = lockFilePath(name, dir);
+    make(path);
+    for (const attempt of [() => Exclusive.lock({ name, dir, ...portable }), () => Exclusive.holder(name, { dir, ...portable })]) {
+      const error = t.throws(attempt, { instanceOf: LockFileError }, what);
+      t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE', what);
+      t.is(error?.path, path, what);
+      t.true(error!.message.includes(path) && error!.message.includes('`dir` option'), error?.message);
+    }
+  }
+  t.is(readFileSync(victim, 'utf8'), 'precious');
+  t.false(existsSync(join(dir, 'nowhere')), 'the dangling symlink was not followed to create its target');
+  t.deepEqual(readdirSync(dir).filter((file) => file.endsWith('.tmp') || file.endsWith('.reclaim')), []);
+});
+
+test('a symlink planted at the reclaim guard of a stale lock is refused too', async (t) => {
+  const dir = lockDir();
+  const path = lockFilePath('guarded', dir);
+  const staleToken = token();
+  plant(path, { pid: await deadPid(), start: '1' }, { token: staleToken, boot: BOOT });
+  const guard = `${path}.${staleToken}.reclaim`;
+  symlinkSync(join(dir, 'elsewhere'), guard);
+  const error = t.throws(() => Exclusive.lock({ name: 'guarded', dir, ...portable }), { instanceOf: LockFileError });
+  t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE');
+  t.is(error?.path, guard);
+  t.true(existsSync(path), 'the stale file is kept while its guard is unusable');
+  t.false(existsSync(join(dir, 'elsewhere')));
+});
+
+test('a reclaimer that died holding the guard does not block the lock: its guard is reclaimed in turn', async (t) => {
+  const dir = lockDir();
+  const path = lockFilePath('crashed', dir);
+  const staleToken = token();
+  plant(path, { pid: await deadPid(), start: '1' }, { token: staleToken, boot: BOOT });
+  const guardToken = token();
+  plant(`${path}.${staleToken}.reclaim`, { pid: await deadPid(), start: '1' }, { token: guardToken, boot: BOOT });
+  // And the guard's guard too (two crashes mid-reclaim in a row).
+  plant(`${path}.${guardToken}.reclaim`, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
+  t.deepEqual(tryLock('crashed', dir), { acquired: true });
+  t.deepEqual(readdirSync(dir), [], 'the lock file and both stale guards are gone');
+});
+
+test('a live reclaimer holding the guard is waited for briefly, then the lock reads as held', async (t) => {
+  const dir = lockDir();
+  const sleep = await sleeper(t);
+  const path = lockFilePath('reclaiming', dir);
+  const staleToken = token();
+  plant(path, { pid: await deadPid(), start: '1' }, { token: staleToken, boot: BOOT });
+  plant(`${path}.${staleToken}.reclaim`, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: BOOT });
+  const begin = performance.now();
+  t.deepEqual(tryLock('reclaiming', dir), { acquired: false, pid: null });
+  const waited = performance.now() - begin;
+  t.true(waited >= 190 && waited < 2000, `waited ${waited} ms`);
+  t.true(existsSync(path), 'the stale file is left to the live reclaimer');
+});
+
+test('release removes the lock file only while it is still ours', async (t) => {
+  const dir = lockDir();
+  const sleep = await sleeper(t);
+  const lock = Exclusive.lock({ name: 'replaced', dir, ...portable });
+  // Someone replaced the file (by hand, or a reclaimer that wrongly judged us dead).
+  const other = join(dir, 'other');
+  const bytes = plant(other, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: BOOT });
+  renameSync(other, lock.lockfile);
+  await lock.release();
+  t.deepEqual(readFileSync(lock.lockfile), bytes);
+});
+
+test('watch() reports the lock file appearing and disappearing, and ignores other files', async (t) => {
+  const dir = lockDir();
+  const driver = createPortableDriver();
+  const path = driver.locate('watched', dir);
+  let calls = 0;
+  const stop = driver.watch!(path, () => calls++);
+  t.teardown(stop);
+  // A plain watcher on the directory tells us when an event has been delivered
+  // (both share one inotify watch, so they see each event in the same turn).
+  const seen = new Set<string>();
+  const raw = watch(dir, (_event, file) => seen.add(String(file)));
+  t.teardown(() => raw.close());
+  writeFileSync(join(dir, 'exclusive-process.other.lock'), '');
+  await until(() => seen.has('exclusive-process.other.lock'));
+  t.is(calls, 0, 'another lock file does not wake us');
+  const lock = driver.tryLock(path, { name: 'watched', pid: process.pid }) as { release(): void };
+  await until(() => calls > 0);
+  const afterLock = calls;
+  lock.release();
+  await until(() => calls > afterLock);
+  t.pass();
+});
+
+/** Resolves once `condition` holds; fails the test after 10 s. */
+async function until(condition: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 10_000; !condition();) {
+    if (Date.now() > deadline) throw new Error('condition not reached within 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+test('without the native binding the default driver falls back to portable, warning exactly once', async (t) => {
+  const dir = lockDir();
+  const fallback = start('portable-fallback.ts', [dir], noNative());
+  t.teardown(() => fallback.child.kill('SIGKILL'));
+  const out = await fallback.waitFor('held');
+  const report = JSON.parse(out.slice(out.indexOf('held ') + 5).split('\n')[0]!);
+  t.deepEqual(report.drivers, ['portable', 'portable', 'portable']);
+  // It excludes processes that chose the portable driver explicitly.
+  const other = JSON.parse((await run('try-lock.ts', ['fallback-held', dir, 'portable'])).stdout);
+  t.deepEqual(other, { acquired: false, code: 'ERR_LOCK_HELD', holder: report.pid, message: `Another 'fallback-held' process is already running (pid ${report.pid}).` });
+  fallback.child.kill('SIGTERM');
+  const end = await fallback.finished;
+  t.is(end.signal, 'SIGTERM');
+  const warnings = end.stderr.match(/\[EXCLUSIVE_PROCESS_PORTABLE_FALLBACK\] ExclusiveProcessWarning: The native flock binding \(ffi-rs\) cannot load on linux-\w+: native addons are forbidden here \(test preload\)\. Use driver: 'portable'\. Falling back to the portable pid-file driver\./g);
+  t.is(warnings?.length, 1, end.stderr);
+  t.false(existsSync(report.lockfile), 'released on SIGTERM');
+});
+
+const noNative = (): NodeJS.ProcessEnv => ({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require=${join(FIXTURES, 'portable-no-native.cjs')}` });
+const FALLBACK_WARNING = /\[EXCLUSIVE_PROCESS_PORTABLE_FALLBACK\]/g;
+
+test('worker threads of one process (one pid) exclude each other through the fallback driver', async (t) => {
+  const dir = lockDir();
+  const counter = join(dir, 'counter');
+  writeFileSync(counter, '0');
+  const result = await run('workers.ts', [dir, counter, '4', '200'], noNative());
+  t.is(result.code, 0, result.stderr);
+  t.is(readFileSync(counter, 'utf8'), '800');
+  t.deepEqual(readdirSync(dir), ['counter'], 'every thread removed its lock file and temp files');
+  t.true((result.stderr.match(FALLBACK_WARNING)?.length ?? 0) >= 1, result.stderr);
+});
+
+test('the fallback warning is printed once per process, by the main thread, not again by its workers', async (t) => {
+  const dir = lockDir();
+  const counter = join(dir, 'counter');
+  writeFileSync(counter, '0');
+  const result = await run('workers.ts', [dir, counter, '4', '10', 'main-first'], noNative());
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stderr.match(FALLBACK_WARNING)?.length, 1, result.stderr);
+});
+
+test('list() names held and stale lock files, long (hashed) names included', async (t) => {
+  const dir = lockDir();
+  const long = `report for ${'x'.repeat(300)}`;
+  const driver = createPortableDriver();
+  const held = Exclusive.lock({ name: long, dir, ...portable });
+  t.teardown(() => void held.release());
+  plant(lockFilePath('stale', dir), { pid: await deadPid(), start: '1' });
+  writeFileSync(join(dir, 'unrelated.lock'), 'not ours');
+  t.deepEqual((driver.list!(dir) as string[]).sort(), [long, 'stale'].sort());
+});

@@ -1,0 +1,380 @@
+import anyTest, { type TestFn } from 'ava';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { CannotAcquireLock, Exclusive, exclusive, LockDriverError, type ExclusiveLock, type HolderRecord } from '../src/index.js';
+import { advisoryKey, LockLostError, postgres } from '../src/postgres.js';
+import { freePort, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from './helpers/postgres-server.js';
+import { lockDir, run, start } from './helpers/processes.js';
+
+// Serial: real processes and timing bounds on a two-core machine.
+const test = (anyTest as TestFn<unknown>).serial;
+
+let server: PostgresServer;
+
+anyTest.before(async () => {
+  // Fails (not skips) without PostgreSQL 15, saying to install it.
+  server = await startPostgres();
+});
+
+anyTest.after.always(async () => {
+  await server?.stop();
+});
+
+/** A plain pg client for looking at the server from outside the driver. */
+async function sql<T = Record<string, unknown>>(text: string, values?: unknown[], connectionString = server.connectionString): Promise<T[]> {
+  const client = new Client({ connectionString });
+  await client.connect();
+  try {
+    return (await client.query(text, values)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Backends waiting (not granted) for the advisory lock of `name`. */
+async function waiters(name: string): Promise<number> {
+  const key = BigInt.asUintN(64, advisoryKey(name));
+  const rows = await sql<{ n: string }>(
+    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::oid AND objid = $2::oid",
+    [(key >> 32n).toString(), (key & 0xffffffffn).toString()]);
+  return Number(rows[0].n);
+}
+
+/** Resolves once a backend waits for `name` on the server; fails if `pending` settles first or after 10 s. */
+async function queued(name: string, pending: Promise<unknown>): Promise<void> {
+  let settled: unknown;
+  pending.then(() => (settled = new Error('the wait ended before it was queued')), (error: unknown) => (settled = error));
+  for (const end = performance.now() + 10_000; performance.now() < end;) {
+    if (settled !== undefined) throw settled;
+    if ((await waiters(name)) > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`no backend waits for '${name}' after 10 s`);
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error & { code?: string };
+  }
+  throw new Error('expected a rejection');
+}
+
+const aborted = (signal: AbortSignal): Promise<unknown> =>
+  new Promise((resolve) => signal.aborted ? resolve(signal.reason) : signal.addEventListener('abort', () => resolve(signal.reason), { once: true }));
+
+test('advisoryKey is the documented hash: first 8 bytes of SHA-256 of the UTF-8 name, signed big-endian, equal to the SQL formula', async (t) => {
+  t.is(advisoryKey('migrate'), 4307694844222389748n);
+  const names = ['migrate', '', 'nightly-backup', 'ünïcødé ✓ 日本', 'x'.repeat(5000)];
+  const rows = await sql<{ key: string }>(
+    "SELECT (('x' || left(encode(sha256(convert_to(n, 'UTF8')), 'hex'), 16))::bit(64)::bigint)::text AS key FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i",
+    [names]);
+  t.deepEqual(rows.map((r) => BigInt(r.key)), names.map(advisoryKey));
+});
+
+test('lockfile names host, port, database and key, never the password', (t) => {
+  const driver = postgres({ connectionString: 'postgres://alice:s3cret@db.example:6543/app' });
+  t.is(driver.kind, 'postgres');
+  t.false(driver.synchronous);
+  t.is(driver.locate('migrate', undefined), 'postgres://db.example:6543/app#4307694844222389748');
+});
+
+test('bad options are TypeErrors at once', (t) => {
+  t.like(t.throws(() => postgres({ connectionString: 'host=db user=x' })), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+  t.like(t.throws(() => postgres({ connectionString: 'postgres://u@:notaport/db' })), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+  t.like(t.throws(() => postgres({ sessionTimeout: 1000, heartbeat: 600 })), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'options.heartbeat (600 ms) must be at most half of options.sessionTimeout (1000 ms)',
+  });
+  t.like(t.throws(() => postgres({ port: '5432' } as never)), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.like(t.throws(() => postgres({ url: 'x' } as never)), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+test('an unreachable server, unknown host, silent server, missing database or role: a LockDriverError within the connect timeout, no hang', async (t) => {
+  const closedPort = await freePort();
+  const silent: Server = createServer(() => {}); // accepts, never answers
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const silentPort = (silent.address() as { port: number }).port;
+  const cases: Array<[string, RegExp]> = [
+    [`postgres://postgres@127.0.0.1:${closedPort}/postgres`, new RegExp(`^Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${closedPort}/postgres: .*ECONNREFUSED`)],
+    ['postgres://postgres@no-such-host.invalid:5432/postgres', /^Cannot connect to PostgreSQL at no-such-host\.invalid:5432\/postgres: .*(ENOTFOUND|EAI_AGAIN|timeout)/],
+    [`postgres://postgres@127.0.0.1:${silentPort}/postgres`, new RegExp(`^Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${silentPort}/postgres: .*timeout`)],
+    [`postgres://postgres@127.0.0.1:${server.port}/no_such_db`, /database "no_such_db" does not exist \(SQLSTATE 3D000\)/],
+    [`postgres://nobody@127.0.0.1:${server.port}/postgres`, /role "nobody" does not exist \(SQLSTATE 28000\)/],
+  ];
+  try {
+    for (const [connectionString, message] of cases) {
+      const driver = postgres({ connectionString, connectTimeout: 1000 });
+      const begin = performance.now();
+      const error = await rejection(Exclusive.acquire({ name: 'unreachable', driver, wait: 60_000 }));
+      const elapsed = performance.now() - begin;
+      t.true(error instanceof LockDriverError, connectionString);
+      t.is(error.code, 'ERR_DRIVER_UNAVAILABLE');
+      t.regex(error.message, message);
+      t.false(error.message.includes('s3cret'));
+      t.true(elapsed < 2500, `${connectionString}: ${elapsed} ms`);
+    }
+  } finally {
+    silent.close();
+  }
+});
+
+test('exclusion between processes; holder() names the holding process and session', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const holder = start('pg-hold.ts', [server.connectionString, 'exclusion']);
+  await holder.waitFor('held');
+  const pid = holder.child.pid!;
+  const error = await rejection(Exclusive.acquire({ name: 'exclusion', driver }));
+  t.true(error instanceof CannotAcquireLock);
+  t.is(error.message, `Another 'exclusion' process is already running (pid ${pid}).`);
+  const record = await Exclusive.holder('exclusion', { driver });
+  t.truthy(record);
+  const { details, since, ...rest } = record!;
+  t.deepEqual(rest, {
+    name: 'exclusion',
+    pid,
+    host: hostname().replace(/[^A-Za-z0-9._-]/g, ''),
+    lockfile: `postgres://127.0.0.1:${server.port}/postgres#${advisoryKey('exclusion')}`,
+    driver: 'postgres',
+  });
+  t.true(since instanceof Date && Date.now() - since.getTime() < 60_000 && since.getTime() <= Date.now());
+  const [session] = await sql<{ pid: number; application_name: string }>(
+    "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE $1", [`exclusive-process ${pid} %`]);
+  t.like(details, { backendPid: session.pid, applicationName: session.application_name, clientAddress: '127.0.0.1', user: 'postgres' });
+  holder.child.kill('SIGTERM');
+  await holder.finished;
+  const lock = await Exclusive.acquire({ name: 'exclusion', driver, wait: 5000 });
+  t.is((await Exclusive.holder('exclusion', { driver: postgres({ connectionString: server.connectionString }) }))?.pid, process.pid);
+  await lock.release();
+  t.is(await Exclusive.holder('exclusion', { driver }), null);
+});
+
+test('8 processes x 25 read-modify-write increments under the lock end at exactly 200, never two inside at once', async (t) => {
+  const counter = join(lockDir(), 'counter');
+  writeFileSync(counter, '0');
+  const results = await Promise.all(Array.from({ length: 8 }, () => run('pg-counter.ts', [server.connectionString, 'counter', counter, '25'])));
+  for (const result of results) {
+    t.is(result.code, 0, result.stderr);
+    t.is(result.stdout, 'done 0\n');
+  }
+  t.is(readFileSync(counter, 'utf8'), '200');
+});
+
+test('kill -9 of the holder: the server frees the lock at once and a waiting process gets it', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const holder = start('pg-hold.ts', [server.connectionString, 'killed']);
+  const held = await holder.waitFor('held');
+  const waiting = Exclusive.acquire({ name: 'killed', driver, wait: 20_000 });
+  await queued('killed', waiting);
+  const killedAt = performance.now();
+  holder.child.kill('SIGKILL');
+  const lock = await waiting;
+  const latency = performance.now() - killedAt;
+  t.log(`acquired ${latency.toFixed(1)} ms after kill -9`);
+  t.true(latency < 1000, `${latency} ms`);
+  t.is((await holder.finished).signal, 'SIGKILL');
+  t.true(lock.fencingToken! > BigInt(held.trim().split(' ')[2]));
+  await lock.release();
+});
+
+test('a SIGSTOPped holder loses the lock within sessionTimeout, and is told so when it runs again', async (t) => {
+  const sessionTimeout = 1500;
+  const driver = postgres({ connectionString: server.connectionString });
+  const holder = start('pg-hold.ts', [server.connectionString, 'frozen', String(sessionTimeout), '300']);
+  const held = await holder.waitFor('held');
+  const waiting = Exclusive.acquire({ name: 'frozen', driver, wait: 30_000 });
+  await queued('frozen', waiting);
+  holder.child.kill('SIGSTOP');
+  const stoppedAt = performance.now();
+  const lock = await waiting;
+  const latency = performance.now() - stoppedAt;
+  t.log(`frozen holder's lock taken over ${latency.toFixed(0)} ms after SIGSTOP (sessionTimeout ${sessionTimeout} ms)`);
+  // Not before the bound minus one heartbeat (a frozen holder is not dead), and not long after it.
+  t.true(latency > sessionTimeout - 300 - 50, `${latency} ms`);
+  t.true(latency < sessionTimeout + 1000, `${latency} ms`);
+  t.true(lock.fencingToken! > BigInt(held.trim().split(' ')[2]));
+  holder.child.kill('SIGCONT');
+  const told = await holder.waitFor('lost', 5000);
+  t.log(told.split('\n')[1]);
+  t.regex(told, /lost ERR_LOCK_LOST The lock 'frozen' was lost: (PostgreSQL at 127\.0\.0\.1:\d+\/postgres answered no heartbeat for 1500 ms \(sessionTimeout\)|the connection to PostgreSQL .* ended: .*idle-session timeout)/);
+  t.is((await holder.finished).code, 0);
+  t.is((await Exclusive.holder('frozen', { driver }))?.pid, process.pid);
+  await lock.release();
+});
+
+test('a holder whose session is terminated learns it through lock.signal, and the lock is free', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const lock = await Exclusive.acquire({ name: 'terminated', driver });
+  const other = postgres({ connectionString: server.connectionString });
+  const backendPid = (await Exclusive.holder('terminated', { driver: other }))!.details!.backendPid;
+  const begin = performance.now();
+  await sql('SELECT pg_terminate_backend($1)', [backendPid]);
+  const reason = await aborted(lock.signal);
+  t.log(`told ${(performance.now() - begin).toFixed(1)} ms after pg_terminate_backend`);
+  t.true(reason instanceof LockLostError);
+  t.like(reason, { code: 'ERR_LOCK_LOST', lockName: 'terminated' });
+  t.regex((reason as Error).message, /^The lock 'terminated' was lost: the connection to PostgreSQL at 127\.0\.0\.1:\d+\/postgres ended: terminating connection due to administrator command \(SQLSTATE 57P01\)\.$/);
+  const next = await Exclusive.acquire({ name: 'terminated', driver: other });
+  await next.release();
+  await lock.release(); // releasing a lost lock is harmless
+  const again = await Exclusive.acquire({ name: 'terminated', driver });
+  await again.release();
+});
+
+test('server restart: the holder is told, and locks work again once the server is back', async (t) => {
+  const own = await startPostgres();
+  try {
+    const driver = postgres({ connectionString: own.connectionString });
+    const lock = await Exclusive.acquire({ name: 'restart', driver });
+    const holder = start('pg-hold.ts', [own.connectionString, 'restart-child']);
+    await holder.waitFor('held');
+    await own.restart();
+    const reason = await aborted(lock.signal);
+    t.log((reason as Error).message);
+    t.true(reason instanceof LockLostError);
+    t.regex((reason as Error).message, /^The lock 'restart' was lost: .*(terminating connection due to administrator command|Connection terminated unexpectedly)/);
+    t.regex(await holder.waitFor('lost', 10_000), /lost ERR_LOCK_LOST The lock 'restart-child' was lost: /);
+    await lock.release();
+    const after = await Exclusive.acquire({ name: 'restart', driver });
+    t.is(typeof after.fencingToken, 'bigint');
+    await after.release();
+    await holder.finished;
+  } finally {
+    await own.stop();
+  }
+});
+
+test('fencing tokens only go up: every acquisition, across sessions and processes', async (t) => {
+  const a = postgres({ connectionString: server.connectionString });
+  const b = postgres({ connectionString: server.connectionString });
+  const tokens: bigint[] = [];
+  for (let i = 0; i < 6; i++) {
+    const lock = await Exclusive.acquire({ name: 'fencing', driver: i % 2 === 0 ? a : b, wait: 5000 });
+    tokens.push(lock.fencingToken!);
+    await lock.release();
+    if (i === 2) {
+      const child = await run('pg-exit.ts', [server.connectionString, 'fencing']);
+      t.is(child.code, 0, child.stderr);
+      tokens.push(BigInt(child.stdout.trim().split(' ')[1]));
+    }
+  }
+  t.is(tokens.length, 7);
+  for (let i = 1; i < tokens.length; i++) t.true(tokens[i] > tokens[i - 1], `${tokens.join(' ')}`);
+});
+
+test('wait: the server times the wait out (lock_timeout), leaving no waiter behind', async (t) => {
+  const holding = postgres({ connectionString: server.connectionString });
+  const lock = await Exclusive.acquire({ name: 'timeout', driver: holding });
+  const driver = postgres({ connectionString: server.connectionString });
+  const begin = performance.now();
+  const error = await rejection(Exclusive.acquire({ name: 'timeout', driver, wait: 300 }));
+  const elapsed = performance.now() - begin;
+  t.true(error instanceof CannotAcquireLock);
+  t.is(error.message, `Another 'timeout' process is already running (pid ${process.pid}).`);
+  t.true(elapsed >= 299 && elapsed < 1300, `${elapsed} ms`);
+  t.is(await waiters('timeout'), 0);
+  // The server's own timeout, alone: a signal that never aborts.
+  const resource = driver.locate('timeout', undefined);
+  const record: HolderRecord = { name: 'timeout', pid: process.pid, since: new Date() };
+  const start2 = performance.now();
+  const waitLock = driver.waitLock as (resource: string, record: HolderRecord, signal: AbortSignal, timeoutMs: number) => Promise<unknown>;
+  t.is(await waitLock(resource, record, new AbortController().signal, 200), null);
+  const serverElapsed = performance.now() - start2;
+  t.true(serverElapsed >= 199 && serverElapsed < 1000, `${serverElapsed} ms`);
+  await lock.release();
+});
+
+test('an AbortSignal ends a wait at once (the wait is cancelled on the server)', async (t) => {
+  const holding = postgres({ connectionString: server.connectionString });
+  const lock = await Exclusive.acquire({ name: 'abort', driver: holding });
+  const driver = postgres({ connectionString: server.connectionString });
+  const controller = new AbortController();
+  const waiting = Exclusive.acquire({ name: 'abort', driver, wait: true, signal: controller.signal });
+  await queued('abort', waiting);
+  const reason = new Error('stop waiting');
+  const begin = performance.now();
+  controller.abort(reason);
+  t.is(await rejection(waiting), reason);
+  const elapsed = performance.now() - begin;
+  t.true(elapsed < 500, `${elapsed} ms`);
+  t.is(await waiters('abort'), 0);
+  await lock.release();
+  const next = await Exclusive.acquire({ name: 'abort', driver });
+  await next.release();
+});
+
+test('exclusive(fn) runs an async function under the lock; a sync function is refused', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  let inside = 0;
+  let most = 0;
+  const job = exclusive(async (n: number) => {
+    most = Math.max(most, ++inside);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    inside--;
+    return n * 2;
+  }, { name: 'wrapped', driver, wait: true });
+  t.deepEqual(await Promise.all([1, 2, 3, 4].map((n) => job(n))), [2, 4, 6, 8]);
+  t.is(most, 1);
+  t.like(t.throws(() => exclusive(() => 1, { name: 'wrapped', driver })), { code: 'ERR_DRIVER_UNSUPPORTED' });
+});
+
+test('a process that ends while holding frees the lock; neither idle sessions nor a held lock keep a process alive', async (t) => {
+  for (const keep of ['release', 'keep']) {
+    const child = start('pg-exit.ts', [server.connectionString, `exit-${keep}`, keep]);
+    const out = await child.waitFor('done');
+    const doneAt = performance.now();
+    const result = await child.finished;
+    const lingered = performance.now() - doneAt;
+    t.is(result.code, 0, result.stderr);
+    t.regex(out, /^done \d+\n$/);
+    t.true(lingered < 500, `${keep}: exited ${lingered} ms after its work was done`);
+    const driver = postgres({ connectionString: server.connectionString });
+    const lock: ExclusiveLock = await Exclusive.acquire({ name: `exit-${keep}`, driver });
+    await lock.release();
+  }
+});
+
+// PgBouncer is optional on the test machine (Debian package `pgbouncer`): without it these two are skipped.
+const withPgBouncer = existsSync(PGBOUNCER) ? test : test.skip;
+
+withPgBouncer('through a transaction-mode PgBouncer: a second client is refused (no lock taken), and the first is told at its next heartbeat', async (t) => {
+  const bouncer = await startPgBouncer(server, 'transaction');
+  try {
+    const first = postgres({ connectionString: bouncer.connectionString, sessionTimeout: 2000, heartbeat: 200 });
+    const lock = await Exclusive.acquire({ name: 'bouncer', driver: first });
+    const second = postgres({ connectionString: bouncer.connectionString, sessionTimeout: 2000, heartbeat: 200 });
+    const error = await rejection(Exclusive.acquire({ name: 'bouncer', driver: second }));
+    t.true(error instanceof LockDriverError);
+    t.is(error.code, 'ERR_DRIVER_UNSUPPORTED');
+    t.regex(error.message, /PgBouncer pool_mode=transaction.*No lock was taken\.$/);
+    const reason = await aborted(lock.signal);
+    t.regex((reason as Error).message, /^The lock 'bouncer' was lost: the connection now reaches another server session .*transaction-mode pooler/);
+    await lock.release();
+  } finally {
+    await bouncer.stop();
+  }
+});
+
+withPgBouncer('through a session-mode PgBouncer, locks work as direct ones', async (t) => {
+  const bouncer = await startPgBouncer(server, 'session');
+  try {
+    const first = postgres({ connectionString: bouncer.connectionString });
+    const second = postgres({ connectionString: bouncer.connectionString });
+    const lock = await Exclusive.acquire({ name: 'session-pool', driver: first });
+    const error = await rejection(Exclusive.acquire({ name: 'session-pool', driver: second }));
+    t.true(error instanceof CannotAcquireLock);
+    const waiting = Exclusive.acquire({ name: 'session-pool', driver: second, wait: 10_000 });
+    await queued('session-pool', waiting);
+    await lock.release();
+    const next = await waiting;
+    t.true(next.fencingToken! > lock.fencingToken!);
+    t.false(next.signal.aborted);
+    await next.release();
+  } finally {
+    await bouncer.stop();
+  }
+});

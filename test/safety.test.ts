@@ -1,0 +1,201 @@
+import test from 'ava';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Exclusive, exclusive, InvalidArgumentError, LockFileError } from '../src/index.js';
+import { lockFileName } from '../src/lock-path.js';
+import { lockDir, run, start } from './helpers/processes.js';
+
+// Options and names are validated eagerly, with a TypeError and a stable code naming the option.
+const badOptions: Array<[unknown, string, RegExp]> = [
+  ['nope', 'ERR_INVALID_ARG_TYPE', /^options must be an object, got string "nope"$/],
+  [{ wait: -1 }, 'ERR_INVALID_ARG_VALUE', /^options\.wait must be >= 0 milliseconds, got -1$/],
+  [{ wait: NaN }, 'ERR_INVALID_ARG_VALUE', /^options\.wait/],
+  [{ wait: '10' }, 'ERR_INVALID_ARG_TYPE', /^options\.wait must be a boolean or a number/],
+  [{ die: 'yes' }, 'ERR_INVALID_ARG_TYPE', /^options\.die must be a boolean/],
+  [{ exitCode: 256 }, 'ERR_INVALID_ARG_VALUE', /^options\.exitCode must be an integer from 0 to 255/],
+  [{ exitCode: '1' }, 'ERR_INVALID_ARG_TYPE', /^options\.exitCode must be a number/],
+  [{ signal: {} }, 'ERR_INVALID_ARG_TYPE', /^options\.signal must be an AbortSignal/],
+  [{ dir: '' }, 'ERR_INVALID_ARG_VALUE', /^options\.dir must be a non-empty path/],
+  [{ dir: 'a\0b' }, 'ERR_INVALID_ARG_VALUE', /^options\.dir must be a non-empty path without NUL/],
+  [{ dir: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.dir must be a string/],
+  [{ driver: 'nfs' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "nfs"$/],
+  [{ driver: { kind: 'fake' } }, 'ERR_INVALID_ARG_TYPE', /^options\.driver must be/],
+  [{ naem: 'typo' }, 'ERR_INVALID_ARG_VALUE', /^options\.naem is not an option/],
+  [{ name: '' }, 'ERR_INVALID_LOCK_NAME', /^options\.name must not be empty$/],
+  [{ name: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.name must be a string, got number 42$/],
+  [{ name: 'bad \ud800 surrogate' }, 'ERR_INVALID_LOCK_NAME', /lone surrogate/],
+];
+
+for (const [options, code, message] of badOptions) {
+  test(`bad options ${JSON.stringify(options) ?? String(options)} throw ${code} from every form`, async (t) => {
+    const expectation = { instanceOf: TypeError, code, message };
+    t.throws(() => exclusive(() => {}, options as never), expectation);
+    t.throws(() => Exclusive(options as never), expectation);
+    t.throws(() => Exclusive.lock(options as never), expectation);
+    t.throws(() => Exclusive.forever(options as never), expectation);
+    t.throws(() => Exclusive.acquire(options as never), expectation, 'thrown synchronously, not as a rejection');
+    await t.throwsAsync(Exclusive.run(options as never, () => {}), expectation);
+    const error = t.throws(() => Exclusive.lock(options as never));
+    t.true(error instanceof InvalidArgumentError);
+  });
+}
+
+test('bad arguments: non-functions, generators, non-methods', (t) => {
+  t.throws(() => exclusive('x' as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'exclusive(fn) needs a function, got string "x"' });
+  t.throws(() => exclusive(function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE', message: /generator function cannot be made exclusive/ });
+  t.throws(() => exclusive(async function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => Exclusive.holder('' as string), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
+  t.throws(() => Exclusive()(class {} as never, { kind: 'field', name: 'x' } as never), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods/ });
+  t.throws(() => Exclusive()({}, 'x', { value: 42 }), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods, not number 42/ });
+});
+
+test('any name maps to one file inside the lock directory: slashes, .., NUL, unicode, 10 000 characters', (t) => {
+  const dir = lockDir();
+  const names = ['../../etc/passwd', '/', '..', '.', 'a/b', 'a%2Fb', 'nul\0byte', 'ünï©ødé 🚀', 'x'.repeat(10_000), 'y'.repeat(10_000), 'CON', ' ', '-rf'];
+  const files = new Set<string>();
+  for (const name of names) {
+    using lock = Exclusive.lock({ name, dir });
+    t.is(lock.lockfile, join(dir, lockFileName(name)));
+    t.true(Buffer.byteLength(lockFileName(name)) <= 255, 'within the file name limit');
+    t.is(Exclusive.holder(name, { dir })?.pid, process.pid);
+    files.add(lock.lockfile);
+  }
+  t.is(files.size, names.length, 'distinct names, distinct files');
+  t.deepEqual(readdirSync(dir).sort(), [...files].map((f) => f.slice(dir.length + 1)).sort(), 'nothing outside the directory');
+  t.is(lockFileName('a/b'), 'exclusive-process.a%2Fb.lock');
+  t.is(lockFileName('a%2Fb'), 'exclusive-process.a%252Fb.lock');
+});
+
+test('a symlink at the lock path is refused and its target is not touched', (t) => {
+  const dir = lockDir();
+  const victim = join(lockDir(), 'victim');
+  writeFileSync(victim, 'precious');
+  symlinkSync(victim, join(dir, lockFileName('link')));
+  const error = t.throws(() => Exclusive.lock({ name: 'link', dir }), { instanceOf: LockFileError });
+  t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE');
+  t.regex(error!.message, /is a symbolic link; refusing to follow it/);
+  t.is(readFileSync(victim, 'utf8'), 'precious');
+  // A dangling symlink (the classic /tmp attack: make us create the target) is refused too.
+  const dangling = join(lockDir(), 'created-by-attack');
+  symlinkSync(dangling, join(dir, lockFileName('dangling')));
+  t.throws(() => Exclusive.lock({ name: 'dangling', dir }), { code: 'ERR_LOCK_FILE_UNSAFE' });
+  t.false(existsSync(dangling));
+});
+
+test('a hard link, a directory or a FIFO at the lock path is refused', (t) => {
+  const dir = lockDir();
+  const victim = join(lockDir(), 'victim');
+  writeFileSync(victim, 'precious');
+  linkSync(victim, join(dir, lockFileName('hard')));
+  t.throws(() => Exclusive.lock({ name: 'hard', dir }), { code: 'ERR_LOCK_FILE_UNSAFE', message: /has 2 hard links/ });
+  t.is(readFileSync(victim, 'utf8'), 'precious');
+  mkdirSync(join(dir, lockFileName('directory')));
+  t.throws(() => Exclusive.lock({ name: 'directory', dir }), { code: 'ERR_LOCK_FILE_UNSAFE' });
+  execFileSync('mkfifo', [join(dir, lockFileName('fifo'))]);
+  t.throws(() => Exclusive.lock({ name: 'fifo', dir }), { code: 'ERR_LOCK_FILE_UNSAFE', message: /not a regular file/ });
+});
+
+test('a lock directory that is a file, or cannot be created, gets ERR_LOCK_DIR / ERR_LOCK_PERMISSION', (t) => {
+  const file = join(lockDir(), 'file');
+  writeFileSync(file, '');
+  t.throws(() => Exclusive.lock({ name: 'x', dir: file }), { code: 'ERR_LOCK_DIR', message: /is not a directory/ });
+  t.throws(() => Exclusive.lock({ name: 'x', dir: join(file, 'sub') }), { instanceOf: LockFileError });
+  t.throws(() => Exclusive.lock({ name: 'x', dir: '/proc/self/no-such-dir' }), { instanceOf: LockFileError });
+});
+
+test('a missing lock directory is created; EXCLUSIVE_PROCESS_DIR sets the default', async (t) => {
+  const dir = join(lockDir(), 'new', 'nested');
+  const lock = Exclusive.lock({ name: 'x', dir });
+  t.is(lock.lockfile, join(dir, 'exclusive-process.x.lock'));
+  await lock.release();
+  const envDir = lockDir();
+  const result = await run('try-lock.ts', ['env-dir', '', ''], { EXCLUSIVE_PROCESS_DIR: envDir });
+  t.true(JSON.parse(result.stdout).acquired);
+  t.deepEqual(readdirSync(envDir), [], 'created in the env dir and removed at exit');
+});
+
+const asNobody = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> =>
+  new Promise((resolve) => {
+    const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, '--import', 'tsx', ...args], { env: { ...process.env, ...env }, cwd: join(__dirname, '..') });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+
+test('another user\'s lock file and a read-only directory get ERR_LOCK_PERMISSION naming the path and the fix', async (t) => {
+  if (process.getuid?.() !== 0) return t.pass('needs root to act as another user');
+  const dir = lockDir();
+  chmodSync(dir, 0o755);
+  const fixture = join(__dirname, 'fixtures', 'try-lock.ts');
+  // Read-only for nobody: cannot create.
+  const readOnly = await asNobody([fixture, 'ro', dir, 'posix']);
+  t.is(readOnly.code, 1);
+  t.regex(readOnly.stderr, /code: 'ERR_LOCK_PERMISSION'/);
+  t.regex(readOnly.stderr, new RegExp(`No permission for the lock file ${dir}/exclusive-process.ro.lock \\(EACCES\\): cannot create it: the directory ${dir} is read-only`));
+  // A root-owned lock file in a directory nobody may write to (0644): nobody may not open it for writing.
+  chmodSync(dir, 0o1777);
+  writeFileSync(join(dir, lockFileName('owned')), '', { mode: 0o644 });
+  const owned = await asNobody([fixture, 'owned', dir, 'posix']);
+  t.regex(owned.stderr, /it belongs to uid 0 and this process \(uid 65534\) may not open it for writing/);
+  t.regex(owned.stderr, /choose a directory this user can write with the `dir` option or EXCLUSIVE_PROCESS_DIR/);
+});
+
+test('garbage, 0, huge numbers and half-written records in a lock file are ignored', async (t) => {
+  const dir = lockDir();
+  for (const content of ['garbage', '0', '0\n', '99999999999999999999\n', '{"v":1,"name":"x","pid":0}\n', '{"v":1,"name":"x","pid":-5}\n', '{"v":1,"name":"x","pid":1e300}\n', '{"v":1,"name":"x","pid":1', '\0\0\0\0']) {
+    writeFileSync(join(dir, lockFileName('tampered')), content);
+    t.is(Exclusive.holder('tampered', { dir }), null, `free with ${JSON.stringify(content)}`);
+    const holder = start('hold.ts', ['tampered', dir]);
+    await holder.waitFor('held');
+    const seen = Exclusive.holder('tampered', { dir });
+    t.is(seen?.pid, holder.child.pid, `holder pid with ${JSON.stringify(content)}`);
+    holder.child.kill('SIGKILL');
+    await holder.finished;
+  }
+});
+
+test('a record naming a live unrelated process (pid reuse) does not make a free lock look held', async (t) => {
+  const dir = lockDir();
+  const sleeper = spawn('sleep', ['30']);
+  const fake = { v: 1, name: 'reuse', pid: sleeper.pid, start: '1', host: 'elsewhere', command: 'old holder', since: new Date().toISOString() };
+  writeFileSync(join(dir, lockFileName('reuse')), `${JSON.stringify(fake)}\n`);
+  t.is(Exclusive.holder('reuse', { dir }), null);
+  const result = JSON.parse((await run('try-lock.ts', ['reuse', dir, 'posix'])).stdout);
+  t.true(result.acquired);
+  // And a real holder is reported by the pid the kernel knows, whatever the file says.
+  const holder = start('hold.ts', ['reuse', dir]);
+  await holder.waitFor('held');
+  const refused = JSON.parse((await run('try-lock.ts', ['reuse', dir, 'posix'])).stdout);
+  t.is(refused.holder, holder.child.pid);
+  t.is(refused.message, `Another 'reuse' process is already running (pid ${holder.child.pid}).`);
+  const info = Exclusive.holder('reuse', { dir })!;
+  t.is(info.command?.includes('hold.ts'), true);
+  t.true(info.since instanceof Date);
+  holder.child.kill('SIGKILL');
+  sleeper.kill();
+});
+
+test('die: prints the message to stderr and exits with exitCode', async (t) => {
+  const dir = lockDir();
+  const holder = start('hold.ts', ['dying', dir]);
+  await holder.waitFor('held');
+  const second = await run('hold.ts', ['dying', dir]);
+  t.is(second.code, 1);
+  t.is(second.stderr, `Another 'dying' process is already running (pid ${holder.child.pid}).\n`);
+  t.is(second.stdout, '');
+  const custom = await run('die-code.ts', [dir, '75']);
+  t.is(custom.code, 75);
+  t.is(custom.stderr, `Another 'dying' process is already running (pid ${holder.child.pid}).\n`);
+  holder.child.kill('SIGTERM');
+  await holder.finished;
+});
+
+test('worker threads of one process exclude each other: 4 workers x 100 increments = 400', async (t) => {
+  const dir = lockDir();
+  const counter = join(dir, 'counter');
+  writeFileSync(counter, '0');
+  const result = await run('workers.ts', [dir, counter, '4', '100']);
+  t.is(result.code, 0, result.stderr);
+  t.is(readFileSync(counter, 'utf8'), '400');
+});
