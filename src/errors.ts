@@ -111,3 +111,49 @@ export class InvalidArgumentError extends TypeError {
     this.code = code;
   }
 }
+
+/**
+ * The lock was lost while held (its database session ended, a frozen
+ * holder outlived its session timeout...). It is the reason of the
+ * handle's `signal`. `code` is `'ERR_LOCK_LOST'`; the cause, if any, is `cause`.
+ *
+ * @example
+ * ```ts
+ * lock.signal.addEventListener('abort', () => {
+ *   if (lock.signal.reason instanceof LockLostError) stopWriting();
+ * });
+ * ```
+ */
+export class LockLostError extends Error {
+  /** Always `'ERR_LOCK_LOST'`. */
+  readonly code = 'ERR_LOCK_LOST';
+  /** The lock's name. */
+  readonly lockName: string;
+  /** Where the lock lived (`postgres://host:port/db#key`). */
+  readonly lockfile: string;
+
+  constructor(lockName: string, lockfile: string, why: string, cause?: unknown) {
+    super(`The lock '${lockName}' was lost: ${why}.`, cause === undefined ? undefined : { cause });
+    this.name = 'LockLostError';
+    this.lockName = lockName;
+    this.lockfile = lockfile;
+  }
+}
+
+/**
+ * A call that needs a held lock was made without one: `exclusive.signal()`
+ * outside an exclusive function. `code` is `'ERR_NOT_HOLDING'`.
+ *
+ * @example
+ * ```ts
+ * exclusive.signal(); // at top level: throws NotHoldingError
+ * ```
+ */
+export class NotHoldingError extends Error {
+  readonly code = 'ERR_NOT_HOLDING';
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotHoldingError';
+  }
+}

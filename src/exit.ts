@@ -4,7 +4,7 @@ import type { LockDriver } from './drivers/types.js';
 /**
  * Cleanup when the process (or worker thread) ends: every driver that held a
  * lock gets `cleanup()` on exit, `process.exit()` and uncaught exceptions,
- * and on SIGINT, SIGTERM and SIGHUP.
+ * and on SIGINT, SIGTERM and SIGHUP (and SIGBREAK on Windows).
  *
  * For the signals we only act when nobody else listens: then we clean up
  * and re-raise the signal with its default action, so the process ends as
@@ -14,7 +14,8 @@ import type { LockDriver } from './drivers/types.js';
  * this: the OS releases the locks of a dead process by itself.
  */
 
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+// SIGBREAK: Ctrl+Break on Windows, which would otherwise end the process without cleanup.
+const SIGNALS: readonly NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const drivers = new Set<LockDriver>();
 let installed = false;
 

@@ -11,5 +11,8 @@ export const {
   InvalidArgumentError,
   LockDriverError,
   LockFileError,
+  LockLostError,
+  NotHoldingError,
+  windows,
 } = api;
 export type * from './index.js';

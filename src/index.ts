@@ -2,5 +2,15 @@ export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorat
 export { exclusive } from './wrap.js';
 export { ExclusiveLock } from './lock.js';
 export type { ExclusiveOptions } from './options.js';
-export { CannotAcquireLock, InvalidArgumentError, LockDriverError, LockFileError, type ArgumentErrorCode, type LockFileErrorCode } from './errors.js';
+export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows.js';
+export {
+  CannotAcquireLock,
+  InvalidArgumentError,
+  LockDriverError,
+  LockFileError,
+  LockLostError,
+  NotHoldingError,
+  type ArgumentErrorCode,
+  type LockFileErrorCode,
+} from './errors.js';
 export type { DriverLock, DriverName, HolderRecord, LockDriver } from './drivers/types.js';

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
-import { CannotAcquireLock, LockDriverError } from './errors.js';
+import { CannotAcquireLock, LockDriverError, NotHoldingError } from './errors.js';
 import { registerCleanup } from './exit.js';
 import { recordForThisProcess } from './holder-record.js';
 import type { LockSettings } from './options.js';
@@ -36,8 +36,8 @@ interface Entry {
 }
 
 const registries = new WeakMap<LockDriver, Map<string, Entry>>();
-/** The entries held by the current async call chain. */
-const chain = new AsyncLocalStorage<ReadonlySet<Entry>>();
+/** The locks held by the current async call chain, by entry. */
+const chain = new AsyncLocalStorage<ReadonlyMap<Entry, ExclusiveLock>>();
 
 /** Wait between retries when the driver cannot tell us of a release (or the holder crashed): doubles from the first to the last. */
 const POLL_FIRST_MS = 2;
@@ -326,7 +326,20 @@ export function runHolding<R>(lock: ExclusiveLock, t: Target, fn: () => R): R {
   const entry = entryFor(t.settings.driver, t.resource);
   const held = chain.getStore();
   if (held?.has(entry) || !lock.held) return fn();
-  return chain.run(new Set(held).add(entry), fn);
+  return chain.run(new Map(held).set(entry, lock), fn);
+}
+
+/**
+ * A signal that aborts when any lock held by the current call chain is lost
+ * or released; throws NotHoldingError outside such a chain.
+ */
+export function chainSignal(): AbortSignal {
+  const held = chain.getStore();
+  if (held === undefined || held.size === 0) {
+    throw new NotHoldingError('exclusive.signal() was called outside an exclusive function, method or Exclusive.run() callback.');
+  }
+  const signals = [...held.values()].map((lock) => lock.signal);
+  return signals.length === 1 ? signals[0]! : AbortSignal.any(signals);
 }
 
 /** The holder as this thread knows it (we hold it), or as the driver reports it. */

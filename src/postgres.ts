@@ -1,6 +1,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { describe } from './describe.js';
-import { APPLICATION_NAME, createPostgresDriver, LockLostError } from './drivers/postgres-driver.js';
+import { APPLICATION_NAME, createPostgresDriver } from './drivers/postgres-driver.js';
+import { LockLostError } from './errors.js';
 import { advisoryKeyOf } from './drivers/postgres-key.js';
 import type { PgModule } from './drivers/postgres-session.js';
 import type { LockDriver } from './drivers/types.js';

@@ -1,7 +1,7 @@
 import { describe } from './describe.js';
 import { nameFromCaller } from './default-name.js';
 import { InvalidArgumentError } from './errors.js';
-import { acquire, acquireSync, requireSynchronous, runHolding, target, type Target } from './lock.js';
+import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type Target } from './lock.js';
 import { parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
 
 const AsyncFunction = (async () => {}).constructor;
@@ -25,7 +25,25 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * await job();
  * ```
  */
-export function exclusive<F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F {
+export const exclusive: {
+  <F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F;
+  /**
+   * Inside an exclusive function, method or `Exclusive.run()` callback: an
+   * AbortSignal that aborts when the lock is lost (a database driver's
+   * session ended: the reason is a `LockLostError`) or released. Pass it to
+   * the work the lock protects. Throws `NotHoldingError` elsewhere.
+   *
+   * @example
+   * ```ts
+   * const migrate = exclusive(async () => {
+   *   await runMigrations({ signal: exclusive.signal() });
+   * }, { name: 'migrate', driver });
+   * ```
+   */
+  signal(): AbortSignal;
+} = Object.assign(wrap, { signal: chainSignal });
+
+function wrap<F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F {
   if (typeof fn !== 'function') {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `exclusive(fn) needs a function, got ${describe(fn)}`);
   }

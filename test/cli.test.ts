@@ -3,7 +3,7 @@
 // `npx exclusive ...` there, or the `node_modules/.bin/exclusive` link that
 // npm made (the same file npx ends up running; without npx in between, the
 // pid we signal is the tool's own).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -181,23 +181,31 @@ function readyPid(stdout: string): number {
   return Number(/ready (\d+)/.exec(stdout)![1]);
 }
 
+/** A test bounded in time: these run real processes, and a hang should name its test, not stall the run. */
+function cliTest(title: string, fn: (t: ExecutionContext) => Promise<void> | void): void {
+  test(title, async (t) => {
+    t.timeout(90_000);
+    await fn(t);
+  });
+}
+
 const conflictMessage = (name: string, pid: number): string => `Another '${name}' process is already running (pid ${pid}).\n`;
 
 // ---------------------------------------------------------------- packaging
 
-test('the installed bin keeps its shebang and is executable', (t) => {
+cliTest('the installed bin keeps its shebang and is executable', (t) => {
   const cli = join(project, 'node_modules', 'exclusive-process', 'dist', 'cli.js');
   t.is(readFileSync(cli, 'utf8').split('\n')[0], '#!/usr/bin/env node');
   t.is(statSync(cli).mode & 0o111, 0o111);
   t.is(readlinkSync(bin), '../exclusive-process/dist/cli.js');
 });
 
-test('npx exclusive --version prints the package version', async (t) => {
+cliTest('npx exclusive --version prints the package version', async (t) => {
   t.deepEqual(await npx(['--version']), { code: 0, signal: null, stdout: `${VERSION}\n`, stderr: '' });
   t.is((await exclusive(['-V'])).stdout, `${VERSION}\n`);
 });
 
-test('npx exclusive --help prints the usage on stdout', async (t) => {
+cliTest('npx exclusive --help prints the usage on stdout', async (t) => {
   const result = await npx(['--help']);
   t.is(result.code, 0);
   t.is(result.stderr, '');
@@ -208,7 +216,7 @@ test('npx exclusive --help prints the usage on stdout', async (t) => {
   t.is((await exclusive(['-h'])).stdout, result.stdout);
 });
 
-test('npx exclusive runs the command and passes its output and exit code 0 through', async (t) => {
+cliTest('npx exclusive runs the command and passes its output and exit code 0 through', async (t) => {
   const dir = lockDir();
   const result = await npx(['--dir', dir, 'job', '--', 'sh', '-c', 'echo out; echo err >&2']);
   t.deepEqual(result, { code: 0, signal: null, stdout: 'out\n', stderr: 'err\n' });
@@ -217,13 +225,13 @@ test('npx exclusive runs the command and passes its output and exit code 0 throu
 
 // ---------------------------------------------------------------- exit status
 
-test('the command exit code passes through', async (t) => {
+cliTest('the command exit code passes through', async (t) => {
   const dir = lockDir();
   t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'exit 3']), { code: 3, signal: null, stderr: '' });
   t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'exit 255']), { code: 255, signal: null });
 });
 
-test('a command killed by a signal kills the tool with the same signal', async (t) => {
+cliTest('a command killed by a signal kills the tool with the same signal', async (t) => {
   const dir = lockDir();
   t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -TERM $$']), { code: null, signal: 'SIGTERM', stderr: '' });
   t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -KILL $$']), { code: null, signal: 'SIGKILL' });
@@ -232,17 +240,17 @@ test('a command killed by a signal kills the tool with the same signal', async (
   t.like(await exclusive(['--dir', dir, 'job', '--', 'true']), { code: 0 }, 'and the lock was released each time');
 });
 
-test('a command killed by a core-dumping signal gives exit code 128+n', async (t) => {
+cliTest('a command killed by a core-dumping signal gives exit code 128+n', async (t) => {
   const dir = lockDir();
   t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -QUIT $$']), { code: 131, signal: null });
   t.like(await exclusive(['--dir', dir, 'job', '--', 'sh', '-c', 'kill -ABRT $$']), { code: 134, signal: null });
 });
 
-test('stdin passes through to the command', async (t) => {
+cliTest('stdin passes through to the command', async (t) => {
   t.like(await exclusive(['--dir', lockDir(), 'job', '--', 'cat'], { input: 'hello\n' }), { code: 0, stdout: 'hello\n' });
 });
 
-test('a missing command exits 127 and a non-executable one 126, releasing the lock', async (t) => {
+cliTest('a missing command exits 127 and a non-executable one 126, releasing the lock', async (t) => {
   const dir = lockDir();
   t.deepEqual(await exclusive(['--dir', dir, 'job', '--', 'no-such-command-xyz']), {
     code: 127, signal: null, stdout: '', stderr: 'exclusive: no-such-command-xyz: command not found\n',
@@ -257,7 +265,7 @@ test('a missing command exits 127 and a non-executable one 126, releasing the lo
 
 // ---------------------------------------------------------------- contention
 
-test('two copies racing: exactly one runs, the other exits with -E and the die message', async (t) => {
+cliTest('two copies racing: exactly one runs, the other exits with -E and the die message', async (t) => {
   const dir = lockDir();
   for (let round = 0; round < 4; round++) {
     const log = join(dir, `race-${round}.log`);
@@ -282,7 +290,7 @@ test('two copies racing: exactly one runs, the other exits with -E and the die m
   }
 });
 
-test('the conflict exit code defaults to 1; -q silences the message', async (t) => {
+cliTest('the conflict exit code defaults to 1; -q silences the message', async (t) => {
   const dir = lockDir();
   const holder = start(['--dir', dir, 'busy', '--', ...node('hold')]);
   await holder.waitFor('ready');
@@ -293,7 +301,7 @@ test('the conflict exit code defaults to 1; -q silences the message', async (t) 
   await holder.done;
 });
 
-test('-w waits for the holder to finish, then runs', async (t) => {
+cliTest('-w waits for the holder to finish, then runs', async (t) => {
   const dir = lockDir();
   const log = join(dir, 'order.log');
   const first = start(['--dir', dir, 'queue', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 0.7; echo "end A" >> ${log}`]);
@@ -304,7 +312,7 @@ test('-w waits for the holder to finish, then runs', async (t) => {
   t.is(readFileSync(log, 'utf8'), 'start A\nend A\nstart B\nend B\n');
 });
 
-test('-w gives up after its timeout with the conflict code and message', async (t) => {
+cliTest('-w gives up after its timeout with the conflict code and message', async (t) => {
   const dir = lockDir();
   const holder = start(['--dir', dir, 'slow', '--', ...node('hold')]);
   await holder.waitFor('ready');
@@ -317,7 +325,7 @@ test('-w gives up after its timeout with the conflict code and message', async (
   await holder.done;
 });
 
-test('-w 0 waits for ever', async (t) => {
+cliTest('-w 0 waits for ever', async (t) => {
   const dir = lockDir();
   const log = join(dir, 'order.log');
   const first = start(['--dir', dir, 'ever', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 1.5; echo "end A" >> ${log}`]);
@@ -329,7 +337,7 @@ test('-w 0 waits for ever', async (t) => {
   await first.done;
 });
 
-test('-n after -w fails at once (the last of -n and -w wins)', async (t) => {
+cliTest('-n after -w fails at once (the last of -n and -w wins)', async (t) => {
   const dir = lockDir();
   const holder = start(['--dir', dir, 'last', '--', ...node('hold')]);
   await holder.waitFor('ready');
@@ -338,7 +346,7 @@ test('-n after -w fails at once (the last of -n and -w wins)', async (t) => {
   await holder.done;
 });
 
-test('a signal while waiting ends the wait: the tool dies by it and runs nothing', async (t) => {
+cliTest('a signal while waiting ends the wait: the tool dies by it and runs nothing', async (t) => {
   const dir = lockDir();
   const holder = start(['--dir', dir, 'w', '--', ...node('hold')]);
   await holder.waitFor('ready');
@@ -353,7 +361,7 @@ test('a signal while waiting ends the wait: the tool dies by it and runs nothing
 // ---------------------------------------------------------------- signals and crashes
 
 for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-  test(`${signal} is forwarded once to the command; the lock is released when it ends`, async (t) => {
+  cliTest(`${signal} is forwarded once to the command; the lock is released when it ends`, async (t) => {
     const dir = lockDir();
     const received = join(dir, 'received');
     const tool = start(['--dir', dir, 'sig', '--', ...node('record', received, '42')]);
@@ -367,7 +375,7 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   });
 }
 
-test('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', async (t) => {
+cliTest('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', async (t) => {
   const dir = lockDir();
   const tool = start(['--dir', dir, 'term', '--', 'sh', '-c', 'echo ready; exec sleep 30']);
   await tool.waitFor('ready');
@@ -376,7 +384,7 @@ test('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', asy
   t.deepEqual(readdirSync(dir), [], 'the lock file was removed before dying');
 });
 
-test('Ctrl-C at a terminal reaches the command once, not once more through the tool', async (t) => {
+cliTest('Ctrl-C at a terminal reaches the command once, not once more through the tool', async (t) => {
   // `script` gives the tool a terminal; writing ^C to it makes the terminal
   // send SIGINT to the foreground process group (tool and command).
   const dir = lockDir();
@@ -390,7 +398,7 @@ test('Ctrl-C at a terminal reaches the command once, not once more through the t
   t.is(readFileSync(received, 'utf8'), 'SIGINT\n');
 });
 
-test('kill -9 of the tool leaves no lock held: the command never had the lock file open', async (t) => {
+cliTest('kill -9 of the tool leaves no lock held: the command never had the lock file open', async (t) => {
   const dir = lockDir();
   const tool = start(['--dir', dir, 'crash', '--', ...node('hold')]);
   const childPid = readyPid(await tool.waitFor('ready'));
@@ -408,7 +416,7 @@ test('kill -9 of the tool leaves no lock held: the command never had the lock fi
 
 // ---------------------------------------------------------------- status
 
-test('status lists held and free locks as a table, the command being the child command line', async (t) => {
+cliTest('status lists held and free locks as a table, the command being the child command line', async (t) => {
   const dir = lockDir();
   const before = Date.now();
   const name = 'db/nightly backup';
@@ -436,7 +444,7 @@ test('status lists held and free locks as a table, the command being the child c
   await tool.done;
 });
 
-test('status --json gives the same facts; with a name, one object and exit 1 held / 0 free', async (t) => {
+cliTest('status --json gives the same facts; with a name, one object and exit 1 held / 0 free', async (t) => {
   const dir = lockDir();
   const before = Date.now();
   const tool = start(['--dir', dir, 'alpha', '--', ...node('hold', '600000', 'it\'s "quoted"')]);
@@ -466,7 +474,7 @@ test('status --json gives the same facts; with a name, one object and exit 1 hel
   t.like(await exclusive(['--dir', dir, 'status', 'alpha']), { code: 0 });
 });
 
-test('status of an empty directory says where it looked; EXCLUSIVE_PROCESS_DIR is the default directory', async (t) => {
+cliTest('status of an empty directory says where it looked; EXCLUSIVE_PROCESS_DIR is the default directory', async (t) => {
   const dir = lockDir();
   t.deepEqual(await exclusive(['status'], { env: { EXCLUSIVE_PROCESS_DIR: dir } }), { code: 0, signal: null, stdout: `No locks in ${dir}.\n`, stderr: '' });
   t.deepEqual(JSON.parse((await exclusive(['status', '--json', '--dir', dir])).stdout), []);
@@ -479,7 +487,7 @@ test('status of an empty directory says where it looked; EXCLUSIVE_PROCESS_DIR i
 
 // ---------------------------------------------------------------- other drivers
 
-test('--driver portable: conflict, status with the command, forwarding', async (t) => {
+cliTest('--driver portable: conflict, status with the command, forwarding', async (t) => {
   const dir = lockDir();
   const place = ['--driver', 'portable', '--dir', dir];
   const tool = start([...place, 'p', '--', ...node('hold')]);
@@ -494,7 +502,7 @@ test('--driver portable: conflict, status with the command, forwarding', async (
   t.like(await exclusive([...place, '-n', 'p', '--', 'true']), { code: 0 });
 });
 
-test('--driver postgres --database-url: one holder across the server, status by name', async (t) => {
+cliTest('--driver postgres --database-url: one holder across the server, status by name', async (t) => {
   const server = await startPostgres();
   t.teardown(() => server.stop());
   const place = ['--driver', 'postgres', '--database-url', server.connectionString];
@@ -539,14 +547,14 @@ const usageErrors: Array<[string[], string]> = [
   [['', '--', 'true'], 'the lock name must not be empty'],
 ];
 
-test('bad command lines exit 2 with a clear message and a pointer to --help', async (t) => {
+cliTest('bad command lines exit 2 with a clear message and a pointer to --help', async (t) => {
   const results = await Promise.all(usageErrors.map(([args]) => exclusive(args)));
   results.forEach((result, i) => {
     t.deepEqual(result, { code: 2, signal: null, stdout: '', stderr: `exclusive: ${usageErrors[i][1]}\n${TRY_HELP}` }, usageErrors[i][0].join(' '));
   });
 });
 
-test('a driver that cannot run here, or an unusable directory, exits 125', async (t) => {
+cliTest('a driver that cannot run here, or an unusable directory, exits 125', async (t) => {
   const windows = await exclusive(['--driver', 'windows', 'job', '--', 'true']);
   t.deepEqual(windows, { code: 125, signal: null, stdout: '', stderr: 'exclusive: The windows driver needs Windows; this is linux.\n' });
   const file = join(lockDir(), 'a-file');
@@ -558,7 +566,7 @@ test('a driver that cannot run here, or an unusable directory, exits 125', async
 
 // ---------------------------------------------------------------- parsing and recording (in-process)
 
-test('parseArgs: options in any order, grouped short flags, inline values', (t) => {
+cliTest('parseArgs: options in any order, grouped short flags, inline values', (t) => {
   const run = (args: string[]): RunRequest => parseArgs(args) as RunRequest;
   t.deepEqual(parseArgs(['-nqw', '2.5', '--dir=/l', '--driver', 'portable', 'job', '-E75', '--', 'cmd', '-n', '--', 'x']), {
     kind: 'run', name: 'job', command: ['cmd', '-n', '--', 'x'], waitMs: 2500, conflictExitCode: 75, quiet: true, dir: '/l', driver: 'portable', databaseUrl: undefined,
@@ -577,7 +585,7 @@ test('parseArgs: options in any order, grouped short flags, inline values', (t) 
   t.throws(() => parseArgs(['-w', '2147484', 'j', '--', 'c']), { instanceOf: UsageError, message: "option '-w' must be at most 2147483 seconds (use 0 to wait for ever), got 2147484" });
 });
 
-test('displayCommand quotes what a shell would split and caps the length', (t) => {
+cliTest('displayCommand quotes what a shell would split and caps the length', (t) => {
   t.is(displayCommand(['pg_dump', '-Fc', 'my db', "it's", 'a=b,c:d/e.f@g%h+i']), `pg_dump -Fc 'my db' 'it'\\''s' a=b,c:d/e.f@g%h+i`);
   t.is(displayCommand(['']), "''");
   const long = displayCommand(['x'.repeat(400)]);

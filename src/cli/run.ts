@@ -67,12 +67,27 @@ export async function runCommand(request: RunRequest): Promise<never> {
   childPid = child.pid;
   const end = await child.ended;
   childPid = undefined; // it is gone (and reaped): never signal a reused pid
-  await lock.release();
+  await release(lock);
   return exitLike(end, request.command[0], driver);
 }
 
+/** Longest wait for a server driver's release before exiting anyway. */
+const RELEASE_GRACE_MS = 3000;
+
+/**
+ * Releases the lock, but never lets an unreachable server hold up our exit:
+ * the server frees a session's locks when its connection closes, which our
+ * exit does. File locks release at once.
+ */
+async function release(lock: ExclusiveLock): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, RELEASE_GRACE_MS)));
+  await Promise.race([lock.release().catch(() => {}), grace]);
+  clearTimeout(timer);
+}
+
 async function endBySignal(lock: ExclusiveLock | undefined, driver: LockDriver, signal: NodeJS.Signals): Promise<never> {
-  await lock?.release();
+  if (lock !== undefined) await release(lock);
   driver.cleanup?.(); // dying by a signal skips the 'exit' hook that would remove our lock file
   return dieBySignal(signal);
 }

@@ -1,4 +1,4 @@
-import { LockDriverError } from '../errors.js';
+import { LockDriverError, LockLostError } from '../errors.js';
 import { advisoryKeyOf, lockIds } from './postgres-key.js';
 import { lastRow, messageOf, Session, sqlState, type PgModule, type SessionConfig } from './postgres-session.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
@@ -42,22 +42,6 @@ export interface PostgresDriverConfig extends SessionConfig {
 export const APPLICATION_NAME = 'exclusive-process';
 const APPLICATION_NAME_RE = /^exclusive-process (\d+) (\d+)(?: (.*))?$/;
 
-/** The lock was lost while held. `code` is `'ERR_LOCK_LOST'`; the cause, if any, is `cause`. */
-export class LockLostError extends Error {
-  /** Always `'ERR_LOCK_LOST'`. */
-  readonly code = 'ERR_LOCK_LOST';
-  /** The lock's name. */
-  readonly lockName: string;
-  /** Where the lock lived (`postgres://host:port/db#key`). */
-  readonly lockfile: string;
-
-  constructor(lockName: string, lockfile: string, why: string, cause?: unknown) {
-    super(`The lock '${lockName}' was lost: ${why}.`, cause === undefined ? undefined : { cause });
-    this.name = 'LockLostError';
-    this.lockName = lockName;
-    this.lockfile = lockfile;
-  }
-}
 
 /**
  * The session guard, part of every statement that takes a lock: true only

@@ -1,0 +1,49 @@
+import test from 'ava';
+import { join } from 'node:path';
+import { lockDir, ROOT, run, start } from './helpers/processes.js';
+
+// The examples, run as the README runs them (tsx, importing 'exclusive-process'),
+// each with a private lock directory.
+const example = (name: string): string => join(ROOT, 'examples', `${name}.ts`);
+
+test('nightly-job: a second copy started while the first runs exits 1 with the message; the first finishes', async (t) => {
+  const env = { EXCLUSIVE_PROCESS_DIR: lockDir(), EXAMPLE_WORK_MS: '3000' };
+  const first = start(example('nightly-job'), [], env);
+  await first.waitFor('running as pid');
+  const second = await run(example('nightly-job'), [], env);
+  t.is(second.code, 1);
+  t.is(second.stderr, `Another 'exclusive-process/examples/nightly-job' process is already running (pid ${first.child.pid}).\n`);
+  const done = await first.finished;
+  t.is(done.code, 0);
+  t.regex(done.stdout, /nightly job: done/);
+  const third = await run(example('nightly-job'), [], { ...env, EXAMPLE_WORK_MS: '0' });
+  t.is(third.code, 0, 'free again after the first exited');
+});
+
+test('service: the second concurrent build is refused, migrations queue', async (t) => {
+  const result = await run(example('service'), [], { EXCLUSIVE_PROCESS_DIR: lockDir() });
+  t.is(result.code, 0, result.stderr);
+  const pid = /pid (\d+)/.exec(result.stdout)?.[1];
+  t.is(result.stdout, [
+    'report 1 built',
+    `second build refused: Another 'exclusive-process/examples/service:ReportService.build' process is already running (pid ${pid}).`,
+    'migration step 1 applied',
+    'migration step 2 applied',
+    'migration step 3 applied',
+    '',
+  ].join('\n'));
+});
+
+test('wrapped-function: calls run one after the other; the holder is this process, then nobody', async (t) => {
+  const dir = lockDir();
+  const result = await run(example('wrapped-function'), [], { EXCLUSIVE_PROCESS_DIR: dir });
+  t.is(result.code, 0, result.stderr);
+  const pid = String(result.stdout.match(/this process: (\d+)/)?.[1]);
+  t.is(result.stdout, [
+    `syncing warehouse A; holder pid ${pid} (this process: ${pid})`,
+    `syncing warehouse B; holder pid ${pid} (this process: ${pid})`,
+    'after: holder null',
+    `held by hand: inventory-sync at ${dir}/exclusive-process.inventory-sync.lock`,
+    '',
+  ].join('\n'));
+});

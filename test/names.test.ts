@@ -1,0 +1,52 @@
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nameForFile } from '../src/default-name.js';
+import { exclusive } from '../src/index.js';
+import { ROOT } from './helpers/processes.js';
+
+const project = (pkg: object | undefined): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'exclusive-names-'));
+  if (pkg) writeFileSync(join(dir, 'package.json'), JSON.stringify(pkg));
+  return dir;
+};
+
+test('the default name is the package name plus the path of the file without its extension', (t) => {
+  t.is(nameForFile(join(ROOT, 'test', 'names.test.ts')), 'exclusive-process/test/names.test');
+  t.is(nameForFile(join(ROOT, 'examples', 'nightly-job.ts')), 'exclusive-process/examples/nightly-job');
+});
+
+test('a compiled file with a source map gets the name of its TypeScript source, as under tsx', (t) => {
+  const dir = project({ name: 'my-app' });
+  mkdirSync(join(dir, 'src'));
+  writeFileSync(join(dir, 'src', 'job.ts'), 'export const job = 1;\n');
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--ignoreConfig', '--sourceMap', '--outDir', join(dir, 'dist'), '--rootDir', join(dir, 'src'), join(dir, 'src', 'job.ts')]);
+  t.is(nameForFile(join(dir, 'src', 'job.ts')), 'my-app/src/job');
+  t.is(nameForFile(join(dir, 'dist', 'job.js')), 'my-app/src/job');
+  // Without a map, the compiled path is the name (stable, just different).
+  writeFileSync(join(dir, 'dist', 'other.js'), '');
+  t.is(nameForFile(join(dir, 'dist', 'other.js')), 'my-app/dist/other');
+});
+
+test('unrelated projects\' index files do not collide; a package.json without a name is passed over', (t) => {
+  const a = project({ name: 'service-a' });
+  const b = project({ name: 'service-b' });
+  t.is(nameForFile(join(a, 'index.ts')), 'service-a/index');
+  t.is(nameForFile(join(b, 'index.ts')), 'service-b/index');
+  const nested = join(a, 'packages', 'tool');
+  mkdirSync(nested, { recursive: true });
+  writeFileSync(join(nested, 'package.json'), JSON.stringify({ type: 'module' }));
+  t.is(nameForFile(join(nested, 'index.mjs')), 'service-a/packages/tool/index');
+});
+
+test('without any named package.json the absolute path without extension is the name', (t) => {
+  const dir = project(undefined);
+  t.is(nameForFile(join(dir, 'script.cjs')), `${dir}/script`);
+});
+
+test('exclusive(fn) takes its default name from the file that called it', async (t) => {
+  const job = exclusive(async () => (await import('../src/index.js')).Exclusive.holder('exclusive-process/test/names.test')?.pid);
+  t.is(await job(), process.pid);
+});

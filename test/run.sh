@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test run, as `npm test` and CI run it:
+#   1. installs the Debian packages the suites need when missing (PostgreSQL
+#      15 and PgBouncer for the postgres driver; the Windows suite installs
+#      Wine itself), which needs root on Debian/Ubuntu;
+#   2. runs every ava suite (Linux: posix, portable, postgres, CLI, package);
+#   3. runs the Windows driver's suite under Wine (skip with
+#      EXCLUSIVE_SKIP_WINDOWS=1 while developing: the summary then says so);
+#   4. prints one closing line "N passed, N failed" for all of them.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log() { printf '# [test] %s\n' "$*" >&2; }
+
+need=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+[ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing: ${need[*]}. Install them (Debian/Ubuntu: sudo apt-get install -y ${need[*]}) and run again."
+    exit 1
+  fi
+  log "installing ${need[*]}"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2 || exit 1
+  # Debian starts a default cluster and pgbouncer on install; the tests start their own.
+  service postgresql stop >/dev/null 2>&1 || true
+  service pgbouncer stop >/dev/null 2>&1 || true
+fi
+
+mkdir -p .tmp
+passed=0
+failed=0
+count() { # adds the "# pass N" / "# fail N" lines of a TAP file to the totals
+  local p f
+  p=$(grep -E '^# pass [0-9]+' "$1" | tail -1 | awk '{print $3}')
+  f=$(grep -E '^# fail [0-9]+' "$1" | tail -1 | awk '{print $3}')
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  [ -n "$p" ] || { log "$2 printed no TAP summary: counted as one failure"; failed=$((failed + 1)); }
+}
+
+log "ava suites"
+npx ava --tap 2>&1 | tee .tmp/ava.tap
+count .tmp/ava.tap ava
+
+if [ "${EXCLUSIVE_SKIP_WINDOWS:-}" = 1 ]; then
+  log "Windows suite skipped (EXCLUSIVE_SKIP_WINDOWS=1)"
+else
+  log "Windows suite under Wine"
+  bash test/windows/run.sh 2>&1 | tee .tmp/windows.tap
+  count .tmp/windows.tap windows
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
