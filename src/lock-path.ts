@@ -130,22 +130,38 @@ function ensureDirectory(path: string): void {
 }
 
 /**
- * The lock files in `dir` (names made by {@link lockFileName}), with the lock
- * name read back from the file name, or `undefined` for a hashed long name
- * (its record holds the name).
+ * The names of the locks that have a file in `dir`, for `status`. A file
+ * counts when it is `fileName(name)` for its name: read back from a plain
+ * lock file name, else from its record via `readName` (hashed long names,
+ * other suffixes). Unreadable or unsafe files are passed over.
  */
-export function lockFilesIn(dir: string | undefined): Array<{ path: string; name: string | undefined }> {
+export function lockNamesIn(
+  dir: string | undefined,
+  readName: (path: string) => string | undefined,
+  fileName: (name: string) => string = lockFileName,
+): string[] {
   const directory = lockDirectory(dir);
-  const found: Array<{ path: string; name: string | undefined }> = [];
+  const names: string[] = [];
   for (const file of readdirSync(directory)) {
-    if (!file.startsWith(LOCK_FILE_PREFIX) || !file.endsWith(LOCK_FILE_SUFFIX)) continue;
-    const encoded = file.slice(LOCK_FILE_PREFIX.length, -LOCK_FILE_SUFFIX.length);
-    found.push({ path: join(directory, file), name: encoded.includes('~') ? undefined : decodeFileName(encoded) });
+    if (!file.startsWith(LOCK_FILE_PREFIX)) continue;
+    let name = decodeFileName(file);
+    if (name === undefined) {
+      try {
+        name = readName(join(directory, file));
+      } catch {
+        continue; // not a file we may read: not ours to list
+      }
+    }
+    if (name !== undefined && fileName(name) === file) names.push(name);
   }
-  return found;
+  return names;
 }
 
-function decodeFileName(encoded: string): string | undefined {
+/** The name behind a plain (not hashed) lock file name, or undefined. */
+function decodeFileName(file: string): string | undefined {
+  if (!file.endsWith(LOCK_FILE_SUFFIX)) return undefined;
+  const encoded = file.slice(LOCK_FILE_PREFIX.length, -LOCK_FILE_SUFFIX.length);
+  if (encoded.includes('~')) return undefined;
   const bytes: number[] = [];
   for (let i = 0; i < encoded.length; i++) {
     if (encoded[i] === '%') {
@@ -156,5 +172,5 @@ function decodeFileName(encoded: string): string | undefined {
     }
   }
   const name = Buffer.from(bytes).toString('utf8');
-  return lockFileName(name) === `${LOCK_FILE_PREFIX}${encoded}${LOCK_FILE_SUFFIX}` ? name : undefined; // only names we made
+  return lockFileName(name) === file ? name : undefined; // only names we made
 }

@@ -273,7 +273,9 @@ cliTest('two copies racing: exactly one runs, the other exits with -E and the di
     // The winner's command runs until the others have given up (however slow
     // the machine), so a late starter cannot pass for a second winner.
     const copies = [0, 1, 2].map((i) => start(['--dir', dir, '-E', '75', 'race', '--', ...node('gate', log, String(i), gate)]));
-    await Promise.race([ended(copies, 2), sleep(20_000)]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended(copies, 2), new Promise((resolve) => (timer = setTimeout(resolve, 20_000)))]);
+    clearTimeout(timer);
     writeFileSync(gate, '');
     const results = await Promise.all(copies.map((c) => c.done));
     const winners = results.map((r, i) => ({ r, pid: copies[i].child.pid! })).filter(({ r }) => r.code === 0);

@@ -116,7 +116,7 @@ test('an unreachable server, unknown host, silent server, missing database or ro
       t.is(error.code, 'ERR_DRIVER_UNAVAILABLE');
       t.regex(error.message, message);
       t.false(error.message.includes('s3cret'));
-      t.true(elapsed < 2500, `${connectionString}: ${elapsed} ms`);
+      t.true(elapsed < 15_000, `${connectionString}: ${elapsed} ms (failed, not waited the 60 s)`);
     }
   } finally {
     silent.close();
@@ -175,7 +175,7 @@ test('kill -9 of the holder: the server frees the lock at once and a waiting pro
   const lock = await waiting;
   const latency = performance.now() - killedAt;
   t.log(`acquired ${latency.toFixed(1)} ms after kill -9`);
-  t.true(latency < 1000, `${latency} ms`);
+  t.true(latency < 10_000, `${latency} ms (freed by the server, not by the 20 s wait limit)`);
   t.is((await holder.finished).signal, 'SIGKILL');
   t.true(lock.fencingToken! > BigInt(held.trim().split(' ')[2]));
   await lock.release();
@@ -273,9 +273,10 @@ test('wait: the server times the wait out (lock_timeout), leaving no waiter behi
   const begin = performance.now();
   const error = await rejection(Exclusive.acquire({ name: 'timeout', driver, wait: 300 }));
   const elapsed = performance.now() - begin;
-  t.true(error instanceof CannotAcquireLock);
+  t.true(error instanceof CannotAcquireLock, String(error));
   t.is(error.message, `Another 'timeout' process is already running (pid ${process.pid}).`);
-  t.true(elapsed >= 299 && elapsed < 1300, `${elapsed} ms`);
+  // It waited the whole timeout, and did not hang (a generous bound: the machine may be loaded).
+  t.true(elapsed >= 299 && elapsed < 10_000, `${elapsed} ms`);
   t.is(await waiters('timeout'), 0);
   // The server's own timeout, alone: a signal that never aborts.
   const resource = driver.locate('timeout', undefined);
@@ -284,7 +285,7 @@ test('wait: the server times the wait out (lock_timeout), leaving no waiter behi
   const waitLock = driver.waitLock as (resource: string, record: HolderRecord, signal: AbortSignal, timeoutMs: number) => Promise<unknown>;
   t.is(await waitLock(resource, record, new AbortController().signal, 200), null);
   const serverElapsed = performance.now() - start2;
-  t.true(serverElapsed >= 199 && serverElapsed < 1000, `${serverElapsed} ms`);
+  t.true(serverElapsed >= 199 && serverElapsed < 10_000, `${serverElapsed} ms`);
   await lock.release();
 });
 
@@ -300,7 +301,7 @@ test('an AbortSignal ends a wait at once (the wait is cancelled on the server)',
   controller.abort(reason);
   t.is(await rejection(waiting), reason);
   const elapsed = performance.now() - begin;
-  t.true(elapsed < 500, `${elapsed} ms`);
+  t.true(elapsed < 5_000, `${elapsed} ms`);
   t.is(await waiters('abort'), 0);
   await lock.release();
   const next = await Exclusive.acquire({ name: 'abort', driver });
@@ -331,7 +332,8 @@ test('a process that ends while holding frees the lock; neither idle sessions no
     const lingered = performance.now() - doneAt;
     t.is(result.code, 0, result.stderr);
     t.regex(out, /^done \d+\n$/);
-    t.true(lingered < 500, `${keep}: exited ${lingered} ms after its work was done`);
+    // Well under the 5 s session timeout that would end a lingering idle session.
+    t.true(lingered < 3_000, `${keep}: exited ${lingered} ms after its work was done`);
     const driver = postgres({ connectionString: server.connectionString });
     const lock: ExclusiveLock = await Exclusive.acquire({ name: `exit-${keep}`, driver });
     await lock.release();

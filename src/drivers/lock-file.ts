@@ -1,6 +1,8 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
+import { decodeRecord } from '../holder-record.js';
+import type { HolderRecord } from './types.js';
 
 /**
  * Opening lock files safely in directories other users can write to (/tmp,
@@ -84,6 +86,17 @@ export function readHead(fd: number): Buffer {
     return buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, 0));
   } catch {
     return buffer.subarray(0, 0);
+  }
+}
+
+/** The holder record in the lock file at `path`, without creating or locking it (null: none readable). */
+export function readRecordAt(path: string): HolderRecord | null {
+  const file = openExistingLockFile(path);
+  if (file === undefined) return null;
+  try {
+    return decodeRecord(readHead(file.fd));
+  } finally {
+    closeSync(file.fd);
   }
 }
 

@@ -1,9 +1,8 @@
-import { watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
-import { lockFilePath, lockFilesIn } from '../lock-path.js';
+import { lockFilePath, lockNamesIn } from '../lock-path.js';
 import { createClaim, isLive, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, type Claim } from './portable-claim.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
+import { watchLockFile } from './watch.js';
 
 /**
  * The portable driver: a pid file, no native code. For platforms where the
@@ -145,36 +144,14 @@ export function createPortableDriver(): LockDriver {
     synchronous: true,
     locate: (name, dir) => lockFilePath(name, dir),
     tryLock,
-    watch(path, onChange) {
-      // Watch the directory, not the file: the file disappears on release
-      // and a new one appears on the next acquisition; a watch on the file
-      // itself would not follow that.
-      const name = basename(path);
-      try {
-        const watcher = watch(dirname(path), { persistent: false }, (_event, file) => {
-          if (file === null || file === name) onChange();
-        });
-        watcher.on('error', onChange);
-        return () => watcher.close();
-      } catch {
-        return () => {}; // No inotify here (or out of watches): the poll still finds the release.
-      }
-    },
+    // By name: the file disappears on release and a new one appears on the
+    // next acquisition, which a watch on the file itself would not follow.
+    watch: (path, onChange) => watchLockFile(path, onChange, true),
     holder(path) {
       const claim = readClaim(path);
       return claim !== undefined && isLive(claim) ? claim.record : null;
     },
-    list(dir) {
-      const names: string[] = [];
-      for (const { path, name } of lockFilesIn(dir)) {
-        if (name !== undefined) names.push(name);
-        else {
-          const record = readClaim(path)?.record;
-          if (record != null && lockFilePath(record.name, dir) === path) names.push(record.name);
-        }
-      }
-      return names;
-    },
+    list: (dir) => lockNamesIn(dir, (path) => readClaim(path)?.record?.name),
     cleanup() {
       for (const [path, token] of [...held]) release(path, token);
     },

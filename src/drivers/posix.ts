@@ -1,12 +1,14 @@
-import { closeSync, futimesSync, lstatSync, readFileSync, unlinkSync, watch } from 'node:fs';
+import { closeSync, futimesSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { lockFilePath, lockFilesIn } from '../lock-path.js';
+import { lockFilePath, lockNamesIn } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
 import { LockFileError } from '../errors.js';
 import { loadNative } from './native.js';
-import { lockFileError, openExistingLockFile, openLockFile, readHead, writeRecord, type OpenLockFile } from './lock-file.js';
+import { lockFileError, openExistingLockFile, openLockFile, readHead, readRecordAt, writeRecord, type OpenLockFile } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
+import { watchLockFile } from './watch.js';
+import { evictIdle } from './idle-cache.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.
@@ -18,7 +20,7 @@ import type { DriverLock, HolderRecord, LockDriver } from './types.js';
  *
  * Files stay open between acquisitions (open/create/unlink cost 10-100x a
  * lock operation on disk) and are removed when this process exits, or when
- * more than MAX_IDLE are idle. A file is only ever unlinked by a process
+ * more than MAX_IDLE (idle-cache.ts) are idle. A file is only ever unlinked by a process
  * holding its lock, and every acquisition checks that the path still names
  * the locked file, so a waiter that locked a file just unlinked retries.
  */
@@ -28,8 +30,6 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
 const { EWOULDBLOCK, EAGAIN, EINTR } = constants.errno;
-/** Idle open lock files kept per process before the least recently used is closed and removed. */
-const MAX_IDLE = 32;
 /** Attempts when the file keeps being replaced under us (only a hostile process does that). */
 const MAX_REOPEN = 100;
 
@@ -78,19 +78,10 @@ export function createPosixDriver(): LockDriver {
     } catch {
       // Not the owner: waiters fall back to their poll.
     }
-    if (files.get(path) === file) evictIdle();
+    if (files.get(path) === file) evictIdle(files, removeIfFree);
   }
 
-  function evictIdle(): void {
-    let idle = 0;
-    for (const file of files.values()) if (!file.held) idle++;
-    for (const [path, file] of files) {
-      if (idle <= MAX_IDLE) break;
-      if (file.held) continue;
-      removeIfFree(path, file);
-      idle--;
-    }
-  }
+
 
   /** Unlinks the file if we can lock it and it is still the file at `path`, then closes it. */
   function removeIfFree(path: string, file: CachedFile): void {
@@ -118,15 +109,7 @@ export function createPosixDriver(): LockDriver {
     synchronous: true,
     locate: (name, dir) => lockFilePath(name, dir),
     tryLock,
-    watch(path, onChange) {
-      try {
-        const watcher = watch(path, { persistent: false }, onChange);
-        watcher.on('error', onChange);
-        return () => watcher.close();
-      } catch {
-        return () => {}; // No inotify here (or out of watches): the poll still finds the release.
-      }
-    },
+    watch: (path, onChange) => watchLockFile(path, onChange),
     holder(path) {
       const file = openExistingLockFile(path);
       if (file === undefined) return null;
@@ -140,25 +123,14 @@ export function createPosixDriver(): LockDriver {
           return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? '', pid: null };
         }
         if (pid === null) return null;
+        // 0: the holder is in a pid namespace we cannot see (another container); its record has its own pid.
+        if (pid === 0) return record ?? { name: '', pid: null };
         return record !== null && record.pid === pid ? record : { name: record?.name ?? '', pid };
       } finally {
         closeSync(file.fd); // also drops the probe's shared lock
       }
     },
-    list(dir) {
-      const names: string[] = [];
-      for (const { path, name } of lockFilesIn(dir)) {
-        if (name !== undefined) names.push(name);
-        else {
-          const file = openExistingLockFile(path);
-          if (file === undefined) continue;
-          const record = decodeRecord(readHead(file.fd));
-          closeSync(file.fd);
-          if (record !== null && lockFilePath(record.name, dir) === path) names.push(record.name);
-        }
-      }
-      return names;
-    },
+    list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name),
     cleanup() {
       for (const [path, file] of [...files]) removeIfFree(path, file);
     },

@@ -1,17 +1,18 @@
 import { createHash } from 'node:crypto';
-import { closeSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
+import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe } from '../describe.js';
 import { InvalidArgumentError, LockDriverError, LockFileError } from '../errors.js';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { LOCK_FILE_PREFIX, LOCK_FILE_SUFFIX, lockDirectory, lockFileName } from '../lock-path.js';
+import { LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
-import { openExistingLockFile, openLockFile, readHead, writeRecord } from './lock-file.js';
+import { openExistingLockFile, openLockFile, readHead, readRecordAt, writeRecord } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import {
   ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 } from './windows-native.js';
 import { Waiter } from './windows-waiter-pool.js';
+import { evictIdle } from './idle-cache.js';
 
 /**
  * The Windows driver: a kernel named mutex per lock (CreateMutexW,
@@ -66,8 +67,6 @@ export interface WindowsDriverOptions {
 
 /** Suffix of the info files holding the holder record. */
 const INFO_FILE_SUFFIX = '.mutex';
-/** Idle mutex handles kept open per thread before the least recently used are closed. */
-const MAX_IDLE = 32;
 
 const instances = new Map<WindowsScope, LockDriver>();
 
@@ -194,7 +193,7 @@ function buildDriver(scope: WindowsScope): LockDriver {
     if (cached.held) return null;
     const result = k.wait(cached.handle, 0);
     if (result === WAIT_TIMEOUT) {
-      evictIdle();
+      evictIdleHandles();
       return null;
     }
     if (result !== WAIT_OBJECT_0 && result !== WAIT_ABANDONED) throw mutexError(k.lastError(), resource, scope);
@@ -209,7 +208,7 @@ function buildDriver(scope: WindowsScope): LockDriver {
         released = true;
         cached.held = false;
         k.releaseMutex(cached.handle);
-        if (handles.get(resource) === cached) evictIdle();
+        if (handles.get(resource) === cached) evictIdleHandles();
       },
     };
   }
@@ -288,19 +287,15 @@ function buildDriver(scope: WindowsScope): LockDriver {
     if (free) removeInfo(target);
   }
 
-  function evictIdle(): void {
-    let idle = 0;
-    for (const cached of handles.values()) if (!cached.held) idle++;
-    for (const [resource, cached] of handles) {
-      if (idle <= MAX_IDLE) break;
-      if (cached.held) continue;
+  function evictIdleHandles(): void {
+    evictIdle(handles, (resource, cached) => {
       handles.delete(resource);
       k.closeHandle(cached.handle); // not owned: closing gives nothing up
       removeInfoIfFree(resource);
       touched.delete(resource);
-      idle--;
-    }
+    });
   }
+
 
   return {
     kind: 'windows',
@@ -344,24 +339,7 @@ function buildDriver(scope: WindowsScope): LockDriver {
       const record = readInfo(resource);
       return live(record) ?? unknown(record);
     },
-    list(dir) {
-      const directory = lockDirectory(dir);
-      const names: string[] = [];
-      for (const file of readdirSync(directory)) {
-        if (!file.startsWith(LOCK_FILE_PREFIX) || !file.endsWith(INFO_FILE_SUFFIX)) continue;
-        try {
-          const opened = openExistingLockFile(join(directory, file));
-          if (opened === undefined) continue;
-          const record = decodeRecord(readHead(opened.fd));
-          closeSync(opened.fd);
-          // Only files we made for this scope: the record names the lock, and the name maps back to this file.
-          if (record !== null && infoFileName(record.name, scope) === file) names.push(record.name);
-        } catch {
-          // Unreadable or unsafe: not ours to list.
-        }
-      }
-      return names;
-    },
+    list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name, (name) => infoFileName(name, scope)),
     cleanup() {
       // Held: remove the record while still holding it (nobody else can be writing it), then release.
       for (const [resource, waiter] of waiterHeld) {
