@@ -70,9 +70,15 @@ export function lockDirectory(dir: string | undefined): string {
   const chosen = dir ?? (process.env.EXCLUSIVE_PROCESS_DIR || undefined);
   if (chosen === undefined) return (systemDir ??= findSystemDir());
   const absolute = resolve(chosen);
-  ensureDirectory(absolute);
+  if (!ensured.has(absolute)) {
+    ensureDirectory(absolute);
+    ensured.add(absolute);
+  }
   return absolute;
 }
+
+/** Directories already made sure of: mkdir + stat on every acquisition would cost more than the lock. */
+const ensured = new Set<string>();
 
 /**
  * mkdir -p, each level tried once: Node's own recursive mkdir never returns

@@ -65,9 +65,10 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
   readonly abandoned: boolean;
   /** A number that grows with every acquisition, where the driver provides one (postgres); otherwise undefined. */
   readonly fencingToken: bigint | undefined;
-  /** Aborted when this handle is released, or when the driver learns the lock was lost (reason: an Error saying so). */
-  readonly signal: AbortSignal;
-  readonly #controller = new AbortController();
+  // Made on first use of `signal` (or when the driver can lose the lock):
+  // most holders never look, and an AbortController per acquisition is a
+  // measurable part of a lock's cost.
+  #controller: AbortController | undefined;
   #release: (() => void | Promise<void>) | undefined;
   #released: Promise<void> | undefined;
 
@@ -78,14 +79,30 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
     this.driver = entry.driver.kind;
     this.abandoned = entry.lock?.abandoned === true;
     this.fencingToken = entry.lock?.fencingToken;
-    this.signal = this.#controller.signal;
     this.#release = release;
     const lost = entry.lock?.lost;
     if (lost !== undefined) {
-      const onLost = (): void => this.#controller.abort(lost.reason);
+      const onLost = (): void => this.#abort(lost.reason);
       if (lost.aborted) onLost();
       else lost.addEventListener('abort', onLost, { once: true });
     }
+  }
+
+  /** Aborted when this handle is released, or when the driver learns the lock was lost (reason: a `LockLostError`). */
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#release === undefined) this.#controller.abort(this.#releasedReason());
+    }
+    return this.#controller.signal;
+  }
+
+  #abort(reason: unknown): void {
+    (this.#controller ??= new AbortController()).abort(reason);
+  }
+
+  #releasedReason(): Error {
+    return new Error(`The lock '${this.name}' was released.`);
   }
 
   /** True until `release()` is called. */
@@ -102,7 +119,7 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
     if (this.#released === undefined) {
       const release = this.#release!;
       this.#release = undefined;
-      this.#controller.abort(new Error(`The lock '${this.name}' was released.`));
+      if (this.#controller !== undefined && !this.#controller.signal.aborted) this.#controller.abort(this.#releasedReason());
       try {
         const result = release();
         this.#released = result instanceof Promise ? result : Promise.resolve();

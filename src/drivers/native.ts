@@ -5,14 +5,9 @@ import { LockDriverError } from '../errors.js';
  * a platform without the native binding can still use the portable driver.
  */
 
-export interface ErrnoResult {
-  value: number;
-  errnoCode: number;
-  errnoMessage: string;
-}
-
 export interface Native {
-  flock(fd: number, operation: number): ErrnoResult;
+  /** flock(2): 0 on success, else the errno. */
+  flock(fd: number, operation: number): number;
 }
 
 let native: Native | undefined;
@@ -20,16 +15,35 @@ let native: Native | undefined;
 /** The native calls, or a LockDriverError (ERR_DRIVER_UNAVAILABLE) saying why they cannot load. */
 export function loadNative(): Native {
   if (native !== undefined) return native;
+  let ffi: typeof import('ffi-rs');
   try {
-    const ffi = require('ffi-rs') as typeof import('ffi-rs');
+    ffi = require('ffi-rs') as typeof import('ffi-rs');
     ffi.open({ library: 'libc', path: '' }); // '' is the main program, which links libc
-    const { flock } = ffi.define({
-      flock: { library: 'libc', retType: ffi.DataType.I32, paramsType: [ffi.DataType.I32, ffi.DataType.I32], errno: true },
-    });
-    native = { flock: (fd, operation) => flock([fd, operation]) as ErrnoResult };
-    return native;
   } catch (error) {
     throw new LockDriverError('ERR_DRIVER_UNAVAILABLE',
       `The native flock binding (ffi-rs) cannot load on ${process.platform}-${process.arch}: ${(error as Error).message}. Use driver: 'portable'.`, error);
   }
+  // One reused call description: ffi-rs's define() rebuilds it on every call,
+  // which doubles the cost. Errno is asked for only after a failure (it costs
+  // more); the failure's cause persists, and if the lock was freed meanwhile
+  // the second call simply succeeds.
+  const call = {
+    library: 'libc',
+    funcName: 'flock',
+    retType: ffi.DataType.I32,
+    paramsType: [ffi.DataType.I32, ffi.DataType.I32],
+    paramsValue: [0, 0],
+    freeResultMemory: false,
+  };
+  const callWithErrno = { ...call, errno: true as const };
+  native = {
+    flock(fd, operation) {
+      call.paramsValue = [fd, operation];
+      if (ffi.load(call) === 0) return 0;
+      callWithErrno.paramsValue = [fd, operation];
+      const result = ffi.load(callWithErrno);
+      return result.value === 0 ? 0 : result.errnoCode;
+    },
+  };
+  return native;
 }

@@ -48,11 +48,11 @@ export function createPosixDriver(): LockDriver {
       if (cached === undefined) cached = { ...openLockFile(path), held: false };
       else files.delete(path);
       files.set(path, cached); // most recently used last
-      const result = flock(cached.fd, LOCK_EX | LOCK_NB);
-      if (result.value !== 0) {
-        if (result.errnoCode === EWOULDBLOCK || result.errnoCode === EAGAIN) return null;
-        if (result.errnoCode === EINTR) continue;
-        throw lockFileError(Object.assign(new Error(result.errnoMessage), { code: errnoName(result.errnoCode) }), path);
+      const errno = flock(cached.fd, LOCK_EX | LOCK_NB);
+      if (errno !== 0) {
+        if (errno === EWOULDBLOCK || errno === EAGAIN) return null;
+        if (errno === EINTR) continue;
+        throw lockFileError(Object.assign(new Error(`flock failed (errno ${errno})`), { code: errnoName(errno) }), path);
       }
       if (namesFile(path, cached)) {
         cached.held = true;
@@ -85,7 +85,7 @@ export function createPosixDriver(): LockDriver {
 
   /** Unlinks the file if we can lock it and it is still the file at `path`, then closes it. */
   function removeIfFree(path: string, file: CachedFile): void {
-    if (file.held || flock(file.fd, LOCK_EX | LOCK_NB).value === 0) {
+    if (file.held || flock(file.fd, LOCK_EX | LOCK_NB) === 0) {
       try {
         if (namesFile(path, file)) unlinkSync(path);
       } catch {
@@ -118,8 +118,7 @@ export function createPosixDriver(): LockDriver {
         const pid = lockingPid(file);
         if (pid === undefined) {
           // No /proc/locks (not Linux): probe with a shared lock.
-          const probe = flock(file.fd, LOCK_SH | LOCK_NB);
-          if (probe.value === 0) return null;
+          if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return null;
           return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? '', pid: null };
         }
         if (pid === null) return null;

@@ -32,12 +32,12 @@ export interface Started {
  * Starts a TypeScript file (a fixture by default) in a real Node process,
  * through tsx like the tests themselves.
  */
-export function start(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Started {
+export function start(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Started {
   const file = script.includes('/') ? script : join(FIXTURES, script);
   const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [stdin, 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';

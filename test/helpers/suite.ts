@@ -1,5 +1,5 @@
 import type { TestFn } from 'ava';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lockDir, run, start } from './processes.js';
 
@@ -82,6 +82,20 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
       waiter.child.kill('SIGTERM');
       await waiter.finished;
     }
+  });
+
+  test(`${driver}: a lock file deleted by hand while free is noticed by a process that kept it open`, async (t) => {
+    const dir = lockDir();
+    const first = start('reacquire.ts', ['deleted', dir, driver], {}, 'pipe');
+    await first.waitFor('released');
+    for (const file of lockFiles(dir)) unlinkSync(join(dir, file));
+    const second = start('hold.ts', ['deleted', dir, driver]);
+    await second.waitFor('held');
+    first.child.stdin!.end('go\n');
+    const result = JSON.parse((await first.finished).stdout.split('\n')[1]!);
+    t.deepEqual(result, { acquired: false, holder: second.child.pid });
+    second.child.kill('SIGTERM');
+    await second.finished;
   });
 
   test(`${driver}: the lock file is removed on normal exit, process.exit() and uncaught exceptions`, async (t) => {
