@@ -191,3 +191,16 @@ test('released lock files are kept open for reuse, at most 32 idle per process',
   for (let i = 0; i < 40; i++) Exclusive.lock({ name: `many-${i}`, dir }).release();
   t.is(lockFiles(dir).length, 32);
 });
+
+test('exclusive.signal() inside an exclusive function aborts when its lock is released; outside it throws', async (t) => {
+  const dir = lockDir();
+  let inside: AbortSignal | undefined;
+  await exclusive(async () => {
+    inside = exclusive.signal();
+    t.false(inside.aborted);
+  }, { name: 'signal-chain', dir })();
+  t.true(inside!.aborted);
+  t.regex(String((inside!.reason as Error).message), /The lock 'signal-chain' was released/);
+  t.throws(() => exclusive.signal(), { code: 'ERR_NOT_HOLDING', name: 'NotHoldingError' });
+  await Exclusive.run({ name: 'signal-run', dir }, (lock) => t.is(exclusive.signal(), lock.signal));
+});

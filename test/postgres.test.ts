@@ -225,6 +225,22 @@ test('a holder whose session is terminated learns it through lock.signal, and th
   await again.release();
 });
 
+test('exclusive(fn) hands the loss to the function: exclusive.signal() aborts with LockLostError', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const other = postgres({ connectionString: server.connectionString });
+  const job = exclusive(async () => {
+    const signal = exclusive.signal();
+    t.false(signal.aborted);
+    const backendPid = (await Exclusive.holder('signalled', { driver: other }))!.details!.backendPid;
+    await sql('SELECT pg_terminate_backend($1)', [backendPid]);
+    return aborted(signal);
+  }, { name: 'signalled', driver });
+  const reason = await job();
+  t.true(reason instanceof LockLostError);
+  t.like(reason, { code: 'ERR_LOCK_LOST', lockName: 'signalled' });
+  t.throws(() => exclusive.signal(), { code: 'ERR_NOT_HOLDING' });
+});
+
 test('server restart: the holder is told, and locks work again once the server is back', async (t) => {
   const own = await startPostgres();
   try {
