@@ -46,3 +46,29 @@ function onSignal(signal: NodeJS.Signals): void {
   for (const s of SIGNALS) process.removeListener(s, onSignal);
   process.kill(process.pid, signal);
 }
+
+/**
+ * Runs `fn`, a synchronous wait, with our signal handlers detached. No
+ * JavaScript runs until it returns, so they could only hold a SIGTERM back
+ * until the lock comes; detached, the signal ends the process at once, as it
+ * would have without us (the OS still releases every lock it held).
+ */
+export function withoutOurSignalHandlers<T>(fn: () => T): T {
+  if (!installed || !isMainThread) return fn();
+  for (const signal of SIGNALS) process.removeListener(signal, onSignal);
+  try {
+    return fn();
+  } finally {
+    for (const signal of SIGNALS) process.on(signal, onSignal);
+  }
+}
+
+/**
+ * True when JavaScript listens for a termination signal. Such a handler only
+ * runs when the thread returns to the event loop, so a thread blocked in a
+ * system call (the kernel restarts the call after a handled signal) must
+ * come back now and then.
+ */
+export function terminationSignalsHandled(): boolean {
+  return SIGNALS.some((signal) => process.listenerCount(signal) > 0);
+}

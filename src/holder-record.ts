@@ -7,10 +7,10 @@ import { currentProcess } from './process-identity.js';
  * correctness never depends on it, and anything malformed reads as unknown.
  */
 
-/** A record describing this process as the holder of `name`, acquired now. */
-export function recordForThisProcess(name: string): HolderRecord {
+/** A record describing this process as the holder of `name`, acquired now (`command` defaults to this process's command line). */
+export function recordForThisProcess(name: string, command?: string): HolderRecord {
   const self = currentProcess();
-  return { name, pid: self.pid, start: self.start, host: self.host, command: self.command, since: new Date() };
+  return { name, pid: self.pid, start: self.start, host: self.host, command: command ?? self.command, since: new Date() };
 }
 
 /** The record as written to disk: JSON ended by a newline, so a longer old record left behind is ignored without truncating. */

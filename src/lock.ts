@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
 import { CannotAcquireLock, LockDriverError, NotHoldingError } from './errors.js';
-import { registerCleanup } from './exit.js';
+import { registerCleanup, terminationSignalsHandled, withoutOurSignalHandlers } from './exit.js';
 import { recordForThisProcess } from './holder-record.js';
 import type { LockSettings } from './options.js';
 import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
@@ -42,6 +42,7 @@ const chain = new AsyncLocalStorage<ReadonlyMap<Entry, ExclusiveLock>>();
 /** Wait between retries when the driver cannot tell us of a release (or the holder crashed): doubles from the first to the last. */
 const POLL_FIRST_MS = 2;
 const POLL_MAX_MS = 100;
+const SYNC_POLL_MAX_MS = 10;
 
 /**
  * A held lock. Returned by `Exclusive.forever()`, `Exclusive.lock()`,
@@ -216,31 +217,51 @@ export function requireSynchronous(driver: LockDriver, what: string): void {
  */
 export function acquireSync(t: Target): ExclusiveLock {
   const { settings, name, resource } = t;
-  const entry = entryFor(settings.driver, resource);
+  const { driver } = settings;
+  const entry = entryFor(driver, resource);
   if (isReentry(entry)) return reenter(name, entry);
   if (settings.signal?.aborted) throw settings.signal.reason;
   // Held by another call chain of this thread: a blocking wait could never
   // see it released, so this is a conflict whatever `wait` says.
   if (entry.busy) return conflictSync(t, process.pid);
-  const deadline = performance.now() + settings.waitMs;
-  for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, POLL_MAX_MS)) {
+  const attempt = (block: boolean): ExclusiveLock | null => {
     entry.busy = true;
-    const record = recordForThisProcess(name);
+    const record = recordForThisProcess(name, settings.command);
     let lock: DriverLock | null;
     try {
-      lock = settings.driver.tryLock(resource, record) as DriverLock | null;
+      lock = block ? driver.waitLockSync!(resource, record) : (driver.tryLock(resource, record) as DriverLock | null);
     } catch (error) {
       unreserve(entry);
       throw error;
     }
     if (lock !== null) return hold(name, entry, lock, record);
     unreserve(entry);
-    const left = deadline - performance.now();
-    if (left <= 0 || settings.signal?.aborted) break;
-    sleepSync(Math.min(delay, left));
-  }
+    return null;
+  };
+  const deadline = performance.now() + settings.waitMs;
+  const lock = attempt(false) ?? (settings.waitMs > 0 ? withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline)) : null);
+  if (lock !== null) return lock;
   if (settings.signal?.aborted) throw settings.signal.reason;
   return conflictSync(t, undefined);
+}
+
+/**
+ * A synchronous wait. For ever, with nothing to abort it and no signal
+ * handler that must run, it blocks in the driver (the kernel hands the lock
+ * over at once); otherwise it polls, briefly, since nothing can wake a
+ * blocked thread early.
+ */
+function waitSync(attempt: (block: boolean) => ExclusiveLock | null, settings: LockSettings, deadline: number): ExclusiveLock | null {
+  if (settings.waitMs === Infinity && settings.signal === undefined && settings.driver.waitLockSync && !terminationSignalsHandled()) {
+    return attempt(true);
+  }
+  for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, SYNC_POLL_MAX_MS)) {
+    const left = deadline - performance.now();
+    if (left <= 0 || settings.signal?.aborted) return null;
+    sleepSync(Math.min(delay, left));
+    const lock = attempt(false);
+    if (lock !== null) return lock;
+  }
 }
 
 /**
@@ -261,11 +282,11 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
     return conflict(t, process.pid);
   }
   let lock: DriverLock | null = null;
-  let record = recordForThisProcess(name);
+  let record = recordForThisProcess(name, settings.command);
   try {
     lock = await driver.tryLock(resource, record);
     if (lock === null && settings.waitMs > 0) {
-      record = recordForThisProcess(name);
+      record = recordForThisProcess(name, settings.command);
       lock = await (driver.waitLock ? nativeWait(driver, resource, record, deadline, signal) : pollWait(driver, resource, record, deadline, signal));
     }
   } catch (error) {

@@ -59,6 +59,8 @@ export interface LockSettings {
   readonly signal: AbortSignal | undefined;
   readonly dir: string | undefined;
   readonly driver: LockDriver;
+  /** The command line recorded as the holder's (internal: the CLI records the command it runs). Default: this process's. */
+  readonly command?: string;
 }
 
 const KNOWN = new Set(['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver']);

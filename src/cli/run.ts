@@ -6,7 +6,7 @@ import type { ExclusiveLock } from '../lock.js';
 import type { LockDriver } from '../drivers/types.js';
 import type { RunRequest } from './args.js';
 import { driverFor } from './driver.js';
-import { displayCommand, withCommand } from './holder-command.js';
+import { displayCommand } from './holder-command.js';
 import { dieBySignal, forward, keyboardSignalReachedChild, trapSignals, type ForwardedSignal } from './signals.js';
 import { startChild, type ChildEnd } from './supervise.js';
 
@@ -32,7 +32,7 @@ export const EXIT = {
  * they are passed on and the lock stays held until it ends.
  */
 export async function runCommand(request: RunRequest): Promise<never> {
-  const driver = withCommand(driverFor(request), displayCommand(request.command));
+  const driver = driverFor(request);
   const waiting = new AbortController();
   let childPid: number | undefined;
   let fatal: ForwardedSignal | undefined;
@@ -45,12 +45,12 @@ export async function runCommand(request: RunRequest): Promise<never> {
     }
   });
 
-  const settings = parseOptions({
-    dir: request.dir,
-    driver,
-    wait: request.waitMs === Infinity ? true : request.waitMs,
-    signal: waiting.signal,
-  });
+  const settings = {
+    ...parseOptions({ dir: request.dir, driver, wait: request.waitMs === Infinity ? true : request.waitMs, signal: waiting.signal }),
+    // The tool holds the lock, but the record names what it runs: `status`
+    // and conflict messages then show `pg_dump -Fc db`, not `node exclusive ...`.
+    command: displayCommand(request.command),
+  };
   let lock: ExclusiveLock;
   try {
     lock = await acquire(target(settings, request.name));

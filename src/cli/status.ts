@@ -7,17 +7,21 @@ import { driverFor } from './driver.js';
 
 /** One line of `exclusive status`; also its JSON shape (missing facts are `null`, so keys are stable). */
 export interface LockStatus {
+  /** The lock name. */
   name: string;
+  /** `free` includes a lock file left behind by a holder that died. */
   state: 'held' | 'free';
   /** The holder's pid: for a lock taken by `exclusive`, the tool's own pid. */
   pid: number | null;
   /** The holder's command line: for `exclusive`, the command it runs. */
   command: string | null;
+  /** The holder's host name. */
   host: string | null;
-  /** ISO 8601. */
+  /** When the holder took the lock, ISO 8601. */
   since: string | null;
   /** Where the lock lives (file path, mutex name...). */
   lockfile: string;
+  /** The driver asked: `posix`, `portable`, `windows` or `postgres`. */
   driver: string;
 }
 

@@ -42,16 +42,17 @@ export function createPosixDriver(): LockDriver {
   const flock = native.flock;
   const files = new Map<string, CachedFile>(); // insertion order = least recently used first
 
-  function tryLock(path: string, record: HolderRecord): DriverLock | null {
-    for (let attempt = 0; attempt < MAX_REOPEN; attempt++) {
+  /** Locks `path` (blocking, or failing at once with LOCK_NB): the lock, or null when held elsewhere. */
+  function lock(path: string, record: HolderRecord, operation: number): DriverLock | null {
+    for (let reopened = 0; reopened < MAX_REOPEN; ) {
       let cached = files.get(path);
       if (cached === undefined) cached = { ...openLockFile(path), held: false };
       else files.delete(path);
       files.set(path, cached); // most recently used last
-      const errno = flock(cached.fd, LOCK_EX | LOCK_NB);
+      const errno = flock(cached.fd, operation);
       if (errno !== 0) {
         if (errno === EWOULDBLOCK || errno === EAGAIN) return null;
-        if (errno === EINTR) continue;
+        if (errno === EINTR) continue; // a signal interrupted a blocking wait: wait again
         throw lockFileError(Object.assign(new Error(`flock failed (errno ${errno})`), { code: errnoName(errno) }), path);
       }
       if (namesFile(path, cached)) {
@@ -62,6 +63,7 @@ export function createPosixDriver(): LockDriver {
       // Unlinked (by a process cleaning up) between our open and our lock: that file is dead.
       flock(cached.fd, LOCK_UN);
       drop(path, cached);
+      reopened++;
     }
     throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
       `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`);
@@ -108,7 +110,9 @@ export function createPosixDriver(): LockDriver {
     kind: 'posix',
     synchronous: true,
     locate: (name, dir) => lockFilePath(name, dir),
-    tryLock,
+    tryLock: (path, record) => lock(path, record, LOCK_EX | LOCK_NB),
+    // Blocks in the kernel, which hands the lock over within a fraction of a millisecond.
+    waitLockSync: (path, record) => lock(path, record, LOCK_EX)!,
     watch: (path, onChange) => watchLockFile(path, onChange),
     holder(path) {
       const file = openExistingLockFile(path);

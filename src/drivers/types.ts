@@ -64,6 +64,12 @@ export interface LockDriver {
    * reports a change, and on a slow poll for holders that crash.
    */
   waitLock?(resource: string, record: HolderRecord, signal: AbortSignal, timeoutMs?: number): Promise<DriverLock | null>;
+  /**
+   * A synchronous wait for ever (optional): blocks this thread until the
+   * lock is acquired. Used by synchronous forms with `wait: true` and no
+   * `signal`; without it they poll.
+   */
+  waitLockSync?(resource: string, record: HolderRecord): DriverLock;
   /** Calls `onChange` when the lock may have been released (optional); returns a function that stops watching. */
   watch?(resource: string, onChange: () => void): () => void;
   /** The current holder as recorded by it, `{ pid: null }` when held by an unknown holder, or `null` when free. */

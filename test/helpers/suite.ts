@@ -98,6 +98,22 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     await second.finished;
   });
 
+  test(`${driver}: SIGTERM ends a process in a synchronous wait at once, and a released lock reaches such a waiter`, async (t) => {
+    const dir = lockDir();
+    const holder = start('hold.ts', ['second', dir, driver]);
+    await holder.waitFor('held');
+    const stopped = start('blocked-wait.ts', [dir, driver]);
+    await stopped.waitFor('waiting');
+    await untilSigtermNotCaught(stopped.child.pid!); // the wait has begun: our handlers are detached
+    stopped.child.kill('SIGTERM');
+    t.is((await stopped.finished).signal, 'SIGTERM');
+    const waiter = start('blocked-wait.ts', [dir, driver]);
+    await waiter.waitFor('waiting');
+    holder.child.kill('SIGTERM');
+    await waiter.waitFor('got it');
+    t.is((await waiter.finished).code, 0);
+  });
+
   test(`${driver}: the lock file is removed on normal exit, process.exit() and uncaught exceptions`, async (t) => {
     for (const how of ['return', 'exit', 'throw']) {
       const dir = lockDir();
@@ -120,6 +136,19 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
       const next = JSON.parse((await run('try-lock.ts', ['ending', dir, driver])).stdout);
       t.true(next.acquired);
     });
+  }
+}
+
+/**
+ * Resolves once the process no longer catches SIGTERM (Linux: SigCgt in
+ * /proc/PID/status), which a synchronous wait arranges by detaching the
+ * library's signal handlers.
+ */
+async function untilSigtermNotCaught(pid: number): Promise<void> {
+  for (;;) {
+    const caught = BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`);
+    if ((caught & (1n << 14n)) === 0n) return; // bit 14: signal 15, SIGTERM
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 
