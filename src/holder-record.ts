@@ -13,10 +13,16 @@ export function recordForThisProcess(name: string, command?: string): HolderReco
   return { name, pid: self.pid, start: self.start, host: self.host, command: command ?? self.command, since: new Date() };
 }
 
+/** The JSON of the last record's fixed fields, without its closing brace: only `since` changes between acquisitions of a lock. */
+let last: { name: string; pid: number | null; start?: string; host?: string; command?: string; head: string } | undefined;
+
 /** The record as written to disk: JSON ended by a newline, so a longer old record left behind is ignored without truncating. */
 export function encodeRecord(record: HolderRecord): Buffer {
   const { name, pid, start, host, command, since } = record;
-  return Buffer.from(`${JSON.stringify({ v: 1, name, pid, start, host, command, since: since?.toISOString() })}\n`);
+  if (last?.name !== name || last.pid !== pid || last.start !== start || last.host !== host || last.command !== command) {
+    last = { name, pid, start, host, command, head: JSON.stringify({ v: 1, name, pid, start, host, command }).slice(0, -1) };
+  }
+  return Buffer.from(`${last.head}${since === undefined ? '' : `,"since":"${since.toISOString()}"`}}\n`);
 }
 
 const MAX_PID = 0x7fffffff;

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
 import { CannotAcquireLock, LockDriverError, NotHoldingError } from './errors.js';
-import { registerCleanup, terminationSignalsHandled, withoutOurSignalHandlers } from './exit.js';
+import { cleanupOnSignals, registerCleanup, withoutOurSignalHandlers } from './exit.js';
 import { recordForThisProcess } from './holder-record.js';
 import type { LockSettings } from './options.js';
 import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
@@ -246,13 +246,13 @@ export function acquireSync(t: Target): ExclusiveLock {
 }
 
 /**
- * A synchronous wait. For ever, with nothing to abort it and no signal
- * handler that must run, it blocks in the driver (the kernel hands the lock
- * over at once); otherwise it polls, briefly, since nothing can wake a
- * blocked thread early.
+ * A synchronous wait. For ever, with no `signal` to abort it, it blocks in
+ * the driver (the kernel hands the lock over at once); otherwise it polls,
+ * briefly, since nothing can wake a blocked thread early. Either way no
+ * JavaScript runs until it returns, signal handlers included.
  */
 function waitSync(attempt: (block: boolean) => ExclusiveLock | null, settings: LockSettings, deadline: number): ExclusiveLock | null {
-  if (settings.waitMs === Infinity && settings.signal === undefined && settings.driver.waitLockSync && !terminationSignalsHandled()) {
+  if (settings.waitMs === Infinity && settings.signal === undefined && settings.driver.waitLockSync) {
     return attempt(true);
   }
   for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, SYNC_POLL_MAX_MS)) {
@@ -284,7 +284,8 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
   let lock: DriverLock | null = null;
   let record = recordForThisProcess(name, settings.command);
   try {
-    lock = await driver.tryLock(resource, record);
+    const tried = driver.tryLock(resource, record);
+    lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
     if (lock === null && settings.waitMs > 0) {
       record = recordForThisProcess(name, settings.command);
       lock = await (driver.waitLock ? nativeWait(driver, resource, record, deadline, signal) : pollWait(driver, resource, record, deadline, signal));
@@ -387,9 +388,10 @@ export function holderOf(t: Target): HolderRecord | null | Promise<HolderRecord 
   return t.settings.driver.holder(t.resource);
 }
 
-/** Marks a held lock as the whole process's (forever()). */
+/** Marks a held lock as the whole process's (forever()): re-entered by every acquisition, cleaned up on signals too. */
 export function holdForProcess(t: Target): void {
   entryFor(t.settings.driver, t.resource).processWide = true;
+  cleanupOnSignals();
 }
 
 async function conflict(t: Target, pid: number | null | undefined): Promise<never> {

@@ -199,3 +199,14 @@ test('worker threads of one process exclude each other: 4 workers x 100 incremen
   t.is(result.code, 0, result.stderr);
   t.is(readFileSync(counter, 'utf8'), '400');
 });
+
+test('only forever() installs signal handlers: other forms leave SIGINT, SIGTERM and SIGHUP to their default', async (t) => {
+  const dir = lockDir();
+  for (const how of ['lock', 'exclusive', 'forever']) {
+    const child = start('lock-then-idle.ts', [dir, how]);
+    const listeners = JSON.parse((await child.waitFor('locked')).slice('locked '.length));
+    t.deepEqual(listeners, how === 'forever' ? [1, 1, 1] : [0, 0, 0], how);
+    child.child.kill('SIGTERM');
+    t.is((await child.finished).signal, 'SIGTERM', how);
+  }
+});

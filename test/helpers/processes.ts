@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -81,4 +81,10 @@ export function start(script: string, args: string[] = [], env: NodeJS.ProcessEn
 /** Runs a script to completion. */
 export function run(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Finished> {
   return start(script, args, env).finished;
+}
+
+/** Linux: whether the process has a handler for signal number `signal` (SigCgt in /proc/PID/status). */
+export function catchesSignal(pid: number, signal: number): boolean {
+  const caught = BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`);
+  return (caught & (1n << BigInt(signal - 1))) !== 0n;
 }

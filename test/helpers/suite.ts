@@ -1,7 +1,7 @@
 import type { TestFn } from 'ava';
 import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { lockDir, run, start } from './processes.js';
+import { catchesSignal, lockDir, run, start } from './processes.js';
 
 /**
  * The multi-process guarantees every file-based driver must show, run
@@ -139,17 +139,9 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
   }
 }
 
-/**
- * Resolves once the process no longer catches SIGTERM (Linux: SigCgt in
- * /proc/PID/status), which a synchronous wait arranges by detaching the
- * library's signal handlers.
- */
+/** Resolves once the process no longer catches SIGTERM, which a synchronous wait arranges by detaching the library's handlers. */
 async function untilSigtermNotCaught(pid: number): Promise<void> {
-  for (;;) {
-    const caught = BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`);
-    if ((caught & (1n << 14n)) === 0n) return; // bit 14: signal 15, SIGTERM
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  while (catchesSignal(pid, 15)) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 /** Lock files left in a test directory. */
