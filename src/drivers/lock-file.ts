@@ -43,7 +43,8 @@ export function openLockFile(path: string): OpenLockFile {
         throw lockFileError(createError, path);
       }
     }
-    return checkRegular(fd, path);
+    const file = checkRegular(fd, path);
+    if (file !== undefined) return file; // else it was removed as we opened it: open the new one
   }
 }
 
@@ -59,8 +60,16 @@ export function openExistingLockFile(path: string): OpenLockFile | undefined {
   return checkRegular(fd, path);
 }
 
-function checkRegular(fd: number, path: string): OpenLockFile {
+/**
+ * The open file if it is a regular file with one link; undefined (closed)
+ * when it has none: a process cleaning up unlinked it just after we opened it.
+ */
+function checkRegular(fd: number, path: string): OpenLockFile | undefined {
   const stat = fstatSync(fd);
+  if (stat.isFile() && stat.nlink === 0) {
+    closeSync(fd);
+    return undefined;
+  }
   if (!stat.isFile() || stat.nlink !== 1) {
     closeSync(fd);
     const what = stat.isFile() ? `has ${stat.nlink} hard links` : 'is not a regular file';

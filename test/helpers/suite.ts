@@ -21,6 +21,15 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     t.is(readFileSync(counter, 'utf8'), '4000');
   });
 
+  test(`${driver}: lock files removed and re-created all the time while others open them: 4 processes x 400 turns over 40 names, every count exact`, async (t) => {
+    const dir = lockDir();
+    const results = await Promise.all(Array.from({ length: 4 }, () => run('churn.ts', [dir, driver, '400'])));
+    for (const result of results) t.is(result.code, 0, result.stderr);
+    let total = 0;
+    for (let i = 0; i < 40; i++) total += Number(readFileSync(join(dir, `counter-${i}`), 'utf8'));
+    t.is(total, 1600);
+  });
+
   test(`${driver}: 50 processes starting forever({ die: true }) at once: exactly one runs, 49 exit 1 with the message`, async (t) => {
     const dir = lockDir();
     const go = join(dir, 'go');
