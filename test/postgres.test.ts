@@ -305,6 +305,18 @@ test('wait: the server times the wait out (lock_timeout), leaving no waiter behi
   await lock.release();
 });
 
+test('a wait that times out never disturbs the next statement: 40 rounds of wait then holder()', async (t) => {
+  const holding = postgres({ connectionString: server.connectionString });
+  const lock = await Exclusive.acquire({ name: 'rounds', driver: holding });
+  const driver = postgres({ connectionString: server.connectionString });
+  for (let round = 0; round < 40; round++) {
+    const error = await rejection(Exclusive.acquire({ name: 'rounds', driver, wait: 5 + (round % 10) }));
+    t.true(error instanceof CannotAcquireLock, `round ${round}: ${String(error)}`);
+    t.is((await Exclusive.holder('rounds', { driver }))?.pid, process.pid, `round ${round}`);
+  }
+  await lock.release();
+});
+
 test('an AbortSignal ends a wait at once (the wait is cancelled on the server)', async (t) => {
   const holding = postgres({ connectionString: server.connectionString });
   const lock = await Exclusive.acquire({ name: 'abort', driver: holding });

@@ -297,13 +297,15 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         await session.query(`SET lock_timeout = ${lockTimeout}`);
         row = lastRow(await session.query(WAIT_SQL, [key.toString(), applicationName(record), session.backendPid, session.marker], Infinity));
       } catch (error) {
-        const state = sqlState(error);
-        if (state === '55P03' || (state === '57014' && cancelled)) {
-          give(session); // the statement failed cleanly: the session is idle, without the lock
+        if (cancelled) {
+          // Our cancel request may still be on its way (the server's own
+          // lock_timeout can end the wait first): it would cancel whatever
+          // this session runs next, so the session is not reused.
+          session.destroy();
           return null;
         }
-        if (cancelled) {
-          session.destroy();
+        if (sqlState(error) === '55P03') {
+          give(session); // the server timed the wait out: the session is idle, without the lock
           return null;
         }
         throw error;
