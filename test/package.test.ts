@@ -91,33 +91,24 @@ test('every file named by exports, main, types and bin is in the tarball', (t) =
   t.deepEqual(missing, []);
 });
 
-test('ESM: import by name takes a real lock, and shares one instance with require()', async (t) => {
-  const seen = await consume('node', ['esm.mjs']);
-  t.deepEqual(seen, {
-    pid: seen.pid,
-    sameInstance: true,
-    driver: 'posix',
-    holderPid: seen.pid,
-    otherProcess: `CannotAcquireLock pid=${String(seen.pid)}`,
-    afterRelease: null,
-    wrapped: 5,
+for (const [title, file] of [
+  ['ESM: import by name takes a real lock, and shares one instance with require()', 'esm.mjs'],
+  ['CommonJS: require by name takes a real lock, and shares one instance with import()', 'cjs.cjs'],
+] as const) {
+  test(title, async (t) => {
+    const seen = await consume('node', [file]);
+    t.deepEqual(seen, {
+      pid: seen.pid,
+      sameInstance: true,
+      driver: 'posix',
+      holderPid: seen.pid,
+      otherProcess: `CannotAcquireLock pid=${String(seen.pid)}`,
+      afterRelease: null,
+      wrapped: 5,
+    });
+    t.is(typeof seen.pid, 'number');
   });
-  t.is(typeof seen.pid, 'number');
-});
-
-test('CommonJS: require by name takes a real lock, and shares one instance with import()', async (t) => {
-  const seen = await consume('node', ['cjs.cjs']);
-  t.deepEqual(seen, {
-    pid: seen.pid,
-    sameInstance: true,
-    driver: 'posix',
-    holderPid: seen.pid,
-    otherProcess: `CannotAcquireLock pid=${String(seen.pid)}`,
-    afterRelease: null,
-    wrapped: 5,
-  });
-  t.is(typeof seen.pid, 'number');
-});
+}
 
 test('TypeScript under tsx: a standard decorator, `using` and exclusive() take real locks', async (t) => {
   const seen = await consume(join('node_modules', '.bin', 'tsx'), ['typed.ts']);
