@@ -29,8 +29,6 @@ interface Entry {
   record: HolderRecord | null;
   /** Held by `forever()`: every acquisition in this thread re-enters. */
   processWide: boolean;
-  /** Nested (reentrant) handles still open. */
-  depth: number;
   /** In-process callers waiting for `busy` to clear, oldest first. */
   readonly queue: Set<() => void>;
 }
@@ -39,7 +37,11 @@ const registries = new WeakMap<LockDriver, Map<string, Entry>>();
 /** The locks held by the current async call chain, by entry. */
 const chain = new AsyncLocalStorage<ReadonlyMap<Entry, ExclusiveLock>>();
 
-/** Wait between retries when the driver cannot tell us of a release (or the holder crashed): doubles from the first to the last. */
+/**
+ * Waits between retries, doubling from the first to the max. Asynchronous
+ * waiters are woken by the driver's change notification, so their poll only
+ * finds holders that died without a word; a blocked thread has only its poll.
+ */
 const POLL_FIRST_MS = 2;
 const POLL_MAX_MS = 100;
 const SYNC_POLL_MAX_MS = 10;
@@ -147,18 +149,15 @@ function entryFor(driver: LockDriver, resource: string): Entry {
   if (registry === undefined) registries.set(driver, (registry = new Map()));
   let entry = registry.get(resource);
   if (entry === undefined) {
-    entry = { driver, resource, busy: false, lock: null, record: null, processWide: false, depth: 0, queue: new Set() };
+    entry = { driver, resource, busy: false, lock: null, record: null, processWide: false, queue: new Set() };
     registry.set(resource, entry);
   }
   return entry;
 }
 
-/** A handle for a caller that already holds the lock through its call chain (or `forever()`). */
+/** A handle for a caller that already holds the lock through its call chain (or `forever()`): releasing it gives nothing up. */
 function reenter(name: string, entry: Entry): ExclusiveLock {
-  entry.depth++;
-  return new ExclusiveLock(name, entry, () => {
-    entry.depth--;
-  });
+  return new ExclusiveLock(name, entry, () => {});
 }
 
 function isReentry(entry: Entry): boolean {
@@ -180,15 +179,25 @@ function hold(name: string, entry: Entry, lock: DriverLock, record: HolderRecord
   });
 }
 
-/** Hands the reservation to the oldest in-process waiter (first come, first served), or frees it. */
+/**
+ * Hands the reservation to the oldest in-process waiter (first come, first
+ * served), or frees it; a free entry leaves the registry, so a process that
+ * uses many names (one per user...) does not keep one for each.
+ */
 function unreserve(entry: Entry): void {
   const [next] = entry.queue;
   if (next === undefined) {
     entry.busy = false;
+    if (entry.lock === null) registries.get(entry.driver)?.delete(entry.resource);
   } else {
     entry.queue.delete(next);
     next();
   }
+}
+
+/** How many locks of `driver` this thread's registry tracks (held, or being acquired); for tests. */
+export function registeredLocks(driver: LockDriver): number {
+  return registries.get(driver)?.size ?? 0;
 }
 
 /** Settings plus the resolved name and resource: what one acquisition needs. */

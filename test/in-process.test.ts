@@ -4,6 +4,8 @@ import { pbkdf2 } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { CannotAcquireLock, Exclusive, exclusive } from '../src/index.js';
 import { lockFiles } from './helpers/suite.js';
+import { driverByName } from '../src/drivers/select.js';
+import { registeredLocks } from '../src/lock.js';
 import { lockDir, start } from './helpers/processes.js';
 
 const tick = (ms = 1): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -203,4 +205,15 @@ test('exclusive.signal() inside an exclusive function aborts when its lock is re
   t.regex(String((inside!.reason as Error).message), /The lock 'signal-chain' was released/);
   t.throws(() => exclusive.signal(), { code: 'ERR_NOT_HOLDING', name: 'NotHoldingError' });
   await Exclusive.run({ name: 'signal-run', dir }, (lock) => t.is(exclusive.signal(), lock.signal));
+});
+
+test('the in-process registry forgets free locks: 1 000 distinct names leave no entries behind', async (t) => {
+  const dir = lockDir();
+  const driver = driverByName(undefined);
+  const before = registeredLocks(driver);
+  const held = Exclusive.lock({ name: 'kept', dir });
+  for (let i = 0; i < 1_000; i++) await exclusive(async () => {}, { name: `user-${i}`, dir })();
+  t.is(registeredLocks(driver), before + 1, 'only the held one');
+  await held.release();
+  t.is(registeredLocks(driver), before);
 });
