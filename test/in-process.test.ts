@@ -207,7 +207,7 @@ test('exclusive.signal() inside an exclusive function aborts when its lock is re
   await Exclusive.run({ name: 'signal-run', dir }, (lock) => t.is(exclusive.signal(), lock.signal));
 });
 
-test('the in-process registry forgets free locks: 1 000 distinct names leave no entries behind', async (t) => {
+test.serial('the in-process registry forgets free locks: 1 000 distinct names leave no entries behind', async (t) => {
   const dir = lockDir();
   const driver = driverByName(undefined);
   const before = registeredLocks(driver);
