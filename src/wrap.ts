@@ -68,17 +68,17 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
   let resolved: Target | undefined;
   const targetFor = (self: unknown): Target => (resolved ??= target(settings, nameOf(self)));
 
-  const wrapper = isAsync
-    ? async function exclusiveAsync(this: unknown, ...args: unknown[]) {
-      const t = targetFor(this);
-      const lock = await acquire(t);
-      try {
-        return await runHolding(lock, t, () => fn.apply(this, args));
-      } finally {
-        await lock.release();
-      }
+  async function exclusiveAsync(this: unknown, ...args: unknown[]): Promise<unknown> {
+    const t = targetFor(this);
+    const lock = await acquire(t);
+    try {
+      return await runHolding(lock, t, () => fn.apply(this, args));
+    } finally {
+      await lock.release();
     }
-    : function exclusiveSync(this: unknown, ...args: unknown[]) {
+  }
+
+  function exclusiveSync(this: unknown, ...args: unknown[]): unknown {
     const t = targetFor(this);
     const lock = acquireSync(t);
     let result: unknown;
@@ -88,12 +88,13 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
       void lock.release();
       throw error;
     }
-    if (isThenable(result)) {
-      return Promise.resolve(result).finally(() => lock.release());
-    }
+    // A plain function that returns a promise keeps the lock until it settles.
+    if (isThenable(result)) return Promise.resolve(result).finally(() => lock.release());
     void lock.release();
     return result;
-  };
+  }
+
+  const wrapper = isAsync ? exclusiveAsync : exclusiveSync;
   Object.defineProperty(wrapper, 'name', { value: fn.name });
   Object.defineProperty(wrapper, 'length', { value: fn.length });
   return wrapper as F;

@@ -7,8 +7,8 @@ import { LockFileError } from '../errors.js';
 import { loadNative } from './native.js';
 import { lockFileError, openExistingLockFile, openLockFile, readHead, readRecordAt, writeRecord, type OpenLockFile } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
-import { watchLockFile } from './watch.js';
 import { evictIdle } from './idle-cache.js';
+import { watchLockFile } from './watch.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.
@@ -20,9 +20,10 @@ import { evictIdle } from './idle-cache.js';
  *
  * Files stay open between acquisitions (open/create/unlink cost 10-100x a
  * lock operation on disk) and are removed when this process exits, or when
- * more than MAX_IDLE (idle-cache.ts) are idle. A file is only ever unlinked by a process
- * holding its lock, and every acquisition checks that the path still names
- * the locked file, so a waiter that locked a file just unlinked retries.
+ * more than MAX_IDLE (idle-cache.ts) are idle. A file is only ever unlinked
+ * by a process holding its lock, and every acquisition checks that the path
+ * still names the locked file, so a waiter that locked a file just unlinked
+ * retries.
  */
 
 const LOCK_SH = 1;
@@ -82,8 +83,6 @@ export function createPosixDriver(): LockDriver {
     }
     if (files.get(path) === file) evictIdle(files, removeIfFree);
   }
-
-
 
   /** Unlinks the file if we can lock it and it is still the file at `path`, then closes it. */
   function removeIfFree(path: string, file: CachedFile): void {

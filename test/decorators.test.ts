@@ -1,0 +1,36 @@
+import test from 'ava';
+import { join } from 'node:path';
+import { lockDir, ROOT, run } from './helpers/processes.js';
+
+// @Exclusive in both TypeScript decorator modes, run for real: tsx compiles
+// test/fixtures/decorators.ts with standard decorators by default, and with
+// experimentalDecorators under test/fixtures/tsconfig.legacy.json.
+const modes = [
+  ['standard (TC39) decorators', {}, 2],
+  ['experimentalDecorators', { TSX_TSCONFIG_PATH: join(ROOT, 'test', 'fixtures', 'tsconfig.legacy.json') }, 3],
+] as const;
+
+for (const [mode, env, decoratorArguments] of modes) {
+  test(`${mode}: instance, static, sync, async, bare and factory forms; default names; re-entry; metadata`, async (t) => {
+    const dir = lockDir();
+    const result = await run('decorators.ts', [dir], env);
+    t.is(result.code, 0, result.stderr);
+    t.deepEqual(JSON.parse(result.stdout), {
+      decoratorArguments, // proves which mode compiled the fixture
+      results: [3, 6, 9], // `this` and arguments pass through; a subclass instance shares the lock
+      maxRunning: 1, // three concurrent calls with wait: true ran one at a time
+      scale: 6, // sync method, sync result
+      reentrant: 'outer>inner', // a method calling another with the same lock name re-enters it
+      failure: 'from fail', // the error itself passes through
+      bare: 'exclusive-process/test/fixtures/decorators:Jobs.bare', // @Exclusive without parentheses, default name and directory
+      make: 'static',
+      conflict: 'exclusive-process/test/fixtures/decorators:Jobs.later', // default name of a static async method
+      holderInside: true,
+      metadata: {
+        prototype: { name: 'shared', dir },
+        static: {},
+        fn: { dir },
+      },
+    });
+  });
+}
