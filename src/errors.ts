@@ -35,7 +35,14 @@ export class CannotAcquireLock extends Error {
   }
 }
 
-/** Stable codes of {@link LockFileError}. */
+/**
+ * Stable codes of {@link LockFileError}.
+ *
+ * @example
+ * ```ts
+ * const code: LockFileErrorCode = 'ERR_LOCK_PERMISSION';
+ * ```
+ */
 export type LockFileErrorCode =
   /** The lock directory or file may not be created, opened or written by this user. */
   | 'ERR_LOCK_PERMISSION'
@@ -89,7 +96,14 @@ export class LockDriverError extends Error {
   }
 }
 
-/** Codes of invalid-argument errors, as Node's own. */
+/**
+ * Codes of invalid-argument errors, as Node's own.
+ *
+ * @example
+ * ```ts
+ * const code: ArgumentErrorCode = 'ERR_INVALID_LOCK_NAME';
+ * ```
+ */
 export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_INVALID_LOCK_NAME';
 
 /**

@@ -20,7 +20,16 @@ import { guard } from './wrap.js';
  */
 export const EXCLUSIVE_METADATA = 'exclusive-process:options';
 
-/** What `Exclusive.holder()` reports about the holder of a lock. */
+/**
+ * What `Exclusive.holder()` reports about the holder of a lock. Fields the
+ * driver does not know are absent.
+ *
+ * @example
+ * ```ts
+ * const holder: LockHolder | null = Exclusive.holder('nightly');
+ * if (holder) console.log(`held by ${holder.pid} on ${holder.host} since ${holder.since?.toISOString()}`);
+ * ```
+ */
 export interface LockHolder extends HolderRecord {
   /** Where the lock lives (file, mutex name or key). */
   lockfile: string;
@@ -28,12 +37,30 @@ export interface LockHolder extends HolderRecord {
   driver: string;
 }
 
-/** Options of `Exclusive.holder()`: the ones that say where a lock lives. */
+/**
+ * Options of `Exclusive.holder()`: the ones that say where a lock lives.
+ * Defaults as in {@link ExclusiveOptions}.
+ *
+ * @example
+ * ```ts
+ * const options: HolderOptions = { dir: '/var/lib/myapp/locks' };
+ * Exclusive.holder('nightly', options);
+ * ```
+ */
 export type HolderOptions = Pick<ExclusiveOptions, 'dir' | 'driver'>;
 
 type Method = (this: any, ...args: any[]) => any;
 
-/** A method decorator usable in both TypeScript decorator modes. */
+/**
+ * A method decorator usable in both TypeScript decorator modes, as returned
+ * by `Exclusive(options)`.
+ *
+ * @example
+ * ```ts
+ * const nightly: ExclusiveDecorator = Exclusive({ name: 'nightly' });
+ * class Jobs { @nightly run() {} }
+ * ```
+ */
 export interface ExclusiveDecorator {
   /** Standard (TC39) decorators. */
   <M extends Method>(method: M, context: ClassMethodDecoratorContext): M;
@@ -41,7 +68,15 @@ export interface ExclusiveDecorator {
   (target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
 }
 
-/** The `Exclusive` decorator and its static helpers. */
+/**
+ * The type of {@link Exclusive}: the decorator and its static helpers.
+ *
+ * @example
+ * ```ts
+ * const api: ExclusiveApi = Exclusive;
+ * api.forever({ die: true });
+ * ```
+ */
 export interface ExclusiveApi extends ExclusiveDecorator {
   /**
    * Makes a method exclusive (see {@link exclusive} for how sync and async

@@ -4,7 +4,14 @@
  * wait policy, holder records and exit cleanup are shared and live elsewhere.
  */
 
-/** What a holder records about itself, and what `Exclusive.holder()` reports. */
+/**
+ * What a holder records about itself, and what `Exclusive.holder()` reports.
+ *
+ * @example
+ * ```ts
+ * const record: HolderRecord = { name: 'nightly', pid: 4242, host: 'db1', since: new Date() };
+ * ```
+ */
 export interface HolderRecord {
   /** The lock name. */
   name: string;
@@ -25,7 +32,14 @@ export interface HolderRecord {
   details?: Readonly<Record<string, string | number | boolean | null>>;
 }
 
-/** A lock held through a driver. */
+/**
+ * A lock held through a driver (what `LockDriver.tryLock` returns).
+ *
+ * @example
+ * ```ts
+ * const held: DriverLock = { release: () => unlock(fd) };
+ * ```
+ */
 export interface DriverLock {
   /** Gives the lock up. Called once. */
   release(): void | Promise<void>;
@@ -41,7 +55,14 @@ export interface DriverLock {
  * A lock backend. Built-in: `posix` (flock), `windows` (named mutex),
  * `portable` (pid file), and `postgres` (advisory locks, from
  * `exclusive-process/postgres`). A driver object may be passed as the
- * `driver` option.
+ * `driver` option. Optional methods: none by default.
+ *
+ * @example
+ * ```ts
+ * import { postgres } from 'exclusive-process/postgres';
+ * const driver: LockDriver = postgres({ connectionString: process.env.DATABASE_URL });
+ * await Exclusive.run({ name: 'migrate', driver }, migrate);
+ * ```
  */
 export interface LockDriver {
   /** Short name used in messages and status output. */
@@ -83,5 +104,14 @@ export interface LockDriver {
   cleanup?(): void;
 }
 
-/** Names of the built-in drivers accepted by the `driver` option. */
+/**
+ * Names of the built-in drivers accepted by the `driver` option. Default:
+ * `'windows'` on Windows, `'posix'` elsewhere.
+ *
+ * @example
+ * ```ts
+ * const driver: DriverName = 'portable';
+ * Exclusive.lock({ name: 'x', driver });
+ * ```
+ */
 export type DriverName = 'posix' | 'windows' | 'portable';
