@@ -18,15 +18,24 @@ export const LOCK_FILE_SUFFIX = '.lock';
 const MAX_READABLE = 160;
 
 /**
- * Checks a lock name: any non-empty string of well-formed Unicode. Lone
- * surrogates are refused because they cannot be encoded, so two different
- * names would share one lock.
+ * The longest lock name, in UTF-16 code units: the whole name is kept in the
+ * holder record, which must stay small enough to read at once.
+ */
+export const MAX_NAME_LENGTH = 100_000;
+
+/**
+ * Checks a lock name: any non-empty string of well-formed Unicode, up to
+ * MAX_NAME_LENGTH. Lone surrogates are refused because they cannot be
+ * encoded, so two different names would share one lock.
  */
 export function validateName(name: unknown, what = 'options.name'): string {
   if (typeof name !== 'string') {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `${what} must be a string, got ${describe(name)}`);
   }
   if (name.length === 0) throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME', `${what} must not be empty`);
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME', `${what} is ${name.length} characters long; the limit is ${MAX_NAME_LENGTH}`);
+  }
   if (!name.isWellFormed()) {
     throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME', `${what} contains a lone surrogate (ill-formed Unicode)`);
   }

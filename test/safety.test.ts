@@ -4,6 +4,7 @@ import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { Exclusive, exclusive, InvalidArgumentError, LockFileError } from '../src/index.js';
 import { lockFileName } from '../src/lock-path.js';
+import { createPosixDriver as createPosixDriverForList } from '../src/drivers/posix.js';
 import { lockDir, run, start } from './helpers/processes.js';
 
 // Options and names are validated eagerly, with a TypeError and a stable code naming the option.
@@ -25,6 +26,7 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [{ name: '' }, 'ERR_INVALID_LOCK_NAME', /^options\.name must not be empty$/],
   [{ name: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.name must be a string, got number 42$/],
   [{ name: 'bad \ud800 surrogate' }, 'ERR_INVALID_LOCK_NAME', /lone surrogate/],
+  [{ name: 'x'.repeat(100_001) }, 'ERR_INVALID_LOCK_NAME', /^options\.name is 100001 characters long; the limit is 100000$/],
 ];
 
 for (const [options, code, message] of badOptions) {
@@ -65,6 +67,15 @@ test('any name maps to one file inside the lock directory: slashes, .., NUL, uni
   t.deepEqual(readdirSync(dir).sort(), [...files].map((f) => f.slice(dir.length + 1)).sort(), 'nothing outside the directory');
   t.is(lockFileName('a/b'), 'exclusive-process.a%2Fb.lock');
   t.is(lockFileName('a%2Fb'), 'exclusive-process.a%252Fb.lock');
+});
+
+test('the longest name, in the characters JSON escapes most, is held and reported', (t) => {
+  const dir = lockDir();
+  const name = '\0'.repeat(100_000); // six bytes each in the JSON record
+  using lock = Exclusive.lock({ name, dir });
+  t.true(lock.held);
+  t.is(Exclusive.holder(name, { dir })?.name, name);
+  t.deepEqual(createPosixDriverForList().list!(dir), [name]);
 });
 
 test('a symlink at the lock path is refused and its target is not touched', (t) => {

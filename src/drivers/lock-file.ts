@@ -88,15 +88,26 @@ export function writeRecord(fd: number, bytes: Buffer): void {
   }
 }
 
-/** Reads the start of the file (where the record is). */
+/** Reads the file's content (the record), up to MAX_RECORD_BYTES. */
 export function readHead(fd: number): Buffer {
-  const buffer = Buffer.alloc(64 * 1024);
   try {
-    return buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, 0));
+    // The whole record: a lock name may be 100 000 characters (escaped in
+    // JSON, up to 600 000 bytes), and a cut record must not read as garbage.
+    const buffer = Buffer.alloc(Math.min(fstatSync(fd).size, MAX_RECORD_BYTES));
+    let length = 0;
+    while (length < buffer.length) {
+      const read = readSync(fd, buffer, length, buffer.length - length, length);
+      if (read === 0) break;
+      length += read;
+    }
+    return buffer.subarray(0, length);
   } catch {
-    return buffer.subarray(0, 0);
+    return Buffer.alloc(0);
   }
 }
+
+/** The most of a lock file ever read: more than any record we write (see MAX_NAME_LENGTH). */
+const MAX_RECORD_BYTES = 1024 * 1024;
 
 /** The holder record in the lock file at `path`, without creating or locking it (null: none readable). */
 export function readRecordAt(path: string): HolderRecord | null {

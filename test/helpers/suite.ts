@@ -123,6 +123,19 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     t.is((await waiter.finished).code, 0);
   });
 
+  test(`${driver}: a very long name (60 000 two-byte characters, a 120 KB record) is held against a second process`, async (t) => {
+    const dir = lockDir();
+    const name = 'é'.repeat(60_000);
+    const holder = start('hold.ts', [name, dir, driver]);
+    await holder.waitFor('held');
+    const refused = JSON.parse((await run('try-lock.ts', [name, dir, driver])).stdout);
+    t.false(refused.acquired);
+    t.is(refused.holder, holder.child.pid);
+    holder.child.kill('SIGTERM');
+    await holder.finished;
+    t.true(JSON.parse((await run('try-lock.ts', [name, dir, driver])).stdout).acquired);
+  });
+
   test(`${driver}: the lock file is removed on normal exit, process.exit() and uncaught exceptions`, async (t) => {
     for (const how of ['return', 'exit', 'throw']) {
       const dir = lockDir();
