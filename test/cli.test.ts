@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
 import { displayCommand } from '../src/cli/holder-command.js';
 import { ROOT } from './helpers/processes.js';
+import { Client } from 'pg';
 import { startPostgres } from './helpers/postgres-server.js';
 
 const CHILD = join(ROOT, 'test', 'fixtures', 'cli-child.cjs');
@@ -521,6 +522,27 @@ cliTest('--driver postgres --database-url: one holder across the server, status 
   t.like(await tool.done, { signal: 'SIGTERM' });
   t.like(await exclusive([...place, 'status', 'pg-job']), { code: 0 });
   t.like(await exclusive([...place, '-w', '5', 'pg-job', '--', 'true']), { code: 0, stderr: '' });
+});
+
+cliTest('--driver postgres: a lock lost while the command runs stops the command and fails with 125', async (t) => {
+  const server = await startPostgres();
+  t.teardown(() => server.stop());
+  const place = ['--driver', 'postgres', '--database-url', server.connectionString];
+  const record = join(lockDir(), 'signals');
+  const tool = start([...place, 'pg-lost', '--', ...node('record', record, '0')]);
+  await tool.waitFor('ready');
+  const client = new Client({ connectionString: server.connectionString });
+  await client.connect();
+  try {
+    // What a network partition or an idle-session timeout would do: the server ends the holder's session.
+    await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'exclusive-process%'");
+  } finally {
+    await client.end();
+  }
+  const result = await tool.done;
+  t.is(result.code, 125);
+  t.regex(result.stderr, /^exclusive: The lock 'pg-lost' was lost: .* Stopping the command \(SIGTERM\)\.\n$/);
+  t.is(readFileSync(record, 'utf8'), 'SIGTERM\n');
 });
 
 // ---------------------------------------------------------------- usage errors

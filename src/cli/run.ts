@@ -1,5 +1,5 @@
 import { writeSync } from 'node:fs';
-import { CannotAcquireLock } from '../errors.js';
+import { CannotAcquireLock, LockLostError } from '../errors.js';
 import { acquire, target } from '../lock.js';
 import { parseOptions } from '../options.js';
 import type { ExclusiveLock } from '../lock.js';
@@ -14,7 +14,7 @@ import { startChild, type ChildEnd } from './supervise.js';
 export const EXIT = {
   /** Bad command line. */
   usage: 2,
-  /** The tool failed (lock directory, driver). */
+  /** The tool failed (lock directory, driver), or lost the lock while the command ran. */
   failure: 125,
   /** The command exists but cannot be executed. */
   cannotExecute: 126,
@@ -65,9 +65,21 @@ export async function runCommand(request: RunRequest): Promise<never> {
 
   const child = startChild(request.command);
   childPid = child.pid;
+  // A lock can be lost while held (a database session ended): the command
+  // must not go on unprotected, so it is stopped and we report a failure.
+  let lost = false;
+  const onLost = (): void => {
+    if (!(lock.signal.reason instanceof LockLostError) || childPid === undefined) return;
+    lost = true;
+    writeSync(2, `exclusive: ${lock.signal.reason.message} Stopping the command (SIGTERM).\n`);
+    forward(childPid, 'SIGTERM');
+  };
+  lock.signal.addEventListener('abort', onLost, { once: true });
   const end = await child.ended;
+  lock.signal.removeEventListener('abort', onLost);
   childPid = undefined; // it is gone (and reaped): never signal a reused pid
   await release(lock);
+  if (lost) process.exit(EXIT.failure);
   return exitLike(end, request.command[0], driver);
 }
 

@@ -5,7 +5,8 @@ export const HELP = `Usage:
 
 Runs <command> holding the lock <name>, so that it never runs twice at once
 (across processes, and users sharing the lock directory). The lock is released
-when the command ends, even if exclusive is killed with kill -9.
+when the command ends. If exclusive itself is killed (even with kill -9), the
+lock is freed at once and the command keeps running, unlocked.
 
 Options:
   -n, --nonblock                 fail at once when the lock is held (default)

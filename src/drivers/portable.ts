@@ -57,8 +57,6 @@ import { watchLockFile } from './watch.js';
 const MAX_ROUNDS = 100;
 /** Levels of guards reclaimed in a row (each needs a crash mid-reclaim). */
 const MAX_DEPTH = 8;
-/** How long to wait for another process that is reclaiming the lock, so the caller sees its outcome (it takes microseconds unless descheduled). */
-const RECLAIM_WAIT_MS = 200;
 
 /**
  * Creates the portable (pid file) driver. `Exclusive` uses it when
@@ -102,12 +100,11 @@ export function createPortableDriver(): LockDriver {
    * Removes the stale claim `seen` at `target` under its guard (see the
    * module comment). True when `target` no longer holds `seen` (we removed
    * it, or someone did before us); false when a live process is reclaiming
-   * it and did not finish within RECLAIM_WAIT_MS, or after MAX_ROUNDS /
+   * it (it will hold the lock), or after MAX_ROUNDS /
    * MAX_DEPTH: the caller then reports the lock held and its poll retries.
    */
   function reclaim(path: string, target: string, seen: Claim, record: HolderRecord, depth: number): boolean {
     const guard = `${path}.${seen.id}.reclaim`;
-    const giveUp = performance.now() + RECLAIM_WAIT_MS;
     for (let round = 0; ;) {
       const token = newToken();
       if (createClaim(path, guard, record, token)) {
@@ -123,11 +120,9 @@ export function createPortableDriver(): LockDriver {
         return true;
       }
       const other = readClaim(guard);
-      if (other !== undefined && isLive(other)) {
-        if (performance.now() >= giveUp) return false;
-        sleepSync(1);
-        continue;
-      }
+      // A live process is reclaiming: it will hold the lock. Say so now and
+      // let the caller's wait policy retry, rather than block the thread.
+      if (other !== undefined && isLive(other)) return false;
       if (++round > MAX_ROUNDS) return false;
       if (other === undefined) continue; // its reclaimer just finished: take the guard and look again
       if (depth >= MAX_DEPTH || !reclaim(path, guard, other, record, depth + 1)) return false;
@@ -169,9 +164,4 @@ function removeOwn(path: string, token: string): void {
   } catch {
     // Replaced by something unsafe, or not removable: not ours any more.
   }
-}
-
-/** Blocks the thread for `ms` without burning CPU. */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

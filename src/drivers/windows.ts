@@ -355,9 +355,9 @@ function buildDriver(scope: WindowsScope): LockDriver {
           if (target !== undefined) removeInfo(target);
           cached.held = false;
           k.releaseMutex(cached.handle);
+          touched.delete(resource); // its info file is gone; the others are removed below if free
         }
         k.closeHandle(cached.handle);
-        touched.delete(resource);
       }
       handles.clear();
       for (const resource of touched) removeInfoIfFree(resource);

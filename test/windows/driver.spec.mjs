@@ -222,6 +222,16 @@ test('forever() cleanup at exit releases the mutex (not abandoned) and removes t
   lock.release();
 });
 
+test('a lock released before a normal exit leaves no info file behind', async () => {
+  const name = unique('released-exit');
+  const h = await holder(name, { how: 'lock', after: 'release-exit' });
+  const infoFile = join(lockDirectory(undefined), `exclusive-process.${name}.mutex`);
+  assert.ok(existsSync(infoFile));
+  h.go();
+  assert.equal(await h.exited, 0);
+  assert.equal(existsSync(infoFile), false);
+});
+
 test('a lock taken by the waiter thread is released at exit too (not abandoned)', async () => {
   const name = unique('exit-waited');
   const h = await holder(name, { how: 'lock', after: 'release' });
