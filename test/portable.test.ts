@@ -256,17 +256,14 @@ test('a reclaimer that died holding the guard does not block the lock: its guard
   t.deepEqual(readdirSync(dir), [], 'the lock file and both stale guards are gone');
 });
 
-test('a live reclaimer holding the guard is waited for briefly, then the lock reads as held', async (t) => {
+test('while a live process reclaims (holds the guard), the lock reads as held and its stale file is left to it', async (t) => {
   const dir = lockDir();
   const sleep = await sleeper(t);
   const path = lockFilePath('reclaiming', dir);
   const staleToken = token();
   plant(path, { pid: await deadPid(), start: '1' }, { token: staleToken, boot: BOOT });
   plant(`${path}.${staleToken}.reclaim`, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: BOOT });
-  const begin = performance.now();
   t.deepEqual(tryLock('reclaiming', dir), { acquired: false, pid: null });
-  const waited = performance.now() - begin;
-  t.true(waited >= 190 && waited < 2000, `waited ${waited} ms`);
   t.true(existsSync(path), 'the stale file is left to the live reclaimer');
 });
 
