@@ -50,6 +50,14 @@ export function isRunning(pid: number, start: string | undefined): boolean {
   return now === undefined || now === start;
 }
 
+/** The longest command line kept in a holder record. */
+export const MAX_COMMAND = 300;
+
+/** `command`, cut to MAX_COMMAND characters. */
+export function truncateCommand(command: string): string {
+  return command.length > MAX_COMMAND ? `${command.slice(0, MAX_COMMAND - 1)}…` : command;
+}
+
 let self: { pid: number; start: string | undefined; host: string; command: string } | undefined;
 
 /** This process's identity, computed once (the pid is re-read: it changes in a forked child). */
@@ -60,7 +68,7 @@ export function currentProcess(): { pid: number; start: string | undefined; host
       pid: process.pid,
       start: processStartTime(process.pid),
       host: hostname(),
-      command: command.length > 300 ? `${command.slice(0, 299)}…` : command,
+      command: truncateCommand(command),
     };
   }
   return self;

@@ -161,6 +161,7 @@ function ownerOf(path: string): number | undefined {
   }
 }
 
-function code(error: unknown): string | undefined {
+/** The `code` of a Node system error (`'ENOENT'`...), if any. */
+export function code(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }

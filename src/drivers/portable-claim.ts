@@ -3,7 +3,7 @@ import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFil
 import { decodeRecord, encodeRecord } from '../holder-record.js';
 import { LockFileError } from '../errors.js';
 import { currentProcess, isRunning } from '../process-identity.js';
-import { lockFileError, readHead } from './lock-file.js';
+import { code, lockFileError, readHead } from './lock-file.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -280,8 +280,4 @@ function identity(): { host: string; boot: string | undefined; pidns: string | u
     self = { host: currentProcess().host, boot, pidns };
   }
   return self;
-}
-
-function code(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | undefined)?.code;
 }

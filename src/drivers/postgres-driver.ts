@@ -262,14 +262,16 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
   async function tryLock(resource: string, record: HolderRecord): Promise<DriverLock | null> {
     const key = keyOf(resource);
     return onSession('trying the lock', async (session) => {
+      // The server's idle clock (idle_session_timeout) starts when it ends the
+      // statement, which is after we sent it: the lease counts from then.
+      const sentAt = performance.now();
       const row = lastRow(await session.query(TRY_SQL, [key.toString(), applicationName(record), session.backendPid, session.marker]));
-      const receivedAt = performance.now();
       if (row.ok === null) throw foreignSession(session, 'trying the lock');
       if (row.ok !== true) {
         give(session);
         return null;
       }
-      return held(session, resource, key, BigInt(row.token as string), receivedAt);
+      return held(session, resource, key, BigInt(row.token as string), sentAt);
     });
   }
 
@@ -313,7 +315,6 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         signal.removeEventListener('abort', onAbort);
         clearTimeout(fallback);
       }
-      const receivedAt = performance.now();
       if (cancelled) {
         // Granted just as we gave up. A late cancel could still hit this
         // session's next statement, so do not reuse it: closing releases the lock.
@@ -321,7 +322,17 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         return null;
       }
       if (row.locked === null) throw foreignSession(session, 'waiting for the lock');
-      return held(session, resource, key, BigInt(row.token as string), receivedAt);
+      // When the wait ended on the server is unknown (the reply may have sat
+      // in a buffer): one more statement restarts its idle clock after a
+      // moment we know, and the lease counts from that.
+      const sentAt = performance.now();
+      try {
+        await session.query('SELECT 1');
+      } catch (error) {
+        session.destroy(); // closing the connection makes the server release the lock
+        throw error;
+      }
+      return held(session, resource, key, BigInt(row.token as string), sentAt);
     });
   }
 
