@@ -392,8 +392,9 @@ export function chainSignal(): AbortSignal {
 
 /** The holder as this thread knows it (we hold it), or as the driver reports it. */
 export function holderOf(t: Target): HolderRecord | null | Promise<HolderRecord | null> {
-  const entry = entryFor(t.settings.driver, t.resource);
-  if (entry.record !== null) return entry.record;
+  // A lookup, not entryFor(): asking about a name must not add it to the registry.
+  const record = registries.get(t.settings.driver)?.get(t.resource)?.record;
+  if (record) return record;
   return t.settings.driver.holder(t.resource);
 }
 

@@ -213,6 +213,7 @@ test.serial('the in-process registry forgets free locks: 1 000 distinct names le
   const before = registeredLocks(driver);
   const held = Exclusive.lock({ name: 'kept', dir });
   for (let i = 0; i < 1_000; i++) await exclusive(async () => {}, { name: `user-${i}`, dir })();
+  for (let i = 0; i < 100; i++) Exclusive.holder(`asked-${i}`, { dir });
   t.is(registeredLocks(driver), before + 1, 'only the held one');
   await held.release();
   t.is(registeredLocks(driver), before);
