@@ -3,10 +3,10 @@ import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe } from '../describe.js';
 import { InvalidArgumentError, LockDriverError, LockFileError } from '../errors.js';
-import { decodeRecord, encodeRecord } from '../holder-record.js';
+import { encodeRecord } from '../holder-record.js';
 import { LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
-import { openExistingLockFile, openLockFile, readHead, readRecordAt, writeRecord } from './lock-file.js';
+import { openLockFile, readRecordAt, writeRecord } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import {
   ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
@@ -257,15 +257,9 @@ function buildDriver(scope: WindowsScope): LockDriver {
     const target = targets.get(resource);
     if (target === undefined) return null;
     try {
-      const file = openExistingLockFile(target.info);
-      if (file === undefined) return null;
-      try {
-        return decodeRecord(readHead(file.fd));
-      } finally {
-        closeSync(file.fd);
-      }
+      return readRecordAt(target.info);
     } catch {
-      return null;
+      return null; // unsafe or unreadable: no holder details
     }
   }
 
