@@ -389,10 +389,12 @@ cliTest('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', 
 
 cliTest('Ctrl-C at a terminal reaches the command once, not once more through the tool', async (t) => {
   // `script` gives the tool a terminal; writing ^C to it makes the terminal
-  // send SIGINT to the foreground process group (tool and command).
+  // send SIGINT to the foreground process group (tool and command). `exec`
+  // keeps script's shell out of that group: dash, unlike bash, would die of
+  // the SIGINT itself and script would report 130 whatever the tool did.
   const dir = lockDir();
   const received = join(dir, 'received');
-  const command = `${bin} --dir ${dir} kb -- node ${CHILD} record ${received} 5`;
+  const command = `exec ${bin} --dir ${dir} kb -- node ${CHILD} record ${received} 5`;
   const tty = launch('script', ['-qefc', command, '/dev/null'], { keepStdin: true });
   await tty.waitFor('ready');
   tty.child.stdin!.write('\x03');
