@@ -8,6 +8,9 @@
 #      EXCLUSIVE_SKIP_WINDOWS=1 while developing: the summary then says so);
 #   4. prints one closing line "N passed, N failed" for all of them.
 set -uo pipefail
+# Root's tools (dpkg's ldconfig and useradd, runuser) live in sbin, which a
+# minimal PATH (cron, some CI runners) leaves out.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '# [test] %s\n' "$*" >&2; }
 

@@ -6,6 +6,7 @@ import { Exclusive, exclusive, InvalidArgumentError, LockFileError } from '../sr
 import { lockFileName } from '../src/lock-path.js';
 import { createPosixDriver as createPosixDriverForList } from '../src/drivers/posix.js';
 import { lockDir, run, start } from './helpers/processes.js';
+import { asUser } from './helpers/run-as.js';
 
 // Options and names are validated eagerly, with a TypeError and a stable code naming the option.
 const badOptions: Array<[unknown, string, RegExp]> = [
@@ -128,7 +129,7 @@ test('a missing lock directory is created; EXCLUSIVE_PROCESS_DIR sets the defaul
 
 const asNobody = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> =>
   new Promise((resolve) => {
-    const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, '--import', 'tsx', ...args], { env: { ...process.env, ...env }, cwd: join(__dirname, '..') });
+    const child = spawn(...asUser('nobody', [process.execPath, '--import', 'tsx', ...args]), { env: { ...process.env, ...env }, cwd: join(__dirname, '..') });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     child.on('close', (code) => resolve({ code, stderr }));

@@ -3,6 +3,7 @@ import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { asUser } from './run-as.js';
 
 /**
  * A private, real PostgreSQL 15 cluster for one test run (or bench): initdb
@@ -41,9 +42,12 @@ export function requirePostgres(): void {
 
 const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
+/** Root runs the server's programs as the postgres user (initdb refuses root). */
+const asPostgres = ([file, ...args]: string[]): [string, string[]] => (asRoot ? asUser('postgres', [file, ...args]) : [file, args]);
+
 function runPg(tool: string, args: string[]): Promise<string> {
   const file = join(PG_BIN, tool);
-  const [command, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', file, ...args]] : [file, args];
+  const [command, argv] = asPostgres([file, ...args]);
   return new Promise((resolve, reject) => {
     execFile(command, argv, { timeout: 60_000 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`${tool} ${args.join(' ')} failed: ${error.message}\n${stdout}${stderr}`));
@@ -90,8 +94,8 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
     try {
       const file = join(PG_BIN, 'pg_ctl');
       const args = ['-D', dataDir, '-m', 'immediate', '-w', 'stop'];
-      if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', file, ...args], { stdio: 'ignore' });
-      else execFileSync(file, args, { stdio: 'ignore' });
+      const [command, argv] = asPostgres([file, ...args]);
+      execFileSync(command, argv, { stdio: 'ignore' });
     } catch {
       // Not running.
     }
@@ -171,7 +175,8 @@ export async function startPgBouncer(server: PostgresServer, poolMode: 'session'
     for (const file of ['', 'users.txt', 'pgbouncer.ini']) chownSync(join(dir, file), uid, gid);
   }
   const ini = join(dir, 'pgbouncer.ini');
-  const child = asRoot ? spawn('runuser', ['-u', 'postgres', '--', PGBOUNCER, ini], { stdio: 'ignore' }) : spawn(PGBOUNCER, [ini], { stdio: 'ignore' });
+  const [command, argv] = asPostgres([PGBOUNCER, ini]);
+  const child = spawn(command, argv, { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (const end = performance.now() + 10_000; ;) {
     const up = await new Promise<boolean>((resolve) => {

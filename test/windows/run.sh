@@ -11,6 +11,7 @@
 # test/windows/*.spec.mjs there. Prints TAP (ending in "# pass N" and
 # "# fail N") and exits non-zero when anything failed.
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" # dpkg needs sbin; a minimal PATH lacks it
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BASE="$ROOT/.tmp/windows"
