@@ -73,21 +73,62 @@ let systemDir: string | undefined;
 /**
  * The lock directory: `dir` if given, else `$EXCLUSIVE_PROCESS_DIR`, else
  * `/run/lock` or `/var/lock` where this user may create files, else the
- * temp dir. A given directory is created if missing.
+ * temp dir. Only computed: the drivers create a missing directory when they
+ * first create a file in it ({@link createLockDirectory}), so asking who
+ * holds a lock never creates one.
  */
 export function lockDirectory(dir: string | undefined): string {
-  const chosen = dir ?? (process.env.EXCLUSIVE_PROCESS_DIR || undefined);
-  if (chosen === undefined) return (systemDir ??= findSystemDir());
-  const absolute = resolve(chosen);
-  if (!ensured.has(absolute)) {
-    ensureDirectory(absolute);
-    ensured.add(absolute);
-  }
-  return absolute;
+  return chosenDirectory(dir) ?? (systemDir ??= findSystemDir());
 }
 
-/** Directories already made sure of: mkdir + stat on every acquisition would cost more than the lock. */
-const ensured = new Set<string>();
+/** The directory the user chose (`dir`, else `$EXCLUSIVE_PROCESS_DIR`) as an absolute path; undefined for the system default. */
+export function chosenDirectory(dir: string | undefined): string | undefined {
+  const chosen = dir ?? (process.env.EXCLUSIVE_PROCESS_DIR || undefined);
+  return chosen === undefined ? undefined : resolve(chosen);
+}
+
+/** The path of the lock file for `name`, in the directory chosen by {@link lockDirectory}. */
+export function lockFilePath(name: string, dir: string | undefined): string {
+  return join(lockDirectory(dir), lockFileName(name));
+}
+
+/**
+ * Runs `create`, which makes a file in the lock directory `dir`; when that
+ * fails because the directory is missing, creates it (with its parents) and
+ * runs `create` once more. A directory that cannot be made gets a
+ * LockFileError (ERR_LOCK_DIR or ERR_LOCK_PERMISSION).
+ */
+export function inLockDirectory<T>(dir: string, create: () => T): T {
+  try {
+    return create();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    createLockDirectory(dir);
+    return create();
+  }
+}
+
+function createLockDirectory(path: string): void {
+  try {
+    makeDirectory(path);
+    if (statSync(path).isDirectory()) return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new LockFileError('ERR_LOCK_PERMISSION', path,
+        `Cannot create the lock directory ${path} (${code}): choose a writable directory with the \`dir\` option or EXCLUSIVE_PROCESS_DIR.`, error);
+    }
+    if (code !== 'EEXIST' && code !== 'ENOTDIR') {
+      throw new LockFileError('ERR_LOCK_DIR', path, `Cannot use the lock directory ${path} (${code ?? String(error)}).`, error);
+    }
+  }
+  throw notADirectory(path);
+}
+
+function notADirectory(path: string): LockFileError {
+  return new LockFileError('ERR_LOCK_DIR', path,
+    `The lock directory ${path} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.`);
+}
 
 /**
  * mkdir -p, each level tried once: Node's own recursive mkdir never returns
@@ -106,11 +147,6 @@ function makeDirectory(path: string): void {
   }
 }
 
-/** The path of the lock file for `name`, in the directory chosen by {@link lockDirectory}. */
-export function lockFilePath(name: string, dir: string | undefined): string {
-  return join(lockDirectory(dir), lockFileName(name));
-}
-
 function findSystemDir(): string {
   if (process.platform !== 'win32') {
     for (const candidate of ['/run/lock', '/var/lock']) {
@@ -126,24 +162,6 @@ function findSystemDir(): string {
   return tmpdir();
 }
 
-function ensureDirectory(path: string): void {
-  try {
-    makeDirectory(path);
-    if (statSync(path).isDirectory()) return;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-      throw new LockFileError('ERR_LOCK_PERMISSION', path,
-        `Cannot create the lock directory ${path} (${code}): choose a writable directory with the \`dir\` option or EXCLUSIVE_PROCESS_DIR.`, error);
-    }
-    if (code !== 'EEXIST' && code !== 'ENOTDIR') {
-      throw new LockFileError('ERR_LOCK_DIR', path, `Cannot use the lock directory ${path} (${code ?? String(error)}).`, error);
-    }
-  }
-  throw new LockFileError('ERR_LOCK_DIR', path,
-    `The lock directory ${path} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.`);
-}
-
 /**
  * The names of the locks that have a file in `dir`, for `status`. A file
  * counts when it is `fileName(name)` for its name: read back from a plain
@@ -157,7 +175,7 @@ export function lockNamesIn(
 ): string[] {
   const directory = lockDirectory(dir);
   const names: string[] = [];
-  for (const file of readdirSync(directory)) {
+  for (const file of filesIn(directory)) {
     if (!file.startsWith(LOCK_FILE_PREFIX)) continue;
     let name = decodeFileName(file);
     if (name === undefined) {
@@ -170,6 +188,21 @@ export function lockNamesIn(
     if (name !== undefined && fileName(name) === file) names.push(name);
   }
   return names;
+}
+
+/** The entries of the lock directory: none when it does not exist yet. */
+function filesIn(directory: string): string[] {
+  try {
+    return readdirSync(directory);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return [];
+    if (code === 'ENOTDIR') throw notADirectory(directory);
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new LockFileError('ERR_LOCK_PERMISSION', directory, `Cannot list the lock directory ${directory} (${code}): run as a user who may read it.`, error);
+    }
+    throw new LockFileError('ERR_LOCK_DIR', directory, `Cannot list the lock directory ${directory} (${code ?? String(error)}).`, error);
+  }
 }
 
 /** The name behind a plain (not hashed) lock file name, or undefined. */

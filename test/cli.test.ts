@@ -490,6 +490,15 @@ cliTest('status of an empty directory says where it looked; EXCLUSIVE_PROCESS_DI
   await tool.done;
 });
 
+cliTest('status of a directory that does not exist reports no locks and does not create it', async (t) => {
+  const missing = join(lockDir(), 'typo');
+  t.deepEqual(await exclusive(['status', '--dir', missing]), { code: 0, signal: null, stdout: `No locks in ${missing}.\n`, stderr: '' });
+  t.like(await exclusive(['status', '--dir', missing, 'job']), { code: 0 });
+  t.false(existsSync(missing));
+  t.like(await exclusive(['--dir', join(missing, 'sub'), 'job', '--', 'true']), { code: 0 }, 'taking a lock creates it');
+  t.true(existsSync(join(missing, 'sub')));
+});
+
 // ---------------------------------------------------------------- other drivers
 
 cliTest('--driver portable: conflict, status with the command, forwarding', async (t) => {

@@ -121,10 +121,25 @@ test('a missing lock directory is created; EXCLUSIVE_PROCESS_DIR sets the defaul
   const lock = Exclusive.lock({ name: 'x', dir });
   t.is(lock.lockfile, join(dir, 'exclusive-process.x.lock'));
   await lock.release();
+  const portableDir = join(lockDir(), 'new', 'nested');
+  const portable = Exclusive.lock({ name: 'x', dir: portableDir, driver: 'portable' });
+  t.is(Exclusive.holder('x', { dir: portableDir, driver: 'portable' })?.pid, process.pid);
+  await portable.release();
   const envDir = lockDir();
   const result = await run('try-lock.ts', ['env-dir', '', ''], { EXCLUSIVE_PROCESS_DIR: envDir });
   t.true(JSON.parse(result.stdout).acquired);
   t.deepEqual(readdirSync(envDir), [], 'created in the env dir and removed at exit');
+});
+
+test('asking who holds a lock, or listing locks, never creates the lock directory', (t) => {
+  const missing = join(lockDir(), 'missing', 'nested');
+  for (const driver of ['posix', 'portable'] as const) t.is(Exclusive.holder('x', { dir: missing, driver }), null, driver);
+  t.deepEqual(createPosixDriverForList().list!(missing), []);
+  t.false(existsSync(join(missing, '..')), 'nothing was created');
+  const file = join(lockDir(), 'file');
+  writeFileSync(file, '');
+  t.throws(() => Exclusive.holder('x', { dir: file }), { code: 'ERR_LOCK_DIR' });
+  t.throws(() => createPosixDriverForList().list!(file), { code: 'ERR_LOCK_DIR', message: /is not a directory/ });
 });
 
 const asNobody = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> =>

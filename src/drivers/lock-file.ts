@@ -2,6 +2,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSy
 import { dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
 import { decodeRecord } from '../holder-record.js';
+import { inLockDirectory } from '../lock-path.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -37,7 +38,7 @@ export function openLockFile(path: string): OpenLockFile {
     } catch (error) {
       if (code(error) !== 'ENOENT') throw lockFileError(error, path);
       try {
-        fd = openSync(path, OPEN_EXISTING | O_CREAT | O_EXCL, 0o644);
+        fd = inLockDirectory(dirname(path), () => openSync(path, OPEN_EXISTING | O_CREAT | O_EXCL, 0o644));
       } catch (createError) {
         if (code(createError) === 'EEXIST') continue; // another process created it first: open theirs
         throw lockFileError(createError, path);
@@ -122,6 +123,7 @@ export function readRecordAt(path: string): HolderRecord | null {
 
 /** Turns a system error on a lock file into a {@link LockFileError} that names the path and the fix. */
 export function lockFileError(error: unknown, path: string): LockFileError {
+  if (error instanceof LockFileError) return error;
   const c = code(error) ?? 'unknown error';
   switch (c) {
     case 'ELOOP':

@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
+import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
+import { inLockDirectory } from '../lock-path.js';
 import { LockFileError } from '../errors.js';
 import { currentProcess, isRunning } from '../process-identity.js';
 import { code, lockFileError, readHead } from './lock-file.js';
@@ -96,7 +98,7 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
   const temp = tempPath(lockPath, token);
   let fd: number;
   try {
-    fd = openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
+    fd = inLockDirectory(dirname(temp), () => openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644));
   } catch (error) {
     throw lockFileError(error, target);
   }

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe } from '../describe.js';
 import { InvalidArgumentError, LockDriverError, LockFileError } from '../errors.js';
 import { encodeRecord } from '../holder-record.js';
-import { LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn } from '../lock-path.js';
+import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
 import { openLockFile, readRecordAt, writeRecord } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
@@ -128,11 +128,10 @@ export function createWindowsDriver(): LockDriver {
  */
 export function mutexName(name: string, dir: string | undefined, scope: WindowsScope = 'local'): string {
   const base = lockFileName(name).slice(0, -LOCK_FILE_SUFFIX.length);
-  const chosen = dir ?? (process.env.EXCLUSIVE_PROCESS_DIR || undefined);
+  const chosen = chosenDirectory(dir);
   const namespace = scope === 'global' ? 'Global\\' : 'Local\\';
   if (chosen === undefined) return `${namespace}${base}`;
-  let path = resolve(chosen);
-  if (process.platform === 'win32') path = path.toLowerCase(); // Windows paths ignore case
+  const path = process.platform === 'win32' ? chosen.toLowerCase() : chosen; // Windows paths ignore case
   return `${namespace}${base}@${createHash('sha256').update(path).digest('hex').slice(0, 16)}`;
 }
 
