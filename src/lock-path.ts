@@ -125,7 +125,8 @@ function createLockDirectory(path: string): void {
   throw notADirectory(path);
 }
 
-function notADirectory(path: string): LockFileError {
+/** The error for a lock directory path that names something else (a file...). */
+export function notADirectory(path: string): LockFileError {
   return new LockFileError('ERR_LOCK_DIR', path,
     `The lock directory ${path} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.`);
 }

@@ -395,7 +395,7 @@ export function holderOf(t: Target): HolderRecord | null | Promise<HolderRecord 
   // A lookup, not entryFor(): asking about a name must not add it to the registry.
   const record = registries.get(t.settings.driver)?.get(t.resource)?.record;
   if (record) return record;
-  return t.settings.driver.holder(t.resource);
+  return t.settings.driver.holder(t.resource, t.name);
 }
 
 /** Marks a held lock as the whole process's (forever()): re-entered by every acquisition, cleaned up on signals too. */
@@ -405,11 +405,11 @@ export function holdForProcess(t: Target): void {
 }
 
 async function conflict(t: Target, pid: number | null | undefined): Promise<never> {
-  return conflictWith(t, pid !== undefined ? pid : ((await t.settings.driver.holder(t.resource))?.pid ?? null));
+  return conflictWith(t, pid !== undefined ? pid : ((await t.settings.driver.holder(t.resource, t.name))?.pid ?? null));
 }
 
 function conflictSync(t: Target, pid: number | undefined): never {
-  return conflictWith(t, pid !== undefined ? pid : ((t.settings.driver.holder(t.resource) as HolderRecord | null)?.pid ?? null));
+  return conflictWith(t, pid !== undefined ? pid : ((t.settings.driver.holder(t.resource, t.name) as HolderRecord | null)?.pid ?? null));
 }
 
 /** The one conflict policy: print and exit with `exitCode` when `die` is set, else throw CannotAcquireLock. */

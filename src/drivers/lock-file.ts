@@ -2,7 +2,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSy
 import { dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
 import { decodeRecord } from '../holder-record.js';
-import { inLockDirectory } from '../lock-path.js';
+import { inLockDirectory, notADirectory } from '../lock-path.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -146,10 +146,11 @@ export function lockFileError(error: unknown, path: string): LockFileError {
         `No permission for the lock file ${path} (${c}): ${problem}. ` +
           'Run as that user, remove the file, or choose a directory this user can write with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
     }
-    case 'ENOENT':
     case 'ENOTDIR':
+      return notADirectory(dirname(path));
+    case 'ENOENT':
       return new LockFileError('ERR_LOCK_DIR', path,
-        `The directory of the lock file ${path} does not exist or is not a directory (${c}). Set the \`dir\` option or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
+        `The directory of the lock file ${path} does not exist (${c}). Set the \`dir\` option or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
     default:
       return new LockFileError('ERR_LOCK_IO', path, `Cannot use the lock file ${path} (${c}).`, error);
   }

@@ -97,7 +97,6 @@ const HOLDER_SQL =
 export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
   const idle: Session[] = [];
   const open = new Set<Session>();
-  const names = new Map<string, string>();
   /** Idle sessions are closed well before the server's idle_session_timeout could end them. */
   const idleMs = Math.floor(config.sessionTimeoutMs / 2);
 
@@ -178,9 +177,8 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
   }
 
   /** A lock now held on `session`: heartbeat, lease and loss reporting until released. */
-  function held(session: Session, resource: string, key: bigint, token: bigint, leaseStart: number): DriverLock {
+  function held(session: Session, name: string, resource: string, key: bigint, token: bigint, leaseStart: number): DriverLock {
     const { classid, objid } = lockIds(key);
-    const name = names.get(resource) ?? resource;
     const controller = new AbortController();
     const margin = Math.min(500, Math.floor(config.sessionTimeoutMs / 10));
     let released = false;
@@ -271,7 +269,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         give(session);
         return null;
       }
-      return held(session, resource, key, BigInt(row.token as string), sentAt);
+      return held(session, record.name, resource, key, BigInt(row.token as string), sentAt);
     });
   }
 
@@ -332,11 +330,11 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         session.destroy(); // closing the connection makes the server release the lock
         throw error;
       }
-      return held(session, resource, key, BigInt(row.token as string), sentAt);
+      return held(session, record.name, resource, key, BigInt(row.token as string), sentAt);
     });
   }
 
-  async function holder(resource: string): Promise<HolderRecord | null> {
+  async function holder(resource: string, name: string): Promise<HolderRecord | null> {
     const { classid, objid } = lockIds(keyOf(resource));
     const row = await onSession('looking up the holder', async (session) => {
       const result = await session.query(HOLDER_SQL, [classid, objid]);
@@ -348,7 +346,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
     const ours = applicationName === null ? null : APPLICATION_NAME_RE.exec(applicationName);
     const clientAddress = typeof row.client_addr === 'string' ? row.client_addr : null;
     const record: HolderRecord = {
-      name: names.get(resource) ?? resource,
+      name,
       pid: ours !== null ? Number(ours[1]) : null,
       details: {
         backendPid: Number(row.backend_pid),
@@ -367,11 +365,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
   return {
     kind: 'postgres',
     synchronous: false,
-    locate(name) {
-      const resource = `${config.base}#${advisoryKeyOf(name)}`;
-      names.set(resource, name);
-      return resource;
-    },
+    locate: (name) => `${config.base}#${advisoryKeyOf(name)}`,
     tryLock,
     waitLock,
     holder,

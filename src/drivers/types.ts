@@ -93,8 +93,13 @@ export interface LockDriver {
   waitLockSync?(resource: string, record: HolderRecord): DriverLock;
   /** Calls `onChange` when the lock may have been released (optional); returns a function that stops watching. */
   watch?(resource: string, onChange: () => void): () => void;
-  /** The current holder as recorded by it, `{ pid: null }` when held by an unknown holder, or `null` when free. */
-  holder(resource: string): HolderRecord | null | Promise<HolderRecord | null>;
+  /**
+   * The current holder as recorded by it, `{ pid: null }` when held by an
+   * unknown holder, or `null` when free. `name` is the lock name `resource`
+   * was located from (a driver need not remember it: the acquiring methods
+   * have it as `record.name`).
+   */
+  holder(resource: string, name: string): HolderRecord | null | Promise<HolderRecord | null>;
   /**
    * The names of the locks that have a trace here (files in `dir`, mutex
    * info files, server locks), held or not, for `exclusive status` (optional).

@@ -17,6 +17,13 @@ const RELEASE_TIMEOUT_MS = 10_000;
 /** How long exit cleanup waits for a waiter to let go. */
 const EXIT_TIMEOUT_MS = 1_000;
 
+let live = 0;
+
+/** Waiter threads of this thread that are started and not yet closed or dead (for tests). */
+export function liveWaiters(): number {
+  return live;
+}
+
 export class Waiter {
   readonly #k: Kernel32;
   readonly #worker: Worker;
@@ -25,8 +32,10 @@ export class Waiter {
   #state: 'idle' | 'waiting' | 'holding' | 'dead' = 'idle';
   #settle: ((reply: WaiterReply | Error) => void) | undefined;
   #lost: AbortController | undefined;
+  #counted = true;
 
   constructor(k: Kernel32) {
+    live++;
     this.#k = k;
     this.#cancelEvent = k.createEvent();
     const data: WaiterData = { control: this.#control.buffer as SharedArrayBuffer, cancelEvent: this.#cancelEvent };
@@ -47,6 +56,25 @@ export class Waiter {
   /** True when a new wait may be handed to it. */
   get idle(): boolean {
     return this.#state === 'idle';
+  }
+
+  /** True once its thread is gone (closed, failed, or stopped at exit): drop it. */
+  get dead(): boolean {
+    return this.#state === 'dead';
+  }
+
+  /** Ends an idle waiter's thread and frees its event (a retired spare). */
+  close(): void {
+    if (this.#state !== 'idle') return;
+    this.#markDead();
+    void this.#worker.terminate();
+    this.#k.closeHandle(this.#cancelEvent);
+  }
+
+  #markDead(): void {
+    this.#state = 'dead';
+    if (this.#counted) live--;
+    this.#counted = false;
   }
 
   /** Aborted if the thread holding the lock ends (the OS then treats the mutex as abandoned). */
@@ -83,7 +111,7 @@ export class Waiter {
     Atomics.notify(this.#control, CONTROL.RELEASE);
     if (!this.#awaitIdle(RELEASE_TIMEOUT_MS)) {
       // Unreachable in practice; ending the thread makes Windows release (abandon) the mutex.
-      this.#state = 'dead';
+      this.#markDead();
       void this.#worker.terminate();
       return;
     }
@@ -98,7 +126,7 @@ export class Waiter {
     this.#k.setEvent(this.#cancelEvent);
     Atomics.notify(this.#control, CONTROL.RELEASE);
     if (this.#state !== 'idle') this.#awaitIdle(EXIT_TIMEOUT_MS);
-    this.#state = 'dead';
+    this.#markDead();
   }
 
   #awaitIdle(timeoutMs: number): boolean {
@@ -121,7 +149,7 @@ export class Waiter {
   #die(error: Error): void {
     if (this.#state === 'dead' && this.#settle === undefined) return;
     const wasHolding = this.#state === 'holding';
-    this.#state = 'dead';
+    this.#markDead();
     this.#done(new LockDriverError('ERR_DRIVER_UNAVAILABLE', `The named-mutex waiter thread failed: ${error.message}`, error));
     if (wasHolding) this.#lost?.abort(new Error('The thread holding the lock ended; Windows released the mutex as abandoned.'));
   }

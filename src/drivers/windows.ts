@@ -148,29 +148,41 @@ function parseScope(options: unknown): WindowsScope {
   throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.scope must be 'local' or 'global', got ${describe(scope)}`);
 }
 
-interface Target {
-  /** The lock name. */
-  readonly name: string;
-  /** Its info file. */
-  readonly info: string;
-}
+/** Idle waiter threads kept for the next wait (starting one takes about 30 ms). */
+const MAX_IDLE_WAITERS = 2;
 
 /** A mutex handle of this thread, kept open between acquisitions (most recently used last). */
 interface Cached {
   readonly handle: number;
   held: boolean;
+  /** The info file this thread last wrote for it: removed, if the mutex is free, when the handle is closed. */
+  info?: string;
+}
+
+/** A lock acquired by a waiter thread, which owns it until release. */
+interface WaiterLock {
+  readonly waiter: Waiter;
+  readonly info: string;
 }
 
 function buildDriver(scope: WindowsScope): LockDriver {
   const k = loadKernel32();
-  /** What locate() learnt about each mutex name: the driver contract passes only the name afterwards. */
-  const targets = new Map<string, Target>();
+  /**
+   * The lock directory behind each directory hash that mutex names carry
+   * ('' for the default directory), learnt by locate(): info files go there.
+   * One entry per directory, never per name.
+   */
+  const directories = new Map<string, string>();
   const handles = new Map<string, Cached>();
   /** Locks held by a waiter thread (acquired by waitLock). */
-  const waiterHeld = new Map<string, Waiter>();
+  const waiterHeld = new Map<string, WaiterLock>();
   const waiters: Waiter[] = [];
-  /** Every mutex this thread acquired, whose info file may need removing at exit. */
-  const touched = new Set<string>();
+
+  /** The info file of the lock `name` whose mutex is `resource`. */
+  function infoPath(resource: string, name: string): string {
+    const directory = directories.get(directoryKey(resource)) ?? lockDirectory(undefined);
+    return join(directory, infoFileName(name, scope));
+  }
 
   function open(resource: string): Cached {
     let cached = handles.get(resource);
@@ -197,8 +209,8 @@ function buildDriver(scope: WindowsScope): LockDriver {
     }
     if (result !== WAIT_OBJECT_0 && result !== WAIT_ABANDONED) throw mutexError(k.lastError(), resource, scope);
     cached.held = true;
-    touched.add(resource);
-    writeInfo(resource, record);
+    cached.info ??= infoPath(resource, record.name); // a handle stays with one name
+    writeInfo(cached.info, record);
     let released = false;
     return {
       abandoned: result === WAIT_ABANDONED,
@@ -217,33 +229,46 @@ function buildDriver(scope: WindowsScope): LockDriver {
     let waiter = waiters.find((w) => w.idle);
     if (waiter === undefined) waiters.push((waiter = new Waiter(k)));
     const reply = await waiter.wait(resource, signal);
+    if (reply.type !== 'acquired') retireSpareWaiters();
     if (reply.type === 'cancelled') return null;
     if (reply.type === 'error') throw mutexError(reply.error, resource, scope);
-    const holder = waiter;
-    waiterHeld.set(resource, holder);
-    touched.add(resource);
-    writeInfo(resource, { ...record, since: new Date() });
+    const held: WaiterLock = { waiter, info: infoPath(resource, record.name) };
+    waiterHeld.set(resource, held);
+    writeInfo(held.info, { ...record, since: new Date() });
     let released = false;
     return {
       abandoned: reply.abandoned,
-      lost: holder.lost,
+      lost: waiter.lost,
       release() {
         if (released) return;
         released = true;
         waiterHeld.delete(resource);
-        holder.release();
+        removeInfo(held.info); // while still holding it: nobody else can be writing it
+        waiter.release();
+        retireSpareWaiters();
       },
     };
   }
 
-  function writeInfo(resource: string, record: HolderRecord): void {
-    const target = targets.get(resource);
-    if (target === undefined) return;
+  /**
+   * Keeps at most MAX_IDLE_WAITERS idle waiter threads: a burst of waits on
+   * many names starts a thread for each, which must not stay for ever.
+   */
+  function retireSpareWaiters(): void {
+    let idle = 0;
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const waiter = waiters[i];
+      if (waiter.idle && ++idle > MAX_IDLE_WAITERS) waiter.close();
+      if (waiter.dead) waiters.splice(i, 1);
+    }
+  }
+
+  function writeInfo(info: string, record: HolderRecord): void {
     let file: ReturnType<typeof openLockFile> | undefined;
     try {
-      file = openLockFile(target.info);
+      file = openLockFile(info);
       // Windows has no O_NOFOLLOW: write only if the path is the file we opened, not a link to elsewhere.
-      const stat = lstatSync(target.info);
+      const stat = lstatSync(info);
       if (!stat.isSymbolicLink() && stat.ino === file.ino) writeRecord(file.fd, encodeRecord(record));
     } catch {
       // The record is informational: the lock is held whatever happens to it (holder() then reports pid null).
@@ -252,11 +277,9 @@ function buildDriver(scope: WindowsScope): LockDriver {
     }
   }
 
-  function readInfo(resource: string): HolderRecord | null {
-    const target = targets.get(resource);
-    if (target === undefined) return null;
+  function readInfo(info: string): HolderRecord | null {
     try {
-      return readRecordAt(target.info);
+      return readRecordAt(info);
     } catch {
       return null; // unsafe or unreadable: no holder details
     }
@@ -267,9 +290,7 @@ function buildDriver(scope: WindowsScope): LockDriver {
    * (NtQueryMutant) rather than taking the mutex, so a concurrent tryLock
    * never fails because of us; at worst a record written in between is lost.
    */
-  function removeInfoIfFree(resource: string): void {
-    const target = targets.get(resource);
-    if (target === undefined) return;
+  function removeInfoIfFree(resource: string, info: string): void {
     const opened = k.openMutex(resource);
     let free = opened.error === ERROR_FILE_NOT_FOUND;
     if (opened.handle !== 0) {
@@ -277,15 +298,14 @@ function buildDriver(scope: WindowsScope): LockDriver {
       free = state !== undefined && state.count > 0;
       k.closeHandle(opened.handle);
     }
-    if (free) removeInfo(target);
+    if (free) removeInfo(info);
   }
 
   function evictIdleHandles(): void {
     evictIdle(handles, (resource, cached) => {
       handles.delete(resource);
       k.closeHandle(cached.handle); // not owned: closing gives nothing up
-      removeInfoIfFree(resource);
-      touched.delete(resource);
+      if (cached.info !== undefined) removeInfoIfFree(resource, cached.info);
     });
   }
 
@@ -295,22 +315,22 @@ function buildDriver(scope: WindowsScope): LockDriver {
     synchronous: true,
     locate(name, dir) {
       const resource = mutexName(name, dir, scope);
-      const info = join(lockDirectory(dir), infoFileName(name, scope));
-      targets.set(resource, { name, info });
+      const key = directoryKey(resource);
+      if (!directories.has(key)) directories.set(key, lockDirectory(dir));
       return resource;
     },
     tryLock,
     waitLock,
-    holder(resource) {
-      const target = targets.get(resource);
-      const unknown = (record: HolderRecord | null): HolderRecord => ({ name: record?.name ?? target?.name ?? '', pid: null });
+    holder(resource, name) {
+      const info = infoPath(resource, name);
+      const unknown = (record: HolderRecord | null): HolderRecord => ({ name: record?.name ?? name, pid: null });
       const live = (record: HolderRecord | null): HolderRecord | null =>
         record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : null;
-      if (handles.get(resource)?.held || waiterHeld.has(resource)) return readInfo(resource) ?? { ...unknown(null), pid: process.pid };
+      if (handles.get(resource)?.held || waiterHeld.has(resource)) return readInfo(info) ?? { ...unknown(null), pid: process.pid };
       const opened = k.openMutex(resource);
       if (opened.handle === 0) {
         if (opened.error === ERROR_FILE_NOT_FOUND) return null; // no process has it open, so nobody holds it
-        const record = live(readInfo(resource)); // another user's mutex: we may not look at it, so trust a live record
+        const record = live(readInfo(info)); // another user's mutex: we may not look at it, so trust a live record
         return record;
       }
       let held: boolean;
@@ -329,32 +349,30 @@ function buildDriver(scope: WindowsScope): LockDriver {
         k.closeHandle(opened.handle);
       }
       if (!held) return null;
-      const record = readInfo(resource);
+      const record = readInfo(info);
       return live(record) ?? unknown(record);
     },
     list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name, (name) => infoFileName(name, scope)),
     cleanup() {
       // Held: remove the record while still holding it (nobody else can be writing it), then release.
-      for (const [resource, waiter] of waiterHeld) {
-        const target = targets.get(resource);
-        if (target !== undefined) removeInfo(target);
+      for (const { waiter, info } of waiterHeld.values()) {
+        removeInfo(info);
         waiter.release();
       }
       waiterHeld.clear();
       for (const waiter of waiters) waiter.stop(); // waits in progress end; their threads let go of anything
       for (const [resource, cached] of handles) {
-        const target = targets.get(resource);
         if (cached.held) {
-          if (target !== undefined) removeInfo(target);
+          removeInfo(cached.info!);
           cached.held = false;
           k.releaseMutex(cached.handle);
-          touched.delete(resource); // its info file is gone; the others are removed below if free
+          k.closeHandle(cached.handle);
+        } else {
+          k.closeHandle(cached.handle);
+          if (cached.info !== undefined) removeInfoIfFree(resource, cached.info);
         }
-        k.closeHandle(cached.handle);
       }
       handles.clear();
-      for (const resource of touched) removeInfoIfFree(resource);
-      touched.clear();
     },
   };
 }
@@ -365,9 +383,15 @@ function infoFileName(name: string, scope: WindowsScope): string {
   return `${base}${scope === 'global' ? '@global' : ''}${INFO_FILE_SUFFIX}`;
 }
 
-function removeInfo(target: Target): void {
+/** The part of a mutex name that tells its lock directory apart: the `@` hash (an encoded lock name never holds `@`), '' for the default. */
+function directoryKey(resource: string): string {
+  const at = resource.lastIndexOf('@');
+  return at < 0 ? '' : resource.slice(at);
+}
+
+function removeInfo(info: string): void {
   try {
-    unlinkSync(target.info);
+    unlinkSync(info);
   } catch {
     // Already gone, or in use by a reader: a stale record is harmless (holder() checks the mutex first).
   }

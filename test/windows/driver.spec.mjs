@@ -14,6 +14,7 @@ const require = createRequire(import.meta.url);
 const { Exclusive, CannotAcquireLock, LockFileError, InvalidArgumentError } = require('../dist/index.js');
 const { windows, mutexName, createWindowsDriver } = require('../dist/drivers/windows.js');
 const { lockDirectory } = require('../dist/lock-path.js');
+const { liveWaiters } = require('../dist/drivers/windows-waiter-pool.js');
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'child.cjs');
 const OUT = mkdtempSync(join(process.env.EXCLUSIVE_WINE_OUT || tmpdir(), 'run-'));
@@ -389,6 +390,27 @@ test('20 waiters in one process queue: one waits on the mutex, and each gets the
   await Promise.all(all);
   assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i));
   h.proc.kill();
+});
+
+test('waits on many names at once start a thread each; afterwards at most 2 idle ones stay', async () => {
+  const names = Array.from({ length: 5 }, (_, i) => unique(`burst${i}`));
+  const holders = await Promise.all(names.map((name) => holder(name, { how: 'lock', after: 'release' })));
+  const waits = names.map((name) => Exclusive.acquire({ name, wait: 20_000 }));
+  await sleep(300);
+  assert.ok(liveWaiters() >= 5, `${liveWaiters()} waiter threads`);
+  for (const h of holders) h.go();
+  const locks = await Promise.all(waits);
+  for (const lock of locks) lock.release();
+  assert.ok(liveWaiters() <= 2, `${liveWaiters()} waiter threads left`);
+  // The kept ones still serve: one more wait on a held name gets it.
+  const last = unique('after-burst');
+  const h = await holder(last, { how: 'lock', after: 'release' });
+  const again = Exclusive.acquire({ name: last, wait: 20_000 });
+  await sleep(200);
+  h.go();
+  (await again).release();
+  assert.ok(liveWaiters() <= 2);
+  for (const c of [...holders, h]) c.proc.kill();
 });
 
 test('Ctrl+C: forever() cleanup releases the mutex (not abandoned) and removes the info file', async () => {
