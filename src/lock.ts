@@ -293,7 +293,7 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
   let lock: DriverLock | null = null;
   let record = recordForThisProcess(name, settings.command);
   try {
-    const tried = driver.tryLock(resource, record);
+    const tried = driver.tryLock(resource, record, signal);
     lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
     if (lock === null && settings.waitMs > 0) {
       record = recordForThisProcess(name, settings.command);
@@ -349,7 +349,7 @@ async function pollWait(driver: LockDriver, resource: string, record: HolderReco
     const unwatch = driver.watch?.(resource, wake);
     let timer: NodeJS.Timeout | undefined;
     try {
-      const lock = await driver.tryLock(resource, { ...record, since: new Date() });
+      const lock = await driver.tryLock(resource, { ...record, since: new Date() }, signal);
       if (lock !== null) return lock;
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return null;

@@ -336,6 +336,29 @@ test('an AbortSignal ends a wait at once (the wait is cancelled on the server)',
   await next.release();
 });
 
+test('an AbortSignal also stops a connection still being opened (a server that never answers)', async (t) => {
+  // Resolves with { closed } (a bare promise would be adopted, not passed).
+  let accepted: (socket: { closed: Promise<void> }) => void = () => {};
+  const silent: Server = createServer((socket) => accepted({ closed: new Promise((resolve) => socket.on('close', () => resolve())) }));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as { port: number }).port;
+  try {
+    const driver = postgres({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres`, connectTimeout: 60_000 });
+    for (const wait of [false, true]) {
+      const connection = new Promise<{ closed: Promise<void> }>((resolve) => (accepted = resolve));
+      const controller = new AbortController();
+      const attempt = Exclusive.acquire({ name: 'connecting', driver, wait, signal: controller.signal });
+      const { closed } = await connection; // the server has the connection, and will never answer it
+      const reason = new Error(`stop (wait: ${wait})`);
+      controller.abort(reason);
+      t.is(await rejection(attempt), reason, 'the abort reason, not a connection error after the 60 s connect timeout');
+      await closed; // the half-open connection was closed, not left to time out
+    }
+  } finally {
+    silent.close();
+  }
+});
+
 test('exclusive(fn) runs an async function under the lock; a sync function is refused', async (t) => {
   const driver = postgres({ connectionString: server.connectionString });
   let inside = 0;

@@ -104,13 +104,13 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
     return BigInt(resource.slice(resource.lastIndexOf('#') + 1));
   }
 
-  async function take(): Promise<{ session: Session; reused: boolean }> {
+  async function take(signal?: AbortSignal): Promise<{ session: Session; reused: boolean }> {
     for (let session = idle.pop(); session !== undefined; session = idle.pop()) {
       clearTimeout(session.idleTimer);
       if (session.dead === undefined && performance.now() - session.idleSince < idleMs) return { session, reused: true };
       session.destroy();
     }
-    const session = await Session.open(config);
+    const session = await Session.open(config, signal);
     open.add(session);
     session.onDeath(() => {
       open.delete(session);
@@ -143,9 +143,9 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
    * Runs the first statement of an acquisition; a reused idle session that
    * turns out dead (killed while this process was frozen) is replaced once.
    */
-  async function onSession<T>(what: string, work: (session: Session) => Promise<T>): Promise<T> {
+  async function onSession<T>(what: string, work: (session: Session) => Promise<T>, signal?: AbortSignal): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      const { session, reused } = await take();
+      const { session, reused } = await take(signal);
       try {
         return await work(session);
       } catch (error) {
@@ -257,9 +257,9 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
     };
   }
 
-  async function tryLock(resource: string, record: HolderRecord): Promise<DriverLock | null> {
+  async function tryLock(resource: string, record: HolderRecord, signal?: AbortSignal): Promise<DriverLock | null> {
     const key = keyOf(resource);
-    return onSession('trying the lock', async (session) => {
+    return unlessAborted(signal, () => onSession('trying the lock', async (session) => {
       // The server's idle clock (idle_session_timeout) starts when it ends the
       // statement, which is after we sent it: the lease counts from then.
       const sentAt = performance.now();
@@ -270,7 +270,17 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         return null;
       }
       return held(session, record.name, resource, key, BigInt(row.token as string), sentAt);
-    });
+    }, signal));
+  }
+
+  /** `null` instead of the error when `signal` aborted the attempt (a connection being opened is closed at once). */
+  async function unlessAborted(signal: AbortSignal | undefined, attempt: () => Promise<DriverLock | null>): Promise<DriverLock | null> {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (signal?.aborted) return null;
+      throw error;
+    }
   }
 
   async function waitLock(resource: string, record: HolderRecord, signal: AbortSignal, timeoutMs?: number): Promise<DriverLock | null> {
@@ -278,7 +288,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
     const key = keyOf(resource);
     // lock_timeout: 0 = wait for ever; otherwise the server gives up itself (SQLSTATE 55P03).
     const lockTimeout = timeoutMs === undefined || !Number.isFinite(timeoutMs) ? 0 : Math.min(0x7fffffff, Math.max(1, Math.ceil(timeoutMs)));
-    return onSession('waiting for the lock', async (session) => {
+    return unlessAborted(signal, () => onSession('waiting for the lock', async (session) => {
       if (signal.aborted) {
         give(session);
         return null;
@@ -331,7 +341,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         throw error;
       }
       return held(session, record.name, resource, key, BigInt(row.token as string), sentAt);
-    });
+    }, signal));
   }
 
   async function holder(resource: string, name: string): Promise<HolderRecord | null> {

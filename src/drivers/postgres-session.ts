@@ -99,21 +99,34 @@ export class Session {
   /**
    * Connects and prepares a dedicated session. Fails with a LockDriverError
    * within `queryTimeoutMs` (bad host, refused, authentication, missing
-   * database, server too old), never hangs.
+   * database, server too old), never hangs; at once when `signal` aborts
+   * (the caller then checks `signal.aborted`).
    */
-  static async open(config: SessionConfig): Promise<Session> {
+  static async open(config: SessionConfig, signal?: AbortSignal): Promise<Session> {
+    signal?.throwIfAborted();
     const session = new Session(config);
-    session.#ref(1);
+    const onAbort = (): void => session.destroy(new Error('aborted while connecting'));
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await session.client.connect();
+      return await session.#prepare();
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async #prepare(): Promise<Session> {
+    const { config } = this;
+    this.#ref(1);
+    try {
+      await this.client.connect();
     } catch (error) {
-      session.destroy();
+      this.destroy();
       throw new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Cannot connect to PostgreSQL at ${config.where}: ${messageOf(error)}`, error);
     } finally {
-      session.#ref(-1);
+      this.#ref(-1);
     }
     // The TLS upgrade replaces the stream: keep both for ref/unref/destroy.
-    if (!session.#sockets.includes(session.client.connection.stream)) session.#sockets.push(session.client.connection.stream);
+    if (!this.#sockets.includes(this.client.connection.stream)) this.#sockets.push(this.client.connection.stream);
     const t = config.sessionTimeoutMs;
     // One round trip. idle_session_timeout is what ends the session of a
     // frozen (SIGSTOP) or partitioned holder, and so frees its lock: the
@@ -131,14 +144,14 @@ export class Session {
       `SET tcp_keepalives_idle = ${Math.max(1, Math.floor(t / 2000))}`,
       'SET tcp_keepalives_interval = 1',
       'SET tcp_keepalives_count = 3',
-      `SET exclusive_process.session = '${session.marker}'`,
+      `SET exclusive_process.session = '${this.marker}'`,
       'SELECT pg_backend_pid() AS pid',
     ].join('; ');
     try {
-      const results = await session.query(setup);
-      session.backendPid = Number(lastRow(results).pid);
+      const results = await this.query(setup);
+      this.backendPid = Number(lastRow(results).pid);
     } catch (error) {
-      session.destroy();
+      this.destroy();
       if (sqlState(error) === '42704') {
         throw new LockDriverError('ERR_DRIVER_UNSUPPORTED',
           `The PostgreSQL server at ${config.where} is too old: the postgres driver needs PostgreSQL 14 or later (idle_session_timeout). ${messageOf(error)}`, error);
@@ -146,7 +159,7 @@ export class Session {
       if (error instanceof LockDriverError) throw error;
       throw new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Cannot prepare a PostgreSQL session at ${config.where}: ${messageOf(error)}`, error);
     }
-    return session;
+    return this;
   }
 
   /**

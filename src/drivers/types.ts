@@ -75,8 +75,12 @@ export interface LockDriver {
    * `dir` is the `dir` option as given (undefined: the default directory).
    */
   locate(name: string, dir: string | undefined): string;
-  /** One attempt without waiting: the lock, or `null` when someone else holds it. */
-  tryLock(resource: string, record: HolderRecord): DriverLock | null | Promise<DriverLock | null>;
+  /**
+   * One attempt without waiting: the lock, or `null` when someone else holds
+   * it. `signal` is the caller's AbortSignal, for drivers whose attempt can
+   * take time (opening a connection): when it aborts they stop and return `null`.
+   */
+  tryLock(resource: string, record: HolderRecord, signal?: AbortSignal): DriverLock | null | Promise<DriverLock | null>;
   /**
    * A native wait (optional): resolves with the lock, or `null` once `signal`
    * aborts (it also aborts at the deadline). `timeoutMs` is the wait's limit,
