@@ -74,7 +74,7 @@ let systemDir: string | undefined;
  * The lock directory: `dir` if given, else `$EXCLUSIVE_PROCESS_DIR`, else
  * `/run/lock` or `/var/lock` where this user may create files, else the
  * temp dir. Only computed: the drivers create a missing directory when they
- * first create a file in it ({@link createLockDirectory}), so asking who
+ * first create a file in it ({@link inLockDirectory}), so asking who
  * holds a lock never creates one.
  */
 export function lockDirectory(dir: string | undefined): string {

@@ -32,7 +32,6 @@ export class Waiter {
   #state: 'idle' | 'waiting' | 'holding' | 'dead' = 'idle';
   #settle: ((reply: WaiterReply | Error) => void) | undefined;
   #lost: AbortController | undefined;
-  #counted = true;
 
   constructor(k: Kernel32) {
     live++;
@@ -72,9 +71,8 @@ export class Waiter {
   }
 
   #markDead(): void {
+    if (this.#state !== 'dead') live--;
     this.#state = 'dead';
-    if (this.#counted) live--;
-    this.#counted = false;
   }
 
   /** Aborted if the thread holding the lock ends (the OS then treats the mutex as abandoned). */
