@@ -25,6 +25,12 @@ interface Entry {
   /** True from the moment one caller starts acquiring until it releases (or gives up). */
   busy: boolean;
   lock: DriverLock | null;
+  /**
+   * Unreleased handles of the current hold: the first acquisition plus its
+   * re-entries. The lock is given up when the last is released, so a call
+   * that re-entered keeps it even if it outlives the call it re-entered.
+   */
+  handles: number;
   /** Our own holder record, for `holder()` while we hold it. */
   record: HolderRecord | null;
   /** Held by `forever()`: every acquisition in this thread re-enters. */
@@ -149,34 +155,46 @@ function entryFor(driver: LockDriver, resource: string): Entry {
   if (registry === undefined) registries.set(driver, (registry = new Map()));
   let entry = registry.get(resource);
   if (entry === undefined) {
-    entry = { driver, resource, busy: false, lock: null, record: null, processWide: false, queue: new Set() };
+    entry = { driver, resource, busy: false, lock: null, handles: 0, record: null, processWide: false, queue: new Set() };
     registry.set(resource, entry);
   }
   return entry;
 }
 
-/** A handle for a caller that already holds the lock through its call chain (or `forever()`): releasing it gives nothing up. */
+/** One more handle on a lock held through the caller's call chain (or `forever()`). */
 function reenter(name: string, entry: Entry): ExclusiveLock {
-  return new ExclusiveLock(name, entry, () => {});
+  entry.handles++;
+  return new ExclusiveLock(name, entry, () => letGo(entry));
 }
 
+/**
+ * True when this call chain holds the lock now: its handle for the entry is
+ * unreleased. A continuation that outlived its hold (a timer set while
+ * holding) has a released handle, and must not re-enter a later holder's hold.
+ */
 function isReentry(entry: Entry): boolean {
-  return entry.lock !== null && (entry.processWide || chain.getStore()?.has(entry) === true);
+  return entry.lock !== null && (entry.processWide || chain.getStore()?.get(entry)?.held === true);
 }
 
 function hold(name: string, entry: Entry, lock: DriverLock, record: HolderRecord): ExclusiveLock {
   entry.lock = lock;
+  entry.handles = 1;
   entry.record = record;
   registerCleanup(entry.driver);
-  return new ExclusiveLock(name, entry, () => {
-    entry.lock = null;
-    entry.record = null;
-    entry.processWide = false;
-    const done = (): void => unreserve(entry);
-    const result = lock.release();
-    if (result instanceof Promise) return result.finally(done);
-    done();
-  });
+  return new ExclusiveLock(name, entry, () => letGo(entry));
+}
+
+/** Releases one handle; the last one gives the lock up. */
+function letGo(entry: Entry): void | Promise<void> {
+  if (--entry.handles > 0) return;
+  const lock = entry.lock!;
+  entry.lock = null;
+  entry.record = null;
+  entry.processWide = false;
+  const done = (): void => unreserve(entry);
+  const result = lock.release();
+  if (result instanceof Promise) return result.finally(done);
+  done();
 }
 
 /**
@@ -373,7 +391,8 @@ function sleepSync(ms: number): void {
 export function runHolding<R>(lock: ExclusiveLock, t: Target, fn: () => R): R {
   const entry = entryFor(t.settings.driver, t.resource);
   const held = chain.getStore();
-  if (held?.has(entry) || !lock.held) return fn();
+  if (!lock.held || held?.get(entry) === lock) return fn();
+  // The innermost handle: its signal and its release are what `fn` sees.
   return chain.run(new Map(held).set(entry, lock), fn);
 }
 

@@ -8,6 +8,8 @@ import { driverByName } from '../src/drivers/select.js';
 import { registeredLocks } from '../src/lock.js';
 import { lockDir, start } from './helpers/processes.js';
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
 const tick = (ms = 1): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('100 concurrent async calls in one process run one at a time and lose no update', async (t) => {
@@ -151,9 +153,61 @@ test('forever() makes every later acquisition in the process re-enter', async (t
   const lock = Exclusive.forever({ name: 'whole-process', dir });
   const job = exclusive(async () => 'ran', { name: 'whole-process', dir });
   t.is(await job(), 'ran');
-  t.is(Exclusive.lock({ name: 'whole-process', dir }).name, 'whole-process');
+  const inner = Exclusive.lock({ name: 'whole-process', dir });
+  t.is(inner.name, 'whole-process');
   await lock.release();
+  t.is(Exclusive.holder('whole-process', { dir })?.pid, process.pid, 'the re-entered handle still holds it');
+  await inner.release();
   t.is(Exclusive.holder('whole-process', { dir }), null);
+});
+
+test('a re-entered call that outlives its caller keeps the lock until it ends', async (t) => {
+  const dir = lockDir();
+  const log: string[] = [];
+  const child = exclusive(async () => {
+    log.push('child in');
+    await sleep(150);
+    log.push('child out');
+  }, { name: 'outlive', dir });
+  let started!: Promise<void>;
+  const parent = exclusive(async () => {
+    started = child(); // not awaited: re-enters now, ends after the parent
+  }, { name: 'outlive', dir });
+  await parent();
+  t.is(Exclusive.holder('outlive', { dir })?.pid, process.pid, 'still held for the child');
+  const other = exclusive(async () => void log.push('other'), { name: 'outlive', dir, wait: true });
+  await Promise.all([started, other()]);
+  t.deepEqual(log, ['child in', 'child out', 'other']);
+  t.is(Exclusive.holder('outlive', { dir }), null);
+});
+
+test('a callback set up while holding that runs after the hold ended does not re-enter the next holder', async (t) => {
+  const dir = lockDir();
+  const log: string[] = [];
+  let late: Promise<void> | undefined;
+  let fired!: () => void;
+  const timerRan = new Promise<void>((resolve) => (fired = resolve));
+  const lateJob = exclusive(async () => {
+    log.push('late in');
+    await sleep(20);
+    log.push('late out');
+  }, { name: 'stale', dir, wait: true });
+  const first = exclusive(async () => {
+    setTimeout(() => {
+      late = lateJob(); // this call chain's hold has ended by now
+      fired();
+    }, 10);
+  }, { name: 'stale', dir, wait: true });
+  const second = exclusive(async () => {
+    log.push('second in');
+    await timerRan;
+    await sleep(50);
+    log.push('second out');
+  }, { name: 'stale', dir, wait: true });
+  // second queues behind first, so the in-process entry passes straight from first to second.
+  await Promise.all([first(), second()]);
+  await late;
+  t.deepEqual(log, ['second in', 'second out', 'late in', 'late out']);
 });
 
 test('a handle signal aborts on release; release is idempotent', async (t) => {
