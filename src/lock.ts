@@ -40,8 +40,12 @@ interface Entry {
 }
 
 const registries = new WeakMap<LockDriver, Map<string, Entry>>();
-/** The locks held by the current async call chain, by entry. */
-const chain = new AsyncLocalStorage<ReadonlyMap<Entry, ExclusiveLock>>();
+/**
+ * The handles the current async call chain acquired, by entry, innermost
+ * last. A continuation can outlive an inner handle and still run inside an
+ * outer one, so all are kept.
+ */
+const chain = new AsyncLocalStorage<ReadonlyMap<Entry, readonly ExclusiveLock[]>>();
 
 /**
  * Waits between retries, doubling from the first to the max. Asynchronous
@@ -80,6 +84,8 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
   #controller: AbortController | undefined;
   #release: (() => void | Promise<void>) | undefined;
   #released: Promise<void> | undefined;
+  /** Set when the release failed synchronously, for `[Symbol.dispose]` to throw. */
+  #failure: { error: unknown } | undefined;
 
   /** @internal */
   constructor(name: string, entry: Entry, release: () => void | Promise<void>) {
@@ -133,21 +139,33 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
         const result = release();
         this.#released = result instanceof Promise ? result : Promise.resolve();
       } catch (error) {
+        this.#failure = { error };
         this.#released = Promise.reject(error);
       }
     }
     return this.#released;
   }
 
-  /** Releases the lock at the end of a `using` block. */
+  /**
+   * Releases the lock at the end of a `using` block. A synchronous driver's
+   * failure to release is thrown here; use `await using` for the others.
+   */
   [Symbol.dispose](): void {
-    void this.release();
+    const released = this.release();
+    if (this.#failure === undefined) return;
+    released.catch(() => {}); // reported by the throw instead
+    throw this.#failure.error;
   }
 
   /** Releases the lock at the end of an `await using` block. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
   }
+}
+
+/** The entry of a lock this thread holds or is acquiring, without registering one. */
+function findEntry(driver: LockDriver, resource: string): Entry | undefined {
+  return registries.get(driver)?.get(resource);
 }
 
 function entryFor(driver: LockDriver, resource: string): Entry {
@@ -168,12 +186,18 @@ function reenter(name: string, entry: Entry): ExclusiveLock {
 }
 
 /**
- * True when this call chain holds the lock now: its handle for the entry is
- * unreleased. A continuation that outlived its hold (a timer set while
- * holding) has a released handle, and must not re-enter a later holder's hold.
+ * True when this call chain holds the lock now: one of its handles for the
+ * entry is unreleased. A continuation that outlived its holds (a timer set
+ * while holding) has only released handles, and must not re-enter a later
+ * holder's hold.
  */
 function isReentry(entry: Entry): boolean {
-  return entry.lock !== null && (entry.processWide || chain.getStore()?.get(entry)?.held === true);
+  return entry.lock !== null && (entry.processWide || heldHandle(entry) !== undefined);
+}
+
+/** The innermost unreleased handle this call chain has for `entry`. */
+function heldHandle(entry: Entry): ExclusiveLock | undefined {
+  return chain.getStore()?.get(entry)?.findLast((handle) => handle.held);
 }
 
 function hold(name: string, entry: Entry, lock: DriverLock, record: HolderRecord): ExclusiveLock {
@@ -192,7 +216,13 @@ function letGo(entry: Entry): void | Promise<void> {
   entry.record = null;
   entry.processWide = false;
   const done = (): void => unreserve(entry);
-  const result = lock.release();
+  let result: void | Promise<void>;
+  try {
+    result = lock.release();
+  } catch (error) {
+    done(); // a failed release must not leave the reservation (and our queue) stuck
+    throw error;
+  }
   if (result instanceof Promise) return result.finally(done);
   done();
 }
@@ -245,29 +275,31 @@ export function requireSynchronous(driver: LockDriver, what: string): void {
 export function acquireSync(t: Target): ExclusiveLock {
   const { settings, name, resource } = t;
   const { driver } = settings;
-  const entry = entryFor(driver, resource);
-  if (isReentry(entry)) return reenter(name, entry);
+  const found = findEntry(driver, resource);
+  if (found !== undefined && isReentry(found)) return reenter(name, found);
   if (settings.signal?.aborted) throw settings.signal.reason;
   // Held by another call chain of this thread: a blocking wait could never
   // see it released, so this is a conflict whatever `wait` says.
-  if (entry.busy) return conflictSync(t, process.pid);
-  const attempt = (block: boolean): ExclusiveLock | null => {
-    entry.busy = true;
-    const record = recordForThisProcess(name, settings.command);
-    let lock: DriverLock | null;
-    try {
-      lock = block ? driver.waitLockSync!(resource, record) : (driver.tryLock(resource, record) as DriverLock | null);
-    } catch (error) {
-      unreserve(entry);
-      throw error;
-    }
-    if (lock !== null) return hold(name, entry, lock, record);
-    unreserve(entry);
-    return null;
+  if (found?.busy) return conflictSync(t, process.pid);
+  // Reserved for the whole wait: no JavaScript runs in this thread meanwhile,
+  // and the entry must stay registered for the hold to be seen.
+  const entry = found ?? entryFor(driver, resource);
+  entry.busy = true;
+  let record!: HolderRecord; // this attempt's: `since` is when it succeeded
+  const attempt = (block: boolean): DriverLock | null => {
+    record = recordForThisProcess(name, settings.command);
+    return block ? driver.waitLockSync!(resource, record) : (driver.tryLock(resource, record) as DriverLock | null);
   };
-  const deadline = performance.now() + settings.waitMs;
-  const lock = attempt(false) ?? (settings.waitMs > 0 ? withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline)) : null);
-  if (lock !== null) return lock;
+  let lock: DriverLock | null;
+  try {
+    const deadline = performance.now() + settings.waitMs;
+    lock = attempt(false) ?? (settings.waitMs > 0 ? withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline)) : null);
+  } catch (error) {
+    unreserve(entry);
+    throw error;
+  }
+  if (lock !== null) return hold(name, entry, lock, record);
+  unreserve(entry);
   if (settings.signal?.aborted) throw settings.signal.reason;
   return conflictSync(t, undefined);
 }
@@ -278,7 +310,7 @@ export function acquireSync(t: Target): ExclusiveLock {
  * briefly, since nothing can wake a blocked thread early. Either way no
  * JavaScript runs until it returns, signal handlers included.
  */
-function waitSync(attempt: (block: boolean) => ExclusiveLock | null, settings: LockSettings, deadline: number): ExclusiveLock | null {
+function waitSync(attempt: (block: boolean) => DriverLock | null, settings: LockSettings, deadline: number): DriverLock | null {
   if (settings.waitMs === Infinity && settings.signal === undefined && settings.driver.waitLockSync) {
     return attempt(true);
   }
@@ -299,9 +331,10 @@ function waitSync(attempt: (block: boolean) => ExclusiveLock | null, settings: L
 export async function acquire(t: Target): Promise<ExclusiveLock> {
   const { settings, name, resource } = t;
   const { driver, signal } = settings;
-  const entry = entryFor(driver, resource);
-  if (isReentry(entry)) return reenter(name, entry);
+  const found = findEntry(driver, resource);
+  if (found !== undefined && isReentry(found)) return reenter(name, found);
   signal?.throwIfAborted();
+  const entry = found ?? entryFor(driver, resource);
   const deadline = performance.now() + settings.waitMs;
   if (!entry.busy) entry.busy = true;
   else if (settings.waitMs === 0 || !(await turn(entry, deadline, signal))) {
@@ -391,9 +424,9 @@ function sleepSync(ms: number): void {
 export function runHolding<R>(lock: ExclusiveLock, t: Target, fn: () => R): R {
   const entry = entryFor(t.settings.driver, t.resource);
   const held = chain.getStore();
-  if (!lock.held || held?.get(entry) === lock) return fn();
-  // The innermost handle: its signal and its release are what `fn` sees.
-  return chain.run(new Map(held).set(entry, lock), fn);
+  const handles = held?.get(entry) ?? [];
+  if (!lock.held || handles.at(-1) === lock) return fn();
+  return chain.run(new Map(held).set(entry, [...handles, lock]), fn);
 }
 
 /**
@@ -405,14 +438,15 @@ export function chainSignal(): AbortSignal {
   if (held === undefined || held.size === 0) {
     throw new NotHoldingError('exclusive.signal() was called outside an exclusive function, method or Exclusive.run() callback.');
   }
-  const signals = [...held.values()].map((lock) => lock.signal);
+  // Per lock, the innermost handle still held (else the last, already released: its signal has aborted).
+  const signals = [...held.values()].map((handles) => (handles.findLast((handle) => handle.held) ?? handles.at(-1)!).signal);
   return signals.length === 1 ? signals[0]! : AbortSignal.any(signals);
 }
 
 /** The holder as this thread knows it (we hold it), or as the driver reports it. */
 export function holderOf(t: Target): HolderRecord | null | Promise<HolderRecord | null> {
   // A lookup, not entryFor(): asking about a name must not add it to the registry.
-  const record = registries.get(t.settings.driver)?.get(t.resource)?.record;
+  const record = findEntry(t.settings.driver, t.resource)?.record;
   if (record) return record;
   return t.settings.driver.holder(t.resource, t.name);
 }

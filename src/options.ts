@@ -104,6 +104,12 @@ function parseExitCode(value: unknown): number {
   return value;
 }
 
+/**
+ * The longest finite `wait`: 2^31 - 1 ms (about 24.8 days), the longest delay
+ * Node's timers (and AbortSignal.timeout) can keep; longer is `true`.
+ */
+export const MAX_WAIT_MS = 0x7fffffff;
+
 function parseWait(value: unknown): number {
   if (value === undefined || value === false) return 0;
   if (value === true) return Infinity;
@@ -112,6 +118,10 @@ function parseWait(value: unknown): number {
   }
   if (Number.isNaN(value) || value < 0) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.wait must be >= 0 milliseconds, got ${value}`);
+  }
+  if (value > MAX_WAIT_MS) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
+      `options.wait must be at most ${MAX_WAIT_MS} milliseconds (about 24.8 days, the longest timer Node has), got ${value}; use wait: true to wait for ever`);
   }
   return value;
 }

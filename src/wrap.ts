@@ -85,12 +85,12 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
     try {
       result = runHolding(lock, t, () => fn.apply(this, args));
     } catch (error) {
-      void lock.release();
+      lock.release().catch(() => {}); // the function's error is the one to report
       throw error;
     }
     // A plain function that returns a promise keeps the lock until it settles.
     if (isThenable(result)) return Promise.resolve(result).finally(() => lock.release());
-    void lock.release();
+    lock[Symbol.dispose](); // a failure to release is thrown, not left unhandled
     return result;
   }
 

@@ -2,13 +2,11 @@ import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { pbkdf2 } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { CannotAcquireLock, Exclusive, exclusive } from '../src/index.js';
+import { CannotAcquireLock, Exclusive, exclusive, type LockDriver } from '../src/index.js';
 import { lockFiles } from './helpers/suite.js';
 import { driverByName } from '../src/drivers/select.js';
 import { registeredLocks } from '../src/lock.js';
-import { lockDir, start } from './helpers/processes.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+import { lockDir, run, start } from './helpers/processes.js';
 
 const tick = (ms = 1): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -166,7 +164,7 @@ test('a re-entered call that outlives its caller keeps the lock until it ends', 
   const log: string[] = [];
   const child = exclusive(async () => {
     log.push('child in');
-    await sleep(150);
+    await tick(150);
     log.push('child out');
   }, { name: 'outlive', dir });
   let started!: Promise<void>;
@@ -189,7 +187,7 @@ test('a callback set up while holding that runs after the hold ended does not re
   const timerRan = new Promise<void>((resolve) => (fired = resolve));
   const lateJob = exclusive(async () => {
     log.push('late in');
-    await sleep(20);
+    await tick(20);
     log.push('late out');
   }, { name: 'stale', dir, wait: true });
   const first = exclusive(async () => {
@@ -201,7 +199,7 @@ test('a callback set up while holding that runs after the hold ended does not re
   const second = exclusive(async () => {
     log.push('second in');
     await timerRan;
-    await sleep(50);
+    await tick(50);
     log.push('second out');
   }, { name: 'stale', dir, wait: true });
   // second queues behind first, so the in-process entry passes straight from first to second.
@@ -268,7 +266,88 @@ test.serial('the in-process registry forgets free locks: 1 000 distinct names le
   const held = Exclusive.lock({ name: 'kept', dir });
   for (let i = 0; i < 1_000; i++) await exclusive(async () => {}, { name: `user-${i}`, dir })();
   for (let i = 0; i < 100; i++) Exclusive.holder(`asked-${i}`, { dir });
+  const aborted = AbortSignal.abort(new Error('never started'));
+  for (let i = 0; i < 100; i++) {
+    await t.throwsAsync(Exclusive.acquire({ name: `aborted-${i}`, dir, wait: true, signal: aborted }), { message: 'never started' });
+    t.throws(() => Exclusive.lock({ name: `aborted-sync-${i}`, dir, wait: 10, signal: aborted }), { message: 'never started' });
+  }
   t.is(registeredLocks(driver), before + 1, 'only the held one');
   await held.release();
   t.is(registeredLocks(driver), before);
+});
+
+test('a synchronous wait that had to wait holds the lock like any other: the process sees it held, other processes too', async (t) => {
+  const dir = lockDir();
+  for (const wait of [10_000, true]) { // a polled wait, and a wait for ever blocked in the kernel
+    const name = `waited-${wait}`;
+    const holder = start('hold.ts', [name, dir, '', '300']); // exits, releasing, after 300 ms
+    await holder.waitFor('held');
+    const lock = Exclusive.lock({ name, dir, wait });
+    t.throws(() => Exclusive.lock({ name, dir }), { instanceOf: CannotAcquireLock }, 'another call of this thread');
+    await t.throwsAsync(Exclusive.acquire({ name, dir }), { instanceOf: CannotAcquireLock });
+    t.like(JSON.parse((await run('try-lock.ts', [name, dir, ''])).stdout), { acquired: false, holder: process.pid }, 'another process');
+    await lock.release();
+    t.like(JSON.parse((await run('try-lock.ts', [name, dir, ''])).stdout), { acquired: true });
+  }
+});
+
+test('the longest finite wait (2^31 - 1 ms) waits, in the queue and on the OS', async (t) => {
+  const dir = lockDir();
+  const held = await Exclusive.acquire({ name: 'longest', dir });
+  const queued = Exclusive.acquire({ name: 'longest', dir, wait: 2 ** 31 - 1 });
+  setTimeout(() => void held.release(), 50);
+  await (await queued).release();
+  const holder = start('hold.ts', ['longest', dir, '', '200']);
+  await holder.waitFor('held');
+  await (await Exclusive.acquire({ name: 'longest', dir, wait: 2 ** 31 - 1 })).release();
+  t.pass();
+});
+
+test('a callback set by a nested (re-entered) call still re-enters while the outer call holds the lock', async (t) => {
+  const dir = lockDir();
+  const options = { name: 'nested-callback', dir };
+  let later!: Promise<string>;
+  const inner = exclusive(async () => 'inner re-entered', options);
+  const schedule = (): void => {
+    later = new Promise((resolve) => setTimeout(() => resolve(inner().catch((error: Error) => `inner failed: ${error.message}`)), 20));
+  };
+  const helper = exclusive(async () => schedule(), options); // its own hold ends before the callback runs
+  t.is(await exclusive(async () => {
+    await helper();
+    return later;
+  }, options)(), 'inner re-entered');
+});
+
+test('a driver whose release fails: the error reaches the caller, and the lock is not stuck in this process', async (t) => {
+  let held = false;
+  let failures = 0;
+  const driver: LockDriver = {
+    kind: 'memory',
+    synchronous: true,
+    locate: (name) => `memory:${name}`,
+    tryLock: () => {
+      if (held) return null;
+      held = true;
+      return {
+        release: () => {
+          held = false;
+          if (failures-- > 0) throw new Error('EIO on unlock');
+        },
+      };
+    },
+    holder: (resource) => (held ? { name: resource, pid: process.pid } : null),
+  };
+  failures = 1;
+  const first = await Exclusive.acquire({ name: 'x', driver });
+  const waiter = Exclusive.acquire({ name: 'x', driver, wait: 5_000 });
+  await t.throwsAsync(first.release(), { message: 'EIO on unlock' });
+  await (await waiter).release(); // the queued caller got it
+  failures = 1;
+  t.throws(() => exclusive(() => 42, { name: 'x', driver })(), { message: 'EIO on unlock' }, 'thrown, not an unhandled rejection');
+  failures = 1;
+  t.throws(() => {
+    using lock = Exclusive.lock({ name: 'x', driver });
+    void lock;
+  }, { message: 'EIO on unlock' });
+  t.is(exclusive(() => 42, { name: 'x', driver })(), 42);
 });

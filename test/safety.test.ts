@@ -14,6 +14,7 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [{ wait: -1 }, 'ERR_INVALID_ARG_VALUE', /^options\.wait must be >= 0 milliseconds, got -1$/],
   [{ wait: NaN }, 'ERR_INVALID_ARG_VALUE', /^options\.wait/],
   [{ wait: '10' }, 'ERR_INVALID_ARG_TYPE', /^options\.wait must be a boolean or a number/],
+  [{ wait: 2 ** 31 }, 'ERR_INVALID_ARG_VALUE', /^options\.wait must be at most 2147483647 milliseconds .*use wait: true to wait for ever$/],
   [{ die: 'yes' }, 'ERR_INVALID_ARG_TYPE', /^options\.die must be a boolean/],
   [{ exitCode: 256 }, 'ERR_INVALID_ARG_VALUE', /^options\.exitCode must be an integer from 0 to 255/],
   [{ exitCode: '1' }, 'ERR_INVALID_ARG_TYPE', /^options\.exitCode must be a number/],

@@ -9,6 +9,8 @@
  * `--` is reported as such instead of running the lock name as a command.
  */
 
+import { MAX_WAIT_MS } from '../options.js';
+
 /** Driver names the tool accepts for `--driver`. */
 export const CLI_DRIVERS = ['posix', 'windows', 'portable', 'postgres'] as const;
 
@@ -58,8 +60,8 @@ export class UsageError extends Error {
   }
 }
 
-/** Longest finite wait: Node timers stop at 2^31-1 ms. */
-const MAX_WAIT_SECONDS = 2_147_483;
+/** Longest finite wait, in whole seconds (see MAX_WAIT_MS). */
+const MAX_WAIT_SECONDS = Math.floor(MAX_WAIT_MS / 1000);
 
 interface OptionSpec {
   long: string;
