@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { accessSync, constants, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, LockFileError } from './errors.js';
 import { describe } from './describe.js';
 
@@ -81,10 +81,42 @@ export function lockDirectory(dir: string | undefined): string {
   return chosenDirectory(dir) ?? (systemDir ??= findSystemDir());
 }
 
-/** The directory the user chose (`dir`, else `$EXCLUSIVE_PROCESS_DIR`) as an absolute path; undefined for the system default. */
+/** The directory the user chose (`dir`, else `$EXCLUSIVE_PROCESS_DIR`), canonical; undefined for the system default. */
 export function chosenDirectory(dir: string | undefined): string | undefined {
   const chosen = dir ?? (process.env.EXCLUSIVE_PROCESS_DIR || undefined);
-  return chosen === undefined ? undefined : resolve(chosen);
+  return chosen === undefined ? undefined : canonicalDirectory(chosen);
+}
+
+/** Canonical paths of existing directories, by absolute path: a realpath per acquisition would cost more than the lock. */
+const canonical = new Map<string, string>();
+const MAX_CANONICAL = 1000;
+
+/**
+ * `dir` as an absolute path with symbolic links resolved (in the part of it
+ * that exists), so two spellings of one directory (`/var/lock` and
+ * `/run/lock`) name the same locks: the in-process registry and the open
+ * files are keyed by path, and two keys for one file would make a process
+ * wait for itself.
+ */
+function canonicalDirectory(dir: string): string {
+  const absolute = resolve(dir);
+  const known = canonical.get(absolute);
+  if (known !== undefined) return known;
+  const missing: string[] = [];
+  for (let existing = absolute; ; existing = dirname(existing)) {
+    try {
+      const real = join(realpathSync.native(existing), ...missing);
+      if (missing.length === 0) {
+        if (canonical.size >= MAX_CANONICAL) canonical.clear();
+        canonical.set(absolute, real);
+      }
+      return real;
+    } catch (error) {
+      // Not there yet (created on first use): resolve the part that is. Anything else shows when a file is opened.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(existing) === existing) return absolute;
+      missing.unshift(basename(existing));
+    }
+  }
 }
 
 /** The path of the lock file for `name`, in the directory chosen by {@link lockDirectory}. */
@@ -154,13 +186,13 @@ function findSystemDir(): string {
       try {
         if (!statSync(candidate).isDirectory()) continue;
         accessSync(candidate, constants.W_OK | constants.X_OK);
-        return candidate;
+        return canonicalDirectory(candidate);
       } catch {
         // Not there, or not writable by this user (some distros): try the next.
       }
     }
   }
-  return tmpdir();
+  return canonicalDirectory(tmpdir());
 }
 
 /**

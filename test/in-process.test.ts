@@ -1,4 +1,5 @@
 import test from 'ava';
+import { readdirSync, symlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pbkdf2 } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
@@ -350,4 +351,30 @@ test('a driver whose release fails: the error reaches the caller, and the lock i
     void lock;
   }, { message: 'EIO on unlock' });
   t.is(exclusive(() => 42, { name: 'x', driver })(), 42);
+});
+
+test('two spellings of one directory (through a symlink) are one lock: re-entered by the holding chain, refused to others', async (t) => {
+  const real = lockDir();
+  const alias = `${lockDir()}/alias`;
+  symlinkSync(real, alias);
+  const viaAlias = { name: 'spelled', dir: alias };
+  await Exclusive.run({ name: 'spelled', dir: real }, async (outer) => {
+    await Exclusive.run({ ...viaAlias, wait: true }, (inner) => t.is(inner.lockfile, outer.lockfile, 're-entered, not waiting for itself'));
+  });
+  const held = Exclusive.lock({ name: 'spelled', dir: real });
+  const error = t.throws(() => Exclusive.lock({ ...viaAlias, wait: true }), { instanceOf: CannotAcquireLock }, 'refused at once, not blocked for ever');
+  t.is(error?.lockfile, held.lockfile);
+  await held.release();
+  t.is(Exclusive.lock({ name: 'spelled', dir: `${alias}/missing/sub` }).lockfile, `${real}/missing/sub/exclusive-process.spelled.lock`, 'a directory still to be created, under the alias');
+});
+
+test('attempts that fail on many names keep no descriptor per name', async (t) => {
+  const dir = lockDir();
+  const holder = start('hold-many.ts', [dir, '200']);
+  await holder.waitFor('held');
+  const descriptors = (): number => readdirSync('/proc/self/fd').length;
+  const before = descriptors();
+  for (let i = 0; i < 200; i++) t.throws(() => Exclusive.lock({ name: `busy-${i}`, dir }), { instanceOf: CannotAcquireLock });
+  t.true(descriptors() - before <= 40, `${descriptors() - before} more descriptors`); // the idle cache keeps 32
+  holder.child.kill('SIGKILL');
 });

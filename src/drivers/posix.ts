@@ -52,7 +52,10 @@ export function createPosixDriver(): LockDriver {
       files.set(path, cached); // most recently used last
       const errno = flock(cached.fd, operation);
       if (errno !== 0) {
-        if (errno === EWOULDBLOCK || errno === EAGAIN) return null;
+        if (errno === EWOULDBLOCK || errno === EAGAIN) {
+          evictIdle(files, removeIfFree); // failed attempts on many names must not keep a descriptor each
+          return null;
+        }
         if (errno === EINTR) continue; // a signal interrupted a blocking wait: wait again
         throw lockFileError(Object.assign(new Error(`flock failed (errno ${errno})`), { code: errnoName(errno) }), path);
       }
