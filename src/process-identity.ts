@@ -17,13 +17,21 @@ export function processStartTime(pid: number): string | undefined {
       return undefined;
     }
   }
+  return linuxStat(pid)?.start;
+}
+
+/**
+ * Linux: the state and start time of `pid` from /proc/PID/stat (undefined
+ * elsewhere, or when it cannot be read). The start time (field 22, clock
+ * ticks since boot) is as seen from this process's time namespace.
+ */
+function linuxStat(pid: number): { state: string; start: string } | undefined {
   if (process.platform !== 'linux') return undefined;
   try {
-    // Field 22 of /proc/PID/stat (clock ticks since boot). The command name
-    // (field 2) may hold spaces and parentheses, so count from the last ')'.
+    // The command name (field 2) may hold spaces and parentheses, so count from the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
+    return { state: fields[0]!, start: fields[19]! };
   } catch {
     return undefined;
   }
@@ -42,9 +50,17 @@ export function pidExists(pid: number): boolean {
 /**
  * True when the process recorded as `pid` with start time `start` still runs.
  * Without a recorded start time (or an OS that gives none), a live pid counts.
+ * A zombie (exited, not yet reaped by its parent) does not: a container's
+ * init that never reaps would otherwise keep its locks for ever.
  */
 export function isRunning(pid: number, start: string | undefined): boolean {
   if (!pidExists(pid)) return false;
+  if (process.platform === 'linux') {
+    const stat = linuxStat(pid);
+    if (stat === undefined) return true; // hidden from us (hidepid): it exists
+    if (stat.state === 'Z' || stat.state === 'X') return false;
+    return start === undefined || stat.start === start;
+  }
   if (start === undefined) return true;
   const now = processStartTime(pid);
   return now === undefined || now === start;

@@ -361,3 +361,79 @@ test('list() names held and stale lock files, long (hashed) names included', asy
   writeFileSync(join(dir, 'unrelated.lock'), 'not ours');
   t.deepEqual((driver.list!(dir) as string[]).sort(), [long, 'stale'].sort());
 });
+
+test('leftovers of processes that died mid-acquisition (a temp file, a finished reclaim\'s guard) are swept by the next reclaim', async (t) => {
+  const dir = lockDir();
+  const path = lockFilePath('litter', dir);
+  const deadToken = token();
+  // Died before linking its claim: a temp file nobody will link.
+  plant(`${path}.${token()}.tmp`, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
+  // Died after removing a stale claim, before removing its guard: that guard's name never comes up again.
+  plant(`${path}.${deadToken}.reclaim`, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
+  // A live reclaimer's guard, and another lock's temp file whose name starts like ours: not ours to sweep.
+  const sleep = await sleeper(t);
+  const liveGuard = `${path}.${token()}.reclaim`;
+  plant(liveGuard, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: BOOT });
+  const otherLock = `${lockFilePath('litter.lock.x', dir)}.${token()}.tmp`;
+  plant(otherLock, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
+  // The stale claim whose reclaim shows a process died here.
+  plant(path, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
+  t.deepEqual(tryLock('litter', dir), { acquired: true });
+  t.deepEqual(readdirSync(dir).map((file) => join(dir, file)).sort(), [liveGuard, otherLock].sort());
+});
+
+test('a zombie holder (dead, never reaped by its parent) is dead: its lock is reclaimed at once', async (t) => {
+  const dir = lockDir();
+  // The shell execs `sleep`, which never reaps: the holder becomes a zombie when killed.
+  const parent = spawn('sh', ['-c', `"${process.execPath}" --import tsx "${join(FIXTURES, 'hold.ts')}" zombie "${dir}" portable & exec sleep 60`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => parent.kill('SIGKILL'));
+  const held = await new Promise<string>((resolve) => parent.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(chunk)));
+  const holder = Number(held.split(' ')[1]);
+  t.like(tryLock('zombie', dir), { acquired: false, pid: holder });
+  process.kill(holder, 'SIGKILL');
+  while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ')) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.deepEqual(tryLock('zombie', dir), { acquired: true });
+});
+
+test('a holder in another time namespace (unshare -T) is not taken for a reused pid: its start time reads differently from here', async (t) => {
+  if (process.getuid?.() !== 0) return t.pass('needs root for unshare -T');
+  const dir = lockDir();
+  const child = spawn('unshare', ['-T', '--boottime', '100000', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), 'timens', dir, 'portable'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  const held = await new Promise<string>((resolve) => child.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(chunk)));
+  const holder = Number(held.split(' ')[1]);
+  const record = JSON.parse(readFileSync(lockFilePath('timens', dir), 'utf8').split('\n')[0]!) as { start: string };
+  t.not(record.start, processStartTime(holder), 'the start times differ between the namespaces');
+  t.like(tryLock('timens', dir), { acquired: false, pid: holder });
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.once('exit', resolve));
+  t.deepEqual(tryLock('timens', dir), { acquired: true }, 'and once it is dead, reclaimed');
+});
+
+test('a claim that cannot be removed at release (read-only file system): release() throws and the lock stays held, not falsely free', async (t) => {
+  const dir = lockDir();
+  try {
+    execFileSync('mount', ['--bind', dir, dir], { stdio: 'ignore' });
+  } catch {
+    return t.pass('needs a bind mount (root with CAP_SYS_ADMIN)');
+  }
+  t.teardown(() => execFileSync('umount', [dir]));
+  const lock = Exclusive.lock({ name: 'ro', dir, ...portable });
+  execFileSync('mount', ['-o', 'remount,ro,bind', dir]);
+  const error = await t.throwsAsync(lock.release(), { instanceOf: LockFileError });
+  t.true(['ERR_LOCK_PERMISSION', 'ERR_LOCK_IO'].includes(error!.code), error?.code);
+  t.like(tryLock('ro', dir), { acquired: false, pid: process.pid }, 'the claim is still there, and says so');
+  execFileSync('mount', ['-o', 'remount,rw,bind', dir]);
+  t.like(JSON.parse((await run('try-lock.ts', ['ro', dir, 'portable'])).stdout), { acquired: false, holder: process.pid }, 'held until this process exits, whose cleanup removes it');
+});
+
+test('a process that cannot see its pid namespace (no /proc) does not judge a holder it cannot see dead', async (t) => {
+  if (process.getuid?.() !== 0) return t.pass('needs root for unshare -p');
+  const dir = lockDir();
+  const lock = Exclusive.lock({ name: 'blind', dir, ...portable });
+  t.teardown(() => void lock.release());
+  // A new pid namespace, where our pid does not exist, and without /proc to tell it so.
+  const script = `umount -l /proc && exec "${process.execPath}" --import tsx "${join(FIXTURES, 'try-lock.ts')}" blind "${dir}" portable`;
+  const output = execFileSync('unshare', ['-p', '-f', '-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', cwd: join(FIXTURES, '..', '..') });
+  t.like(JSON.parse(output), { acquired: false });
+});

@@ -50,6 +50,8 @@ export interface Claim {
   readonly boot: string | undefined;
   /** Pid namespace of the creator (Linux), when recorded. */
   readonly pidns: string | undefined;
+  /** Time namespace of the creator (Linux), when recorded: start times are comparable only within one. */
+  readonly timens: string | undefined;
 }
 
 /**
@@ -93,7 +95,7 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
   const self = identity();
   const bytes = Buffer.concat([
     encodeRecord(record),
-    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns })}\n`),
+    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns, timens: self.timens })}\n`),
   ]);
   const temp = tempPath(lockPath, token);
   let fd: number;
@@ -112,6 +114,8 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
       linkSync(temp, target);
       return true;
     } catch (error) {
+      // ENOENT: our temp file was swept as a crash leftover (see sweepLeftovers) before we linked it; try again.
+      if (code(error) === 'ENOENT') return false;
       if (code(error) !== 'EEXIST') throw error;
       // NFS: a retransmitted LINK can report EEXIST although the first one
       // worked; then our temp file has gained the second link (open(2) man page).
@@ -173,7 +177,7 @@ export function readClaim(path: string): Claim | undefined {
   const meta = parseMeta(bytes);
   const token = record !== null ? meta?.token : undefined;
   const id = token ?? `x${createHash('sha256').update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
-  return { id, token, record, boot: meta?.boot, pidns: meta?.pidns };
+  return { id, token, record, boot: meta?.boot, pidns: meta?.pidns, timens: meta?.timens };
 }
 
 /**
@@ -184,11 +188,14 @@ export function readClaim(path: string): Claim | undefined {
  * - Another host: we cannot look at its processes, so the claim is held
  *   until removed by hand (the record names the host).
  * - Same host, another boot: dead (the file outlived a reboot).
- * - Another pid namespace (containers sharing a lock directory): its pids
- *   mean nothing here, so held.
- * - Else the recorded pid must run with the recorded start time (Linux),
- *   so a reused pid is not believed; where the OS gives no start time, a
- *   live pid counts.
+ * - Another pid namespace (containers sharing a lock directory), or ours
+ *   unknown (no procfs here): its pids cannot be judged here, so held.
+ * - Else the recorded pid must run (not a zombie) with the recorded start
+ *   time (Linux), so a reused pid is not believed. Start times are shifted
+ *   by each time namespace: from another one, or where the OS gives none,
+ *   a live pid counts.
+ * - Files without our namespace line (another tool's, the posix driver's
+ *   leftovers) are judged as if from this namespace.
  *
  * @example
  * ```ts
@@ -202,8 +209,9 @@ export function isLive(claim: Claim): boolean {
   const self = identity();
   if (record.host !== undefined && record.host !== self.host) return true;
   if (claim.boot !== undefined && self.boot !== undefined && claim.boot !== self.boot) return false;
-  if (claim.pidns !== undefined && self.pidns !== undefined && claim.pidns !== self.pidns) return true;
-  return isRunning(record.pid, record.start);
+  if (claim.pidns !== undefined && claim.pidns !== self.pidns) return true;
+  const comparable = claim.timens === undefined || claim.timens === self.timens;
+  return isRunning(record.pid, comparable ? record.start : undefined);
 }
 
 /**
@@ -242,7 +250,7 @@ export function unlinkQuietly(path: string): void {
   }
 }
 
-function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: string } | undefined {
+function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: string; timens?: string } | undefined {
   const text = bytes.toString('utf8');
   const first = text.indexOf('\n');
   const second = text.indexOf('\n', first + 1);
@@ -254,32 +262,42 @@ function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: strin
       token: meta.token,
       boot: typeof meta.boot === 'string' ? meta.boot : undefined,
       pidns: typeof meta.pidns === 'string' ? meta.pidns : undefined,
+      timens: typeof meta.timens === 'string' ? meta.timens : undefined,
     };
   } catch {
     return undefined;
   }
 }
 
-let self: { host: string; boot: string | undefined; pidns: string | undefined } | undefined;
+interface Identity {
+  host: string;
+  boot: string | undefined;
+  pidns: string | undefined;
+  timens: string | undefined;
+}
 
-/** This machine's boot id and this process's pid namespace (Linux; undefined elsewhere), read once. */
-function identity(): { host: string; boot: string | undefined; pidns: string | undefined } {
+let self: Identity | undefined;
+
+/** This machine's boot id and this process's pid and time namespaces (Linux; undefined elsewhere, or without procfs), read once. */
+function identity(): Identity {
   if (self === undefined) {
-    let boot: string | undefined;
-    let pidns: string | undefined;
-    if (process.platform === 'linux') {
-      try {
-        boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim() || undefined;
-      } catch {
-        // No procfs (some sandboxes): fall back to pid and start time alone.
-      }
-      try {
-        pidns = readlinkSync('/proc/self/ns/pid');
-      } catch {
-        // Same.
-      }
-    }
-    self = { host: currentProcess().host, boot, pidns };
+    const linux = process.platform === 'linux';
+    self = {
+      host: currentProcess().host,
+      boot: linux ? procfs(() => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim() || undefined) : undefined,
+      pidns: linux ? procfs(() => readlinkSync('/proc/self/ns/pid')) : undefined,
+      // Absent before Linux 5.6, which has no time namespaces.
+      timens: linux ? procfs(() => readlinkSync('/proc/self/ns/time')) : undefined,
+    };
   }
   return self;
+}
+
+/** What `read` returns, or undefined without procfs (some sandboxes). */
+function procfs(read: () => string | undefined): string | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
 }

@@ -1,4 +1,6 @@
 import { LockFileError } from '../errors.js';
+import { readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { lockFilePath, lockNamesIn } from '../lock-path.js';
 import { createClaim, isLive, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, type Claim } from './portable-claim.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
@@ -53,6 +55,8 @@ import { watchLockFile } from './watch.js';
  * exclude processes using this one.
  */
 
+/** What follows `<lock>.` in a temp file or reclaim guard name: a token (or a hashed id, `x` + 23 hex digits), then the kind. */
+const LEFTOVER = /^(?:[0-9a-f]{24}|x[0-9a-f]{23})\.(tmp|reclaim)$/;
 /** Attempts of one tryLock when others keep creating and removing the file. */
 const MAX_ROUNDS = 100;
 /** Levels of guards reclaimed in a row (each needs a crash mid-reclaim). */
@@ -91,6 +95,7 @@ export function createPortableDriver(): LockDriver {
       }
       if (isLive(seen)) return null;
       if (!reclaim(path, path, seen, record, 0)) return null;
+      sweepLeftovers(path, record); // a holder died: it may have left a temp file or a guard too
     }
     throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
       `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`);
@@ -129,9 +134,41 @@ export function createPortableDriver(): LockDriver {
     }
   }
 
+  /**
+   * Removes what processes that died mid-acquisition left beside the lock
+   * file at `path`: temp files never linked (a live creator whose temp file
+   * goes just tries again, see createClaim), and reclaim guards whose
+   * creators died, through their own guards like any stale claim. They
+   * never block anyone, but would pile up.
+   */
+  function sweepLeftovers(path: string, record: HolderRecord): void {
+    const prefix = `${basename(path)}.`;
+    let names: string[];
+    try {
+      names = readdirSync(dirname(path));
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      // Exactly `<lock>.<token or id>.tmp|.reclaim`: not the files of another lock whose name starts like ours.
+      const kind = name.startsWith(prefix) ? LEFTOVER.exec(name.slice(prefix.length))?.[1] : undefined;
+      if (kind === undefined) continue;
+      const leftover = join(dirname(path), name);
+      try {
+        const claim = readClaim(leftover);
+        if (claim === undefined || isLive(claim)) continue;
+        if (kind === 'tmp') unlinkQuietly(leftover);
+        else reclaim(path, leftover, claim, record, 1);
+      } catch {
+        // Not a regular file, or not ours to remove: leave it.
+      }
+    }
+  }
+
+  /** Removes our claim; a claim that cannot be removed (read-only file system...) throws and stays ours, for exit cleanup to retry. */
   function release(path: string, token: string): void {
-    if (held.get(path) === token) held.delete(path);
     removeOwn(path, token);
+    if (held.get(path) === token) held.delete(path);
   }
 
   return {
@@ -148,7 +185,13 @@ export function createPortableDriver(): LockDriver {
     },
     list: (dir) => lockNamesIn(dir, (path) => readClaim(path)?.record?.name),
     cleanup() {
-      for (const [path, token] of [...held]) release(path, token);
+      for (const [path, token] of [...held]) {
+        try {
+          release(path, token);
+        } catch {
+          // Exiting: the claim names a process about to be gone, so the next acquirer reclaims it.
+        }
+      }
     },
   };
 }
@@ -159,9 +202,12 @@ export function createPortableDriver(): LockDriver {
  * hold its guard, which needs us to be dead.
  */
 function removeOwn(path: string, token: string): void {
+  let ours: boolean;
   try {
-    if (readClaim(path)?.token === token) unlinkClaim(path);
+    ours = readClaim(path)?.token === token;
   } catch {
-    // Replaced by something unsafe, or not removable: not ours any more.
+    return; // replaced by something unsafe: not ours any more
   }
+  if (ours) unlinkClaim(path); // a LockFileError when it cannot be removed: the lock is still held
 }
+
