@@ -4,10 +4,11 @@
  * spirit of util-linux flock(1) but with names instead of paths, and the
  * library's drivers. See `exclusive --help` and the README.
  */
-import { readFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, UsageError } from './cli/args.js';
 import { EXIT, runCommand } from './cli/run.js';
+import { say } from './cli/say.js';
 import { collectStatus, emptyMessage, formatJson, formatTable } from './cli/status.js';
 import { HELP, TRY_HELP } from './cli/usage.js';
 
@@ -41,12 +42,12 @@ function version(): string {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof UsageError) {
-    writeSync(2, `exclusive: ${error.message}\n${TRY_HELP}\n`);
+    say(`exclusive: ${error.message}\n${TRY_HELP}\n`);
     process.exit(EXIT.usage);
   }
   // Our own errors (LockFileError, LockDriverError...) have messages that name the fix; anything else gets its stack.
   const code = (error as { code?: unknown } | null)?.code;
   const known = error instanceof Error && typeof code === 'string' && code.startsWith('ERR_');
-  writeSync(2, `exclusive: ${known ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
+  say(`exclusive: ${known ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(EXIT.failure);
 });

@@ -552,8 +552,28 @@ cliTest('--driver postgres: a lock lost while the command runs stops the command
   }
   const result = await tool.done;
   t.is(result.code, 125);
-  t.regex(result.stderr, /^exclusive: The lock 'pg-lost' was lost: .* Stopping the command \(SIGTERM\)\.\n$/);
+  t.regex(result.stderr, /^exclusive: The lock 'pg-lost' was lost: .* Stopping the command \(SIGTERM, then SIGKILL after 5 s\)\.\n$/);
   t.is(readFileSync(record, 'utf8'), 'SIGTERM\n');
+});
+
+cliTest('--driver postgres: a command that ignores the SIGTERM of a lost lock is killed, and nothing is said to a closed stderr', async (t) => {
+  const server = await startPostgres();
+  t.teardown(() => server.stop());
+  const place = ['--driver', 'postgres', '--database-url', server.connectionString];
+  const tool = start([...place, 'pg-stubborn', '--', 'sh', '-c', 'trap "" TERM; echo ready $$; while :; do sleep 1; done']);
+  const command = readyPid(await tool.waitFor('ready'));
+  orphans.add(command);
+  tool.child.stderr!.destroy(); // whoever read the tool's stderr is gone: writing to it fails with EPIPE
+  const client = new Client({ connectionString: server.connectionString });
+  await client.connect();
+  try {
+    await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'exclusive-process%'");
+  } finally {
+    await client.end();
+  }
+  await tool.exited;
+  t.is(tool.child.exitCode, 125, 'the tool reports the loss by its exit code, having stopped the command');
+  t.throws(() => process.kill(command, 0), { code: 'ESRCH' }, 'the command was killed');
 });
 
 // ---------------------------------------------------------------- usage errors
@@ -580,6 +600,9 @@ const usageErrors: Array<[string[], string]> = [
   [['status', '-w', '5'], "option '-w' does not apply to 'status'"],
   [['status', 'a', 'b'], `'status' takes at most one lock name, got 2: "a" "b"`],
   [['', '--', 'true'], 'the lock name must not be empty'],
+  [['job', '--', ''], "the command after '--' is empty"],
+  [['--driver', 'postgres', '--database-url', 'bogus', 'job', '--', 'true'], "option '--database-url' must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)"],
+  [['--driver', 'postgres', '--database-url', 'postgres://h:99999/d', 'status'], "option '--database-url' cannot be parsed: Invalid URL"],
 ];
 
 cliTest('bad command lines exit 2 with a clear message and a pointer to --help', async (t) => {

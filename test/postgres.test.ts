@@ -1,12 +1,13 @@
 import anyTest, { type TestFn } from 'ava';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { CannotAcquireLock, Exclusive, exclusive, LockDriverError, type ExclusiveLock, type HolderRecord } from '../src/index.js';
 import { advisoryKey, LockLostError, postgres } from '../src/postgres.js';
-import { freePort, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from './helpers/postgres-server.js';
+import { freePort, PG_BIN, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from './helpers/postgres-server.js';
 import { lockDir, run, start } from './helpers/processes.js';
 
 // Serial: real processes and timing bounds on a two-core machine.
@@ -41,6 +42,15 @@ async function waiters(name: string): Promise<number> {
     "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::oid AND objid = $2::oid",
     [(key >> 32n).toString(), (key & 0xffffffffn).toString()]);
   return Number(rows[0].n);
+}
+
+/** The backend pid holding the advisory lock of `name`. */
+async function holdingBackend(name: string): Promise<number> {
+  const key = BigInt.asUintN(64, advisoryKey(name));
+  const rows = await sql<{ pid: number }>(
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid AND objid = $2::oid",
+    [(key >> 32n).toString(), (key & 0xffffffffn).toString()]);
+  return rows[0]!.pid;
 }
 
 /** Resolves once a backend waits for `name` on the server; fails if `pending` settles first or after 10 s. */
@@ -358,6 +368,67 @@ test('an AbortSignal also stops a connection still being opened (a server that n
     silent.close();
   }
 });
+
+test('a pooled session the server ended while this process was busy is replaced, not reported as a failure', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const first = await Exclusive.acquire({ name: 'pooled', driver });
+  const backend = await holdingBackend('pooled');
+  await first.release(); // its session now waits in the pool
+  // Ended while this process is busy (synchronously here): the session's
+  // closing is not read before the next statement, which gets the FATAL error.
+  execFileSync(join(PG_BIN, 'psql'), [server.connectionString, '-qc', `SELECT pg_terminate_backend(${backend})`], { stdio: 'ignore' });
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+  const lock = await Exclusive.acquire({ name: 'pooled', driver });
+  t.not(await holdingBackend('pooled'), backend, 'a new session');
+  await lock.release();
+});
+
+test('an abort that reaches the server between the statements of a wait ends it at once, not at connectTimeout', async (t) => {
+  // A distant server: replies come 100 ms late. The abort is sent the moment
+  // the wait's first statement (SET lock_timeout) leaves, so the server gets
+  // the cancel request while that session runs nothing.
+  const controller = new AbortController();
+  const proxy = await slowProxy(server.port, 100, (chunk) => {
+    // The wait's own SET, not the session set-up's (which sets application_name too).
+    if (chunk.includes('SET lock_timeout') && !chunk.includes('application_name')) controller.abort(new Error('stop'));
+  });
+  t.teardown(() => proxy.close());
+  const holding = postgres({ connectionString: server.connectionString });
+  const lock = await Exclusive.acquire({ name: 'far', driver: holding });
+  const driver = postgres({ connectionString: `postgres://postgres@127.0.0.1:${proxy.port}/postgres`, connectTimeout: 20_000 });
+  const begin = performance.now();
+  t.is((await rejection(Exclusive.acquire({ name: 'far', driver, wait: true, signal: controller.signal }))).message, 'stop');
+  const elapsed = performance.now() - begin;
+  t.true(elapsed < 10_000, `${elapsed} ms: not left to the 20 s fallback`);
+  t.is(await waiters('far'), 0);
+  await lock.release();
+});
+
+/** A TCP proxy to 127.0.0.1:`port` that delays what the server sends by `delayMs`, and shows `onClientData` what the client sends. */
+async function slowProxy(port: number, delayMs: number, onClientData: (chunk: Buffer) => void): Promise<{ port: number; close(): void }> {
+  const sockets = new Set<Socket>();
+  const proxy = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => (client.destroy(), upstream.destroy()));
+    }
+    client.on('data', (chunk: Buffer) => {
+      upstream.write(chunk);
+      onClientData(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => void setTimeout(() => client.write(chunk), delayMs));
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (proxy.address() as { port: number }).port,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
+    },
+  };
+}
 
 test('exclusive(fn) runs an async function under the lock; a sync function is refused', async (t) => {
   const driver = postgres({ connectionString: server.connectionString });

@@ -116,6 +116,7 @@ export function parseArgs(argv: readonly string[]): Request {
     throw new UsageError(`expected one lock name before '--', got ${positionals.length}: ${positionals.map(quote).join(' ')}`);
   }
   if (command.length === 0) throw new UsageError(`missing the command after '--'`);
+  if (command[0] === '') throw new UsageError(`the command after '--' is empty`);
   return {
     kind: 'run',
     name: lockName(positionals[0]),

@@ -1,6 +1,7 @@
+import { InvalidArgumentError } from '../errors.js';
 import { parseOptions } from '../options.js';
 import type { LockDriver } from '../drivers/types.js';
-import type { LockPlace } from './args.js';
+import { UsageError, type LockPlace } from './args.js';
 
 /**
  * The driver named on the command line. The built-in ones come from the
@@ -11,5 +12,11 @@ import type { LockPlace } from './args.js';
 export function driverFor(place: LockPlace): LockDriver {
   if (place.driver !== 'postgres') return parseOptions({ driver: place.driver }).driver;
   const { postgres } = require('../postgres.js') as typeof import('../postgres.js');
-  return postgres(place.databaseUrl === undefined ? {} : { connectionString: place.databaseUrl });
+  try {
+    return postgres(place.databaseUrl === undefined ? {} : { connectionString: place.databaseUrl });
+  } catch (error) {
+    // A malformed --database-url is a command-line mistake (exit 2), not a failure of the tool.
+    if (error instanceof InvalidArgumentError) throw new UsageError(`option '--database-url' ${error.message.replace(/^options\.connectionString /, '')}`);
+    throw error;
+  }
 }

@@ -1,4 +1,3 @@
-import { writeSync } from 'node:fs';
 import { CannotAcquireLock, LockLostError } from '../errors.js';
 import { acquire, target } from '../lock.js';
 import { parseOptions } from '../options.js';
@@ -8,6 +7,7 @@ import type { RunRequest } from './args.js';
 import { driverFor } from './driver.js';
 import { displayCommand } from './holder-command.js';
 import { dieBySignal, forward, keyboardSignalReachedChild, trapSignals, type ForwardedSignal } from './signals.js';
+import { say } from './say.js';
 import { startChild, type ChildEnd } from './supervise.js';
 
 /** Exit codes of the tool itself (the shell conventions of env(1), timeout(1), nohup(1)). */
@@ -58,7 +58,7 @@ export async function runCommand(request: RunRequest): Promise<never> {
     if (fatal !== undefined) await endBySignal(undefined, driver, fatal);
     if (!(error instanceof CannotAcquireLock)) throw error;
     // The library's `die` message, but `-q` may silence it and `-E` picks the code.
-    if (!request.quiet) writeSync(2, `${error.message}\n`);
+    if (!request.quiet) say(`${error.message}\n`);
     process.exit(request.conflictExitCode);
   }
   if (fatal !== undefined) await endBySignal(lock, driver, fatal);
@@ -67,21 +67,31 @@ export async function runCommand(request: RunRequest): Promise<never> {
   childPid = child.pid;
   // A lock can be lost while held (a database session ended): the command
   // must not go on unprotected, so it is stopped and we report a failure.
+  // One that ignores SIGTERM is killed LOST_KILL_AFTER_MS later (as `timeout -k`
+  // does): someone else may hold the lock by then.
   let lost = false;
+  let kill: NodeJS.Timeout | undefined;
   const onLost = (): void => {
     if (!(lock.signal.reason instanceof LockLostError) || childPid === undefined) return;
     lost = true;
-    writeSync(2, `exclusive: ${lock.signal.reason.message} Stopping the command (SIGTERM).\n`);
-    forward(childPid, 'SIGTERM');
+    const pid = childPid;
+    forward(pid, 'SIGTERM');
+    kill = setTimeout(() => forward(pid, 'SIGKILL'), LOST_KILL_AFTER_MS);
+    say(`exclusive: ${lock.signal.reason.message} Stopping the command (SIGTERM, then SIGKILL after ${LOST_KILL_AFTER_MS / 1000} s).\n`);
   };
-  lock.signal.addEventListener('abort', onLost, { once: true });
+  if (lock.signal.aborted) onLost(); // lost before we looked
+  else lock.signal.addEventListener('abort', onLost, { once: true });
   const end = await child.ended;
+  clearTimeout(kill);
   lock.signal.removeEventListener('abort', onLost);
   childPid = undefined; // it is gone (and reaped): never signal a reused pid
   await release(lock);
   if (lost) process.exit(EXIT.failure);
   return exitLike(end, request.command[0], driver);
 }
+
+/** How long a command may ignore the SIGTERM sent when the lock is lost before it is killed. */
+const LOST_KILL_AFTER_MS = 5000;
 
 /** Longest wait for a server driver's release before exiting anyway. */
 const RELEASE_GRACE_MS = 3000;
@@ -115,7 +125,7 @@ function exitLike(end: ChildEnd, file: string, driver: LockDriver): never {
     case 'failed': {
       const notFound = end.error.code === 'ENOENT';
       const reason = notFound ? 'command not found' : end.error.code === 'EACCES' ? 'permission denied' : end.error.message;
-      writeSync(2, `exclusive: ${file}: ${reason}\n`);
+      say(`exclusive: ${file}: ${reason}\n`);
       process.exit(notFound ? EXIT.notFound : EXIT.cannotExecute);
     }
   }

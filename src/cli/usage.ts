@@ -31,7 +31,8 @@ Exit status:
   the command's own exit status; if a signal killed it, exclusive kills itself
   with the same signal (128+n for signals that dump core);
   <n> of -E (default 1) when the lock is held; 2 for a usage error;
-  125 when exclusive itself fails; 126 when the command cannot be executed;
+  125 when exclusive itself fails, or the lock is lost while the command runs
+  (it gets SIGTERM, then SIGKILL 5 s later); 126 when the command cannot be executed;
   127 when the command is not found.
 
 SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the command.

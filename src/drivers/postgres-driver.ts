@@ -305,6 +305,9 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
       let row: Record<string, unknown>;
       try {
         await session.query(`SET lock_timeout = ${lockTimeout}`);
+        // A cancel that reached the server between the two statements was
+        // ignored (nothing ran): do not start a wait nobody wants.
+        if (cancelled) throw signal.reason;
         row = lastRow(await session.query(WAIT_SQL, [key.toString(), applicationName(record), session.backendPid, session.marker], Infinity));
       } catch (error) {
         if (cancelled) {

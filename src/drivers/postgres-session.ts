@@ -56,6 +56,12 @@ export function sqlState(error: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/** True for an error after which the server has closed the session (severity FATAL or PANIC). */
+function isFatal(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null)?.severity;
+  return severity === 'FATAL' || severity === 'PANIC';
+}
+
 /** CancelRequest code of the wire protocol (1234 << 16 | 5678). */
 const CANCEL_REQUEST_CODE = 80877102;
 
@@ -179,6 +185,9 @@ export class Session {
       try {
         return await this.client.query(text, values);
       } catch (error) {
+        // The server ending the session (terminated, shut down) answers with a
+        // FATAL error before the connection closes: the session is dead now.
+        if (isFatal(error)) this.#die(error as Error);
         // A dead connection rejects with pg's generic message: give the cause.
         throw this.dead ?? error;
       } finally {
