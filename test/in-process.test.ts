@@ -371,10 +371,10 @@ test('two spellings of one directory (through a symlink) are one lock: re-entere
 test('attempts that fail on many names keep no descriptor per name', async (t) => {
   const dir = lockDir();
   const holder = start('hold-many.ts', [dir, '200']);
+  t.teardown(() => holder.child.kill('SIGKILL'));
   await holder.waitFor('held');
   const descriptors = (): number => readdirSync('/proc/self/fd').length;
   const before = descriptors();
   for (let i = 0; i < 200; i++) t.throws(() => Exclusive.lock({ name: `busy-${i}`, dir }), { instanceOf: CannotAcquireLock });
   t.true(descriptors() - before <= 40, `${descriptors() - before} more descriptors`); // the idle cache keeps 32
-  holder.child.kill('SIGKILL');
 });
