@@ -389,6 +389,13 @@ test('a zombie holder (dead, never reaped by its parent) is dead: its lock is re
   t.teardown(() => parent.kill('SIGKILL'));
   const held = await new Promise<string>((resolve) => parent.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(chunk)));
   const holder = Number(held.split(' ')[1]);
+  t.teardown(() => {
+    try {
+      process.kill(holder, 'SIGKILL');
+    } catch {
+      // Already dead.
+    }
+  });
   t.like(tryLock('zombie', dir), { acquired: false, pid: holder });
   process.kill(holder, 'SIGKILL');
   while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ')) await new Promise((resolve) => setTimeout(resolve, 5));
