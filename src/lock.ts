@@ -422,10 +422,11 @@ function sleepSync(ms: number): void {
 
 /** Runs `fn` as the holder of `entry`'s lock, so nested acquisitions in its call chain re-enter. */
 export function runHolding<R>(lock: ExclusiveLock, t: Target, fn: () => R): R {
-  const entry = entryFor(t.settings.driver, t.resource);
+  const entry = findEntry(t.settings.driver, t.resource);
+  if (entry === undefined || !lock.held) return fn(); // released already: nothing to re-enter
   const held = chain.getStore();
   const handles = held?.get(entry) ?? [];
-  if (!lock.held || handles.at(-1) === lock) return fn();
+  if (handles.at(-1) === lock) return fn();
   return chain.run(new Map(held).set(entry, [...handles, lock]), fn);
 }
 
