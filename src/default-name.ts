@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError } from './errors.js';
 
 /**
  * Default lock names, from the file of the code that asked for the lock.
@@ -50,7 +51,10 @@ export function callerFile(): string {
     if (isInside(file, OWN_DIR) || HELPER_LIBS.test(file)) continue;
     return file;
   }
-  return resolve(process.argv[1] ?? 'main');
+  // Code without a file (node -e, stdin, the REPL): argv[1] or the working
+  // directory would give unrelated snippets one name, or a real script's.
+  throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME',
+    'No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
 }
 
 const cache = new Map<string, string>();

@@ -5,7 +5,7 @@ import type { DriverName, HolderRecord, LockDriver } from './drivers/types.js';
 import { InvalidArgumentError } from './errors.js';
 import { acquire, acquireSync, ExclusiveLock, holderOf, holdForProcess, requireSynchronous, runHolding, target } from './lock.js';
 import { validateName } from './lock-path.js';
-import { parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
+import { parseHolderOptions, parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
 import { guard } from './wrap.js';
 
 /**
@@ -158,16 +158,17 @@ export interface ExclusiveApi extends ExclusiveDecorator {
 }
 
 function decorate(...args: unknown[]): unknown {
-  if (args.length <= 1) {
-    const settings = parseOptions(args[0]);
-    return decorator(settings, args[0], callerFile());
-  }
-  return (decorator(parseOptions(undefined), undefined, callerFile()) as (...a: unknown[]) => unknown)(...args);
+  if (args.length <= 1) return decorator(parseOptions(args[0]), args[0]);
+  return (decorator(parseOptions(undefined), undefined) as (...a: unknown[]) => unknown)(...args);
 }
 
-function decorator(settings: LockSettings, options: unknown, file: string): ExclusiveDecorator {
+function decorator(settings: LockSettings, options: unknown): ExclusiveDecorator {
   const metadata = { ...(options as object | undefined) };
   return function exclusiveDecorator(value: unknown, contextOrKey: unknown, descriptor?: PropertyDescriptor): any {
+    // Applied by the class's file (or a helper library, skipped): the default
+    // name's file is where the class is, not where a shared factory such as
+    // `const Job = () => Exclusive({ wait: 60_000 })` was written.
+    const file = settings.name === undefined ? callerFile() : '';
     if (descriptor !== undefined || typeof contextOrKey !== 'object' || contextOrKey === null) {
       return decorateLegacy(settings, metadata, file, value as object, contextOrKey as string | symbol, descriptor);
     }
@@ -196,19 +197,25 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
   // the method from `this` on first call (a subclass instance must not get
   // another name).
   const declaring = (self: unknown): object | undefined => {
-    for (let o = self as object | null; o !== null; o = Object.getPrototypeOf(o)) {
+    for (let o = self as object | null | undefined; o != null; o = Object.getPrototypeOf(o)) {
       if (Object.hasOwn(o, key) && (o as Record<string | symbol, unknown>)[key] === replacement) return o;
     }
     return undefined;
   };
   const className = (self: unknown): string => {
+    if (self == null) return 'anonymous'; // a detached call before any instance existed
     const owner = declaring(self) ?? (context.static ? self : Object.getPrototypeOf(self));
     return (context.static ? (owner as { name?: string })?.name : (owner as { constructor?: { name?: string } })?.constructor?.name) ?? 'anonymous';
   };
-  const replacement: Method = guard(method as Method, settings, (self) => settings.name ?? `${nameForFile(file)}:${className(self)}.${String(key)}`);
+  // A detached call (`const f = obj.m; f()`) has no `this`: the class (static)
+  // or the first instance's prototype, seen by the initializer, stands in.
+  // Named at the first call, once the class has its final name.
+  let initialized: unknown;
+  const replacement: Method = guard(method as Method, settings, (self) => settings.name ?? `${nameForFile(file)}:${className(self == null || self === globalThis ? initialized : self)}.${String(key)}`);
   Reflect.defineMetadata(EXCLUSIVE_METADATA, metadata, replacement);
   let recorded = false;
   context.addInitializer(function (this: unknown) {
+    initialized ??= context.static ? this : Object.getPrototypeOf(this); // a prototype, not the instance: nothing kept alive
     const owner = recorded || context.private ? undefined : declaring(this);
     if (owner !== undefined) {
       recorded = true;
@@ -254,7 +261,7 @@ function acquireLock(options?: ExclusiveOptions): Promise<ExclusiveLock> {
 
 function holder(name: string, options?: HolderOptions): LockHolder | null | Promise<LockHolder | null> {
   validateName(name, 'name');
-  const settings = parseOptions({ dir: options?.dir, driver: options?.driver });
+  const settings = parseHolderOptions(options);
   const t = target(settings, name);
   const describeHolder = (record: HolderRecord | null): LockHolder | null =>
     record === null ? null : { ...record, name, lockfile: t.resource, driver: settings.driver.kind };

@@ -38,7 +38,7 @@ export function registerCleanup(driver: LockDriver): void {
 export function cleanupOnSignals(): void {
   if (signalsHooked || !isMainThread) return;
   signalsHooked = true;
-  for (const signal of SIGNALS) process.on(signal, onSignal);
+  for (const signal of SIGNALS) process.prependListener(signal, onSignal);
 }
 
 function cleanupAll(): void {
@@ -52,6 +52,8 @@ function cleanupAll(): void {
   drivers.clear();
 }
 
+// First in line (prependListener), so an application handler added with
+// `once` is still counted when we look: it is the one to shut down.
 function onSignal(signal: NodeJS.Signals): void {
   if (process.listenerCount(signal) > 1) return;
   cleanupAll();
@@ -72,6 +74,6 @@ export function withoutOurSignalHandlers<T>(fn: () => T): T {
   try {
     return fn();
   } finally {
-    for (const signal of SIGNALS) process.on(signal, onSignal);
+    for (const signal of SIGNALS) process.prependListener(signal, onSignal);
   }
 }

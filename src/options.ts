@@ -67,16 +67,7 @@ const KNOWN = new Set(['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driv
 
 /** Validates options eagerly, throwing a TypeError with a Node-style `code` naming the exact option. */
 export function parseOptions(options: unknown): LockSettings {
-  if (options === undefined) options = {};
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options must be an object, got ${describe(options)}`);
-  }
-  const o = options as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!KNOWN.has(key)) {
-      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option (known: ${[...KNOWN].join(', ')})`);
-    }
-  }
+  const o = checkKeys(options, KNOWN);
   return {
     name: o.name === undefined ? undefined : validateName(o.name),
     die: optionalBoolean(o.die, 'die') ?? false,
@@ -86,6 +77,29 @@ export function parseOptions(options: unknown): LockSettings {
     dir: parseDir(o.dir),
     driver: parseDriver(o.driver),
   };
+}
+
+const HOLDER_KNOWN = new Set(['dir', 'driver']);
+
+/** The options of `Exclusive.holder()`: `dir` and `driver` only, checked like the others (a typo is an error). */
+export function parseHolderOptions(options: unknown): LockSettings {
+  const o = checkKeys(options, HOLDER_KNOWN);
+  return parseOptions({ dir: o.dir, driver: o.driver });
+}
+
+/** `options` as a record whose keys are all in `known` (undefined: none). */
+function checkKeys(options: unknown, known: ReadonlySet<string>): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options must be an object, got ${describe(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!known.has(key)) {
+      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option${known === KNOWN ? '' : ' of holder()'} (known: ${[...known].join(', ')})`);
+    }
+  }
+  return o;
 }
 
 function optionalBoolean(value: unknown, key: string): boolean | undefined {

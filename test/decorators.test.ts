@@ -24,6 +24,10 @@ for (const [mode, env, decoratorArguments] of modes) {
       failure: 'from fail', // the error itself passes through
       bare: 'exclusive-process/test/fixtures/decorators:Jobs.bare', // @Exclusive without parentheses, default name and directory
       make: 'static',
+      // Called without `this` (`const { where } = Jobs; where()`): still the class's lock.
+      detached: ['exclusive-process/test/fixtures/decorators:Jobs.where', 'exclusive-process/test/fixtures/decorators:Jobs.here'],
+      // Through a factory written in another file: named after the class's file.
+      viaFactory: 'exclusive-process/test/fixtures/decorators:Jobs.viaFactory',
       conflict: 'exclusive-process/test/fixtures/decorators:Jobs.later', // default name of a static async method
       holderInside: true,
       metadata: {

@@ -378,3 +378,14 @@ test('attempts that fail on many names keep no descriptor per name', async (t) =
   for (let i = 0; i < 200; i++) t.throws(() => Exclusive.lock({ name: `busy-${i}`, dir }), { instanceOf: CannotAcquireLock });
   t.true(descriptors() - before <= 40, `${descriptors() - before} more descriptors`); // the idle cache keeps 32
 });
+
+test('forever() leaves shutting down to an application SIGTERM handler added with once() before it', async (t) => {
+  const dir = lockDir();
+  const app = start('own-signal-handler.ts', [dir]);
+  await app.waitFor('held');
+  app.child.kill('SIGTERM');
+  const result = await app.finished;
+  t.is(result.code, 0, 'ended by the application, not by the signal');
+  t.regex(result.stdout, /flushed\n$/);
+  t.deepEqual(readdirSync(dir), [], 'and the lock file was removed at exit');
+});

@@ -50,3 +50,11 @@ test('exclusive(fn) takes its default name from the file that called it', async 
   const job = exclusive(async () => (await import('../src/index.js')).Exclusive.holder('exclusive-process/test/names.test')?.pid);
   t.is(await job(), process.pid);
 });
+
+test('code without a file (node -e) gets no default name: a clear error asks for one, instead of a name shared by every snippet', (t) => {
+  const snippet = (options: string): string =>
+    `const { Exclusive } = require('./src/index.ts'); try { console.log(Exclusive.forever(${options}).name); } catch (e) { console.log(e.code, e.message); }`;
+  const run = (options: string): string => execFileSync(process.execPath, ['--import', 'tsx', '-e', snippet(options), 'backup'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  t.is(run(''), 'ERR_INVALID_LOCK_NAME No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
+  t.is(run(`{ name: 'snippet', dir: ${JSON.stringify(mkdtempSync(join(tmpdir(), 'exclusive-eval-')))} }`), 'snippet');
+});

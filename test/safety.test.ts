@@ -50,6 +50,10 @@ test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => exclusive(function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE', message: /generator function cannot be made exclusive/ });
   t.throws(() => exclusive(async function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => Exclusive.holder('' as string), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
+  // holder() takes dir and driver only; a typo is an error, not a question to the default driver.
+  t.throws(() => Exclusive.holder('x', { drvier: 'portable' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: 'options.drvier is not an option of holder() (known: dir, driver)' });
+  t.throws(() => Exclusive.holder('x', { wait: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /^options\.wait is not an option of holder\(\)/ });
+  t.throws(() => Exclusive.holder('x', 42 as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'options must be an object, got number 42' });
   t.throws(() => Exclusive()(class {} as never, { kind: 'field', name: 'x' } as never), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods/ });
   t.throws(() => Exclusive()({}, 'x', { value: 42 }), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods, not number 42/ });
 });
