@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from './errors.js';
 
@@ -47,15 +47,24 @@ export function callerFile(): string {
     const raw = site.getFileName();
     if (!raw || raw.startsWith('node:') || raw.startsWith('internal/')) continue;
     const file = raw.startsWith('file://') ? fileURLToPath(raw) : raw;
+    // Code without a file (node -e, stdin, the REPL; ESM names it as if in the
+    // working directory): argv[1] or the working directory would give unrelated
+    // snippets one name, or a real script's.
+    if (NO_FILE.test(basename(file))) {
+      throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME',
+        'No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
+    }
     if (!isAbsolute(file)) continue;
     if (isInside(file, OWN_DIR) || HELPER_LIBS.test(file)) continue;
     return file;
   }
-  // Code without a file (node -e, stdin, the REPL): argv[1] or the working
-  // directory would give unrelated snippets one name, or a real script's.
-  throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME',
-    'No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
+  // Every frame is ours: this package was bundled into the application (esbuild,
+  // webpack), so the bundle, the main script, names everything in it.
+  return resolve(process.argv[1] ?? 'main');
 }
+
+/** What Node reports as the file of code run by `node -e` (`[eval]`, `[eval1]`), from stdin (`[stdin]`) or in the REPL. */
+const NO_FILE = /^(?:\[(?:eval|stdin)\d*\]|REPL\d+)$/;
 
 const cache = new Map<string, string>();
 

@@ -56,5 +56,7 @@ test('code without a file (node -e) gets no default name: a clear error asks for
     `const { Exclusive } = require('./src/index.ts'); try { console.log(Exclusive.forever(${options}).name); } catch (e) { console.log(e.code, e.message); }`;
   const run = (options: string): string => execFileSync(process.execPath, ['--import', 'tsx', '-e', snippet(options), 'backup'], { cwd: ROOT, encoding: 'utf8' }).trim();
   t.is(run(''), 'ERR_INVALID_LOCK_NAME No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
+  const esm = `import { Exclusive } from './src/index.mts'; try { Exclusive.forever(); } catch (e) { console.log(e.code); }`;
+  t.is(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', esm], { cwd: ROOT, encoding: 'utf8' }).trim(), 'ERR_INVALID_LOCK_NAME', 'ESM -e too');
   t.is(run(`{ name: 'snippet', dir: ${JSON.stringify(mkdtempSync(join(tmpdir(), 'exclusive-eval-')))} }`), 'snippet');
 });
