@@ -304,16 +304,17 @@ cliTest('the conflict exit code defaults to 1; -q silences the message', async (
   await holder.done;
 });
 
-cliTest('-w waits for the holder to finish, then runs', async (t) => {
-  const dir = lockDir();
-  const log = join(dir, 'order.log');
-  const first = start(['--dir', dir, 'queue', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 0.7; echo "end A" >> ${log}`]);
-  await first.waitFor('ready');
-  const second = await exclusive(['--dir', dir, '-w', '10', 'queue', '--', ...node('log', log, 'B', '0')]);
-  t.like(second, { code: 0, stderr: '' });
-  t.like(await first.done, { code: 0 });
-  t.is(readFileSync(log, 'utf8'), 'start A\nend A\nstart B\nend B\n');
-});
+for (const wait of ['10', '0']) {
+  cliTest(`-w ${wait} waits for the holder to finish, then runs${wait === '0' ? ' (0: for ever)' : ''}`, async (t) => {
+    const dir = lockDir();
+    const log = join(dir, 'order.log');
+    const first = start(['--dir', dir, 'queue', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 0.7; echo "end A" >> ${log}`]);
+    await first.waitFor('ready');
+    t.like(await exclusive(['--dir', dir, '-w', wait, 'queue', '--', ...node('log', log, 'B', '0')]), { code: 0, stderr: '' });
+    t.like(await first.done, { code: 0 });
+    t.is(readFileSync(log, 'utf8'), 'start A\nend A\nstart B\nend B\n', 'B ran only after A ended: it waited');
+  });
+}
 
 cliTest('-w gives up after its timeout with the conflict code and message', async (t) => {
   const dir = lockDir();
@@ -326,16 +327,6 @@ cliTest('-w gives up after its timeout with the conflict code and message', asyn
   t.true(elapsed >= 400, `${elapsed} ms`); // it waited; that it gave up at all shows the limit (the holder never lets go)
   holder.child.kill('SIGTERM');
   await holder.done;
-});
-
-cliTest('-w 0 waits for ever', async (t) => {
-  const dir = lockDir();
-  const log = join(dir, 'order.log');
-  const first = start(['--dir', dir, 'ever', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 1.5; echo "end A" >> ${log}`]);
-  await first.waitFor('ready');
-  t.like(await exclusive(['--dir', dir, '-w', '0', 'ever', '--', ...node('log', log, 'B', '0')]), { code: 0, stderr: '' });
-  t.is(readFileSync(log, 'utf8'), 'start A\nend A\nstart B\nend B\n', 'B ran only after A ended: it waited');
-  await first.done;
 });
 
 cliTest('-n after -w fails at once (the last of -n and -w wins)', async (t) => {
