@@ -146,6 +146,19 @@ function node(...args: string[]): string[] {
   return ['node', CHILD, ...args];
 }
 
+/** `exclusive --dir <dir> <name> -- <a command that holds until stopped>`, once the command runs. */
+async function holdLock(dir: string, name: string): Promise<{ pid: number; stop(): Promise<void> }> {
+  const tool = start(['--dir', dir, name, '--', ...node('hold')]);
+  await tool.waitFor('ready');
+  return {
+    pid: tool.child.pid!,
+    async stop() {
+      tool.child.kill('SIGTERM');
+      await tool.done;
+    },
+  };
+}
+
 function lockFile(dir: string, name: string): string {
   return join(dir, `exclusive-process.${name}.lock`);
 }
@@ -295,13 +308,11 @@ cliTest('two copies racing: exactly one runs, the other exits with -E and the di
 
 cliTest('the conflict exit code defaults to 1; -q silences the message', async (t) => {
   const dir = lockDir();
-  const holder = start(['--dir', dir, 'busy', '--', ...node('hold')]);
-  await holder.waitFor('ready');
-  t.deepEqual(await exclusive(['--dir', dir, 'busy', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('busy', holder.child.pid!) });
+  const holder = await holdLock(dir, 'busy');
+  t.deepEqual(await exclusive(['--dir', dir, 'busy', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('busy', holder.pid) });
   t.deepEqual(await exclusive(['--dir', dir, '-q', '-E', '0', 'busy', '--', 'true']), { code: 0, signal: null, stdout: '', stderr: '' });
   t.like(await exclusive(['--dir', dir, '-nqE9', 'busy', '--', 'true']), { code: 9, stderr: '' });
-  holder.child.kill('SIGTERM');
-  await holder.done;
+  await holder.stop();
 });
 
 for (const wait of ['10', '0']) {
@@ -318,36 +329,30 @@ for (const wait of ['10', '0']) {
 
 cliTest('-w gives up after its timeout with the conflict code and message', async (t) => {
   const dir = lockDir();
-  const holder = start(['--dir', dir, 'slow', '--', ...node('hold')]);
-  await holder.waitFor('ready');
+  const holder = await holdLock(dir, 'slow');
   const before = performance.now();
   const result = await exclusive(['--dir', dir, '--wait=0.4', '-E', '7', 'slow', '--', 'true']);
   const elapsed = performance.now() - before;
-  t.deepEqual(result, { code: 7, signal: null, stdout: '', stderr: conflictMessage('slow', holder.child.pid!) });
+  t.deepEqual(result, { code: 7, signal: null, stdout: '', stderr: conflictMessage('slow', holder.pid) });
   t.true(elapsed >= 400, `${elapsed} ms`); // it waited; that it gave up at all shows the limit (the holder never lets go)
-  holder.child.kill('SIGTERM');
-  await holder.done;
+  await holder.stop();
 });
 
 cliTest('-n after -w fails at once (the last of -n and -w wins)', async (t) => {
   const dir = lockDir();
-  const holder = start(['--dir', dir, 'last', '--', ...node('hold')]);
-  await holder.waitFor('ready');
-  t.like(await exclusive(['--dir', dir, '-w', '0', '-n', 'last', '--', 'true']), { code: 1, stderr: conflictMessage('last', holder.child.pid!) });
-  holder.child.kill('SIGTERM');
-  await holder.done;
+  const holder = await holdLock(dir, 'last');
+  t.like(await exclusive(['--dir', dir, '-w', '0', '-n', 'last', '--', 'true']), { code: 1, stderr: conflictMessage('last', holder.pid) });
+  await holder.stop();
 });
 
 cliTest('a signal while waiting ends the wait: the tool dies by it and runs nothing', async (t) => {
   const dir = lockDir();
-  const holder = start(['--dir', dir, 'w', '--', ...node('hold')]);
-  await holder.waitFor('ready');
+  const holder = await holdLock(dir, 'w');
   const waiter = start(['--dir', dir, '-w', '0', 'w', '--', 'echo', 'ran']);
   await hasOpen(waiter.child.pid!, lockFile(dir, 'w')); // it is waiting, its handlers installed
   waiter.child.kill('SIGTERM');
   t.deepEqual(await waiter.done, { code: null, signal: 'SIGTERM', stdout: '', stderr: '' });
-  holder.child.kill('SIGTERM');
-  await holder.done;
+  await holder.stop();
 });
 
 // ---------------------------------------------------------------- signals and crashes

@@ -39,6 +39,11 @@ async function deadPid(): Promise<number> {
   return child.pid!;
 }
 
+/** The pid that hold.ts, started by `child` (directly or through a shell), prints once it holds its lock. */
+function heldPid(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => child.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(Number(chunk.split(' ')[1]))));
+}
+
 function token(): string {
   return [...Array(24)].map(() => '0123456789abcdef'[Math.floor(Math.random() * 16)]).join('');
 }
@@ -387,8 +392,7 @@ test('a zombie holder (dead, never reaped by its parent) is dead: its lock is re
   // The shell execs `sleep`, which never reaps: the holder becomes a zombie when killed.
   const parent = spawn('sh', ['-c', `"${process.execPath}" --import tsx "${join(FIXTURES, 'hold.ts')}" zombie "${dir}" portable & exec sleep 60`], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => parent.kill('SIGKILL'));
-  const held = await new Promise<string>((resolve) => parent.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(chunk)));
-  const holder = Number(held.split(' ')[1]);
+  const holder = await heldPid(parent);
   t.teardown(() => {
     try {
       process.kill(holder, 'SIGKILL');
@@ -407,8 +411,7 @@ test('a holder in another time namespace (unshare -T) is not taken for a reused 
   const dir = lockDir();
   const child = spawn('unshare', ['-T', '--boottime', '100000', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), 'timens', dir, 'portable'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill('SIGKILL'));
-  const held = await new Promise<string>((resolve) => child.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(chunk)));
-  const holder = Number(held.split(' ')[1]);
+  const holder = await heldPid(child);
   const record = JSON.parse(readFileSync(lockFilePath('timens', dir), 'utf8').split('\n')[0]!) as { start: string };
   t.not(record.start, processStartTime(holder), 'the start times differ between the namespaces');
   t.like(tryLock('timens', dir), { acquired: false, pid: holder });
