@@ -292,6 +292,35 @@ test('fencing tokens only go up: every acquisition, across sessions and processe
   for (let i = 1; i < tokens.length; i++) t.true(tokens[i] > tokens[i - 1], `${tokens.join(' ')}`);
 });
 
+test('fencing tokens are durable whatever the server\'s synchronous_commit: none is reissued after a server crash', async (t) => {
+  // The server commits asynchronously by default; its WAL writer flushes
+  // only every 10 s, so a crash loses every commit it did not flush.
+  const own = await startPostgres({ settings: { synchronous_commit: 'off', wal_writer_delay: '10s' } });
+  try {
+    t.deepEqual(await sql('SHOW synchronous_commit', [], own.connectionString), [{ synchronous_commit: 'off' }]);
+    const before: bigint[] = [];
+    const driver = postgres({ connectionString: own.connectionString });
+    for (let i = 0; i < 3; i++) {
+      const lock = await Exclusive.acquire({ name: 'crash', driver });
+      before.push(lock.fencingToken!);
+      await lock.release();
+    }
+    await own.crashAndRestart();
+    t.regex(own.log(), /database system was interrupted|was not properly shut down/, 'the restart was a crash recovery');
+    const after: bigint[] = [];
+    const again = postgres({ connectionString: own.connectionString });
+    for (let i = 0; i < 3; i++) {
+      const lock = await Exclusive.acquire({ name: 'crash', driver: again });
+      after.push(lock.fencingToken!);
+      await lock.release();
+    }
+    t.log(`before the crash: ${before.join(' ')}; after: ${after.join(' ')}`);
+    for (const token of after) t.true(token > before[before.length - 1]!, `${token} reissued (before the crash: ${before.join(' ')})`);
+  } finally {
+    await own.stop();
+  }
+});
+
 test('wait: the server times the wait out (lock_timeout), leaving no waiter behind', async (t) => {
   const holding = postgres({ connectionString: server.connectionString });
   const lock = await Exclusive.acquire({ name: 'timeout', driver: holding });

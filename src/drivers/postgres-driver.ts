@@ -57,10 +57,11 @@ const OUR_SESSION = "pg_backend_pid() = $3::int AND current_setting('exclusive_p
 /**
  * Columns computed once the lock is granted (`<granted>`): the fencing
  * token; a transactional WAL message, so that this statement's commit is
- * flushed like any write (synchronous_commit) before we return, and the
- * token can never be handed out again after a server crash or failover (a
- * transaction that only takes an id writes no WAL, commits asynchronously,
- * and its id may be reissued after a crash); the holder's name tag; the
+ * flushed like any write before we return (the session forces
+ * synchronous_commit on, see Session), and the token can never be handed
+ * out again after a server crash or failover (a transaction that only takes
+ * an id writes no WAL, commits asynchronously, and its id may be reissued
+ * after a crash; so may any under synchronous_commit = off); the holder's name tag; the
  * holding flag.
  */
 const AFTER_GRANT = (granted: string): string =>

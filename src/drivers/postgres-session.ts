@@ -139,7 +139,9 @@ export class Session {
     // holder's heartbeat keeps it from firing while the holder is alive.
     // client_connection_check_interval makes a backend waiting for a lock
     // notice its client died. statement_timeout/lock_timeout from the role's
-    // defaults must not end our waits.
+    // defaults must not end our waits. synchronous_commit: a fencing token
+    // is returned only once its commit is flushed (see AFTER_GRANT), whatever
+    // the server's, role's or database's default; remote_apply, stronger, is kept.
     const setup = [
       `SET application_name = 'exclusive-process'`,
       'SET statement_timeout = 0',
@@ -150,6 +152,7 @@ export class Session {
       `SET tcp_keepalives_idle = ${Math.max(1, Math.floor(t / 2000))}`,
       'SET tcp_keepalives_interval = 1',
       'SET tcp_keepalives_count = 3',
+      "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)",
       `SET exclusive_process.session = '${this.marker}'`,
       'SELECT pg_backend_pid() AS pid',
     ].join('; ');

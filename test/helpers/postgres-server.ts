@@ -23,6 +23,12 @@ export interface PostgresServer {
   readonly dataDir: string;
   /** Stops (fast: sessions are terminated) and starts the server again on the same port. */
   restart(): Promise<void>;
+  /**
+   * Crashes the server (`pg_ctl stop -m immediate`: every server process is
+   * SIGQUIT-killed, nothing is flushed or checkpointed) and starts it again,
+   * which replays its WAL (crash recovery) as after a power cut of the server.
+   */
+  crashAndRestart(): Promise<void>;
   /** Stops the server and deletes its files. Idempotent. */
   stop(): Promise<void>;
   /** The server log so far. */
@@ -71,9 +77,10 @@ export function freePort(): Promise<number> {
 /**
  * Creates and starts a private cluster (about 1 s). `fsync: false` (the
  * default, for tests) skips disk flushes; the bench turns it on to show the
- * cost of a durable commit.
+ * cost of a durable commit. `settings`: more server configuration
+ * (`-c name=value`), e.g. `{ synchronous_commit: 'off' }`.
  */
-export async function startPostgres(options: { fsync?: boolean } = {}): Promise<PostgresServer> {
+export async function startPostgres(options: { fsync?: boolean; settings?: Readonly<Record<string, string>> } = {}): Promise<PostgresServer> {
   requirePostgres();
   const dir = mkdtempSync(join(tmpdir(), 'exclusive-pg-'));
   if (asRoot) {
@@ -84,7 +91,8 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
   const logFile = join(dir, 'server.log');
   await runPg('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-locale', '-E', 'UTF8']);
   const port = await freePort();
-  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? 'on' : 'off'} -c max_connections=200`;
+  const extra = Object.entries(options.settings ?? {}).map(([name, value]) => ` -c ${name}=${value}`).join('');
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? 'on' : 'off'} -c max_connections=200${extra}`;
   const start = (): Promise<string> => runPg('pg_ctl', ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '30', 'start']);
   let stopped = false;
   // A run that crashes or exits early must not leave a server behind.
@@ -110,6 +118,10 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
     dataDir,
     async restart() {
       await runPg('pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', '-t', '30', 'stop']);
+      await start();
+    },
+    async crashAndRestart() {
+      await runPg('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', '-t', '30', 'stop']);
       await start();
     },
     async stop() {
