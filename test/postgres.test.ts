@@ -531,3 +531,31 @@ withPgBouncer('through a session-mode PgBouncer, locks work as direct ones', asy
     await bouncer.stop();
   }
 });
+
+withPgBouncer('through a session-mode PgBouncer, an aborted wait ends on the server at once, not at connectTimeout', async (t) => {
+  const bouncer = await startPgBouncer(server, 'session');
+  try {
+    const lock = await Exclusive.acquire({ name: 'bouncer-abort', driver: postgres({ connectionString: server.connectionString }) });
+    // A long connectTimeout: the fallback that closes the connection when a cancel request goes unanswered.
+    const driver = postgres({ connectionString: bouncer.connectionString, connectTimeout: 60_000 });
+    for (let round = 0; round < 3; round++) {
+      const controller = new AbortController();
+      const waiting = Exclusive.acquire({ name: 'bouncer-abort', driver, wait: true, signal: controller.signal });
+      await queued('bouncer-abort', waiting);
+      const reason = new Error('stop waiting');
+      const begin = performance.now();
+      controller.abort(reason);
+      t.is(await rejection(waiting), reason);
+      const elapsed = performance.now() - begin;
+      t.log(`round ${round}: the abort settled in ${elapsed.toFixed(1)} ms`);
+      // Generous: here 3 ms with the fix; an unanswered cancel would take the 60 s fallback.
+      t.true(elapsed < 20_000, `${elapsed} ms`);
+      // The server stopped waiting: no backend waits for the lock, and none is still running the wait.
+      t.is(await waiters('bouncer-abort'), 0);
+      t.deepEqual(await sql("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_lock%'"), []);
+    }
+    await lock.release();
+  } finally {
+    await bouncer.stop();
+  }
+});

@@ -206,7 +206,9 @@ export class Session {
   /**
    * Asks the server to cancel the running statement (the wire protocol's
    * CancelRequest, on its own short connection, as libpq's PQcancel does).
-   * A session that is not running a statement ignores it.
+   * A session that is not running a statement ignores it. The connection
+   * stays open until the other end closes it, as libpq waits for: PgBouncer
+   * drops a cancel request whose client has already closed its side.
    */
   cancel(): void {
     const { processID, secretKey, host, port } = this.client;
@@ -220,7 +222,8 @@ export class Session {
     const socket = host.startsWith('/') ? netConnect(`${host}/.s.PGSQL.${port}`) : netConnect(port, host);
     socket.on('error', () => {}); // the caller's fallback (destroying the session) covers a failed cancel
     socket.setTimeout(this.config.queryTimeoutMs, () => socket.destroy());
-    socket.on('connect', () => socket.end(packet));
+    socket.on('connect', () => socket.write(packet));
+    socket.on('end', () => socket.destroy());
     socket.unref();
   }
 
