@@ -203,7 +203,7 @@ function heldHandle(entry: Entry): ExclusiveLock | undefined {
 function hold(name: string, entry: Entry, lock: DriverLock, record: HolderRecord): ExclusiveLock {
   entry.lock = lock;
   entry.handles = 1;
-  entry.record = record;
+  entry.record = lock.details === undefined ? record : { ...record, details: lock.details };
   registerCleanup(entry.driver);
   return new ExclusiveLock(name, entry, () => letGo(entry));
 }

@@ -8,7 +8,7 @@ import { Client } from 'pg';
 import { CannotAcquireLock, Exclusive, exclusive, LockDriverError, type ExclusiveLock, type HolderRecord } from '../src/index.js';
 import { advisoryKey, LockLostError, postgres } from '../src/postgres.js';
 import { freePort, PG_BIN, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from './helpers/postgres-server.js';
-import { lockDir, run, start } from './helpers/processes.js';
+import { FIXTURES, lockDir, ROOT, run, start } from './helpers/processes.js';
 
 // Serial: real processes and timing bounds on a two-core machine.
 const test = (anyTest as TestFn<unknown>).serial;
@@ -147,6 +147,7 @@ test('exclusion between processes; holder() names the holding process and sessio
   t.deepEqual(rest, {
     name: 'exclusion',
     pid,
+    command: `${process.execPath} ${join(FIXTURES, 'pg-hold.ts')} ${server.connectionString} exclusion`,
     host: hostname().replace(/[^A-Za-z0-9._-]/g, ''),
     lockfile: `postgres://127.0.0.1:${server.port}/postgres#${advisoryKey('exclusion')}`,
     driver: 'postgres',
@@ -161,6 +162,52 @@ test('exclusion between processes; holder() names the holding process and sessio
   t.is((await Exclusive.holder('exclusion', { driver: postgres({ connectionString: server.connectionString }) }))?.pid, process.pid);
   await lock.release();
   t.is(await Exclusive.holder('exclusion', { driver }), null);
+});
+
+test('holder() asked by the holding process has the details others see, and others see its command', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const lock = await Exclusive.acquire({ name: 'self-holder', driver });
+  const mine = await Exclusive.holder('self-holder', { driver });
+  const theirs = await Exclusive.holder('self-holder', { driver: postgres({ connectionString: server.connectionString }) });
+  t.log(JSON.stringify(theirs));
+  t.truthy(mine?.details);
+  t.deepEqual(mine!.details, theirs!.details);
+  t.is(theirs!.details!.backendPid, await holdingBackend('self-holder'));
+  const { start, ...rest } = mine!;
+  t.is(typeof start, 'string');
+  t.deepEqual(theirs, { ...rest, host: hostname().replace(/[^A-Za-z0-9._-]/g, '') });
+  t.is(theirs!.command, mine!.command);
+  await lock.release();
+});
+
+test('exclusive status --json --driver postgres, from another process, shows the holding command (any characters, any length)', async (t) => {
+  const place = ['--driver', 'postgres', '--database-url', server.connectionString];
+  const scripts = ['echo ready; exec sleep 600 # */ /* ünï "x" \\\\ ✓', `echo ready; exec sleep 600 # ${'✓'.repeat(400)}`];
+  for (const script of scripts) {
+    const tool = start(join(ROOT, 'src', 'cli.ts'), [...place, 'pg-status', '--', 'sh', '-c', script]);
+    t.teardown(() => tool.child.kill('SIGTERM')); // passed on to the command
+    await tool.waitFor('ready');
+    const status = await run(join(ROOT, 'src', 'cli.ts'), [...place, 'status', 'pg-status', '--json']);
+    t.is(status.code, 1, status.stderr);
+    const row = JSON.parse(status.stdout) as Record<string, unknown>;
+    const command = `sh -c '${script}'`;
+    t.deepEqual(row, {
+      name: 'pg-status',
+      state: 'held',
+      pid: tool.child.pid,
+      command: command.length < 200 ? command : row.command,
+      host: hostname().replace(/[^A-Za-z0-9._-]/g, ''),
+      since: row.since,
+      lockfile: `postgres://127.0.0.1:${server.port}/postgres#${advisoryKey('pg-status')}`,
+      driver: 'postgres',
+    });
+    if (command.length >= 200) {
+      // Cut to fit the server's default track_activity_query_size (1024 bytes), but there.
+      t.regex(row.command as string, /^sh -c 'echo ready; exec sleep 600 # ✓{100,}…$/u);
+    }
+    tool.child.kill('SIGTERM');
+    await tool.finished;
+  }
 });
 
 test('8 processes x 25 read-modify-write increments under the lock end at exactly 200, never two inside at once', async (t) => {

@@ -1,6 +1,6 @@
 import { LockDriverError, LockLostError } from '../errors.js';
 import { advisoryKeyOf, lockIds } from './postgres-key.js';
-import { lastRow, messageOf, Session, sqlState, type PgModule, type SessionConfig } from './postgres-session.js';
+import { lastRow, messageOf, numberOrNull, Session, sqlState, stringOrNull, type PgModule, type SessionConfig } from './postgres-session.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 
 /**
@@ -41,6 +41,44 @@ export interface PostgresDriverConfig extends SessionConfig {
 /** Prefix of our sessions' application_name; holders add `<pid> <since ms> <host>`. */
 export const APPLICATION_NAME = 'exclusive-process';
 const APPLICATION_NAME_RE = /^exclusive-process (\d+) (\d+)(?: (.*))?$/;
+
+/**
+ * What others learn of a holder beyond its application_name (63 bytes): a
+ * comment opening every statement of the holding session, read back from
+ * `pg_stat_activity.query` (the session's last statement; visible to the
+ * same role, superusers and pg_read_all_stats). JSON in ASCII, with `/` and
+ * `*` escaped so the comment can neither end nor nest early, and short enough
+ * for the default track_activity_query_size (1024 bytes).
+ */
+const TAG_START = '/* exclusive-process ';
+const TAG_MAX = 1000;
+const TAG_RE = /^\/\* exclusive-process (\{.*?\}) \*\//;
+
+function holderTag(record: HolderRecord): string {
+  for (let command = record.command; ;) {
+    const json = JSON.stringify(command === undefined ? {} : { command })
+      .replace(/[/*\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    if (command === undefined || TAG_START.length + json.length + 4 <= TAG_MAX) return `${TAG_START}${json} */ `;
+    command = `${command.slice(0, Math.floor(command.length * 0.8))}…`;
+  }
+}
+
+/** The command a holder's tag names, if the asker may read its last statement. */
+function commandOfTag(query: unknown): string | undefined {
+  const json = typeof query === 'string' ? TAG_RE.exec(query)?.[1] : undefined;
+  if (json === undefined) return undefined;
+  try {
+    const { command } = JSON.parse(json) as { command?: unknown };
+    return typeof command === 'string' ? command : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `HolderRecord.details` of a holding session, the same whether the holder or another process asks. */
+function holderDetails(backendPid: number, applicationName: string | null, seen: Session['seen']): NonNullable<HolderRecord['details']> {
+  return { backendPid, applicationName, clientAddress: seen.clientAddress, clientPort: seen.clientPort, user: seen.user };
+}
 
 
 /**
@@ -89,7 +127,7 @@ const HELD_BY_US_SQL =
   'AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS held';
 
 const HOLDER_SQL =
-  'SELECT l.pid AS backend_pid, a.application_name, host(a.client_addr) AS client_addr, a.client_port, a.usename ' +
+  'SELECT l.pid AS backend_pid, a.application_name, host(a.client_addr) AS client_addr, a.client_port, a.usename, a.query ' +
   'FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid ' +
   "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1 " +
   'AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) ' +
@@ -178,7 +216,9 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
   }
 
   /** A lock now held on `session`: heartbeat, lease and loss reporting until released. */
-  function held(session: Session, name: string, resource: string, key: bigint, token: bigint, leaseStart: number): DriverLock {
+  function held(session: Session, record: HolderRecord, resource: string, key: bigint, token: bigint, leaseStart: number): DriverLock {
+    const { name } = record;
+    const tag = holderTag(record);
     const { classid, objid } = lockIds(key);
     const controller = new AbortController();
     const margin = Math.min(500, Math.floor(config.sessionTimeoutMs / 10));
@@ -213,7 +253,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
       beating = true;
       const sentAt = performance.now();
       try {
-        const row = lastRow(await session.query(HELD_BY_US_SQL, [classid, objid]));
+        const row = lastRow(await session.query(tag + HELD_BY_US_SQL, [classid, objid]));
         if (released) return;
         if (Number(row.pid) !== session.backendPid || row.marker !== session.marker) {
           const which = Number(row.pid) !== session.backendPid ? `backend ${String(row.pid)}, not ${session.backendPid}` : 'another client prepared it since';
@@ -239,6 +279,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
     return {
       lost: controller.signal,
       fencingToken: token,
+      details: holderDetails(session.backendPid, applicationName(record), session.seen),
       async release() {
         released = true;
         stop();
@@ -264,13 +305,13 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
       // The server's idle clock (idle_session_timeout) starts when it ends the
       // statement, which is after we sent it: the lease counts from then.
       const sentAt = performance.now();
-      const row = lastRow(await session.query(TRY_SQL, [key.toString(), applicationName(record), session.backendPid, session.marker]));
+      const row = lastRow(await session.query(holderTag(record) + TRY_SQL, [key.toString(), applicationName(record), session.backendPid, session.marker]));
       if (row.ok === null) throw foreignSession(session, 'trying the lock');
       if (row.ok !== true) {
         give(session);
         return null;
       }
-      return held(session, record.name, resource, key, BigInt(row.token as string), sentAt);
+      return held(session, record, resource, key, BigInt(row.token as string), sentAt);
     }, signal));
   }
 
@@ -309,7 +350,7 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
         // A cancel that reached the server between the two statements was
         // ignored (nothing ran): do not start a wait nobody wants.
         if (cancelled) throw signal.reason;
-        row = lastRow(await session.query(WAIT_SQL, [key.toString(), applicationName(record), session.backendPid, session.marker], Infinity));
+        row = lastRow(await session.query(holderTag(record) + WAIT_SQL, [key.toString(), applicationName(record), session.backendPid, session.marker], Infinity));
       } catch (error) {
         if (cancelled) {
           // Our cancel request may still be on its way (the server's own
@@ -339,12 +380,12 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
       // moment we know, and the lease counts from that.
       const sentAt = performance.now();
       try {
-        await session.query('SELECT 1');
+        await session.query(`${holderTag(record)}SELECT 1`);
       } catch (error) {
         session.destroy(); // closing the connection makes the server release the lock
         throw error;
       }
-      return held(session, record.name, resource, key, BigInt(row.token as string), sentAt);
+      return held(session, record, resource, key, BigInt(row.token as string), sentAt);
     }, signal));
   }
 
@@ -356,23 +397,15 @@ export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
       return (Array.isArray(result) ? result[result.length - 1] : result).rows[0];
     });
     if (row === undefined) return null;
-    const applicationName = typeof row.application_name === 'string' ? row.application_name : null;
+    const applicationName = stringOrNull(row.application_name);
     const ours = applicationName === null ? null : APPLICATION_NAME_RE.exec(applicationName);
-    const clientAddress = typeof row.client_addr === 'string' ? row.client_addr : null;
-    const record: HolderRecord = {
-      name,
-      pid: ours !== null ? Number(ours[1]) : null,
-      details: {
-        backendPid: Number(row.backend_pid),
-        applicationName,
-        clientAddress,
-        clientPort: typeof row.client_port === 'number' ? row.client_port : null,
-        user: typeof row.usename === 'string' ? row.usename : null,
-      },
-    };
-    const host = ours?.[3] || clientAddress;
+    const seen = { clientAddress: stringOrNull(row.client_addr), clientPort: numberOrNull(row.client_port), user: stringOrNull(row.usename) };
+    const record: HolderRecord = { name, pid: ours !== null ? Number(ours[1]) : null, details: holderDetails(Number(row.backend_pid), applicationName, seen) };
+    const host = ours?.[3] || seen.clientAddress;
     if (host) record.host = host;
     if (ours !== null) record.since = new Date(Number(ours[2]));
+    const command = ours !== null ? commandOfTag(row.query) : undefined;
+    if (command !== undefined) record.command = command;
     return record;
   }
 

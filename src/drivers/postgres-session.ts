@@ -70,6 +70,8 @@ export class Session {
   readonly config: SessionConfig;
   /** The server process of this session (`pg_backend_pid()`), known once opened. */
   backendPid = 0;
+  /** This session as `pg_stat_activity` shows it to others (client address and port, role), known once opened. */
+  seen: { clientAddress: string | null; clientPort: number | null; user: string | null } = { clientAddress: null, clientPort: null, user: null };
   /**
    * A random value set in the session (`exclusive_process.session`): with
    * the backend pid, what proves a statement runs in *this* session, and
@@ -154,11 +156,13 @@ export class Session {
       'SET tcp_keepalives_count = 3',
       "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)",
       `SET exclusive_process.session = '${this.marker}'`,
-      'SELECT pg_backend_pid() AS pid',
+      'SELECT b.pid, host(a.client_addr) AS client_addr, a.client_port, a.usename ' +
+        'FROM (SELECT pg_backend_pid() AS pid) b LEFT JOIN pg_stat_activity a ON a.pid = b.pid',
     ].join('; ');
     try {
-      const results = await this.query(setup);
-      this.backendPid = Number(lastRow(results).pid);
+      const row = lastRow(await this.query(setup));
+      this.backendPid = Number(row.pid);
+      this.seen = { clientAddress: stringOrNull(row.client_addr), clientPort: numberOrNull(row.client_port), user: stringOrNull(row.usename) };
     } catch (error) {
       this.destroy();
       if (sqlState(error) === '42704') {
@@ -279,6 +283,14 @@ export function lastRow(results: PgResult | PgResult[]): Record<string, unknown>
   const row = result?.rows[0];
   if (row === undefined) throw new Error('PostgreSQL returned no row');
   return row;
+}
+
+export function stringOrNull(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+export function numberOrNull(value: unknown): number | null {
+  return typeof value === 'number' ? value : null;
 }
 
 export function messageOf(error: unknown): string {

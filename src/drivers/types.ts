@@ -49,6 +49,8 @@ export interface DriverLock {
   readonly abandoned?: boolean;
   /** A number that grows with every acquisition, where the backend provides one. */
   readonly fencingToken?: bigint;
+  /** The `details` of this hold, as the driver's `holder()` reports them to other processes (so the holder sees them too). */
+  readonly details?: HolderRecord['details'];
 }
 
 /**
