@@ -1,0 +1,178 @@
+// The default name of a decorated method, for every way code reaches the
+// decorator: tsc (CommonJS and ESM, with and without source maps, with
+// tslib), tsx, SWC, Babel, Bun and Deno, in both decorator modes where the
+// toolchain has them. Each app is a project of its own (its own package.json
+// name) that links the built package, as `npm link` would; the expected names
+// follow the README's rule: `<package>/<source file>:<Class>.<method>`, the
+// source being the TypeScript file when a source map leads to it.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FIXTURES, ROOT, startCommand, type Started } from './helpers/processes.js';
+
+const exec = promisify(execFile);
+const BIN = join(ROOT, 'node_modules', '.bin');
+const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+const JOBS = join(FIXTURES, 'toolchains', 'jobs.ts');
+
+type Decorators = 'legacy' | 'standard';
+interface App {
+  dir: string;
+  name: string;
+}
+interface AppOptions {
+  type: 'commonjs' | 'module';
+  decorators: Decorators;
+  sourceMap?: boolean;
+  importHelpers?: boolean;
+}
+
+let work = '';
+let locks = '';
+let apps = 0;
+
+test.before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'exclusive-toolchains-'));
+  locks = join(work, 'locks');
+  mkdirSync(locks);
+  // The package as built for release, outside the checkout.
+  const pkg = join(work, 'exclusive-process');
+  await exec(process.execPath, [TSC, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')]);
+  cpSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'), 'dir');
+});
+
+test.after.always(() => {
+  if (work !== '') rmSync(work, { recursive: true, force: true });
+});
+
+/** A fresh project named `app-<n>-<pid>` with src/jobs.ts, a tsconfig for `options`, and the package linked. */
+function makeApp(options: AppOptions): App {
+  const name = `app-${++apps}-${process.pid}`;
+  const dir = join(work, name);
+  mkdirSync(join(dir, 'src'), { recursive: true });
+  mkdirSync(join(dir, 'node_modules'));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, type: options.type }));
+  cpSync(JOBS, join(dir, 'src', 'jobs.ts'));
+  const legacy = options.decorators === 'legacy';
+  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: {
+      target: 'es2022', module: 'nodenext', lib: ['es2023', 'esnext.disposable'], types: ['node'], strict: true, skipLibCheck: true,
+      rootDir: 'src', outDir: 'dist', sourceMap: options.sourceMap ?? false, importHelpers: options.importHelpers ?? false,
+      experimentalDecorators: legacy, emitDecoratorMetadata: legacy,
+    },
+    include: ['src'],
+  }));
+  writeFileSync(join(dir, 'deno.json'), JSON.stringify({ compilerOptions: { experimentalDecorators: legacy } }));
+  symlinkSync(join(work, 'exclusive-process'), join(dir, 'node_modules', 'exclusive-process'), 'dir');
+  for (const linked of ['@types', 'tslib']) symlinkSync(join(ROOT, 'node_modules', linked), join(dir, 'node_modules', linked), 'dir');
+  return { dir, name };
+}
+
+async function tsc(app: App): Promise<void> {
+  await exec(process.execPath, [TSC, '-p', app.dir]);
+}
+
+/** Writes dist/jobs.js and its map beside it, as a build script would. */
+function writeBuilt(app: App, code: string, map: unknown): void {
+  mkdirSync(join(app.dir, 'dist'), { recursive: true });
+  writeFileSync(join(app.dir, 'dist', 'jobs.js'), code);
+  writeFileSync(join(app.dir, 'dist', 'jobs.js.map'), typeof map === 'string' ? map : JSON.stringify(map));
+}
+
+function swc(app: App): void {
+  const core = require('@swc/core') as { transformFileSync(file: string, options: object): { code: string; map?: string } };
+  const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
+    sourceMaps: true,
+    outputPath: join(app.dir, 'dist', 'jobs.js'),
+    jsc: { parser: { syntax: 'typescript', decorators: true }, target: 'es2022', transform: { legacyDecorator: true, decoratorMetadata: true } },
+    module: { type: 'commonjs' },
+  });
+  writeBuilt(app, code, map);
+}
+
+function babel(app: App, version: 'legacy' | '2023-11'): void {
+  const core = require('@babel/core') as { transformFileSync(file: string, options: object): { code: string; map: object } };
+  const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
+    configFile: false,
+    babelrc: false,
+    sourceMaps: true,
+    sourceFileName: '../src/jobs.ts',
+    plugins: [require.resolve('@babel/plugin-transform-typescript'), [require.resolve('@babel/plugin-proposal-decorators'), { version }]],
+  });
+  writeBuilt(app, code, map);
+}
+
+const node = ['node', 'dist/jobs.js'];
+const tsx = [join(BIN, 'tsx'), 'src/jobs.ts'];
+const bun = [join(BIN, 'bun'), 'src/jobs.ts'];
+const deno = [join(BIN, 'deno'), 'run', '-A', 'src/jobs.ts'];
+
+function launch(app: App, [command, ...args]: string[], mode: 'name' | 'hold' | 'try'): Started {
+  return startCommand(command!, [...args, mode], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
+}
+
+async function defaultName(app: App, command: string[]): Promise<unknown> {
+  const { code, stdout, stderr } = await launch(app, command, 'name').finished;
+  const line = stdout.split('\n').find((l) => l.startsWith('result '));
+  if (code !== 0 || line === undefined) throw new Error(`exit ${code}: ${stdout}\n${stderr}`);
+  return JSON.parse(line.slice('result '.length));
+}
+
+const toolchains: Array<[title: string, options: AppOptions, build: (app: App) => Promise<void> | void, command: string[], from: 'src' | 'dist']> = [
+  ['tsc, CommonJS, source maps', { type: 'commonjs', decorators: 'legacy', sourceMap: true }, tsc, node, 'src'],
+  ['tsc, CommonJS, no source maps', { type: 'commonjs', decorators: 'legacy' }, tsc, node, 'dist'],
+  ['tsc, ESM, source maps', { type: 'module', decorators: 'legacy', sourceMap: true }, tsc, node, 'src'],
+  ['tsc, ESM, no source maps', { type: 'module', decorators: 'legacy' }, tsc, node, 'dist'],
+  ['tsc with importHelpers (tslib), CommonJS, source maps', { type: 'commonjs', decorators: 'legacy', sourceMap: true, importHelpers: true }, tsc, node, 'src'],
+  ['tsc, CommonJS, source maps', { type: 'commonjs', decorators: 'standard', sourceMap: true }, tsc, node, 'src'],
+  ['tsc with importHelpers (tslib), ESM, no source maps', { type: 'module', decorators: 'standard', importHelpers: true }, tsc, node, 'dist'],
+  ['tsx', { type: 'commonjs', decorators: 'legacy' }, () => {}, tsx, 'src'],
+  ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx, 'src'],
+  ['SWC, CommonJS, source maps', { type: 'commonjs', decorators: 'legacy' }, swc, node, 'src'],
+  ['Babel, ESM, source maps', { type: 'module', decorators: 'legacy' }, (app) => babel(app, 'legacy'), node, 'src'],
+  ['Babel (2023-11), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2023-11'), node, 'src'],
+  ['Bun', { type: 'module', decorators: 'legacy' }, () => {}, bun, 'src'],
+  ['Bun', { type: 'module', decorators: 'standard' }, () => {}, bun, 'src'],
+  ['Deno', { type: 'module', decorators: 'legacy' }, () => {}, deno, 'src'],
+  ['Deno', { type: 'module', decorators: 'standard' }, () => {}, deno, 'src'],
+];
+
+for (const [title, options, build, command, from] of toolchains) {
+  test(`${title}, ${options.decorators} decorators: the default name is <package>/${from}/jobs:Jobs.nightly`, async (t) => {
+    const app = makeApp(options);
+    await build(app);
+    t.deepEqual(await defaultName(app, command), {
+      decoratorArguments: options.decorators === 'legacy' ? 3 : 2, // proves the mode the toolchain compiled
+      name: `${app.name}/${from}/jobs:Jobs.nightly`,
+    });
+  });
+}
+
+/** Starts `holder` (it prints `held` inside the method), runs `other` once meanwhile, then lets the holder finish. */
+async function contend(holder: [App, string[]], other: [App, string[]]): Promise<{ holder: string; other: string }> {
+  const held = launch(...holder, 'hold');
+  await held.waitFor('held\n');
+  const tried = await launch(...other, 'try').finished;
+  held.child.stdin!.end();
+  const finished = await held.finished;
+  const last = (out: string): string => out.trim().split('\n').at(-1) ?? '';
+  return { holder: `${finished.code}:${last(finished.stdout)}`, other: `${tried.code}:${last(tried.stdout)}${tried.stderr}` };
+}
+
+test('two unrelated packages compiled by tsc (experimentalDecorators) with the same class and method run at once', async (t) => {
+  const a = makeApp({ type: 'commonjs', decorators: 'legacy' });
+  const b = makeApp({ type: 'commonjs', decorators: 'legacy' });
+  await Promise.all([tsc(a), tsc(b)]);
+  t.deepEqual(await contend([a, node], [b, node]), { holder: '0:done', other: '0:done' });
+});
+
+test('tsx and the tsc-compiled build (with source maps) of one app share the lock', async (t) => {
+  const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true });
+  await tsc(app);
+  t.deepEqual(await contend([app, tsx], [app, node]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
+  t.deepEqual(await contend([app, node], [app, tsx]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
+});
