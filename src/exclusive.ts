@@ -52,6 +52,20 @@ export type HolderOptions = Pick<ExclusiveOptions, 'dir' | 'driver'>;
 type Method = (this: any, ...args: any[]) => any;
 
 /**
+ * `Symbol.metadata` (Node 20 and 22 lack it; compilers then give standard
+ * decorators no `context.metadata`, the only link from a method decorator to
+ * its class). Defined as TypeScript's documentation suggests, as esbuild and
+ * Babel fall back to: `Symbol.for('Symbol.metadata')`.
+ */
+const SYMBOL_METADATA: symbol = (Symbol as { metadata?: symbol }).metadata ?? defineSymbolMetadata();
+
+function defineSymbolMetadata(): symbol {
+  const symbol = Symbol.for('Symbol.metadata');
+  Object.defineProperty(Symbol, 'metadata', { value: symbol, configurable: true });
+  return symbol;
+}
+
+/**
  * A method decorator usable in both TypeScript decorator modes, as returned
  * by `Exclusive(options)`.
  *
@@ -195,10 +209,17 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
   const key = context.name;
   // The class is not known at decoration time: find the one that declares
   // the method from `this` on first call (a subclass instance must not get
-  // another name).
+  // another name). Its own metadata object is `context.metadata`, which
+  // holds even when another decorator replaced the method; without one (a
+  // compiler that gives none), the prototype that holds this replacement.
+  const isDeclaring = (o: object): boolean => {
+    if (context.metadata == null) return Object.hasOwn(o, key) && (o as Record<string | symbol, unknown>)[key] === replacement;
+    const cls: unknown = context.static ? o : Object.hasOwn(o, 'constructor') ? (o as { constructor: unknown }).constructor : undefined;
+    return typeof cls === 'function' && Object.hasOwn(cls, SYMBOL_METADATA) && (cls as unknown as Record<symbol, unknown>)[SYMBOL_METADATA] === context.metadata;
+  };
   const declaring = (self: unknown): object | undefined => {
     for (let o = self as object | null | undefined; o != null; o = Object.getPrototypeOf(o)) {
-      if (Object.hasOwn(o, key) && (o as Record<string | symbol, unknown>)[key] === replacement) return o;
+      if (isDeclaring(o)) return o;
     }
     return undefined;
   };

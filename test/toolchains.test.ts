@@ -111,8 +111,8 @@ const tsx = [join(BIN, 'tsx'), 'src/jobs.ts'];
 const bun = [join(BIN, 'bun'), 'src/jobs.ts'];
 const deno = [join(BIN, 'deno'), 'run', '-A', 'src/jobs.ts'];
 
-function launch(app: App, [command, ...args]: string[], mode: 'name' | 'hold' | 'try'): Started {
-  return startCommand(command!, [...args, mode], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
+function launch(app: App, [command, ...args]: string[], mode: 'name' | 'hold' | 'try', caller = 'jobs'): Started {
+  return startCommand(command!, [...args, mode, caller], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
 }
 
 async function defaultName(app: App, command: string[]): Promise<unknown> {
@@ -148,15 +148,18 @@ for (const [title, options, build, command, from] of toolchains) {
     t.deepEqual(await defaultName(app, command), {
       decoratorArguments: options.decorators === 'legacy' ? 3 : 2, // proves the mode the toolchain compiled
       name: `${app.name}/${from}/jobs:Jobs.nightly`,
+      // Wrapped by another decorator and first called from a subclass instance: still the declaring class's name.
+      wrapped: `${app.name}/${from}/jobs:Base.work`,
+      metadata: {}, // what @Exclusive() records on the prototype
     });
   });
 }
 
 /** Starts `holder` (it prints `held` inside the method), runs `other` once meanwhile, then lets the holder finish. */
-async function contend(holder: [App, string[]], other: [App, string[]]): Promise<{ holder: string; other: string }> {
-  const held = launch(...holder, 'hold');
+async function contend(holder: [App, string[], string?], other: [App, string[], string?]): Promise<{ holder: string; other: string }> {
+  const held = launch(holder[0], holder[1], 'hold', holder[2]);
   await held.waitFor('held\n');
-  const tried = await launch(...other, 'try').finished;
+  const tried = await launch(other[0], other[1], 'try', other[2]).finished;
   held.child.stdin!.end();
   const finished = await held.finished;
   const last = (out: string): string => out.trim().split('\n').at(-1) ?? '';
@@ -176,3 +179,15 @@ test('tsx and the tsc-compiled build (with source maps) of one app share the loc
   t.deepEqual(await contend([app, tsx], [app, node]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
   t.deepEqual(await contend([app, node], [app, tsx]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
 });
+
+for (const [title, options, build, command] of [
+  ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx],
+  ['tsc', { type: 'commonjs', decorators: 'standard', sourceMap: true }, tsc, node],
+] as const) {
+  test(`${title}, standard decorators: a method wrapped by another decorator takes the declaring class's lock from Base and Derived callers in two processes`, async (t) => {
+    const app = makeApp(options);
+    await build(app);
+    t.deepEqual(await contend([app, [...command], 'base'], [app, [...command], 'derived']), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
+    t.deepEqual(await contend([app, [...command], 'derived'], [app, [...command], 'base']), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
+  });
+}
