@@ -6,7 +6,7 @@ import { InvalidArgumentError } from './errors.js';
 import { acquire, acquireSync, ExclusiveLock, holderOf, holdForProcess, requireSynchronous, runHolding, target } from './lock.js';
 import { validateName } from './lock-path.js';
 import { parseHolderOptions, parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
-import { guard } from './wrap.js';
+import { guard, type NotAGenerator } from './wrap.js';
 
 /**
  * The `reflect-metadata` key under which `@Exclusive` records its options,
@@ -15,7 +15,12 @@ import { guard } from './wrap.js';
  *
  * @example
  * ```ts
- * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'backup'); // { name: 'backup' }
+ * class Jobs {
+ *   @Exclusive() backup() {}
+ *   @Exclusive({ name: 'nightly', wait: true }) nightly() {}
+ * }
+ * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'backup'); // {} (the options as given)
+ * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'nightly'); // { name: 'nightly', wait: true }
  * ```
  */
 export const EXCLUSIVE_METADATA = 'exclusive-process:options';
@@ -76,10 +81,10 @@ function defineSymbolMetadata(): symbol {
  * ```
  */
 export interface ExclusiveDecorator {
-  /** Standard (TC39) decorators. */
-  <M extends Method>(method: M, context: ClassMethodDecoratorContext): M;
-  /** `experimentalDecorators`. */
-  (target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
+  /** Standard (TC39) decorators: methods only, not generator methods. */
+  <M extends Method>(method: M & NotAGenerator<M>, context: ClassMethodDecoratorContext): M;
+  /** `experimentalDecorators`: methods only (no getters, setters or generator methods). */
+  <M extends Method>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<M> & NotAGenerator<M>): TypedPropertyDescriptor<M>;
 }
 
 /**
@@ -190,12 +195,22 @@ function decorator(settings: LockSettings, options: unknown): ExclusiveDecorator
   } as ExclusiveDecorator;
 }
 
-function notAMethod(what: unknown): InvalidArgumentError {
-  return new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `@Exclusive decorates methods, not ${describe(what)}`);
+/** The error for a decorated member that is not a method; `what` says what it is: `a getter`. */
+function notAMethod(what: string): InvalidArgumentError {
+  return new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `@Exclusive decorates methods, not ${what}`);
+}
+
+/** What a legacy decorator's descriptor describes, for {@link notAMethod}. */
+function legacyMember(descriptor: PropertyDescriptor | undefined): string {
+  if (descriptor === undefined) return 'a property'; // property decorators get no descriptor
+  if (descriptor.get !== undefined && descriptor.set !== undefined) return 'an accessor';
+  if (descriptor.get !== undefined) return 'a getter';
+  if (descriptor.set !== undefined) return 'a setter';
+  return `a property holding ${describe(descriptor.value)}`;
 }
 
 function decorateLegacy(settings: LockSettings, metadata: object, file: string, target: object, key: string | symbol, descriptor: PropertyDescriptor | undefined): PropertyDescriptor {
-  if (typeof descriptor?.value !== 'function') throw notAMethod(descriptor?.value ?? 'a property');
+  if (typeof descriptor?.value !== 'function') throw notAMethod(legacyMember(descriptor));
   const owner = typeof target === 'function' ? target : target.constructor;
   const name = settings.name ?? `${nameForFile(file)}:${owner.name}.${String(key)}`;
   descriptor.value = guard(descriptor.value, settings, () => name);
@@ -205,7 +220,7 @@ function decorateLegacy(settings: LockSettings, metadata: object, file: string, 
 }
 
 function decorateStandard(settings: LockSettings, metadata: object, file: string, method: unknown, context: ClassMethodDecoratorContext): Method {
-  if (context.kind !== 'method' || typeof method !== 'function') throw notAMethod(`a ${context.kind}`);
+  if (context.kind !== 'method' || typeof method !== 'function') throw notAMethod(`${/^[aeiou]/.test(context.kind) ? 'an' : 'a'} ${context.kind}`);
   const key = context.name;
   // The class is not known at decoration time: find the one that declares
   // the method from `this` on first call (a subclass instance must not get

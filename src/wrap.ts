@@ -26,7 +26,7 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * ```
  */
 export const exclusive: {
-  <F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F;
+  <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): F;
   /**
    * Inside an exclusive function, method or `Exclusive.run()` callback: an
    * AbortSignal that aborts when the lock is lost (a database driver's
@@ -42,6 +42,25 @@ export const exclusive: {
    */
   signal(): AbortSignal;
 } = Object.assign(wrap, { signal: chainSignal });
+
+/**
+ * `unknown` (no constraint) for any function except a generator function,
+ * which `exclusive()` and `@Exclusive` refuse at run time (the lock would be
+ * released before the generator runs): for those, a type no function has,
+ * whose key is the reason.
+ *
+ * @example
+ * ```ts
+ * declare function only<F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>): F;
+ * only(async () => 1); // compiles
+ * only(function* () {}); // error: ... 'a generator function cannot be made exclusive: wrap the code that consumes it'
+ * ```
+ */
+export type NotAGenerator<F extends (...args: any[]) => any> =
+  [ReturnType<F>] extends [never] ? unknown // a function that only throws
+  : ReturnType<F> extends Generator<unknown, unknown, any> | AsyncGenerator<unknown, unknown, any>
+    ? { 'a generator function cannot be made exclusive: wrap the code that consumes it': never }
+    : unknown;
 
 function wrap<F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F {
   if (typeof fn !== 'function') {
