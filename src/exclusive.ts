@@ -261,8 +261,17 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
   return replacement;
 }
 
-function forever(options?: ExclusiveOptions): ExclusiveLock {
+/** Options of the forms that wrap no function: `async` describes a function, so there it is refused, not ignored. */
+function parseLockOptions(options: unknown, form: string): LockSettings {
   const settings = parseOptions(options);
+  if (settings.async !== undefined) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.async applies to exclusive(fn) and @Exclusive only, not to ${form}`);
+  }
+  return settings;
+}
+
+function forever(options?: ExclusiveOptions): ExclusiveLock {
+  const settings = parseLockOptions(options, 'Exclusive.forever()');
   requireSynchronous(settings.driver, 'Exclusive.forever()');
   const t = target(settings, settings.name ?? nameFromCaller());
   const lock = acquireSync(t);
@@ -274,7 +283,7 @@ async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: Exclusiv
   if (typeof fn !== 'function') {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `Exclusive.run(options, fn) needs a function, got ${describe(fn)}`);
   }
-  const settings = parseOptions(options);
+  const settings = parseLockOptions(options, 'Exclusive.run() (it awaits what fn returns)');
   const t = target(settings, settings.name ?? nameFromCaller());
   const lock = await acquire(t);
   try {
@@ -285,13 +294,13 @@ async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: Exclusiv
 }
 
 function lock(options?: ExclusiveOptions): ExclusiveLock {
-  const settings = parseOptions(options);
+  const settings = parseLockOptions(options, 'Exclusive.lock()');
   requireSynchronous(settings.driver, 'Exclusive.lock()');
   return acquireSync(target(settings, settings.name ?? nameFromCaller()));
 }
 
 function acquireLock(options?: ExclusiveOptions): Promise<ExclusiveLock> {
-  const settings = parseOptions(options);
+  const settings = parseLockOptions(options, 'Exclusive.acquire()');
   return acquire(target(settings, settings.name ?? nameFromCaller()));
 }
 

@@ -1,7 +1,7 @@
 import { describe } from './describe.js';
 import { nameFromCaller } from './default-name.js';
-import { InvalidArgumentError } from './errors.js';
-import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type Target } from './lock.js';
+import { CannotAcquireLock, InvalidArgumentError } from './errors.js';
+import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type ExclusiveLock, type Target } from './lock.js';
 import { parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
 
 const AsyncFunction = (async () => {}).constructor;
@@ -82,9 +82,10 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
     throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
       'A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.');
   }
-  const isAsync = fn instanceof AsyncFunction;
+  const isAsync = settings.async ?? fn instanceof AsyncFunction;
   if (!isAsync) requireSynchronous(settings.driver, 'a synchronous function');
   let resolved: Target | undefined;
+  let unsettled = 0; // promises returned by synchronous calls, each holding the lock
   const targetFor = (self: unknown): Target => (resolved ??= target(settings, nameOf(self)));
 
   async function exclusiveAsync(this: unknown, ...args: unknown[]): Promise<unknown> {
@@ -99,7 +100,12 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 
   function exclusiveSync(this: unknown, ...args: unknown[]): unknown {
     const t = targetFor(this);
-    const lock = acquireSync(t);
+    let lock: ExclusiveLock;
+    try {
+      lock = acquireSync(t);
+    } catch (error) {
+      throw unsettled > 0 ? explainUnsettled(error, settings) : error;
+    }
     let result: unknown;
     try {
       result = runHolding(lock, t, () => fn.apply(this, args));
@@ -108,7 +114,13 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
       throw error;
     }
     // A plain function that returns a promise keeps the lock until it settles.
-    if (isThenable(result)) return Promise.resolve(result).finally(() => lock.release());
+    if (isThenable(result)) {
+      unsettled++;
+      return Promise.resolve(result).finally(() => {
+        unsettled--;
+        return lock.release();
+      });
+    }
     lock[Symbol.dispose](); // a failure to release is thrown, not left unhandled
     return result;
   }
@@ -117,6 +129,22 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
   Object.defineProperty(wrapper, 'name', { value: fn.name });
   Object.defineProperty(wrapper, 'length', { value: fn.length });
   return wrapper as F;
+}
+
+/**
+ * A conflict with this very process while an earlier call's promise holds
+ * the lock: the function looks synchronous (its `async` compiled away?), so
+ * the call could neither wait (that would block the thread the promise
+ * needs) nor tell why. Says what happened and what to do.
+ */
+function explainUnsettled(error: unknown, settings: LockSettings): unknown {
+  if (!(error instanceof CannotAcquireLock) || error.pid !== process.pid) return error;
+  const original = error.message;
+  error.message = `'${error.lockName}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+    `A function not declared \`async\` is locked synchronously, so a second call ${settings.waitMs > 0 ? 'cannot wait for it without blocking the thread that must settle it' : 'fails at once'}. ` +
+    'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
+  error.stack = error.stack?.replace(original, error.message);
+  return error;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -24,6 +24,7 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [{ dir: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.dir must be a string/],
   [{ driver: 'nfs' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "nfs"$/],
   [{ driver: { kind: 'fake' } }, 'ERR_INVALID_ARG_TYPE', /^options\.driver must be/],
+  [{ async: 'yes' }, 'ERR_INVALID_ARG_TYPE', /^options\.async must be a boolean, got string "yes"$/],
   [{ naem: 'typo' }, 'ERR_INVALID_ARG_VALUE', /^options\.naem is not an option/],
   [{ name: '' }, 'ERR_INVALID_LOCK_NAME', /^options\.name must not be empty$/],
   [{ name: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.name must be a string, got number 42$/],
@@ -44,6 +45,16 @@ for (const [options, code, message] of badOptions) {
     t.true(error instanceof InvalidArgumentError);
   });
 }
+
+test('options.async describes a function: the forms that wrap none refuse it instead of ignoring it', async (t) => {
+  const options = { name: 'async-refused', dir: lockDir(), async: true };
+  const refused = (form: string): { code: string; message: string } => ({ code: 'ERR_INVALID_ARG_VALUE', message: `options.async applies to exclusive(fn) and @Exclusive only, not to ${form}` });
+  t.throws(() => Exclusive.forever(options), refused('Exclusive.forever()'));
+  t.throws(() => Exclusive.lock(options), refused('Exclusive.lock()'));
+  t.throws(() => Exclusive.acquire(options), refused('Exclusive.acquire()'), 'thrown synchronously, not as a rejection');
+  await t.throwsAsync(Exclusive.run(options, () => {}), refused('Exclusive.run() (it awaits what fn returns)'));
+  t.is(await exclusive(() => Promise.resolve(7), options)(), 7);
+});
 
 test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => exclusive('x' as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'exclusive(fn) needs a function, got string "x"' });

@@ -16,7 +16,7 @@ import { FIXTURES, ROOT, startCommand, type Started } from './helpers/processes.
 const exec = promisify(execFile);
 const BIN = join(ROOT, 'node_modules', '.bin');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-const JOBS = join(FIXTURES, 'toolchains', 'jobs.ts');
+const SOURCES = join(FIXTURES, 'toolchains');
 
 type Decorators = 'legacy' | 'standard';
 interface App {
@@ -28,6 +28,8 @@ interface AppOptions {
   decorators: Decorators;
   sourceMap?: boolean;
   importHelpers?: boolean;
+  /** tsc's target. Default: es2022. */
+  target?: string;
 }
 
 let work = '';
@@ -49,18 +51,18 @@ test.after.always(() => {
   if (work !== '') rmSync(work, { recursive: true, force: true });
 });
 
-/** A fresh project named `app-<n>-<pid>` with src/jobs.ts, a tsconfig for `options`, and the package linked. */
+/** A fresh project named `app-<n>-<pid>` with test/fixtures/toolchains as src/, a tsconfig for `options`, and the package linked. */
 function makeApp(options: AppOptions): App {
   const name = `app-${++apps}-${process.pid}`;
   const dir = join(work, name);
   mkdirSync(join(dir, 'src'), { recursive: true });
   mkdirSync(join(dir, 'node_modules'));
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, type: options.type }));
-  cpSync(JOBS, join(dir, 'src', 'jobs.ts'));
+  cpSync(SOURCES, join(dir, 'src'), { recursive: true });
   const legacy = options.decorators === 'legacy';
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
     compilerOptions: {
-      target: 'es2022', module: 'nodenext', lib: ['es2023', 'esnext.disposable'], types: ['node'], strict: true, skipLibCheck: true,
+      target: options.target ?? 'es2022', module: 'nodenext', lib: ['es2023', 'esnext.disposable'], types: ['node'], strict: true, skipLibCheck: true,
       rootDir: 'src', outDir: 'dist', sourceMap: options.sourceMap ?? false, importHelpers: options.importHelpers ?? false,
       experimentalDecorators: legacy, emitDecoratorMetadata: legacy,
     },
@@ -111,7 +113,7 @@ const tsx = [join(BIN, 'tsx'), 'src/jobs.ts'];
 const bun = [join(BIN, 'bun'), 'src/jobs.ts'];
 const deno = [join(BIN, 'deno'), 'run', '-A', 'src/jobs.ts'];
 
-function launch(app: App, [command, ...args]: string[], mode: 'name' | 'hold' | 'try', caller = 'jobs'): Started {
+function launch(app: App, [command, ...args]: string[], mode: string, caller = 'jobs'): Started {
   return startCommand(command!, [...args, mode, caller], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
 }
 
@@ -191,3 +193,49 @@ for (const [title, options, build, command] of [
     t.deepEqual(await contend([app, [...command], 'derived'], [app, [...command], 'base']), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
   });
 }
+
+const downlevel = ['node', 'dist/downlevel.js'];
+
+/** Runs dist/downlevel.js (see the fixture) and parses its result line. */
+async function downlevelResult(app: App, args: string[]): Promise<unknown> {
+  const { code, stdout, stderr } = await startCommand('node', ['dist/downlevel.js', ...args], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks } }).finished;
+  const line = stdout.split('\n').find((l) => l.startsWith('result '));
+  if (code !== 0 || line === undefined) throw new Error(`exit ${code}: ${stdout}\n${stderr}`);
+  return JSON.parse(line.slice('result '.length));
+}
+
+test('async compiled away (tsc target es2016): with async: true, concurrent calls of a function and a method wait their turn', async (t) => {
+  const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
+  await tsc(app);
+  t.deepEqual(await downlevelResult(app, ['same', 'async']), { function: ['done', 'done'], method: ['done', 'done'], maxRunning: 1 });
+});
+
+test('async compiled away, without async: true: the second concurrent call\'s error says why it failed and what to do', async (t) => {
+  const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
+  await tsc(app);
+  const explained = (name: string): string => `ERR_LOCK_HELD '${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+    'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' +
+    'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
+  t.deepEqual(await downlevelResult(app, ['same']), {
+    function: ['done', explained(`${app.name}/src/downlevel`)],
+    method: ['done', explained(`${app.name}/src/downlevel:Jobs.nightly`)],
+    maxRunning: 1,
+  });
+});
+
+test('async compiled away, with async: true: waiting for another process\'s holder does not block the event loop', async (t) => {
+  const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
+  await tsc(app);
+  const holder = launch(app, downlevel, 'hold', 'async');
+  await holder.waitFor('held\n');
+  const waiter = launch(app, downlevel, 'wait', 'async');
+  await waiter.waitFor('waiting\n');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.false(waiter.child.exitCode !== null, 'still waiting while the other process holds the lock');
+  holder.child.stdin!.end();
+  const [held, waited] = await Promise.all([holder.finished, waiter.finished]);
+  t.is(held.code, 0, held.stderr);
+  t.is(waited.code, 0, waited.stderr);
+  const { ticks } = JSON.parse(waited.stdout.split('\n').find((l) => l.startsWith('result '))!.slice('result '.length)) as { ticks: number };
+  t.true(ticks > 0, `timers ran during the wait (${ticks} ticks)`);
+});
