@@ -15,6 +15,8 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * Other functions keep their synchronous shape: a conflict throws, a `wait`
  * blocks the thread, and a returned promise still holds the lock until it
  * settles. `this`, arguments, return values and errors pass through.
+ * A function whose `async` was compiled away (target ES2016 or lower) needs
+ * `async: true` to be treated as asynchronous.
  *
  * Default name: the file that called `exclusive()` (see README).
  *
@@ -23,6 +25,7 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * const nightly = exclusive(async () => { await backup(); });
  * const job = exclusive(main, { name: 'nightly', wait: 30_000 });
  * await job();
+ * const legacy = exclusive(compiledToEs2016, { async: true, wait: true }); // returns a promise; waits without blocking
  * ```
  */
 export const exclusive: {
