@@ -11,12 +11,14 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { FIXTURES, ROOT, startCommand, type Started } from './helpers/processes.js';
+import { FIXTURES, ROOT, startCommand, type Finished, type Started } from './helpers/processes.js';
 
 const exec = promisify(execFile);
 const BIN = join(ROOT, 'node_modules', '.bin');
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const SOURCES = join(FIXTURES, 'toolchains');
+/** How long a runtime may take to start and print its first line on a loaded machine. */
+const STARTUP_MS = 120_000;
 
 type Decorators = 'legacy' | 'standard';
 interface App {
@@ -143,8 +145,9 @@ const toolchains: Array<[title: string, options: AppOptions, build: (app: App) =
   ['Deno', { type: 'module', decorators: 'standard' }, () => {}, deno, 'src'],
 ];
 
+// One at a time: each compiles and starts a runtime, and the machine may be shared.
 for (const [title, options, build, command, from] of toolchains) {
-  test(`${title}, ${options.decorators} decorators: the default name is <package>/${from}/jobs:Jobs.nightly`, async (t) => {
+  test.serial(`${title}, ${options.decorators} decorators: the default name is <package>/${from}/jobs:Jobs.nightly`, async (t) => {
     const app = makeApp(options);
     await build(app);
     t.deepEqual(await defaultName(app, command), {
@@ -160,9 +163,13 @@ for (const [title, options, build, command, from] of toolchains) {
 /** Starts `holder` (it prints `held` inside the method), runs `other` once meanwhile, then lets the holder finish. */
 async function contend(holder: [App, string[], string?], other: [App, string[], string?]): Promise<{ holder: string; other: string }> {
   const held = launch(holder[0], holder[1], 'hold', holder[2]);
-  await held.waitFor('held\n');
-  const tried = await launch(other[0], other[1], 'try', other[2]).finished;
-  held.child.stdin!.end();
+  let tried: Finished;
+  try {
+    await held.waitFor('held\n', STARTUP_MS);
+    tried = await launch(other[0], other[1], 'try', other[2]).finished;
+  } finally {
+    held.child.stdin!.end(); // lets the holder finish, also when the test failed
+  }
   const finished = await held.finished;
   const last = (out: string): string => out.trim().split('\n').at(-1) ?? '';
   return { holder: `${finished.code}:${last(finished.stdout)}`, other: `${tried.code}:${last(tried.stdout)}${tried.stderr}` };
@@ -227,12 +234,16 @@ test('async compiled away, with async: true: waiting for another process\'s hold
   const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
   await tsc(app);
   const holder = launch(app, downlevel, 'hold', 'async');
-  await holder.waitFor('held\n');
-  const waiter = launch(app, downlevel, 'wait', 'async');
-  await waiter.waitFor('waiting\n');
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  t.false(waiter.child.exitCode !== null, 'still waiting while the other process holds the lock');
-  holder.child.stdin!.end();
+  let waiter: Started | undefined;
+  try {
+    await holder.waitFor('held\n', STARTUP_MS);
+    waiter = launch(app, downlevel, 'wait', 'async');
+    await waiter.waitFor('waiting\n', STARTUP_MS);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    t.is(waiter.child.exitCode, null, 'still waiting while the other process holds the lock');
+  } finally {
+    holder.child.stdin!.end();
+  }
   const [held, waited] = await Promise.all([holder.finished, waiter.finished]);
   t.is(held.code, 0, held.stderr);
   t.is(waited.code, 0, waited.stderr);
