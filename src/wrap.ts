@@ -107,7 +107,7 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
     try {
       lock = acquireSync(t);
     } catch (error) {
-      throw unsettled > 0 ? explainUnsettled(error, settings) : error;
+      throw unsettled > 0 && settings.waitMs > 0 ? explainUnsettled(error) : error;
     }
     let result: unknown;
     try {
@@ -135,16 +135,17 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 }
 
 /**
- * A conflict with this very process while an earlier call's promise holds
- * the lock: the function looks synchronous (its `async` compiled away?), so
- * the call could neither wait (that would block the thread the promise
- * needs) nor tell why. Says what happened and what to do.
+ * A `wait` that failed on this very process while an earlier call's promise
+ * holds the lock: the function looks synchronous (its `async` compiled
+ * away?), so the call could not wait (that would block the thread the
+ * promise needs), and would otherwise not say why. Says what happened and
+ * what to do.
  */
-function explainUnsettled(error: unknown, settings: LockSettings): unknown {
+function explainUnsettled(error: unknown): unknown {
   if (!(error instanceof CannotAcquireLock) || error.pid !== process.pid) return error;
   const original = error.message;
   error.message = `'${error.lockName}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
-    `A function not declared \`async\` is locked synchronously, so a second call ${settings.waitMs > 0 ? 'cannot wait for it without blocking the thread that must settle it' : 'fails at once'}. ` +
+    'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' +
     'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
   error.stack = error.stack?.replace(original, error.message);
   return error;
