@@ -57,7 +57,7 @@ export type HolderOptions = Pick<ExclusiveOptions, 'dir' | 'driver'>;
 type Method = (this: any, ...args: any[]) => any;
 
 /**
- * `Symbol.metadata` (Node 20 and 22 lack it; compilers then give standard
+ * `Symbol.metadata` (Node 20 lacks it; compilers then give standard
  * decorators no `context.metadata`, the only link from a method decorator to
  * its class). Defined as TypeScript's documentation suggests, as esbuild and
  * Babel fall back to: `Symbol.for('Symbol.metadata')`.
