@@ -8,7 +8,11 @@ import { InvalidArgumentError } from './errors.js';
  *
  * The rule (documented in the README):
  * 1. The caller's file is the first stack frame outside this package and
- *    outside decorator helper libraries (tslib, @swc/helpers, @babel/runtime).
+ *    outside the libraries that apply decorators for the class's file:
+ *    helpers (tslib, @swc/helpers, @babel/runtime) and `Reflect.decorate`
+ *    (reflect-metadata and its kin), which tsc's, SWC's and Bun's legacy
+ *    decorator helpers call. They are told by the name of their package,
+ *    so any install layout (npm, pnpm, Yarn, Bun's and Deno's caches) counts.
  * 2. A compiled `.js` file with a `.js.map` beside it naming one source is
  *    replaced by that source, so `tsx src/job.ts` and `node dist/job.js`
  *    share a name.
@@ -20,7 +24,11 @@ import { InvalidArgumentError } from './errors.js';
 
 /** This library's own code (src/ under tsx, dist/ once built): its frames are never the caller. */
 const OWN_DIR = __dirname;
-const HELPER_LIBS = /[\\/]node_modules[\\/](tslib|@swc[\\/]helpers|@babel[\\/]runtime)[\\/]/;
+/** Packages whose code calls decorators on behalf of the class's file: decorator helpers and `Reflect.decorate` providers. */
+const DECORATOR_HELPERS = new Set([
+  'tslib', '@swc/helpers', '@babel/runtime', '@babel/runtime-corejs2', '@babel/runtime-corejs3',
+  'reflect-metadata', '@abraham/reflection',
+]);
 const SOURCE_EXT = /\.(?:[cm]?[jt]sx?)$/;
 
 /** The name for code in the file of the first foreign stack frame. */
@@ -55,12 +63,17 @@ export function callerFile(): string {
         'No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
     }
     if (!isAbsolute(file)) continue;
-    if (isInside(file, OWN_DIR) || HELPER_LIBS.test(file)) continue;
+    if (isInside(file, OWN_DIR) || isDecoratorHelper(file)) continue;
     return file;
   }
   // Every frame is ours: this package was bundled into the application (esbuild,
   // webpack), so the bundle, the main script, names everything in it.
   return resolve(process.argv[1] ?? 'main');
+}
+
+/** Whether `file` belongs to a package in DECORATOR_HELPERS (its nearest named package.json says so). */
+function isDecoratorHelper(file: string): boolean {
+  return DECORATOR_HELPERS.has(nearestPackage(dirname(file))?.name ?? '');
 }
 
 /** What Node reports as the file of code run by `node -e` (`[eval]`, `[eval1]`), from stdin (`[stdin]`) or in the REPL. */
@@ -94,7 +107,15 @@ function sourceOf(file: string): string {
   }
 }
 
+const packages = new Map<string, { name: string; dir: string } | undefined>();
+
+/** The nearest `package.json` with a `name` at or above `start` (cached per directory: stack walks ask often). */
 function nearestPackage(start: string): { name: string; dir: string } | undefined {
+  if (!packages.has(start)) packages.set(start, findPackage(start));
+  return packages.get(start);
+}
+
+function findPackage(start: string): { name: string; dir: string } | undefined {
   for (let dir = start; ; dir = dirname(dir)) {
     const manifest = join(dir, 'package.json');
     if (existsSync(manifest)) {

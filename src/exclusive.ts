@@ -6,7 +6,7 @@ import { InvalidArgumentError } from './errors.js';
 import { acquire, acquireSync, ExclusiveLock, holderOf, holdForProcess, requireSynchronous, runHolding, target } from './lock.js';
 import { validateName } from './lock-path.js';
 import { parseHolderOptions, parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
-import { guard } from './wrap.js';
+import { guard, type NotAGenerator } from './wrap.js';
 
 /**
  * The `reflect-metadata` key under which `@Exclusive` records its options,
@@ -15,7 +15,12 @@ import { guard } from './wrap.js';
  *
  * @example
  * ```ts
- * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'backup'); // { name: 'backup' }
+ * class Jobs {
+ *   @Exclusive() backup() {}
+ *   @Exclusive({ name: 'nightly', wait: true }) nightly() {}
+ * }
+ * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'backup'); // {} (the options as given)
+ * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'nightly'); // { name: 'nightly', wait: true }
  * ```
  */
 export const EXCLUSIVE_METADATA = 'exclusive-process:options';
@@ -52,6 +57,20 @@ export type HolderOptions = Pick<ExclusiveOptions, 'dir' | 'driver'>;
 type Method = (this: any, ...args: any[]) => any;
 
 /**
+ * `Symbol.metadata` (Node 20 lacks it; compilers then give standard
+ * decorators no `context.metadata`, the only link from a method decorator to
+ * its class). Defined as TypeScript's documentation suggests, as esbuild and
+ * Babel fall back to: `Symbol.for('Symbol.metadata')`.
+ */
+const SYMBOL_METADATA: symbol = (Symbol as { metadata?: symbol }).metadata ?? defineSymbolMetadata();
+
+function defineSymbolMetadata(): symbol {
+  const symbol = Symbol.for('Symbol.metadata');
+  Object.defineProperty(Symbol, 'metadata', { value: symbol, configurable: true });
+  return symbol;
+}
+
+/**
  * A method decorator usable in both TypeScript decorator modes, as returned
  * by `Exclusive(options)`.
  *
@@ -62,10 +81,10 @@ type Method = (this: any, ...args: any[]) => any;
  * ```
  */
 export interface ExclusiveDecorator {
-  /** Standard (TC39) decorators. */
-  <M extends Method>(method: M, context: ClassMethodDecoratorContext): M;
-  /** `experimentalDecorators`. */
-  (target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
+  /** Standard (TC39) decorators: methods only, not generator methods. */
+  <M extends Method>(method: M & NotAGenerator<M>, context: ClassMethodDecoratorContext): M;
+  /** `experimentalDecorators`: methods only (no getters, setters or generator methods). */
+  <M extends Method>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<M> & NotAGenerator<M>): TypedPropertyDescriptor<M>;
 }
 
 /**
@@ -176,12 +195,22 @@ function decorator(settings: LockSettings, options: unknown): ExclusiveDecorator
   } as ExclusiveDecorator;
 }
 
-function notAMethod(what: unknown): InvalidArgumentError {
-  return new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `@Exclusive decorates methods, not ${describe(what)}`);
+/** The error for a decorated member that is not a method; `what` says what it is: `a getter`. */
+function notAMethod(what: string): InvalidArgumentError {
+  return new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `@Exclusive decorates methods, not ${what}`);
+}
+
+/** What a legacy decorator's descriptor describes, for {@link notAMethod}. */
+function legacyMember(descriptor: PropertyDescriptor | undefined): string {
+  if (descriptor === undefined) return 'a property'; // property decorators get no descriptor
+  if (descriptor.get !== undefined && descriptor.set !== undefined) return 'an accessor';
+  if (descriptor.get !== undefined) return 'a getter';
+  if (descriptor.set !== undefined) return 'a setter';
+  return `a property holding ${describe(descriptor.value)}`;
 }
 
 function decorateLegacy(settings: LockSettings, metadata: object, file: string, target: object, key: string | symbol, descriptor: PropertyDescriptor | undefined): PropertyDescriptor {
-  if (typeof descriptor?.value !== 'function') throw notAMethod(descriptor?.value ?? 'a property');
+  if (typeof descriptor?.value !== 'function') throw notAMethod(legacyMember(descriptor));
   const owner = typeof target === 'function' ? target : target.constructor;
   const name = settings.name ?? `${nameForFile(file)}:${owner.name}.${String(key)}`;
   descriptor.value = guard(descriptor.value, settings, () => name);
@@ -191,14 +220,21 @@ function decorateLegacy(settings: LockSettings, metadata: object, file: string, 
 }
 
 function decorateStandard(settings: LockSettings, metadata: object, file: string, method: unknown, context: ClassMethodDecoratorContext): Method {
-  if (context.kind !== 'method' || typeof method !== 'function') throw notAMethod(`a ${context.kind}`);
+  if (context.kind !== 'method' || typeof method !== 'function') throw notAMethod(`${/^[aeiou]/.test(context.kind) ? 'an' : 'a'} ${context.kind}`);
   const key = context.name;
   // The class is not known at decoration time: find the one that declares
   // the method from `this` on first call (a subclass instance must not get
-  // another name).
+  // another name). Its own metadata object is `context.metadata`, which
+  // holds even when another decorator replaced the method; without one (a
+  // compiler that gives none), the prototype that holds this replacement.
+  const isDeclaring = (o: object): boolean => {
+    if (context.metadata == null) return Object.hasOwn(o, key) && (o as Record<string | symbol, unknown>)[key] === replacement;
+    const cls: unknown = context.static ? o : Object.hasOwn(o, 'constructor') ? (o as { constructor: unknown }).constructor : undefined;
+    return typeof cls === 'function' && Object.hasOwn(cls, SYMBOL_METADATA) && (cls as unknown as Record<symbol, unknown>)[SYMBOL_METADATA] === context.metadata;
+  };
   const declaring = (self: unknown): object | undefined => {
     for (let o = self as object | null | undefined; o != null; o = Object.getPrototypeOf(o)) {
-      if (Object.hasOwn(o, key) && (o as Record<string | symbol, unknown>)[key] === replacement) return o;
+      if (isDeclaring(o)) return o;
     }
     return undefined;
   };
@@ -225,8 +261,17 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
   return replacement;
 }
 
-function forever(options?: ExclusiveOptions): ExclusiveLock {
+/** Options of the forms that wrap no function: `async` describes a function, so there it is refused, not ignored. */
+function parseLockOptions(options: unknown, form: string): LockSettings {
   const settings = parseOptions(options);
+  if (settings.async !== undefined) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.async applies to exclusive(fn) and @Exclusive only, not to ${form}`);
+  }
+  return settings;
+}
+
+function forever(options?: ExclusiveOptions): ExclusiveLock {
+  const settings = parseLockOptions(options, 'Exclusive.forever()');
   requireSynchronous(settings.driver, 'Exclusive.forever()');
   const t = target(settings, settings.name ?? nameFromCaller());
   const lock = acquireSync(t);
@@ -238,7 +283,7 @@ async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: Exclusiv
   if (typeof fn !== 'function') {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `Exclusive.run(options, fn) needs a function, got ${describe(fn)}`);
   }
-  const settings = parseOptions(options);
+  const settings = parseLockOptions(options, 'Exclusive.run() (it awaits what fn returns)');
   const t = target(settings, settings.name ?? nameFromCaller());
   const lock = await acquire(t);
   try {
@@ -249,13 +294,13 @@ async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: Exclusiv
 }
 
 function lock(options?: ExclusiveOptions): ExclusiveLock {
-  const settings = parseOptions(options);
+  const settings = parseLockOptions(options, 'Exclusive.lock()');
   requireSynchronous(settings.driver, 'Exclusive.lock()');
   return acquireSync(target(settings, settings.name ?? nameFromCaller()));
 }
 
 function acquireLock(options?: ExclusiveOptions): Promise<ExclusiveLock> {
-  const settings = parseOptions(options);
+  const settings = parseLockOptions(options, 'Exclusive.acquire()');
   return acquire(target(settings, settings.name ?? nameFromCaller()));
 }
 

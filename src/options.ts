@@ -47,6 +47,21 @@ export interface ExclusiveOptions {
    * `postgres({...})`. Default: the platform's native driver.
    */
   driver?: DriverName | LockDriver;
+  /**
+   * `exclusive(fn)` and `@Exclusive` only: whether the function is
+   * asynchronous, for functions whose `async` was compiled away (TypeScript
+   * `target` ES2016 or lower, older Babel or SWC targets), which return a
+   * promise from a plain function. `true`: the lock is kept until the
+   * promise settles, every call returns a promise, a conflict rejects, and
+   * `wait` waits without blocking the thread. Default: whether `fn` is
+   * declared `async`.
+   *
+   * @example
+   * ```ts
+   * const job = exclusive(compiledAsyncJob, { async: true, wait: true });
+   * ```
+   */
+  async?: boolean;
 }
 
 /** Options after validation, with defaults applied. */
@@ -59,11 +74,13 @@ export interface LockSettings {
   readonly signal: AbortSignal | undefined;
   readonly dir: string | undefined;
   readonly driver: LockDriver;
+  /** Treat the function as asynchronous (`true`), synchronous (`false`), or as declared (`undefined`). */
+  readonly async?: boolean;
   /** The command line recorded as the holder's (internal: the CLI records the command it runs). Default: this process's. */
   readonly command?: string;
 }
 
-const KNOWN = new Set(['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver']);
+const KNOWN = new Set(['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async']);
 
 /** Validates options eagerly, throwing a TypeError with a Node-style `code` naming the exact option. */
 export function parseOptions(options: unknown): LockSettings {
@@ -76,6 +93,7 @@ export function parseOptions(options: unknown): LockSettings {
     signal: parseSignal(o.signal),
     dir: parseDir(o.dir),
     driver: parseDriver(o.driver),
+    async: optionalBoolean(o.async, 'async'),
   };
 }
 

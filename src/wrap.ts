@@ -1,7 +1,7 @@
 import { describe } from './describe.js';
 import { nameFromCaller } from './default-name.js';
-import { InvalidArgumentError } from './errors.js';
-import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type Target } from './lock.js';
+import { CannotAcquireLock, InvalidArgumentError } from './errors.js';
+import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type ExclusiveLock, type Target } from './lock.js';
 import { parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
 
 const AsyncFunction = (async () => {}).constructor;
@@ -15,6 +15,8 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * Other functions keep their synchronous shape: a conflict throws, a `wait`
  * blocks the thread, and a returned promise still holds the lock until it
  * settles. `this`, arguments, return values and errors pass through.
+ * A function whose `async` was compiled away (target ES2016 or lower) needs
+ * `async: true` to be treated as asynchronous.
  *
  * Default name: the file that called `exclusive()` (see README).
  *
@@ -23,10 +25,11 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * const nightly = exclusive(async () => { await backup(); });
  * const job = exclusive(main, { name: 'nightly', wait: 30_000 });
  * await job();
+ * const legacy = exclusive(compiledToEs2016, { async: true, wait: true }); // returns a promise; waits without blocking
  * ```
  */
 export const exclusive: {
-  <F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F;
+  <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): F;
   /**
    * Inside an exclusive function, method or `Exclusive.run()` callback: an
    * AbortSignal that aborts when the lock is lost (a database driver's
@@ -42,6 +45,25 @@ export const exclusive: {
    */
   signal(): AbortSignal;
 } = Object.assign(wrap, { signal: chainSignal });
+
+/**
+ * `unknown` (no constraint) for any function except a generator function,
+ * which `exclusive()` and `@Exclusive` refuse at run time (the lock would be
+ * released before the generator runs): for those, a type no function has,
+ * whose key is the reason.
+ *
+ * @example
+ * ```ts
+ * declare function only<F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>): F;
+ * only(async () => 1); // compiles
+ * only(function* () {}); // error: ... 'a generator function cannot be made exclusive: wrap the code that consumes it'
+ * ```
+ */
+export type NotAGenerator<F extends (...args: any[]) => any> =
+  [ReturnType<F>] extends [never] ? unknown // a function that only throws
+  : ReturnType<F> extends Generator<unknown, unknown, any> | AsyncGenerator<unknown, unknown, any>
+    ? { 'a generator function cannot be made exclusive: wrap the code that consumes it': never }
+    : unknown;
 
 function wrap<F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F {
   if (typeof fn !== 'function') {
@@ -63,9 +85,10 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
     throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
       'A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.');
   }
-  const isAsync = fn instanceof AsyncFunction;
+  const isAsync = settings.async ?? fn instanceof AsyncFunction;
   if (!isAsync) requireSynchronous(settings.driver, 'a synchronous function');
   let resolved: Target | undefined;
+  let unsettled = 0; // promises returned by synchronous calls, each holding the lock
   const targetFor = (self: unknown): Target => (resolved ??= target(settings, nameOf(self)));
 
   async function exclusiveAsync(this: unknown, ...args: unknown[]): Promise<unknown> {
@@ -80,7 +103,12 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 
   function exclusiveSync(this: unknown, ...args: unknown[]): unknown {
     const t = targetFor(this);
-    const lock = acquireSync(t);
+    let lock: ExclusiveLock;
+    try {
+      lock = acquireSync(t);
+    } catch (error) {
+      throw unsettled > 0 && settings.waitMs > 0 ? explainUnsettled(error) : error;
+    }
     let result: unknown;
     try {
       result = runHolding(lock, t, () => fn.apply(this, args));
@@ -89,7 +117,13 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
       throw error;
     }
     // A plain function that returns a promise keeps the lock until it settles.
-    if (isThenable(result)) return Promise.resolve(result).finally(() => lock.release());
+    if (isThenable(result)) {
+      unsettled++;
+      return Promise.resolve(result).finally(() => {
+        unsettled--;
+        return lock.release();
+      });
+    }
     lock[Symbol.dispose](); // a failure to release is thrown, not left unhandled
     return result;
   }
@@ -98,6 +132,23 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
   Object.defineProperty(wrapper, 'name', { value: fn.name });
   Object.defineProperty(wrapper, 'length', { value: fn.length });
   return wrapper as F;
+}
+
+/**
+ * A `wait` that failed on this very process while an earlier call's promise
+ * holds the lock: the function looks synchronous (its `async` compiled
+ * away?), so the call could not wait (that would block the thread the
+ * promise needs), and would otherwise not say why. Says what happened and
+ * what to do.
+ */
+function explainUnsettled(error: unknown): unknown {
+  if (!(error instanceof CannotAcquireLock) || error.pid !== process.pid) return error;
+  const original = error.message;
+  error.message = `'${error.lockName}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+    'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' +
+    'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
+  error.stack = error.stack?.replace(original, error.message);
+  return error;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

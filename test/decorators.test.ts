@@ -38,3 +38,21 @@ for (const [mode, env, decoratorArguments] of modes) {
     });
   });
 }
+
+const generator = 'ERR_INVALID_ARG_VALUE A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.';
+for (const [mode, env] of modes) {
+  test(`${mode}: getters, setters, fields and generators are refused, each error saying what it got`, async (t) => {
+    const result = await run('decorator-misuse.ts', [], env);
+    t.is(result.code, 0, result.stderr);
+    t.deepEqual(JSON.parse(result.stdout), {
+      getter: 'ERR_INVALID_ARG_TYPE @Exclusive decorates methods, not a getter',
+      setter: 'ERR_INVALID_ARG_TYPE @Exclusive decorates methods, not a setter',
+      // Legacy property decorators get no descriptor: a field cannot be told from other properties.
+      field: `ERR_INVALID_ARG_TYPE @Exclusive decorates methods, not a ${mode === 'experimentalDecorators' ? 'property' : 'field'}`,
+      generatorMethod: generator,
+      asyncGeneratorMethod: generator,
+      generatorFunction: generator,
+      asyncGeneratorFunction: generator,
+    });
+  });
+}

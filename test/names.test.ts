@@ -1,10 +1,10 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nameForFile } from '../src/default-name.js';
-import { exclusive } from '../src/index.js';
+import { Exclusive, exclusive } from '../src/index.js';
 import { ROOT } from './helpers/processes.js';
 
 const project = (pkg: object | undefined): string => {
@@ -59,4 +59,25 @@ test('code without a file (node -e) gets no default name: a clear error asks for
   const esm = `import { Exclusive } from './src/index.mts'; try { Exclusive.forever(); } catch (e) { console.log(e.code); }`;
   t.is(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', esm], { cwd: ROOT, encoding: 'utf8' }).trim(), 'ERR_INVALID_LOCK_NAME', 'ESM -e too');
   t.is(run(`{ name: 'snippet', dir: ${JSON.stringify(mkdtempSync(join(tmpdir(), 'exclusive-eval-')))} }`), 'snippet');
+});
+
+test('Reflect.decorate is passed over wherever reflect-metadata is installed, also outside node_modules (Bun\'s and Deno\'s caches)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'exclusive-reflect-'));
+  const cache = join(dir, 'registry.npmjs.org', 'reflect-metadata', '0.2.2');
+  cpSync(join(ROOT, 'node_modules', 'reflect-metadata'), cache, { recursive: true });
+  require(join(cache, 'Reflect.js')); // the last copy loaded provides the global Reflect.decorate
+  let stack = '';
+  const probe = (): void => {
+    stack = new Error().stack ?? '';
+  };
+  class Jobs {
+    run(): number | null | undefined {
+      return Exclusive.holder('exclusive-process/test/names.test:Jobs.run', { dir })?.pid;
+    }
+  }
+  // What tsc's __decorate does with experimentalDecorators (decorators apply last to first).
+  const decorated = Reflect.decorate([Exclusive({ dir }) as unknown as MethodDecorator, probe], Jobs.prototype, 'run', Object.getOwnPropertyDescriptor(Jobs.prototype, 'run'));
+  Object.defineProperty(Jobs.prototype, 'run', decorated as PropertyDescriptor);
+  t.true(stack.includes(cache), 'the decorators were called by the copy in the cache');
+  t.is(new Jobs().run(), process.pid);
 });

@@ -24,6 +24,7 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [{ dir: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.dir must be a string/],
   [{ driver: 'nfs' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "nfs"$/],
   [{ driver: { kind: 'fake' } }, 'ERR_INVALID_ARG_TYPE', /^options\.driver must be/],
+  [{ async: 'yes' }, 'ERR_INVALID_ARG_TYPE', /^options\.async must be a boolean, got string "yes"$/],
   [{ naem: 'typo' }, 'ERR_INVALID_ARG_VALUE', /^options\.naem is not an option/],
   [{ name: '' }, 'ERR_INVALID_LOCK_NAME', /^options\.name must not be empty$/],
   [{ name: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.name must be a string, got number 42$/],
@@ -45,9 +46,21 @@ for (const [options, code, message] of badOptions) {
   });
 }
 
+test('options.async describes a function: the forms that wrap none refuse it instead of ignoring it', async (t) => {
+  const options = { name: 'async-refused', dir: lockDir(), async: true };
+  const refused = (form: string): { code: string; message: string } => ({ code: 'ERR_INVALID_ARG_VALUE', message: `options.async applies to exclusive(fn) and @Exclusive only, not to ${form}` });
+  t.throws(() => Exclusive.forever(options), refused('Exclusive.forever()'));
+  t.throws(() => Exclusive.lock(options), refused('Exclusive.lock()'));
+  t.throws(() => Exclusive.acquire(options), refused('Exclusive.acquire()'), 'thrown synchronously, not as a rejection');
+  await t.throwsAsync(Exclusive.run(options, () => {}), refused('Exclusive.run() (it awaits what fn returns)'));
+  t.is(await exclusive(() => Promise.resolve(7), options)(), 7);
+});
+
 test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => exclusive('x' as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'exclusive(fn) needs a function, got string "x"' });
+  // @ts-expect-error the types refuse generator functions too
   t.throws(() => exclusive(function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE', message: /generator function cannot be made exclusive/ });
+  // @ts-expect-error the types refuse generator functions too
   t.throws(() => exclusive(async function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => Exclusive.holder('' as string), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
   // holder() takes dir and driver only; a typo is an error, not a question to the default driver.
@@ -55,7 +68,7 @@ test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => Exclusive.holder('x', { wait: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /^options\.wait is not an option of holder\(\)/ });
   t.throws(() => Exclusive.holder('x', 42 as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'options must be an object, got number 42' });
   t.throws(() => Exclusive()(class {} as never, { kind: 'field', name: 'x' } as never), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods/ });
-  t.throws(() => Exclusive()({}, 'x', { value: 42 }), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods, not number 42/ });
+  t.throws(() => Exclusive()({}, 'x', { value: 42 } as never), { code: 'ERR_INVALID_ARG_TYPE', message: '@Exclusive decorates methods, not a property holding number 42' });
 });
 
 test('any name maps to one file inside the lock directory: slashes, .., NUL, unicode, 10 000 characters', (t) => {

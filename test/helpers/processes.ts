@@ -34,10 +34,15 @@ export interface Started {
  */
 export function start(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Started {
   const file = script.includes('/') ? script : join(FIXTURES, script);
-  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: [stdin, 'pipe', 'pipe'],
+  return startCommand(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env, stdin });
+}
+
+/** Starts any command (node, bun, deno...) in `cwd`, watched like {@link start}. */
+export function startCommand(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }): Started {
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
