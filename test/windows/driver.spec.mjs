@@ -444,3 +444,86 @@ test('Ctrl+C: forever() cleanup releases the mutex (not abandoned) and removes t
   assert.equal(lock.abandoned, false);
   lock.release();
 });
+
+// ---- Console events (Ctrl+Break, closing the console) end a forever() holder; they never leave it running unlocked ----
+
+/** GenerateConsoleCtrlEvent, to send Ctrl+C or Ctrl+Break to every process of this console (run.sh gives us one). */
+function consoleEvents() {
+  const ffi = require('ffi-rs');
+  ffi.open({ library: 'kernel32', path: 'kernel32.dll' });
+  const { GenerateConsoleCtrlEvent } = ffi.define({
+    GenerateConsoleCtrlEvent: { library: 'kernel32', retType: ffi.DataType.I32, paramsType: [ffi.DataType.U32, ffi.DataType.U32], errno: true },
+  });
+  return (event) => {
+    const sent = GenerateConsoleCtrlEvent([event, 0]);
+    assert.equal(sent.value, 1, `GenerateConsoleCtrlEvent failed (error ${sent.errnoCode}): run the suite through run.sh, which provides a console`);
+  };
+}
+
+/** How Windows' own console handler ends a process on Ctrl+C, Ctrl+Break or closing the console. */
+const STATUS_CONTROL_C_EXIT = 0xc000013a;
+
+test('Ctrl+Break, Ctrl+C and closing the console: forever() cleans up and the process ends (STATUS_CONTROL_C_EXIT), with or without an uncaughtException handler', async (t) => {
+  const send = consoleEvents();
+  const events = [
+    ['Ctrl+C', 'SIGINT', () => send(0 /* CTRL_C_EVENT */)],
+    // Wine 8 sends no CTRL_BREAK_EVENT (its console server has only Ctrl+C), and closing the console
+    // cannot be done from here: emit these as Node does on CTRL_BREAK_EVENT and CTRL_CLOSE_EVENT.
+    ['Ctrl+Break (SIGBREAK emitted)', 'SIGBREAK', undefined],
+    ['console closed (SIGHUP emitted)', 'SIGHUP', undefined],
+  ];
+  // A console event reaches every process of the console: end children an earlier (failed) test left behind.
+  await Promise.all([...children].map((c) => new Promise((resolve) => c.once('exit', resolve).kill())));
+  let ours = 0;
+  const ignore = () => ours++;
+  process.on('SIGINT', ignore);
+  try {
+    for (const [label, signal, sendEvent] of events) {
+      for (const uncaught of [false, true]) {
+        const what = `${label}, ${uncaught ? 'with' : 'without'} an uncaughtException handler`;
+        const name = unique('console-event');
+        const h = await holder(name, sendEvent ? { uncaught } : { uncaught, after: 'emit', signal });
+        const infoFile = join(lockDirectory(undefined), `exclusive-process.${name}.mutex`);
+        assert.ok(existsSync(infoFile), what);
+        if (sendEvent) sendEvent();
+        else h.go();
+        // Until the holder has ended, nobody else may get the lock. (Cleanup releases the mutex an
+        // instant before the process ends: a lock taken then must see the holder gone very soon.)
+        let exited;
+        h.exited.then((code) => (exited = code));
+        const deadline = Date.now() + 15_000;
+        let first; // the first lock we got: released by the holder's cleanup, not abandoned
+        while (exited === undefined && Date.now() < deadline) {
+          let lock;
+          try {
+            lock = Exclusive.lock({ name });
+          } catch (error) {
+            assert.ok(error instanceof CannotAcquireLock, `${what}: ${error}`);
+          }
+          if (lock !== undefined) {
+            first ??= lock.abandoned;
+            lock.release();
+            const ended = await Promise.race([h.exited, sleep(5000).then(() => 'still running')]);
+            assert.notEqual(ended, 'still running', `${what}: another process got the lock while the holder still ran; its events: ${JSON.stringify(h.events())} stderr: ${h.stderr()}`);
+          }
+          await sleep(10);
+        }
+        const code = await Promise.race([h.exited, sleep(1).then(() => 'still running')]);
+        assert.equal(code, STATUS_CONTROL_C_EXIT, `${what}: exit code ${code}; events ${JSON.stringify(h.events())} stderr: ${h.stderr()}`);
+        assert.deepEqual(h.events().map((e) => e.event), ['starting', 'held'], what);
+        assert.equal(h.stderr(), '', what);
+        if (first === undefined) { // (else the info file is ours now)
+          assert.equal(existsSync(infoFile), false, `${what}: the info file is left`);
+          const lock = Exclusive.lock({ name });
+          first = lock.abandoned;
+          lock.release();
+        }
+        assert.equal(first, false, `${what}: cleanup released the mutex`);
+        t.diagnostic(`${what}: exit code 0x${code.toString(16)}`);
+      }
+    }
+  } finally {
+    process.off('SIGINT', ignore);
+  }
+  assert.equal(ours, 2); // the real Ctrl+C, sent twice, reached us too
+});
