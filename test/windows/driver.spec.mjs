@@ -530,11 +530,12 @@ test('Ctrl+Break, Ctrl+C and closing the console: forever() cleans up and the pr
 
 // ---- A synchronous wait for ever blocks in the kernel ----
 
-test('a sync wait: true blocks in WaitForSingleObject: the release hands the mutex over at once, and a holder\'s death (abandoned) too', async () => {
+test('a sync wait: true blocks in WaitForSingleObject: the release hands the mutex over at once, and a holder\'s death (abandoned) too', async (t) => {
   for (const [after, expectAbandoned] of [['release-retry', false], ['kill', true]]) {
     const name = unique(`sync-wait-${after}`);
     const h = await holder(name, { how: 'lock', after });
     const waiter = child({ name, how: 'lock', wait: true, after: 'exit-now' });
+    let released;
     await waiter.until('starting');
     await sleep(1000); // let it reach its wait (nothing to observe from outside: it runs no JavaScript meanwhile)
     assert.deepEqual(waiter.events().map((e) => e.event), ['starting']);
@@ -544,9 +545,11 @@ test('a sync wait: true blocks in WaitForSingleObject: the release hands the mut
       h.go();
       // Released and at once tried again: a waiter blocked in the kernel already owns it (a polling
       // waiter would not: it tries every few ms, so the holder retakes it first).
-      assert.equal((await h.until('released')).retook, false, 'the holder took the lock back: the waiter was not waiting in the kernel');
+      released = await h.until('released');
+      assert.equal(released.retook, false, 'the holder took the lock back: the waiter was not waiting in the kernel');
     }
     const held = await waiter.until('held');
+    if (released) t.diagnostic(`hand-off latency (release started -> other process holds): ${(held.t - released.before).toFixed(1)} ms`);
     assert.equal(held.abandoned, expectAbandoned, after);
     assert.equal(await waiter.exited, 0);
     h.proc.kill();
