@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from './errors.js';
@@ -16,7 +16,9 @@ import { InvalidArgumentError } from './errors.js';
  * 2. A compiled `.js` file with a `.js.map` beside it naming one source is
  *    replaced by that source, so `tsx src/job.ts` and `node dist/job.js`
  *    share a name.
- * 3. The extension is dropped, and the path is made relative to the nearest
+ * 3. The file's path is its canonical one (symbolic links resolved, spelt as
+ *    on disk, so one file has one name on case-insensitive file systems).
+ * 4. The extension is dropped, and the path is made relative to the nearest
  *    `package.json` that has a `name`: `my-app/scripts/backup`. Without one,
  *    the absolute path (with `/` separators) is the name.
  * Decorators append `:Class.method`.
@@ -85,13 +87,27 @@ const cache = new Map<string, string>();
 export function nameForFile(file: string): string {
   let name = cache.get(file);
   if (name === undefined) {
-    const source = sourceOf(file);
+    const source = onDisk(sourceOf(onDisk(file)));
     const stem = source.replace(SOURCE_EXT, '');
     const pkg = nearestPackage(dirname(source));
     name = pkg ? `${pkg.name}/${relative(pkg.dir, stem).split(sep).join('/')}` : stem.split(sep).join('/');
     cache.set(file, name);
   }
   return name;
+}
+
+/**
+ * The file's canonical path as the file system spells it: where file names
+ * ignore case (Windows, macOS by default), `C:\Jobs\Nightly.mjs` and
+ * `c:\jobs\nightly.mjs` are one file, and Node reports whichever spelling
+ * started it. A file that is not there (a bundler's virtual path) keeps its path.
+ */
+function onDisk(file: string): string {
+  try {
+    return realpathSync.native(file);
+  } catch {
+    return file;
+  }
 }
 
 function sourceOf(file: string): string {

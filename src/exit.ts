@@ -13,8 +13,9 @@ import type { LockDriver } from './drivers/types.js';
  * lock users are spared that, at the price of a harmless leftover file.
  *
  * We act on a signal only when nobody else listens: then we clean up and
- * re-raise it with its default action, so the process ends as it would have
- * without us (a shell sees 128 + the signal number). When the application
+ * end the process as it would have ended without us: re-raised with its
+ * default action on POSIX (a shell sees 128 + the signal number), with the
+ * exit code of Windows' own console handler on Windows. When the application
  * has its own handler, shutting down is its business, and the 'exit' hook
  * cleans up when it exits.
  */
@@ -59,7 +60,35 @@ function onSignal(signal: NodeJS.Signals): void {
   cleanupAll();
   for (const s of SIGNALS) process.removeListener(s, onSignal);
   signalsHooked = false;
-  process.kill(process.pid, signal);
+  endAsSignalWould(signal);
+}
+
+/**
+ * STATUS_CONTROL_C_EXIT: how Windows' default console handler ends a process
+ * on Ctrl+C, Ctrl+Break or closing the console (cmd shows -1073741510).
+ */
+const STATUS_CONTROL_C_EXIT = 0xc000013a;
+
+/**
+ * Ends the process by `signal` once the locks are cleaned up; it must never
+ * go on running (it would believe it still holds them). Windows cannot
+ * re-raise: `process.kill()` of SIGBREAK or SIGHUP throws ENOSYS there, and
+ * of SIGINT or SIGTERM is TerminateProcess with code 1. So it exits with the
+ * code Windows itself would have given (TerminateProcess's 1 for SIGTERM,
+ * which only `process.kill()` sends there).
+ */
+function endAsSignalWould(signal: NodeJS.Signals): void {
+  if (process.platform !== 'win32') {
+    process.kill(process.pid, signal);
+    return;
+  }
+  const code = signal === 'SIGTERM' ? 1 : STATUS_CONTROL_C_EXIT;
+  try {
+    process.exit(code);
+  } finally {
+    // Reached only if an 'exit' listener threw: end anyway rather than run on without the locks.
+    process.kill(process.pid, 'SIGKILL');
+  }
 }
 
 /**

@@ -78,7 +78,12 @@ let systemDir: string | undefined;
  * holds a lock never creates one.
  */
 export function lockDirectory(dir: string | undefined): string {
-  return chosenDirectory(dir) ?? (systemDir ??= findSystemDir());
+  return chosenDirectory(dir) ?? systemLockDirectory();
+}
+
+/** The lock directory when neither `dir` nor `$EXCLUSIVE_PROCESS_DIR` is set (canonical). */
+export function systemLockDirectory(): string {
+  return (systemDir ??= findSystemDir());
 }
 
 /** The directory the user chose (`dir`, else `$EXCLUSIVE_PROCESS_DIR`), canonical; undefined for the system default. */

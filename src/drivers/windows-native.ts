@@ -11,6 +11,8 @@ export const WAIT_OBJECT_0 = 0;
 export const WAIT_ABANDONED = 0x80;
 export const WAIT_TIMEOUT = 0x102;
 export const WAIT_FAILED = 0xffffffff;
+/** WaitForSingleObject's "no time-out". */
+export const INFINITE = 0xffffffff;
 export const ERROR_FILE_NOT_FOUND = 2;
 export const ERROR_ACCESS_DENIED = 5;
 export const ERROR_INVALID_HANDLE = 6;

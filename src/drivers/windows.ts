@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { describe } from '../describe.js';
 import { InvalidArgumentError, LockDriverError, LockFileError } from '../errors.js';
 import { encodeRecord } from '../holder-record.js';
-import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn } from '../lock-path.js';
+import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn, systemLockDirectory } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
 import { openLockFile, readRecordAt, writeRecord } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import {
-  ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+  ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, INFINITE, loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 } from './windows-native.js';
 import { Waiter } from './windows-waiter-pool.js';
 import { evictIdle } from './idle-cache.js';
@@ -116,9 +116,11 @@ export function createWindowsDriver(): LockDriver {
  * name's encoding (`exclusive-process.` + the name with bytes outside
  * `[A-Za-z0-9._-]` %XX-encoded, long names cut and hashed), so it never
  * holds a backslash and stays under 200 of the 260 characters allowed.
- * When a lock directory is chosen (`dir` or `EXCLUSIVE_PROCESS_DIR`),
- * `@` and a hash of it follow: as with lock files, the same name in two
- * directories is two locks. Default `scope`: `'local'`.
+ * When the lock directory (`dir` or `EXCLUSIVE_PROCESS_DIR`) is another
+ * than the system default, `@` and a hash of it follow: as with lock files,
+ * the same name in two directories is two locks, and in one directory
+ * (however it was named) one lock. The info file is derived from this name
+ * ({@link infoFileName}). Default `scope`: `'local'`.
  *
  * @example
  * ```ts
@@ -128,11 +130,45 @@ export function createWindowsDriver(): LockDriver {
  */
 export function mutexName(name: string, dir: string | undefined, scope: WindowsScope = 'local'): string {
   const base = lockFileName(name).slice(0, -LOCK_FILE_SUFFIX.length);
-  const chosen = chosenDirectory(dir);
   const namespace = scope === 'global' ? 'Global\\' : 'Local\\';
-  if (chosen === undefined) return `${namespace}${base}`;
-  const path = process.platform === 'win32' ? chosen.toLowerCase() : chosen; // Windows paths ignore case
-  return `${namespace}${base}@${createHash('sha256').update(path).digest('hex').slice(0, 16)}`;
+  return `${namespace}${base}${directorySuffix(dir)}`;
+}
+
+/** `@` and a hash of the lock directory, or '' for the system default directory (also when `dir` names it). */
+function directorySuffix(dir: string | undefined): string {
+  const chosen = chosenDirectory(dir);
+  if (chosen === undefined) return '';
+  const path = comparablePath(chosen);
+  if (path === comparablePath(systemLockDirectory())) return '';
+  return `@${createHash('sha256').update(path).digest('hex').slice(0, 16)}`;
+}
+
+/** Windows paths ignore case. */
+function comparablePath(path: string): string {
+  return process.platform === 'win32' ? path.toLowerCase() : path;
+}
+
+/**
+ * The info file of the lock whose mutex is `resource`, derived from the
+ * mutex name so that two mutexes never share one: its lock part, `@global`
+ * for the global namespace, and, when the name has capital letters, `~` and
+ * a hash of its exact spelling, since mutex names are case-sensitive and
+ * Windows file names are not (`Nightly` and `nightly` are two mutexes).
+ * The directory part is where the file lives instead.
+ *
+ * @example
+ * ```ts
+ * infoFileName('Local\\exclusive-process.nightly@1f0c2a3b4c5d6e7f'); // 'exclusive-process.nightly.mutex'
+ * infoFileName('Global\\exclusive-process.Nightly'); // 'exclusive-process.Nightly@global~<16 hex digits>.mutex'
+ * ```
+ */
+export function infoFileName(resource: string): string {
+  const at = resource.lastIndexOf('@'); // an encoded lock name never holds '@'
+  const base = resource.slice(resource.indexOf('\\') + 1, at < 0 ? undefined : at);
+  const global = resource.startsWith('Global\\') ? '@global' : '';
+  // %XX escapes are always upper case: only the name's own capitals can meet their lower-case twins.
+  const folded = /[A-Z]/.test(base.replace(/%[0-9A-F]{2}/g, '')) ? `~${createHash('sha256').update(base).digest('hex').slice(0, 16)}` : '';
+  return `${base}${global}${folded}${INFO_FILE_SUFFIX}`;
 }
 
 function parseScope(options: unknown): WindowsScope {
@@ -178,10 +214,10 @@ function buildDriver(scope: WindowsScope): LockDriver {
   const waiterHeld = new Map<string, WaiterLock>();
   const waiters: Waiter[] = [];
 
-  /** The info file of the lock `name` whose mutex is `resource`. */
-  function infoPath(resource: string, name: string): string {
-    const directory = directories.get(directoryKey(resource)) ?? lockDirectory(undefined);
-    return join(directory, infoFileName(name, scope));
+  /** The info file of the lock whose mutex is `resource`. */
+  function infoPath(resource: string): string {
+    const directory = directories.get(directoryKey(resource)) ?? systemLockDirectory();
+    return join(directory, infoFileName(resource));
   }
 
   function open(resource: string): Cached {
@@ -197,19 +233,23 @@ function buildDriver(scope: WindowsScope): LockDriver {
     return cached;
   }
 
-  function tryLock(resource: string, record: HolderRecord): DriverLock | null {
+  /**
+   * Acquires the mutex on the calling thread, waiting up to `ms` in
+   * WaitForSingleObject (INFINITE: until it is released or its owner dies).
+   */
+  function lockHere(resource: string, record: HolderRecord, ms: number): DriverLock | null {
     if (waiterHeld.has(resource)) return null; // our own waiter thread holds it
     const cached = open(resource);
     // Mutexes are recursive for their owner: acquiring again here would not exclude anything.
     if (cached.held) return null;
-    const result = k.wait(cached.handle, 0);
+    const result = k.wait(cached.handle, ms);
     if (result === WAIT_TIMEOUT) {
       evictIdleHandles();
       return null;
     }
     if (result !== WAIT_OBJECT_0 && result !== WAIT_ABANDONED) throw mutexError(k.lastError(), resource, scope);
     cached.held = true;
-    cached.info ??= infoPath(resource, record.name); // a handle stays with one name
+    cached.info ??= infoPath(resource);
     writeInfo(cached.info, record);
     let released = false;
     return {
@@ -232,7 +272,7 @@ function buildDriver(scope: WindowsScope): LockDriver {
     if (reply.type !== 'acquired') retireSpareWaiters();
     if (reply.type === 'cancelled') return null;
     if (reply.type === 'error') throw mutexError(reply.error, resource, scope);
-    const held: WaiterLock = { waiter, info: infoPath(resource, record.name) };
+    const held: WaiterLock = { waiter, info: infoPath(resource) };
     waiterHeld.set(resource, held);
     writeInfo(held.info, { ...record, since: new Date() });
     let released = false;
@@ -319,10 +359,17 @@ function buildDriver(scope: WindowsScope): LockDriver {
       if (!directories.has(key)) directories.set(key, lockDirectory(dir));
       return resource;
     },
-    tryLock,
+    tryLock: (resource, record) => lockHere(resource, record, 0),
     waitLock,
+    // Blocks this thread in the kernel, as flock does for the posix driver: the release (or the owner's death) hands
+    // the mutex over at once. The shared code never calls it while this thread holds the lock (that is a conflict).
+    waitLockSync(resource, record) {
+      const lock = lockHere(resource, record, INFINITE);
+      if (lock === null) throw new LockFileError('ERR_LOCK_IO', resource, `This thread already holds the mutex ${resource}: waiting for it would never end.`);
+      return lock;
+    },
     holder(resource, name) {
-      const info = infoPath(resource, name);
+      const info = infoPath(resource);
       const unknown = (record: HolderRecord | null): HolderRecord => ({ name: record?.name ?? name, pid: null });
       const live = (record: HolderRecord | null): HolderRecord | null =>
         record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : null;
@@ -352,7 +399,7 @@ function buildDriver(scope: WindowsScope): LockDriver {
       const record = readInfo(info);
       return live(record) ?? unknown(record);
     },
-    list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name, (name) => infoFileName(name, scope)),
+    list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name, (name) => infoFileName(mutexName(name, dir, scope))),
     cleanup() {
       // Held: remove the record while still holding it (nobody else can be writing it), then release.
       for (const { waiter, info } of waiterHeld.values()) {
@@ -377,13 +424,7 @@ function buildDriver(scope: WindowsScope): LockDriver {
   };
 }
 
-/** The info file's name: the lock file's name with {@link INFO_FILE_SUFFIX}, and `@global` for the global namespace. */
-function infoFileName(name: string, scope: WindowsScope): string {
-  const base = lockFileName(name).slice(0, -LOCK_FILE_SUFFIX.length);
-  return `${base}${scope === 'global' ? '@global' : ''}${INFO_FILE_SUFFIX}`;
-}
-
-/** The part of a mutex name that tells its lock directory apart: the `@` hash (an encoded lock name never holds `@`), '' for the default. */
+/** The part of a mutex name that tells its lock directory apart: the `@` hash (an encoded lock name never holds `@`), '' for the system default. */
 function directoryKey(resource: string): string {
   const at = resource.lastIndexOf('@');
   return at < 0 ? '' : resource.slice(at);

@@ -444,3 +444,213 @@ test('Ctrl+C: forever() cleanup releases the mutex (not abandoned) and removes t
   assert.equal(lock.abandoned, false);
   lock.release();
 });
+
+// ---- Console events (Ctrl+Break, closing the console) end a forever() holder; they never leave it running unlocked ----
+
+/** GenerateConsoleCtrlEvent, to send Ctrl+C or Ctrl+Break to every process of this console (run.sh gives us one). */
+function consoleEvents() {
+  const ffi = require('ffi-rs');
+  ffi.open({ library: 'kernel32', path: 'kernel32.dll' });
+  const { GenerateConsoleCtrlEvent } = ffi.define({
+    GenerateConsoleCtrlEvent: { library: 'kernel32', retType: ffi.DataType.I32, paramsType: [ffi.DataType.U32, ffi.DataType.U32], errno: true },
+  });
+  return (event) => {
+    const sent = GenerateConsoleCtrlEvent([event, 0]);
+    assert.equal(sent.value, 1, `GenerateConsoleCtrlEvent failed (error ${sent.errnoCode}): run the suite through run.sh, which provides a console`);
+  };
+}
+
+/** How Windows' own console handler ends a process on Ctrl+C, Ctrl+Break or closing the console. */
+const STATUS_CONTROL_C_EXIT = 0xc000013a;
+
+test('Ctrl+Break, Ctrl+C and closing the console: forever() cleans up and the process ends (STATUS_CONTROL_C_EXIT), with or without an uncaughtException handler', async (t) => {
+  const send = consoleEvents();
+  const events = [
+    ['Ctrl+C', 'SIGINT', () => send(0 /* CTRL_C_EVENT */)],
+    // Wine 8 sends no CTRL_BREAK_EVENT (its console server has only Ctrl+C), and closing the console
+    // cannot be done from here: emit these as Node does on CTRL_BREAK_EVENT and CTRL_CLOSE_EVENT.
+    ['Ctrl+Break (SIGBREAK emitted)', 'SIGBREAK', undefined],
+    ['console closed (SIGHUP emitted)', 'SIGHUP', undefined],
+  ];
+  // A console event reaches every process of the console: end children an earlier (failed) test left behind.
+  await Promise.all([...children].map((c) => new Promise((resolve) => c.once('exit', resolve).kill())));
+  let ours = 0;
+  const ignore = () => ours++;
+  process.on('SIGINT', ignore);
+  try {
+    for (const [label, signal, sendEvent] of events) {
+      for (const uncaught of [false, true]) {
+        const what = `${label}, ${uncaught ? 'with' : 'without'} an uncaughtException handler`;
+        const name = unique('console-event');
+        const h = await holder(name, sendEvent ? { uncaught } : { uncaught, after: 'emit', signal });
+        const infoFile = join(lockDirectory(undefined), `exclusive-process.${name}.mutex`);
+        assert.ok(existsSync(infoFile), what);
+        if (sendEvent) sendEvent();
+        else h.go();
+        // Until the holder has ended, nobody else may get the lock. (Cleanup releases the mutex an
+        // instant before the process ends: a lock taken then must see the holder gone very soon.)
+        let exited;
+        h.exited.then((code) => (exited = code));
+        const deadline = Date.now() + 15_000;
+        let first; // the first lock we got: released by the holder's cleanup, not abandoned
+        while (exited === undefined && Date.now() < deadline) {
+          let lock;
+          try {
+            lock = Exclusive.lock({ name });
+          } catch (error) {
+            assert.ok(error instanceof CannotAcquireLock, `${what}: ${error}`);
+          }
+          if (lock !== undefined) {
+            first ??= lock.abandoned;
+            lock.release();
+            const ended = await Promise.race([h.exited, sleep(5000).then(() => 'still running')]);
+            assert.notEqual(ended, 'still running', `${what}: another process got the lock while the holder still ran; its events: ${JSON.stringify(h.events())} stderr: ${h.stderr()}`);
+          }
+          await sleep(10);
+        }
+        const code = await Promise.race([h.exited, sleep(1).then(() => 'still running')]);
+        assert.equal(code, STATUS_CONTROL_C_EXIT, `${what}: exit code ${code}; events ${JSON.stringify(h.events())} stderr: ${h.stderr()}`);
+        assert.deepEqual(h.events().map((e) => e.event), ['starting', 'held'], what);
+        assert.equal(h.stderr(), '', what);
+        if (first === undefined) { // (else the info file is ours now)
+          assert.equal(existsSync(infoFile), false, `${what}: the info file is left`);
+          const lock = Exclusive.lock({ name });
+          first = lock.abandoned;
+          lock.release();
+        }
+        assert.equal(first, false, `${what}: cleanup released the mutex`);
+        t.diagnostic(`${what}: exit code 0x${code.toString(16)}`);
+      }
+    }
+  } finally {
+    process.off('SIGINT', ignore);
+  }
+  assert.equal(ours, 2); // the real Ctrl+C, sent twice, reached us too
+});
+
+// ---- A synchronous wait for ever blocks in the kernel ----
+
+test('a sync wait: true blocks in WaitForSingleObject: the release hands the mutex over at once, and a holder\'s death (abandoned) too', async (t) => {
+  for (const [after, expectAbandoned] of [['release-retry', false], ['kill', true]]) {
+    const name = unique(`sync-wait-${after}`);
+    const h = await holder(name, { how: 'lock', after });
+    const waiter = child({ name, how: 'lock', wait: true, after: 'exit-now' });
+    let released;
+    await waiter.until('starting');
+    await sleep(1000); // let it reach its wait (nothing to observe from outside: it runs no JavaScript meanwhile)
+    assert.deepEqual(waiter.events().map((e) => e.event), ['starting']);
+    if (after === 'kill') {
+      h.proc.kill(); // TerminateProcess: the mutex is abandoned
+    } else {
+      h.go();
+      // Released and at once tried again: a waiter blocked in the kernel already owns it (a polling
+      // waiter would not: it tries every few ms, so the holder retakes it first).
+      released = await h.until('released');
+      assert.equal(released.retook, false, 'the holder took the lock back: the waiter was not waiting in the kernel');
+    }
+    const held = await waiter.until('held');
+    if (released) t.diagnostic(`hand-off latency (release started -> other process holds): ${(held.t - released.before).toFixed(1)} ms`);
+    assert.equal(held.abandoned, expectAbandoned, after);
+    assert.equal(await waiter.exited, 0);
+    h.proc.kill();
+    await h.exited;
+  }
+});
+
+// ---- Default names follow the file, not the spelling of its path ----
+
+test('one script started under two spellings of its path has one default name: the second copy dies', async () => {
+  const dist = join(import.meta.dirname, '..', 'dist', 'index.js');
+  const dir = join(OUT, 'jobs');
+  mkdirSync(dir, { recursive: true });
+  const scripts = {
+    mjs: `import { createRequire } from 'node:module';
+      import { existsSync } from 'node:fs';
+      const { Exclusive } = createRequire(import.meta.url)(${JSON.stringify(dist)});
+      const lock = Exclusive.forever({ die: true });
+      process.stdout.write(JSON.stringify({ name: lock.name }) + '\\n');
+      const wait = () => (existsSync(process.argv[2]) ? process.exit(0) : setTimeout(wait, 10));
+      wait();`,
+    cjs: `const { Exclusive } = require(${JSON.stringify(dist)});
+      const { existsSync } = require('node:fs');
+      const lock = Exclusive.forever({ die: true });
+      process.stdout.write(JSON.stringify({ name: lock.name }) + '\\n');
+      const wait = () => (existsSync(process.argv[2]) ? process.exit(0) : setTimeout(wait, 10));
+      wait();`,
+  };
+  for (const [ext, code] of Object.entries(scripts)) {
+    writeFileSync(join(dir, `nightly.${ext}`), code);
+    const start = (path) => {
+      const id = ++serial;
+      const out = join(OUT, `spelling-${id}.out`);
+      const err = join(OUT, `spelling-${id}.err`);
+      const control = join(OUT, `spelling-${id}.go`);
+      const [o, e] = [openSync(out, 'w'), openSync(err, 'w')];
+      const proc = spawn(process.execPath, [path, control], { stdio: ['ignore', o, e] });
+      closeSync(o);
+      closeSync(e);
+      children.add(proc);
+      const exited = new Promise((resolve) => proc.on('exit', (c) => resolve(c)));
+      return { proc, exited, out: () => readFileSync(out, 'utf8'), err: () => readFileSync(err, 'utf8'), go: () => writeFileSync(control, '') };
+    };
+    const first = start(join(dir, `nightly.${ext}`));
+    for (let i = 0; !first.out().includes('\n'); i++) {
+      assert.ok(i < 2000, `the first copy never held its lock: ${first.err()}`);
+      await sleep(10);
+    }
+    const { name } = JSON.parse(first.out());
+    assert.match(name, new RegExp(`/jobs/nightly$`));
+    // The same file, its folder and name spelt otherwise (Windows file names ignore case).
+    const second = start(join(OUT, 'JOBS', `Nightly.${ext}`)); // (Node knows extensions in lower case only)
+    const exitCode = await Promise.race([second.exited, sleep(20_000).then(() => 'still running')]);
+    if (exitCode !== 1) second.proc.kill();
+    assert.equal(exitCode, 1, `${ext}: the second copy ran: ${second.out()} ${second.err()}`);
+    assert.equal(second.err().replace(/\r/g, ''), `Another '${name}' process is already running (pid ${first.proc.pid}).\n`);
+    first.go();
+    assert.equal(await first.exited, 0);
+  }
+});
+
+// ---- One lock, one mutex, one info file ----
+
+test('names that differ only in case are two locks with two info files: holder() and refusals name each one\'s own holder', async () => {
+  const lower = unique('case-twin');
+  const upper = lower.toUpperCase();
+  const mixed = `${lower[0].toUpperCase()}${lower.slice(1)}`;
+  const holders = [];
+  for (const name of [lower, upper, mixed]) holders.push(await holder(name, { after: 'exit' }));
+  const check = (live) => {
+    for (const [i, name] of [lower, upper, mixed].entries()) {
+      if (!live[i]) continue;
+      assert.equal(Exclusive.holder(name).pid, holders[i].pid, name);
+      assert.equal(Exclusive.holder(name).name, name);
+      assert.throws(() => Exclusive.lock({ name }), (e) => e instanceof CannotAcquireLock && e.pid === holders[i].pid &&
+        e.message === `Another '${name}' process is already running (pid ${holders[i].pid}).`, name);
+    }
+  };
+  check([true, true, true]);
+  // One ends (its cleanup removes its info file): the others' records stay.
+  holders[0].go();
+  assert.equal(await holders[0].exited, 0);
+  assert.equal(Exclusive.holder(lower), null);
+  check([false, true, true]);
+  assert.deepEqual(windows().list(undefined).filter((n) => n.toLowerCase() === lower).sort(), [upper, mixed].sort());
+  for (const h of holders.slice(1)) h.proc.kill();
+});
+
+test('dir equal to the default directory is the default lock (one mutex, one info file), however it is spelt', async () => {
+  const name = unique('default-dir');
+  const defaultDir = lockDirectory(undefined);
+  for (const dir of [defaultDir, defaultDir.toUpperCase(), `${defaultDir}\\`]) {
+    assert.equal(mutexName(name, dir), mutexName(name, undefined), dir);
+  }
+  for (const [holderDir, otherDir] of [[defaultDir, undefined], [undefined, defaultDir.toUpperCase()]]) {
+    const h = await holder(name, holderDir === undefined ? {} : { dir: holderDir });
+    assert.equal(h.held.lockfile, `Local\\exclusive-process.${name}`);
+    assert.throws(() => Exclusive.lock({ name, dir: otherDir }), (e) => e instanceof CannotAcquireLock && e.pid === h.pid);
+    assert.equal(Exclusive.holder(name, { dir: otherDir }).pid, h.pid);
+    h.proc.kill();
+    await h.exited;
+    Exclusive.lock({ name, dir: otherDir }).release();
+  }
+});
