@@ -95,6 +95,13 @@ export interface LockDriver {
    * `signal`; without it they poll.
    */
   waitLockSync?(resource: string, record: HolderRecord): DriverLock;
+  /**
+   * True when this driver object (this thread) holds the lock at `resource`
+   * under another path to the same file: a bind mount, or on macOS a name
+   * differing only in case (optional). A synchronous wait then fails at once,
+   * as it does for the same path, instead of waiting for itself for ever.
+   */
+  heldByThisThread?(resource: string): boolean;
   /** Calls `onChange` when the lock may have been released (optional); returns a function that stops watching. */
   watch?(resource: string, onChange: () => void): () => void;
   /**
