@@ -66,17 +66,20 @@ interface Handle {
  * thread may take again, would have two holders.
  *
  * The contract, version 1, on `globalThis[Symbol.for('exclusive-process.registry.v1')]`
- * (globalThis is per thread): `{ version: 1, entries, chain }`, where
+ * (globalThis is per thread): `{ version, entries, chain }`, where `version`
+ * is the revision of the copy that created it (1 here), and
  * `entries` maps `<driver kind>\n<resource>` to an Entry and `chain` is the
  * AsyncLocalStorage of the handles (`held`, `signal`) a call chain holds, by
  * entry. Only the caller that set `busy` talks to the OS for an entry (or a
  * synchronous caller it lent it to, see `lent`); releasing the last handle
  * releases `lock` and hands `busy` to the oldest `queue` callback, or clears
- * it and deletes the entry. Later versions may add fields whose absence means
- * the old behaviour; they must keep these, and never replace the object.
+ * it and deletes the entry. Later revisions may add fields whose absence means
+ * the old behaviour; they must keep these with these meanings, and never
+ * replace the object. An incompatible change would need a new key, and
+ * would give up sharing with copies of this one.
  */
 interface SharedRegistry {
-  readonly version: 1;
+  readonly version: number;
   readonly entries: Map<string, Entry>;
   readonly chain: AsyncLocalStorage<ReadonlyMap<Entry, readonly Handle[]>>;
 }
@@ -441,11 +444,11 @@ function waitSync(attempt: (block: boolean) => DriverLock | null, settings: Lock
  */
 export async function acquire(t: Target): Promise<ExclusiveLock> {
   const { settings, name, resource } = t;
-  const { signal } = settings;
-  const found = findEntry(settings.driver, resource);
-  if (found !== undefined && isReentry(found)) return reenter(name, settings.driver, found, false);
+  const { driver, signal } = settings;
+  const found = findEntry(driver, resource);
+  if (found !== undefined && isReentry(found)) return reenter(name, driver, found, false);
   signal?.throwIfAborted();
-  const entry = found ?? entryFor(settings.driver, resource);
+  const entry = found ?? entryFor(driver, resource);
   const deadline = performance.now() + settings.waitMs;
   if (!entry.busy) entry.busy = true;
   else if (settings.waitMs === 0 || !(await turn(entry, deadline, signal))) {
@@ -453,15 +456,15 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
     // Held here, or only waited for here: then the holder is another process.
     return conflict(t, entry.lock !== null ? process.pid : undefined);
   }
-  const driver = settings.driver.synchronous ? pausedWhileLent(settings.driver, entry) : settings.driver;
   let lock: DriverLock | null = null;
   let record = recordForThisProcess(name, settings.command);
   try {
-    const tried = driver.tryLock(resource, record, signal);
+    // Not while a synchronous caller holds it on loan (see pausedWhileLent).
+    const tried = entry.lock !== null ? null : driver.tryLock(resource, record, signal);
     lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
     if (lock === null && settings.waitMs > 0) {
       record = recordForThisProcess(name, settings.command);
-      lock = await (settings.driver.waitLock ? nativeWait(settings.driver, resource, record, deadline, signal) : pollWait(driver, resource, record, deadline, signal));
+      lock = await (driver.waitLock ? nativeWait(driver, resource, record, deadline, signal) : pollWait(pausedWhileLent(driver, entry), resource, record, deadline, signal));
     }
   } catch (error) {
     endTurn(entry);
@@ -472,7 +475,7 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
     signal?.throwIfAborted();
     return conflict(t, entry.lock !== null ? process.pid : undefined);
   }
-  return hold(name, settings.driver, entry, lock, record, false);
+  return hold(name, driver, entry, lock, record, false);
 }
 
 /** Waits for this thread's current holder to let go: true when the reservation passed to us, false at the deadline or abort. */

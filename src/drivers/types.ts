@@ -71,7 +71,9 @@ export interface LockDriver {
   readonly synchronous: boolean;
   /**
    * Where the lock called `name` lives: a file path, mutex name or key.
-   * Reported as `lockfile`, and the key of the in-process registry.
+   * Reported as `lockfile`. With `kind`, the key of the in-process registry
+   * (shared by every copy of this package in a thread): two drivers of one
+   * kind that locate a name at the same resource are one lock there.
    * `dir` is the `dir` option as given (undefined: the default directory).
    */
   locate(name: string, dir: string | undefined): string;
