@@ -2,15 +2,16 @@
 // nested in node_modules) share the thread's locks: they exclude and
 // re-enter each other as one copy does, and never deadlock the thread.
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FIXTURES, lockDir, ROOT } from './helpers/processes.js';
+import { lockFiles } from './helpers/suite.js';
 
-/** Builds the package once and installs it twice, as two versions, under one temp dir that resolves its dependencies from ours. */
-async function twoCopies(): Promise<[string, string, () => void]> {
+/** Builds the package and installs it twice, as two versions, under one temp dir that resolves its dependencies from ours. */
+async function buildTwoCopies(): Promise<[string, string, () => void]> {
   const base = mkdtempSync(join(tmpdir(), 'exclusive-copies-'));
   symlinkSync(join(ROOT, 'node_modules'), join(base, 'node_modules'), 'dir');
   const a = join(base, 'a');
@@ -23,9 +24,17 @@ async function twoCopies(): Promise<[string, string, () => void]> {
   return [a, b, () => rmSync(base, { recursive: true, force: true })];
 }
 
+let built: ReturnType<typeof buildTwoCopies> | undefined;
+/** The two copies, built once for all tests of this file. */
+function twoCopies(): ReturnType<typeof buildTwoCopies> {
+  return (built ??= buildTwoCopies());
+}
+test.after.always(async () => {
+  if (built !== undefined) (await built)[2]();
+});
+
 test('two copies of the package in one process: sync and async waits and conflicts, re-entry, forever() and an exact counter across both', async (t) => {
-  const [a, b, remove] = await twoCopies();
-  t.teardown(remove);
+  const [a, b] = await twoCopies();
   const dir = lockDir();
   // In a child with a time limit: a copy blocking on the other's lock would otherwise hang the suite.
   let pid: number | undefined;
@@ -47,4 +56,22 @@ test('two copies of the package in one process: sync and async waits and conflic
   t.is(counter.counter, counter.expected);
   t.is(counter.maxRunning, 1);
   t.true(counter.syncRefused);
+});
+
+test('two copies each holding a lock with forever(): SIGTERM still ends the process, and both lock files are removed', async (t) => {
+  const [a, b] = await twoCopies();
+  const dir = lockDir();
+  const child = spawn(process.execPath, [join(FIXTURES, 'two-copies-forever.cjs'), a, b, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const ended = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  t.deepEqual(lockFiles(dir).sort(), ['exclusive-process.forever-a.lock', 'exclusive-process.forever-b.lock']);
+  child.kill('SIGTERM');
+  // Each copy used to see the other's handler as the application's and leave the signal alone.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const end = await ended;
+  clearTimeout(timer);
+  t.is(end, 'SIGTERM', stderr);
+  t.deepEqual(lockFiles(dir), []);
 });
