@@ -9,9 +9,10 @@ import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
 /**
  * The shared lock logic every form of the API goes through, written once for
  * all drivers:
- * - an in-process registry per driver and resource, so concurrent calls in
- *   one thread queue here and only one of them talks to the OS (100 waiters
- *   cost one OS waiter, and a reused file descriptor is never locked twice);
+ * - an in-process registry per driver kind and resource, shared by every
+ *   copy of this package in the thread, so concurrent calls in one thread
+ *   queue here and only one of them talks to the OS (100 waiters cost one OS
+ *   waiter, and a reused file descriptor is never locked twice);
  * - reentrancy for the call chain that holds a lock (AsyncLocalStorage), and
  *   for the whole process after `forever()`;
  * - the wait policy: the driver's native wait, or retries woken by the
@@ -359,8 +360,10 @@ export function acquireSync(t: Target, processWide = false): ExclusiveLock {
   const found = findEntry(driver, resource);
   if (found !== undefined && isReentry(found)) return reenter(name, driver, found, processWide);
   if (settings.signal?.aborted) throw settings.signal.reason;
-  // Held by another call chain of this thread: a blocking wait could never
-  // see it released, so this is a conflict whatever `wait` says.
+  // Held by another call chain of this thread (or waited for on another
+  // thread, which could take it while we block): a blocking wait could never
+  // see it released, so this is a conflict whatever `wait` says. A caller
+  // that only polls for another process lends us its turn instead.
   if (found?.busy && !canBorrow(found, driver)) return conflictSync(t, found.lock !== null ? process.pid : undefined);
   // Reserved (or borrowed) for the whole wait: no JavaScript runs in this
   // thread meanwhile, and the entry must stay registered for the hold to be seen.
