@@ -496,3 +496,25 @@ test('two copies of the package in one process: never two holders; a blocking wa
   assert.equal(Exclusive.holder(name), null);
   rmSync(copy, { recursive: true, force: true });
 });
+
+// While an async call of this process waits (on a waiter thread) for a lock
+// another process holds, other calls of this process used to be refused
+// naming this process. They name the holder; a synchronous one fails at once
+// (the waiter thread could take the mutex while this thread blocks).
+test('behind an async call waiting for a holder process, other calls are refused naming the holder, and the waiter still gets the lock', async () => {
+  const name = unique('behind-waiter');
+  const h = await holder(name, { how: 'lock', after: 'release' });
+  const waiting = Exclusive.acquire({ name, wait: 20_000 });
+  await sleep(200);
+  const byHolder = (e) => e instanceof CannotAcquireLock && e.pid === h.pid;
+  assert.throws(() => Exclusive.lock({ name }), byHolder);
+  assert.throws(() => Exclusive.lock({ name, wait: true }), byHolder);
+  await assert.rejects(Exclusive.acquire({ name }), byHolder);
+  await assert.rejects(Exclusive.acquire({ name, wait: 100 }), byHolder);
+  h.go();
+  const lock = await waiting;
+  assert.equal(Exclusive.holder(name).pid, process.pid);
+  lock.release();
+  h.proc.kill();
+  await h.exited;
+});
