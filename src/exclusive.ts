@@ -3,7 +3,7 @@ import { describe } from './describe.js';
 import { callerFile, nameForFile, nameFromCaller } from './default-name.js';
 import type { DriverName, HolderRecord, LockDriver } from './drivers/types.js';
 import { InvalidArgumentError } from './errors.js';
-import { acquire, acquireSync, ExclusiveLock, holderOf, holdForProcess, requireSynchronous, runHolding, target } from './lock.js';
+import { acquire, acquireForProcess, acquireSync, ExclusiveLock, holderOf, requireSynchronous, runHolding, target } from './lock.js';
 import { validateName } from './lock-path.js';
 import { parseHolderOptions, parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
 import { guard, type NotAGenerator } from './wrap.js';
@@ -273,10 +273,7 @@ function parseLockOptions(options: unknown, form: string): LockSettings {
 function forever(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseLockOptions(options, 'Exclusive.forever()');
   requireSynchronous(settings.driver, 'Exclusive.forever()');
-  const t = target(settings, settings.name ?? nameFromCaller());
-  const lock = acquireSync(t);
-  holdForProcess(t);
-  return lock;
+  return acquireForProcess(target(settings, settings.name ?? nameFromCaller()));
 }
 
 async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: ExclusiveLock) => R): Promise<Awaited<R>> {

@@ -53,15 +53,22 @@ function cleanupAll(): void {
   drivers.clear();
 }
 
+/**
+ * Marks the signal handler of every copy of this package loaded in the
+ * process (npm link, two versions in node_modules), so that no copy takes
+ * another's handler for the application's and leaves the signal to it.
+ */
+const OURS = Symbol.for('exclusive-process.signal-handler');
+
 // First in line (prependListener), so an application handler added with
 // `once` is still counted when we look: it is the one to shut down.
-function onSignal(signal: NodeJS.Signals): void {
-  if (process.listenerCount(signal) > 1) return;
+const onSignal = Object.assign((signal: NodeJS.Signals): void => {
+  if (process.listeners(signal).some((listener) => !(OURS in listener))) return;
   cleanupAll();
   for (const s of SIGNALS) process.removeListener(s, onSignal);
   signalsHooked = false;
   endAsSignalWould(signal);
-}
+}, { [OURS]: true });
 
 /**
  * STATUS_CONTROL_C_EXIT: how Windows' default console handler ends a process

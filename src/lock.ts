@@ -9,9 +9,10 @@ import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
 /**
  * The shared lock logic every form of the API goes through, written once for
  * all drivers:
- * - an in-process registry per driver and resource, so concurrent calls in
- *   one thread queue here and only one of them talks to the OS (100 waiters
- *   cost one OS waiter, and a reused file descriptor is never locked twice);
+ * - an in-process registry per driver kind and resource, shared by every
+ *   copy of this package in the thread, so concurrent calls in one thread
+ *   queue here and only one of them talks to the OS (100 waiters cost one OS
+ *   waiter, and a reused file descriptor is never locked twice);
  * - reentrancy for the call chain that holds a lock (AsyncLocalStorage), and
  *   for the whole process after `forever()`;
  * - the wait policy: the driver's native wait, or retries woken by the
@@ -19,8 +20,14 @@ import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
  * - the conflict policy (`die` or `CannotAcquireLock`), in one place.
  */
 
+/**
+ * One lock of this thread, held or being acquired. Part of the shared
+ * registry (see SharedRegistry): every copy of this package in the thread
+ * reads and writes it, so its fields and their meaning are a contract.
+ */
 interface Entry {
-  readonly driver: LockDriver;
+  /** The registry key: the driver's kind and the resource (see keyOf). */
+  readonly key: string;
   readonly resource: string;
   /** True from the moment one caller starts acquiring until it releases (or gives up). */
   busy: boolean;
@@ -33,19 +40,68 @@ interface Entry {
   handles: number;
   /** Our own holder record, for `holder()` while we hold it. */
   record: HolderRecord | null;
-  /** Held by `forever()`: every acquisition in this thread re-enters. */
-  processWide: boolean;
+  /** Unreleased `forever()` handles: while there is one, every acquisition in this thread re-enters. */
+  processWide: number;
+  /**
+   * True while a synchronous caller holds (or waits for) the lock on loan
+   * from an asynchronous caller that reserved it and is still polling the
+   * OS. Whichever of the two finishes second ends the reservation (endTurn).
+   */
+  lent: boolean;
   /** In-process callers waiting for `busy` to clear, oldest first. */
   readonly queue: Set<() => void>;
 }
 
-const registries = new WeakMap<LockDriver, Map<string, Entry>>();
+/** What a call chain's re-entry store holds: any copy's handles, which all have these. */
+interface Handle {
+  readonly held: boolean;
+  readonly signal: AbortSignal;
+}
+
 /**
- * The handles the current async call chain acquired, by entry, innermost
- * last. A continuation can outlive an inner handle and still run inside an
- * outer one, so all are kept.
+ * The registry and the re-entry store, shared by every copy of this package
+ * loaded in one thread (npm link, two versions nested in node_modules, a
+ * bundle next to the package), so that they exclude and re-enter each other
+ * as one: otherwise a copy's blocking wait on a lock another copy holds in
+ * the same thread would never end, and a Windows mutex, which its owning
+ * thread may take again, would have two holders.
+ *
+ * The contract, version 1, on `globalThis[Symbol.for('exclusive-process.registry.v1')]`
+ * (globalThis is per thread): `{ version, entries, chain }`, where `version`
+ * is the revision of the copy that created it (1 here), and
+ * `entries` maps `<driver kind>\n<resource>` to an Entry and `chain` is the
+ * AsyncLocalStorage of the handles (`held`, `signal`) a call chain holds, by
+ * entry. Only the caller that set `busy` talks to the OS for an entry (or a
+ * synchronous caller it lent it to, see `lent`); releasing the last handle
+ * releases `lock` and hands `busy` to the oldest `queue` callback, or clears
+ * it and deletes the entry. Later revisions may add fields whose absence means
+ * the old behaviour; they must keep these with these meanings, and never
+ * replace the object. An incompatible change would need a new key, and
+ * would give up sharing with copies of this one.
  */
-const chain = new AsyncLocalStorage<ReadonlyMap<Entry, readonly ExclusiveLock[]>>();
+interface SharedRegistry {
+  readonly version: number;
+  readonly entries: Map<string, Entry>;
+  readonly chain: AsyncLocalStorage<ReadonlyMap<Entry, readonly Handle[]>>;
+}
+
+const SHARED = Symbol.for('exclusive-process.registry.v1');
+
+function sharedRegistry(): SharedRegistry {
+  const global = globalThis as { [SHARED]?: SharedRegistry };
+  const found = global[SHARED];
+  if (found !== undefined) return found;
+  const created: SharedRegistry = { version: 1, entries: new Map(), chain: new AsyncLocalStorage() };
+  Object.defineProperty(global, SHARED, { value: created, enumerable: false, writable: false, configurable: false });
+  return created;
+}
+
+const { entries: registry, chain } = sharedRegistry();
+
+/** The registry key: by kind and resource, not driver object, so two copies' drivers meet. */
+function keyOf(driver: LockDriver, resource: string): string {
+  return `${driver.kind}\n${resource}`;
+}
 
 /**
  * Waits between retries, doubling from the first to the max. Asynchronous
@@ -88,10 +144,10 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
   #failure: { error: unknown } | undefined;
 
   /** @internal */
-  constructor(name: string, entry: Entry, release: () => void | Promise<void>) {
+  constructor(name: string, driver: string, entry: Entry, release: () => void | Promise<void>) {
     this.name = name;
     this.lockfile = entry.resource;
-    this.driver = entry.driver.kind;
+    this.driver = driver;
     this.abandoned = entry.lock?.abandoned === true;
     this.fencingToken = entry.lock?.fencingToken;
     this.#release = release;
@@ -165,24 +221,37 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
 
 /** The entry of a lock this thread holds or is acquiring, without registering one. */
 function findEntry(driver: LockDriver, resource: string): Entry | undefined {
-  return registries.get(driver)?.get(resource);
+  return registry.get(keyOf(driver, resource));
 }
 
 function entryFor(driver: LockDriver, resource: string): Entry {
-  let registry = registries.get(driver);
-  if (registry === undefined) registries.set(driver, (registry = new Map()));
-  let entry = registry.get(resource);
+  const key = keyOf(driver, resource);
+  let entry = registry.get(key);
   if (entry === undefined) {
-    entry = { driver, resource, busy: false, lock: null, handles: 0, record: null, processWide: false, queue: new Set() };
-    registry.set(resource, entry);
+    entry = { key, resource, busy: false, lock: null, handles: 0, record: null, processWide: 0, lent: false, queue: new Set() };
+    registry.set(key, entry);
   }
   return entry;
 }
 
 /** One more handle on a lock held through the caller's call chain (or `forever()`). */
-function reenter(name: string, entry: Entry): ExclusiveLock {
+function reenter(name: string, driver: LockDriver, entry: Entry, processWide: boolean): ExclusiveLock {
   entry.handles++;
-  return new ExclusiveLock(name, entry, () => letGo(entry));
+  return handle(name, driver, entry, processWide);
+}
+
+/**
+ * A handle whose release gives up its share of the hold; a `forever()`
+ * handle also its share of the process-wide re-entry, which therefore ends
+ * with it, not with the hold (that may be a run() it was taken inside).
+ */
+function handle(name: string, driver: LockDriver, entry: Entry, processWide: boolean): ExclusiveLock {
+  if (!processWide) return new ExclusiveLock(name, driver.kind, entry, () => letGo(entry));
+  entry.processWide++;
+  return new ExclusiveLock(name, driver.kind, entry, () => {
+    entry.processWide--;
+    return letGo(entry);
+  });
 }
 
 /**
@@ -192,20 +261,20 @@ function reenter(name: string, entry: Entry): ExclusiveLock {
  * holder's hold.
  */
 function isReentry(entry: Entry): boolean {
-  return entry.lock !== null && (entry.processWide || heldHandle(entry) !== undefined);
+  return entry.lock !== null && (entry.processWide > 0 || heldHandle(entry) !== undefined);
 }
 
 /** The innermost unreleased handle this call chain has for `entry`. */
-function heldHandle(entry: Entry): ExclusiveLock | undefined {
+function heldHandle(entry: Entry): Handle | undefined {
   return chain.getStore()?.get(entry)?.findLast((handle) => handle.held);
 }
 
-function hold(name: string, entry: Entry, lock: DriverLock, record: HolderRecord): ExclusiveLock {
+function hold(name: string, driver: LockDriver, entry: Entry, lock: DriverLock, record: HolderRecord, processWide: boolean): ExclusiveLock {
   entry.lock = lock;
   entry.handles = 1;
   entry.record = lock.details === undefined ? record : { ...record, details: lock.details };
-  registerCleanup(entry.driver);
-  return new ExclusiveLock(name, entry, () => letGo(entry));
+  registerCleanup(driver);
+  return handle(name, driver, entry, processWide);
 }
 
 /** Releases one handle; the last one gives the lock up. */
@@ -214,8 +283,7 @@ function letGo(entry: Entry): void | Promise<void> {
   const lock = entry.lock!;
   entry.lock = null;
   entry.record = null;
-  entry.processWide = false;
-  const done = (): void => unreserve(entry);
+  const done = (): void => endTurn(entry);
   let result: void | Promise<void>;
   try {
     result = lock.release();
@@ -228,6 +296,16 @@ function letGo(entry: Entry): void | Promise<void> {
 }
 
 /**
+ * Ends a caller's turn: a synchronous caller that borrowed the reservation
+ * gives it back to the asynchronous caller still waiting (and that caller,
+ * if it gave up first, leaves ending it to the borrower); otherwise unreserve.
+ */
+function endTurn(entry: Entry): void {
+  if (entry.lent) entry.lent = false;
+  else unreserve(entry);
+}
+
+/**
  * Hands the reservation to the oldest in-process waiter (first come, first
  * served), or frees it; a free entry leaves the registry, so a process that
  * uses many names (one per user...) does not keep one for each.
@@ -236,16 +314,18 @@ function unreserve(entry: Entry): void {
   const [next] = entry.queue;
   if (next === undefined) {
     entry.busy = false;
-    if (entry.lock === null) registries.get(entry.driver)?.delete(entry.resource);
+    if (entry.lock === null && registry.get(entry.key) === entry) registry.delete(entry.key);
   } else {
     entry.queue.delete(next);
     next();
   }
 }
 
-/** How many locks of `driver` this thread's registry tracks (held, or being acquired); for tests. */
+/** How many locks of `driver`'s kind this thread's registry tracks (held, or being acquired); for tests. */
 export function registeredLocks(driver: LockDriver): number {
-  return registries.get(driver)?.size ?? 0;
+  let count = 0;
+  for (const key of registry.keys()) if (key.startsWith(`${driver.kind}\n`)) count++;
+  return count;
 }
 
 /** Settings plus the resolved name and resource: what one acquisition needs. */
@@ -271,37 +351,74 @@ export function requireSynchronous(driver: LockDriver, what: string): void {
 /**
  * Takes the lock synchronously, waiting (blocking this thread) up to
  * `waitMs`. On conflict applies `die` or throws CannotAcquireLock.
+ * `processWide` (forever()): every acquisition in this thread re-enters
+ * until this handle is released.
  */
-export function acquireSync(t: Target): ExclusiveLock {
+export function acquireSync(t: Target, processWide = false): ExclusiveLock {
   const { settings, name, resource } = t;
   const { driver } = settings;
   const found = findEntry(driver, resource);
-  if (found !== undefined && isReentry(found)) return reenter(name, found);
+  if (found !== undefined && isReentry(found)) return reenter(name, driver, found, processWide);
   if (settings.signal?.aborted) throw settings.signal.reason;
-  // Held by another call chain of this thread: a blocking wait could never
-  // see it released, so this is a conflict whatever `wait` says.
-  if (found?.busy) return conflictSync(t, process.pid);
-  // Reserved for the whole wait: no JavaScript runs in this thread meanwhile,
-  // and the entry must stay registered for the hold to be seen.
+  // Held by another call chain of this thread (or waited for on another
+  // thread, which could take it while we block): a blocking wait could never
+  // see it released, so this is a conflict whatever `wait` says. A caller
+  // that only polls for another process lends us its turn instead.
+  if (found?.busy && !canBorrow(found, driver)) return conflictSync(t, found.lock !== null ? process.pid : undefined);
+  // Reserved (or borrowed) for the whole wait: no JavaScript runs in this
+  // thread meanwhile, and the entry must stay registered for the hold to be seen.
   const entry = found ?? entryFor(driver, resource);
-  entry.busy = true;
+  if (entry.busy) entry.lent = true;
+  else entry.busy = true;
   let record!: HolderRecord; // this attempt's: `since` is when it succeeded
   const attempt = (block: boolean): DriverLock | null => {
     record = recordForThisProcess(name, settings.command);
     return block ? driver.waitLockSync!(resource, record) : (driver.tryLock(resource, record) as DriverLock | null);
   };
   let lock: DriverLock | null;
+  let ours = false;
   try {
     const deadline = performance.now() + settings.waitMs;
-    lock = attempt(false) ?? (settings.waitMs > 0 ? withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline)) : null);
+    lock = attempt(false);
+    // Held by this thread under another path to the same file: same as held by another chain.
+    if (lock === null && settings.waitMs > 0) ours = driver.heldByThisThread?.(resource) === true;
+    if (lock === null && settings.waitMs > 0 && !ours) lock = withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline));
   } catch (error) {
-    unreserve(entry);
+    endTurn(entry);
     throw error;
   }
-  if (lock !== null) return hold(name, entry, lock, record);
-  unreserve(entry);
+  if (lock !== null) return hold(name, driver, entry, lock, record, processWide);
+  endTurn(entry);
   if (settings.signal?.aborted) throw settings.signal.reason;
-  return conflictSync(t, undefined);
+  return conflictSync(t, ours ? process.pid : undefined);
+}
+
+/**
+ * True when a synchronous caller may take the lock over from the
+ * asynchronous caller that reserved it: nothing of this thread holds it, and
+ * that caller only polls the OS from this thread, so it cannot act while we
+ * block, and its attempts wait while we hold (see pausedWhileLent). A native
+ * waiter (Windows) waits on another thread, which could take the lock while
+ * this one blocks for it: never borrowed from.
+ */
+function canBorrow(entry: Entry, driver: LockDriver): boolean {
+  return entry.lock === null && !entry.lent && driver.waitLock === undefined;
+}
+
+/**
+ * The driver as the caller holding the reservation sees it: no attempt while
+ * a synchronous caller holds the lock on loan. An attempt then could even
+ * succeed: flock on the open file description that holds the lock does.
+ */
+function pausedWhileLent(driver: LockDriver, entry: Entry): LockDriver {
+  return {
+    kind: driver.kind,
+    synchronous: driver.synchronous,
+    locate: (name, dir) => driver.locate(name, dir),
+    holder: (resource, name) => driver.holder(resource, name),
+    tryLock: (resource, record, signal) => (entry.lock !== null ? null : driver.tryLock(resource, record, signal)),
+    ...(driver.watch && { watch: (resource: string, onChange: () => void) => driver.watch!(resource, onChange) }),
+  };
 }
 
 /**
@@ -332,34 +449,36 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
   const { settings, name, resource } = t;
   const { driver, signal } = settings;
   const found = findEntry(driver, resource);
-  if (found !== undefined && isReentry(found)) return reenter(name, found);
+  if (found !== undefined && isReentry(found)) return reenter(name, driver, found, false);
   signal?.throwIfAborted();
   const entry = found ?? entryFor(driver, resource);
   const deadline = performance.now() + settings.waitMs;
   if (!entry.busy) entry.busy = true;
   else if (settings.waitMs === 0 || !(await turn(entry, deadline, signal))) {
     signal?.throwIfAborted();
-    return conflict(t, process.pid);
+    // Held here, or only waited for here: then the holder is another process.
+    return conflict(t, entry.lock !== null ? process.pid : undefined);
   }
   let lock: DriverLock | null = null;
   let record = recordForThisProcess(name, settings.command);
   try {
-    const tried = driver.tryLock(resource, record, signal);
+    // Not while a synchronous caller holds it on loan (see pausedWhileLent).
+    const tried = entry.lock !== null ? null : driver.tryLock(resource, record, signal);
     lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
     if (lock === null && settings.waitMs > 0) {
       record = recordForThisProcess(name, settings.command);
-      lock = await (driver.waitLock ? nativeWait(driver, resource, record, deadline, signal) : pollWait(driver, resource, record, deadline, signal));
+      lock = await (driver.waitLock ? nativeWait(driver, resource, record, deadline, signal) : pollWait(pausedWhileLent(driver, entry), resource, record, deadline, signal));
     }
   } catch (error) {
-    unreserve(entry);
+    endTurn(entry);
     throw error;
   }
   if (lock === null) {
-    unreserve(entry);
+    endTurn(entry);
     signal?.throwIfAborted();
-    return conflict(t, undefined);
+    return conflict(t, entry.lock !== null ? process.pid : undefined);
   }
-  return hold(name, entry, lock, record);
+  return hold(name, driver, entry, lock, record, false);
 }
 
 /** Waits for this thread's current holder to let go: true when the reservation passed to us, false at the deadline or abort. */
@@ -452,10 +571,11 @@ export function holderOf(t: Target): HolderRecord | null | Promise<HolderRecord 
   return t.settings.driver.holder(t.resource, t.name);
 }
 
-/** Marks a held lock as the whole process's (forever()): re-entered by every acquisition, cleaned up on signals too. */
-export function holdForProcess(t: Target): void {
-  entryFor(t.settings.driver, t.resource).processWide = true;
+/** Takes the lock for the whole process (forever()): re-entered by every acquisition in this thread while the handle is held, cleaned up on signals too. */
+export function acquireForProcess(t: Target): ExclusiveLock {
+  const lock = acquireSync(t, true);
   cleanupOnSignals();
+  return lock;
 }
 
 async function conflict(t: Target, pid: number | null | undefined): Promise<never> {

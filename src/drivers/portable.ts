@@ -179,6 +179,10 @@ export function createPortableDriver(): LockDriver {
     // By name: the file disappears on release and a new one appears on the
     // next acquisition, which a watch on the file itself would not follow.
     watch: (path, onChange) => watchLockFile(path, onChange, true),
+    heldByThisThread(path) {
+      const token = readClaim(path)?.token;
+      return token !== undefined && [...held.values()].includes(token);
+    },
     holder(path) {
       const claim = readClaim(path);
       return claim !== undefined && isLive(claim) ? claim.record : null;

@@ -1,4 +1,4 @@
-import { closeSync, futimesSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { closeSync, futimesSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
 import { lockFilePath, lockNamesIn } from '../lock-path.js';
@@ -116,6 +116,16 @@ export function createPosixDriver(): LockDriver {
     // Blocks in the kernel, which hands the lock over within a fraction of a millisecond.
     waitLockSync: (path, record) => lock(path, record, LOCK_EX)!,
     watch: (path, onChange) => watchLockFile(path, onChange),
+    heldByThisThread(path) {
+      let stat;
+      try {
+        stat = statSync(path);
+      } catch {
+        return false; // no file there: nothing held through it
+      }
+      for (const file of files.values()) if (file.held && file.ino === stat.ino && file.dev === stat.dev) return true;
+      return false;
+    },
     holder(path) {
       const file = openExistingLockFile(path);
       if (file === undefined) return null;

@@ -73,7 +73,9 @@ export interface LockDriver {
   readonly synchronous: boolean;
   /**
    * Where the lock called `name` lives: a file path, mutex name or key.
-   * Reported as `lockfile`, and the key of the in-process registry.
+   * Reported as `lockfile`. With `kind`, the key of the in-process registry
+   * (shared by every copy of this package in a thread): two drivers of one
+   * kind that locate a name at the same resource are one lock there.
    * `dir` is the `dir` option as given (undefined: the default directory).
    */
   locate(name: string, dir: string | undefined): string;
@@ -97,6 +99,13 @@ export interface LockDriver {
    * `signal`; without it they poll.
    */
   waitLockSync?(resource: string, record: HolderRecord): DriverLock;
+  /**
+   * True when this driver object (this thread) holds the lock at `resource`
+   * under another path to the same file: a bind mount, or on macOS a name
+   * differing only in case (optional). A synchronous wait then fails at once,
+   * as it does for the same path, instead of waiting for itself for ever.
+   */
+  heldByThisThread?(resource: string): boolean;
   /** Calls `onChange` when the lock may have been released (optional); returns a function that stops watching. */
   watch?(resource: string, onChange: () => void): () => void;
   /**

@@ -654,3 +654,77 @@ test('dir equal to the default directory is the default lock (one mutex, one inf
     Exclusive.lock({ name, dir: otherDir }).release();
   }
 });
+
+// Two copies of the package in one process (npm link, two versions nested in
+// node_modules). A mutex may be taken again by the thread that owns it, so
+// without the registry they share, the second copy would hold it too.
+test('two copies of the package in one process: never two holders; a blocking wait fails at once; waits and an exact counter across both', async () => {
+  const { cpSync, rmSync } = require('node:fs');
+  const copy = join(import.meta.dirname, '..', '.copy-b');
+  rmSync(copy, { recursive: true, force: true });
+  cpSync(join(import.meta.dirname, '..', 'dist'), join(copy, 'dist'), { recursive: true });
+  const B = require(join(copy, 'dist', 'index.js'));
+  assert.notEqual(B.Exclusive, Exclusive);
+  const name = unique('copies');
+  const outcome = (call) => {
+    try {
+      call().release();
+      return 'acquired';
+    } catch (error) {
+      return `${error.code} ${error.pid}`;
+    }
+  };
+  const own = `ERR_LOCK_HELD ${process.pid}`;
+  const held = Exclusive.lock({ name });
+  assert.equal(outcome(() => B.Exclusive.lock({ name })), own);
+  assert.equal(outcome(() => B.Exclusive.lock({ name, wait: true })), own);
+  await assert.rejects(B.Exclusive.acquire({ name }), (error) => error.code === 'ERR_LOCK_HELD' && error.pid === process.pid);
+  let got = false;
+  const waiting = B.Exclusive.acquire({ name, wait: 20_000 }).then((lock) => ((got = true), lock));
+  await sleep(200);
+  assert.equal(got, false);
+  held.release();
+  const next = await waiting;
+  assert.equal(outcome(() => Exclusive.lock({ name })), own);
+  await next.release();
+  // Both copies increment one counter, each increment spanning an await.
+  let counter = 0;
+  let running = 0;
+  let maxRunning = 0;
+  const body = async () => {
+    running++;
+    maxRunning = Math.max(maxRunning, running);
+    const value = counter;
+    await sleep(1);
+    counter = value + 1;
+    running--;
+  };
+  const increments = [Exclusive, B.Exclusive].map((copy) => () => copy.run({ name, wait: 60_000 }, body));
+  await Promise.all(Array.from({ length: 100 }, (_, i) => increments[i % 2]()));
+  assert.equal(counter, 100);
+  assert.equal(maxRunning, 1);
+  assert.equal(Exclusive.holder(name), null);
+  rmSync(copy, { recursive: true, force: true });
+});
+
+// While an async call of this process waits (on a waiter thread) for a lock
+// another process holds, other calls of this process used to be refused
+// naming this process. They name the holder; a synchronous one fails at once
+// (the waiter thread could take the mutex while this thread blocks).
+test('behind an async call waiting for a holder process, other calls are refused naming the holder, and the waiter still gets the lock', async () => {
+  const name = unique('behind-waiter');
+  const h = await holder(name, { how: 'lock', after: 'release' });
+  const waiting = Exclusive.acquire({ name, wait: 20_000 });
+  await sleep(200);
+  const byHolder = (e) => e instanceof CannotAcquireLock && e.pid === h.pid;
+  assert.throws(() => Exclusive.lock({ name }), byHolder);
+  assert.throws(() => Exclusive.lock({ name, wait: true }), byHolder);
+  await assert.rejects(Exclusive.acquire({ name }), byHolder);
+  await assert.rejects(Exclusive.acquire({ name, wait: 100 }), byHolder);
+  h.go();
+  const lock = await waiting;
+  assert.equal(Exclusive.holder(name).pid, process.pid);
+  lock.release();
+  h.proc.kill();
+  await h.exited;
+});
