@@ -205,7 +205,17 @@ function hold(name: string, entry: Entry, lock: DriverLock, record: HolderRecord
   entry.handles = 1;
   entry.record = record;
   registerCleanup(entry.driver);
-  return new ExclusiveLock(name, entry, () => letGo(entry));
+  const handle = new ExclusiveLock(name, entry, () => letGo(entry));
+  if (lock.descriptor !== undefined) descriptors.set(handle, lock.descriptor);
+  return handle;
+}
+
+/** The descriptors of held locks that live on one (see `DriverLock.descriptor`). */
+const descriptors = new WeakMap<ExclusiveLock, number>();
+
+/** The open file descriptor holding `lock` (posix), for the `exclusive` command to hand to its command; undefined otherwise. */
+export function lockDescriptor(lock: ExclusiveLock): number | undefined {
+  return lock.held ? descriptors.get(lock) : undefined;
 }
 
 /** Releases one handle; the last one gives the lock up. */

@@ -49,6 +49,12 @@ export interface DriverLock {
   readonly abandoned?: boolean;
   /** A number that grows with every acquisition, where the backend provides one. */
   readonly fencingToken?: bigint;
+  /**
+   * The open file descriptor that holds the lock, where the lock lives on one
+   * (posix flock): the `exclusive` command hands it to its command, as
+   * flock(1) does, so the lock outlives a killed tool while the command runs.
+   */
+  readonly descriptor?: number;
 }
 
 /**
