@@ -397,21 +397,66 @@ cliTest('Ctrl-C at a terminal reaches the command once, not once more through th
   t.is(readFileSync(received, 'utf8'), 'SIGINT\n');
 });
 
-cliTest('kill -9 of the tool leaves no lock held: the command never had the lock file open', async (t) => {
-  const dir = lockDir();
-  const tool = start(['--dir', dir, 'crash', '--', ...node('hold')]);
-  const childPid = readyPid(await tool.waitFor('ready'));
-  orphans.add(childPid);
-  const file = lockFile(dir, 'crash');
-  t.true(openFiles(tool.child.pid!).includes(file), 'the tool holds the lock file open');
-  t.false(openFiles(childPid).includes(file), 'the command did not inherit it');
-  tool.child.kill('SIGKILL');
-  await tool.exited;
-  t.is(tool.child.signalCode, 'SIGKILL');
-  t.like(await exclusive(['--dir', dir, 'status', 'crash']), { code: 0 });
-  t.like(await exclusive(['--dir', dir, '-n', 'crash', '--', 'true']), { code: 0, stderr: '' });
-  process.kill(childPid, 'SIGKILL');
-});
+/**
+ * A command (sh) that appends each signal it traps to `log`, says "ready
+ * <pid>", and loops until `stop` exists; `signals` are sh names (TERM, ALRM...).
+ */
+function trapping(log: string, stop: string, signals: string[]): string[] {
+  const traps = signals.map((s) => `trap 'echo ${s} >> ${log}' ${s};`).join(' ');
+  return ['sh', '-c', `${traps} echo ready $$; while [ ! -e ${stop} ]; do sleep 0.05; done`];
+}
+
+/** True while `pid` runs (not gone, not a zombie waiting for its new parent to reap it). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return false;
+  }
+}
+
+/** A second run of the lock: its command says "alone" or "overlap" depending on whether `pid` still runs. */
+function secondRun(place: string[], name: string, pid: number): Promise<Result> {
+  const check = `s=$(cut -d' ' -f3 /proc/${pid}/stat 2>/dev/null); case "$s" in ''|Z|X) echo alone;; *) echo overlap;; esac`;
+  return exclusive([...place, '-w', '20', name, '--', 'sh', '-c', check]);
+}
+
+for (const driver of ['posix', 'portable', 'postgres'] as const) {
+  for (const death of ['SIGKILL', 'SIGRTMIN (uncatchable by Node)'] as const) {
+    cliTest(`${driver}: a tool killed by ${death} never leaves its command running unlocked; SIGALRM is forwarded, not fatal`, async (t) => {
+      const dir = lockDir();
+      let place = ['--driver', driver, '--dir', dir];
+      if (driver === 'postgres') {
+        const server = await startPostgres();
+        t.teardown(() => server.stop());
+        place = ['--driver', 'postgres', '--database-url', server.connectionString];
+      }
+      const log = join(dir, 'signals');
+      const stop = join(dir, 'stop');
+      const tool = start([...place, 'dies', '--', ...trapping(log, stop, ['ALRM', 'TERM'])]);
+      const command = readyPid(await tool.waitFor('ready'));
+      orphans.add(command);
+      tool.child.kill('SIGALRM'); // killed the tool before: it was not forwarded
+      while (!existsSync(log)) await sleep(10);
+      t.is(tool.child.exitCode, null, 'the tool lives on');
+      t.like(await exclusive([...place, '-n', 'dies', '--', 'true']), { code: 1 }, 'held');
+
+      process.kill(tool.child.pid!, death === 'SIGKILL' ? 'SIGKILL' : 34);
+      await tool.exited;
+      if (driver === 'posix') {
+        // The command holds the lock descriptor it was handed, as under flock(1): the lock lives on with it.
+        t.true(running(command));
+        t.like(await exclusive([...place, '-n', 'dies', '--', 'true']), { code: 1 }, 'still held by the command');
+        writeFileSync(stop, '');
+      }
+      const second = await secondRun(place, 'dies', command);
+      t.like(second, { code: 0, stdout: 'alone\n' }, 'the second copy ran only once the first command had ended');
+      t.false(running(command));
+      t.is(readFileSync(log, 'utf8'), 'ALRM\n', 'the command got the SIGALRM once, and nothing else from the tool');
+    });
+  }
+}
 
 // ---------------------------------------------------------------- status
 

@@ -38,8 +38,8 @@ export interface Guard {
   end(): void;
 }
 
-/** Reports older than this are not taken for the same delivery as a signal the tool gets now. */
-const SAME_DELIVERY_MS = 2000;
+/** A report of the guard's covers the tool's deliveries of that signal for this long (one group kill, or `timeout`'s two sends). */
+const SAME_DELIVERY_MS = 1000;
 /** A query can be lost when a signal interrupts the shell's `read` mid-line: it is repeated this often. */
 const REPEAT_QUERY_MS = 100;
 
@@ -90,7 +90,11 @@ function connect(child: ChildProcess): Guard {
     buffered = lines.pop()!;
     for (const line of lines) {
       if (line.startsWith('.')) answers.get(Number(line.slice(1)))?.();
-      else reports.push({ signal: Number(line), at: Date.now() });
+      else {
+        const now = Date.now();
+        reports.splice(0, reports.findIndex((r) => now - r.at < SAME_DELIVERY_MS) >>> 0); // forget old ones
+        reports.push({ signal: Number(line), at: now });
+      }
     }
   });
   const alive = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -119,12 +123,11 @@ function connect(child: ChildProcess): Guard {
     async reachedGroup(signal) {
       if (child.pid === undefined) return false;
       await settled();
+      // Not used up by one match: `timeout` sends to the tool and then to the
+      // group, so the tool may get two deliveries for the guard's one.
       const number = constants.signals[signal];
       const now = Date.now();
-      const index = reports.findIndex((r) => r.signal === number && now - r.at < SAME_DELIVERY_MS);
-      if (index < 0) return false;
-      reports.splice(index, 1);
-      return true;
+      return reports.some((r) => r.signal === number && now - r.at < SAME_DELIVERY_MS);
     },
     end() {
       // Killed, not told by a line: a line could be lost, and the guard would
