@@ -83,10 +83,12 @@ interface LaunchOptions {
   input?: string;
   /** ...unless this is set: then stdin stays open for the test to write. */
   keepStdin?: boolean;
+  /** In a new session and process group of its own (so `kill(-pid)` reaches it and its children only). */
+  detached?: boolean;
 }
 
 function launch(file: string, args: string[], options: LaunchOptions = {}): Running {
-  const child = spawn(file, args, { cwd: project, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { cwd: project, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: options.detached });
   started.add(child);
   child.stdin!.on('error', () => {}); // EPIPE when it ends without reading
   if (!options.keepStdin) child.stdin!.end(options.input ?? '');
@@ -399,12 +401,13 @@ cliTest('Ctrl-C at a terminal reaches the command once, not once more through th
 
 /**
  * A command (sh) that appends each signal it traps to `log`, says "ready
- * <pid>", and loops until `stop` exists; `signals` are sh names (TERM, ALRM...).
+ * <pid>" (and creates `<stop>.ready`), and loops until `stop` exists;
+ * `signals` are sh names (TERM, ALRM...).
  */
 function trapping(log: string, stop: string, signals: string[]): string[] {
   // By number: dash knows no name for some (STKFLT).
   const traps = signals.map((s) => `trap 'echo ${s} >> ${log}' ${constants.signals[`SIG${s}` as NodeJS.Signals]};`).join(' ');
-  return ['sh', '-c', `${traps} echo ready $$; while [ ! -e ${stop} ]; do sleep 0.05; done`];
+  return ['sh', '-c', `${traps} : > ${stop}.ready; echo ready $$; while [ ! -e ${stop} ]; do sleep 0.05; done`];
 }
 
 /** True while `pid` runs (not gone, not a zombie waiting for its new parent to reap it). */
@@ -473,6 +476,53 @@ cliTest('every signal that would end the tool is forwarded once, and the tool li
   writeFileSync(stop, '');
   t.like(await tool.done, { code: 0, signal: null });
   t.is(readFileSync(log, 'utf8'), names.map((name) => `${name}\n`).join(''), 'each once, in order');
+});
+
+/** Waits until `log` has a line, then a while for a duplicate, and returns its content. */
+async function signalsReceived(log: string): Promise<string> {
+  while (!existsSync(log) || readFileSync(log, 'utf8') === '') await sleep(10);
+  await sleep(700); // a second delivery (a forward) takes milliseconds
+  return readFileSync(log, 'utf8');
+}
+
+for (const signal of ['TERM', 'INT', 'HUP', 'ALRM'] as const) {
+  cliTest(`a SIG${signal} sent to the whole process group (kill -- -PGID) reaches the command once`, async (t) => {
+    const dir = lockDir();
+    const log = join(dir, 'signals');
+    const stop = join(dir, 'stop');
+    const tool = start(['--dir', dir, 'group', '--', ...trapping(log, stop, [signal])], { detached: true });
+    await tool.waitFor('ready');
+    process.kill(-tool.child.pid!, `SIG${signal}`);
+    t.is(await signalsReceived(log), `${signal}\n`);
+    writeFileSync(stop, '');
+    t.like(await tool.done, { code: 0, signal: null });
+  });
+}
+
+cliTest('timeout(1) signals the command once (it signals the tool, then its process group)', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'signals');
+  const stop = join(dir, 'stop');
+  const tool = launch('timeout', ['-s', 'TERM', '1', bin, '--dir', dir, 'timed', '--', ...trapping(log, stop, ['TERM'])]);
+  await tool.waitFor('ready');
+  t.is(await signalsReceived(log), 'TERM\n');
+  writeFileSync(stop, '');
+  t.like(await tool.done, { code: 124 }, 'timeout reports that it timed out');
+});
+
+cliTest('kill %1 at a terminal (an interactive shell with job control) signals the command once', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'signals');
+  const stop = join(dir, 'stop');
+  const command = trapping(log, stop, ['TERM']).map((arg) => `'${arg.replaceAll("'", `'\\''`)}'`).join(' ');
+  const tty = launch('script', ['-qec', 'bash --norc --noprofile -i', '/dev/null'], { keepStdin: true, env: { PS1: '$ ' } });
+  tty.child.stdin!.write(`${bin} --dir ${dir} job -- ${command} &\n`);
+  while (!existsSync(`${stop}.ready`)) await sleep(10); // (its "ready" would be found in the echo of the line typed)
+  tty.child.stdin!.write('kill %1\n');
+  t.is(await signalsReceived(log), 'TERM\n');
+  writeFileSync(stop, '');
+  tty.child.stdin!.write('wait; exit\n');
+  await tty.done;
 });
 
 // ---------------------------------------------------------------- status

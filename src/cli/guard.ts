@@ -49,7 +49,7 @@ const SCRIPT = `
 mode=$1; shift
 got= pid=
 trap '' PIPE
-for n in "$@"; do trap "got=1; echo \\$n 2>/dev/null" "$n"; done
+for n in "$@"; do trap "got=1; echo $n 2>/dev/null" "$n"; done
 kill_tree() {
   kill -STOP "$1" 2>/dev/null || return 0
   local c
