@@ -669,6 +669,18 @@ cliTest('--driver postgres: a command that ignores the SIGTERM of a lost lock is
   t.throws(() => process.kill(command, 0), { code: 'ESRCH' }, 'the command was killed');
 });
 
+cliTest('--name gives a lock name that starts with a dash, to a run and to status', async (t) => {
+  const dir = lockDir();
+  const tool = start(['--dir', dir, '--name', '-x', '--', ...node('hold')]);
+  await tool.waitFor('ready');
+  t.deepEqual(await exclusive(['--dir', dir, '--name=-x', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('-x', tool.child.pid!) });
+  t.like(JSON.parse((await exclusive(['--dir', dir, 'status', '--name', '-x', '--json'])).stdout), { name: '-x', state: 'held', pid: tool.child.pid });
+  t.true(existsSync(lockFile(dir, '-x')));
+  tool.child.kill('SIGTERM');
+  await tool.done;
+  t.like(await exclusive(['--dir', dir, '--name', '-x', '--', 'true']), { code: 0 });
+});
+
 // ---------------------------------------------------------------- usage errors
 
 const usageErrors: Array<[string[], string]> = [
@@ -696,6 +708,9 @@ const usageErrors: Array<[string[], string]> = [
   [['job', '--', ''], "the command after '--' is empty"],
   [['--driver', 'postgres', '--database-url', 'bogus', 'job', '--', 'true'], "option '--database-url' must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)"],
   [['--driver', 'postgres', '--database-url', 'postgres://h:99999/d', 'status'], "option '--database-url' cannot be parsed: Invalid URL"],
+  [['--name', 'a', 'b', '--', 'true'], `give the lock name once: option '--name' and "b"`],
+  [['--name=', '--', 'true'], 'the lock name must not be empty'],
+  [['status', '--name', 'a', 'b'], `give the lock name once: option '--name' and "b"`],
 ];
 
 cliTest('bad command lines exit 2 with a clear message and a pointer to --help', async (t) => {
