@@ -493,9 +493,10 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGALRM'] as const) {
 }
 
 cliTest('timeout(1) signals the command once (it signals the tool, then its process group)', async (t) => {
+  // 5 s: the tool must have started its command by then, even on a loaded machine.
   const dir = lockDir();
   const log = join(dir, 'signals');
-  const tool = launch('timeout', ['-s', 'TERM', '1', bin, '--dir', dir, 'timed', '--', ...node('record', log, '0')]);
+  const tool = launch('timeout', ['-s', 'TERM', '5', bin, '--dir', dir, 'timed', '--', ...node('record', log, '0')]);
   t.like(await tool.done, { code: 124 }, 'timeout reports that it timed out');
   t.is(readFileSync(log, 'utf8'), 'SIGTERM\n');
 });
