@@ -30,6 +30,8 @@ export type GuardMode = 'keep' | 'stop';
 
 /** A running guard (see the file comment). */
 export interface Guard {
+  /** Settles once the guard has set its traps (or could not start): start the command only then. */
+  readonly ready: Promise<void>;
   /** Tells the guard which process to stop if the tool dies. Call it at once after starting the command. */
   watch(pid: number): void;
   /** True when `signal`, received by the tool, was also delivered to the guard (so to the whole process group). */
@@ -50,6 +52,7 @@ mode=$1; shift
 got= pid=
 trap '' PIPE
 for n in "$@"; do trap "got=1; echo $n 2>/dev/null" "$n"; done
+echo ready
 kill_tree() {
   kill -STOP "$1" 2>/dev/null || return 0
   local c
@@ -84,12 +87,15 @@ function connect(child: ChildProcess): Guard {
   const answers = new Map<number, () => void>();
   let nextQuery = 0;
   let buffered = '';
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
     buffered += chunk;
     const lines = buffered.split('\n');
     buffered = lines.pop()!;
     for (const line of lines) {
       if (line.startsWith('.')) answers.get(Number(line.slice(1)))?.();
+      else if (line === 'ready') onReady();
       else {
         const now = Date.now();
         reports.splice(0, reports.findIndex((r) => now - r.at < SAME_DELIVERY_MS) >>> 0); // forget old ones
@@ -98,6 +104,8 @@ function connect(child: ChildProcess): Guard {
     }
   });
   const alive = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('error', onReady); // never started
+  void alive.then(onReady);
   const send = (line: string): void => {
     if (child.stdin!.writable) child.stdin!.write(`${line}\n`);
   };
@@ -119,6 +127,7 @@ function connect(child: ChildProcess): Guard {
   };
 
   return {
+    ready,
     watch: (pid) => send(`pid ${pid}`),
     async reachedGroup(signal) {
       if (child.pid === undefined) return false;

@@ -70,13 +70,17 @@ export async function runCommand(request: RunRequest): Promise<never> {
     if (!request.quiet) say(`${error.message}\n`);
     process.exit(request.conflictExitCode);
   }
-  if (fatal !== undefined) await endBySignal(lock, driver, fatal);
-
   // The command never runs without the lock: posix hands it the locked
   // descriptor (it keeps the lock if we die); otherwise the guard stops it
-  // when we die.
+  // when we die. It is started first, so it watches from the command's start.
   const descriptor = lockDescriptor(lock);
   guard = startGuard(descriptor === undefined ? 'stop' : 'keep');
+  await guard?.ready;
+  if (fatal !== undefined) {
+    guard?.end();
+    await endBySignal(lock, driver, fatal);
+  }
+
   const child = startChild(request.command, descriptor);
   childPid = child.pid;
   if (childPid !== undefined) guard?.watch(childPid);
