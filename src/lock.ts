@@ -274,7 +274,17 @@ function hold(name: string, driver: LockDriver, entry: Entry, lock: DriverLock, 
   entry.handles = 1;
   entry.record = lock.details === undefined ? record : { ...record, details: lock.details };
   registerCleanup(driver);
-  return handle(name, driver, entry, processWide);
+  const held = handle(name, driver, entry, processWide);
+  if (lock.descriptor !== undefined) descriptors.set(held, lock.descriptor);
+  return held;
+}
+
+/** The descriptors of held locks that live on one (see `DriverLock.descriptor`). */
+const descriptors = new WeakMap<ExclusiveLock, number>();
+
+/** The open file descriptor holding `lock` (posix), for the `exclusive` command to hand to its command; undefined otherwise. */
+export function lockDescriptor(lock: ExclusiveLock): number | undefined {
+  return lock.held ? descriptors.get(lock) : undefined;
 }
 
 /** Releases one handle; the last one gives the lock up. */

@@ -6,7 +6,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
 import { displayCommand } from '../src/cli/holder-command.js';
@@ -83,10 +83,12 @@ interface LaunchOptions {
   input?: string;
   /** ...unless this is set: then stdin stays open for the test to write. */
   keepStdin?: boolean;
+  /** In a new session and process group of its own (so `kill(-pid)` reaches it and its children only). */
+  detached?: boolean;
 }
 
 function launch(file: string, args: string[], options: LaunchOptions = {}): Running {
-  const child = spawn(file, args, { cwd: project, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { cwd: project, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: options.detached });
   started.add(child);
   child.stdin!.on('error', () => {}); // EPIPE when it ends without reading
   if (!options.keepStdin) child.stdin!.end(options.input ?? '');
@@ -397,20 +399,118 @@ cliTest('Ctrl-C at a terminal reaches the command once, not once more through th
   t.is(readFileSync(received, 'utf8'), 'SIGINT\n');
 });
 
-cliTest('kill -9 of the tool leaves no lock held: the command never had the lock file open', async (t) => {
+/**
+ * A command (sh) that appends each signal it traps to `log`, says "ready
+ * <pid>" (and creates `<stop>.ready`), and loops until `stop` exists;
+ * `signals` are sh names (TERM, ALRM...).
+ */
+function trapping(log: string, stop: string, signals: string[]): string[] {
+  // By number: dash knows no name for some (STKFLT).
+  const traps = signals.map((s) => `trap 'echo ${s} >> ${log}' ${constants.signals[`SIG${s}` as NodeJS.Signals]};`).join(' ');
+  return ['sh', '-c', `${traps} : > ${stop}.ready; echo ready $$; while [ ! -e ${stop} ]; do sleep 0.05; done`];
+}
+
+/** True while `pid` runs (not gone, not a zombie waiting for its new parent to reap it). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return false;
+  }
+}
+
+/** A second run of the lock: its command says "alone" or "overlap" depending on whether `pid` still runs. */
+function secondRun(place: string[], name: string, pid: number): Promise<Result> {
+  const check = `s=$(cut -d' ' -f3 /proc/${pid}/stat 2>/dev/null); case "$s" in ''|Z|X) echo alone;; *) echo overlap;; esac`;
+  return exclusive([...place, '-w', '20', name, '--', 'sh', '-c', check]);
+}
+
+for (const driver of ['posix', 'portable', 'postgres'] as const) {
+  for (const death of ['SIGKILL', 'SIGRTMIN (uncatchable by Node)'] as const) {
+    cliTest(`${driver}: a tool killed by ${death} never leaves its command running unlocked`, async (t) => {
+      const dir = lockDir();
+      let place = ['--driver', driver, '--dir', dir];
+      if (driver === 'postgres') {
+        const server = await startPostgres();
+        t.teardown(() => server.stop());
+        place = ['--driver', 'postgres', '--database-url', server.connectionString];
+      }
+      const log = join(dir, 'signals');
+      const stop = join(dir, 'stop');
+      const tool = start([...place, 'dies', '--', ...trapping(log, stop, ['TERM', 'HUP'])]);
+      const command = readyPid(await tool.waitFor('ready'));
+      orphans.add(command);
+      t.like(await exclusive([...place, '-n', 'dies', '--', 'true']), { code: 1 }, 'held');
+
+      process.kill(tool.child.pid!, death === 'SIGKILL' ? 'SIGKILL' : 34);
+      await tool.exited;
+      if (driver === 'posix') {
+        // The command holds the lock descriptor it was handed, as under flock(1): the lock lives on with it.
+        t.true(running(command));
+        t.like(await exclusive([...place, '-n', 'dies', '--', 'true']), { code: 1 }, 'still held by the command');
+        writeFileSync(stop, '');
+      }
+      const second = await secondRun(place, 'dies', command);
+      t.like(second, { code: 0, stdout: 'alone\n' }, 'the second copy ran only once the first command had ended');
+      t.false(running(command));
+      t.false(existsSync(log), 'the command was not asked to stop by a signal it could trap: it was killed');
+    });
+  }
+}
+
+cliTest('every signal that would end the tool is forwarded once, and the tool lives on with the lock', async (t) => {
   const dir = lockDir();
-  const tool = start(['--dir', dir, 'crash', '--', ...node('hold')]);
-  const childPid = readyPid(await tool.waitFor('ready'));
-  orphans.add(childPid);
-  const file = lockFile(dir, 'crash');
-  t.true(openFiles(tool.child.pid!).includes(file), 'the tool holds the lock file open');
-  t.false(openFiles(childPid).includes(file), 'the command did not inherit it');
-  tool.child.kill('SIGKILL');
-  await tool.exited;
-  t.is(tool.child.signalCode, 'SIGKILL');
-  t.like(await exclusive(['--dir', dir, 'status', 'crash']), { code: 0 });
-  t.like(await exclusive(['--dir', dir, '-n', 'crash', '--', 'true']), { code: 0, stderr: '' });
-  process.kill(childPid, 'SIGKILL');
+  const log = join(dir, 'signals');
+  const stop = join(dir, 'stop');
+  const names = ['ALRM', 'VTALRM', 'PROF', 'IO', 'PWR', 'STKFLT', 'USR1', 'USR2'];
+  const tool = start(['--dir', dir, 'fwd', '--', ...trapping(log, stop, names)]);
+  await tool.waitFor('ready');
+  for (const name of names) {
+    tool.child.kill(`SIG${name}` as NodeJS.Signals);
+    while (!(existsSync(log) && readFileSync(log, 'utf8').includes(`${name}\n`)) && tool.child.exitCode === null && tool.child.signalCode === null) await sleep(10);
+    t.is(tool.child.signalCode, null, `the tool survived SIG${name}`);
+    if (tool.child.signalCode !== null) return;
+  }
+  t.like(await exclusive(['--dir', dir, '-n', 'fwd', '--', 'true']), { code: 1 }, 'still held');
+  writeFileSync(stop, '');
+  t.like(await tool.done, { code: 0, signal: null });
+  t.is(readFileSync(log, 'utf8'), names.map((name) => `${name}\n`).join(''), 'each once, in order');
+});
+
+// The command counting deliveries is a Node script (`record`): a shell's trap
+// runs once for two deliveries that arrive before it runs, hiding a duplicate.
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGALRM'] as const) {
+  cliTest(`a ${signal} sent to the whole process group (kill -- -PGID) reaches the command once`, async (t) => {
+    const dir = lockDir();
+    const log = join(dir, 'signals');
+    const tool = start(['--dir', dir, 'group', '--', ...node('record', log, '0')], { detached: true });
+    await tool.waitFor('ready');
+    process.kill(-tool.child.pid!, signal);
+    t.like(await tool.done, { code: 0, signal: null });
+    t.is(readFileSync(log, 'utf8'), `${signal}\n`);
+  });
+}
+
+cliTest('timeout(1) signals the command once (it signals the tool, then its process group)', async (t) => {
+  // 5 s: the tool must have started its command by then, even on a loaded machine.
+  const dir = lockDir();
+  const log = join(dir, 'signals');
+  const tool = launch('timeout', ['-s', 'TERM', '5', bin, '--dir', dir, 'timed', '--', ...node('record', log, '0')]);
+  t.like(await tool.done, { code: 124 }, 'timeout reports that it timed out');
+  t.is(readFileSync(log, 'utf8'), 'SIGTERM\n');
+});
+
+cliTest('kill %1 at a terminal (an interactive shell with job control) signals the command once', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'signals');
+  const ready = join(dir, 'ready');
+  const tty = launch('script', ['-qec', 'bash --norc --noprofile -i', '/dev/null'], { keepStdin: true });
+  tty.child.stdin!.write(`${bin} --dir ${dir} job -- node ${CHILD} record ${log} 0 ${ready} &\n`);
+  while (!existsSync(ready)) await sleep(10); // (its "ready" would be found in the echo of the line typed)
+  tty.child.stdin!.write('kill %1; wait; exit\n');
+  await tty.done;
+  t.is(readFileSync(log, 'utf8'), 'SIGTERM\n');
 });
 
 // ---------------------------------------------------------------- status
@@ -570,6 +670,18 @@ cliTest('--driver postgres: a command that ignores the SIGTERM of a lost lock is
   t.throws(() => process.kill(command, 0), { code: 'ESRCH' }, 'the command was killed');
 });
 
+cliTest('--name gives a lock name that starts with a dash, to a run and to status', async (t) => {
+  const dir = lockDir();
+  const tool = start(['--dir', dir, '--name', '-x', '--', ...node('hold')]);
+  await tool.waitFor('ready');
+  t.deepEqual(await exclusive(['--dir', dir, '--name=-x', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('-x', tool.child.pid!) });
+  t.like(JSON.parse((await exclusive(['--dir', dir, 'status', '--name', '-x', '--json'])).stdout), { name: '-x', state: 'held', pid: tool.child.pid });
+  t.true(existsSync(lockFile(dir, '-x')));
+  tool.child.kill('SIGTERM');
+  await tool.done;
+  t.like(await exclusive(['--dir', dir, '--name', '-x', '--', 'true']), { code: 0 });
+});
+
 // ---------------------------------------------------------------- usage errors
 
 const usageErrors: Array<[string[], string]> = [
@@ -597,6 +709,9 @@ const usageErrors: Array<[string[], string]> = [
   [['job', '--', ''], "the command after '--' is empty"],
   [['--driver', 'postgres', '--database-url', 'bogus', 'job', '--', 'true'], "option '--database-url' must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)"],
   [['--driver', 'postgres', '--database-url', 'postgres://h:99999/d', 'status'], "option '--database-url' cannot be parsed: Invalid URL"],
+  [['--name', 'a', 'b', '--', 'true'], `give the lock name once: option '--name' and "b"`],
+  [['--name=', '--', 'true'], 'the lock name must not be empty'],
+  [['status', '--name', 'a', 'b'], `give the lock name once: option '--name' and "b"`],
 ];
 
 cliTest('bad command lines exit 2 with a clear message and a pointer to --help', async (t) => {

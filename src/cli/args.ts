@@ -75,6 +75,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { long: 'wait', short: 'w', value: true },
   { long: 'conflict-exit-code', short: 'E', value: true },
   { long: 'quiet', short: 'q', value: false },
+  { long: 'name', value: true },
   { long: 'dir', value: true },
   { long: 'driver', value: true },
   { long: 'database-url', value: true },
@@ -102,7 +103,7 @@ export function parseArgs(argv: readonly string[]): Request {
 
   if (separator < 0) {
     if (positionals[0] === 'status') return statusRequest(given, positionals.slice(1), place);
-    if (positionals.length === 0) throw new UsageError('missing the lock name and the command');
+    if (positionals.length === 0 && last(given, 'name') === undefined) throw new UsageError('missing the lock name and the command');
     throw new UsageError(`missing '--' before the command (usage: exclusive [options] <name> -- <command> [args...])`);
   }
 
@@ -111,7 +112,8 @@ export function parseArgs(argv: readonly string[]): Request {
   // Option values first: in `-w job -- cmd` the mistake is the missing number, not the name.
   const wait = waitMs(given);
   const exitCode = conflictExitCode(given);
-  if (positionals.length === 0) throw new UsageError(`missing the lock name before '--'`);
+  const name = nameOption(given, positionals);
+  if (name === undefined && positionals.length === 0) throw new UsageError(`missing the lock name before '--'`);
   if (positionals.length > 1) {
     throw new UsageError(`expected one lock name before '--', got ${positionals.length}: ${positionals.map(quote).join(' ')}`);
   }
@@ -119,7 +121,7 @@ export function parseArgs(argv: readonly string[]): Request {
   if (command[0] === '') throw new UsageError(`the command after '--' is empty`);
   return {
     kind: 'run',
-    name: lockName(positionals[0]),
+    name: name ?? lockName(positionals[0]),
     command: command as [string, ...string[]],
     waitMs: wait,
     conflictExitCode: exitCode,
@@ -133,7 +135,8 @@ function statusRequest(given: Given[], positionals: string[], place: LockPlace):
   if (positionals.length > 1) {
     throw new UsageError(`'status' takes at most one lock name, got ${positionals.length}: ${positionals.map(quote).join(' ')}`);
   }
-  return { kind: 'status', name: positionals.length === 0 ? undefined : lockName(positionals[0]), json: given.some((g) => g.spec.long === 'json'), ...place };
+  const name = nameOption(given, positionals);
+  return { kind: 'status', name: name ?? (positionals.length === 0 ? undefined : lockName(positionals[0])), json: given.some((g) => g.spec.long === 'json'), ...place };
 }
 
 /** Splits options from positionals, expanding `-nq`, `-w5`, `--wait=5`. */
@@ -201,6 +204,18 @@ function lockPlace(given: Given[]): LockPlace {
   if (driver?.value === 'postgres' && dir !== undefined) throw new UsageError(`option '${dir.flag}' does not apply to the postgres driver`);
   if (url !== undefined && driver?.value !== 'postgres') throw new UsageError(`option '${url.flag}' needs '--driver postgres'`);
   return { dir: dir?.value, driver: driver?.value as CliDriver | undefined, databaseUrl: url?.value };
+}
+
+/**
+ * `--name <name>`: the lock name as an option value, so it may start with `-`
+ * (`--name=-x`, `--name -x`). Undefined when not given; then the name is the
+ * positional argument, and giving both is a mistake.
+ */
+function nameOption(given: Given[], positionals: string[]): string | undefined {
+  const option = last(given, 'name');
+  if (option === undefined) return undefined;
+  if (positionals.length > 0) throw new UsageError(`give the lock name once: option '${option.flag}' and ${quote(positionals[0])}`);
+  return lockName(option.value!);
 }
 
 function lockName(name: string): string {

@@ -1,12 +1,13 @@
 import { CannotAcquireLock, LockLostError } from '../errors.js';
-import { acquire, target } from '../lock.js';
+import { acquire, lockDescriptor, target } from '../lock.js';
 import { parseOptions } from '../options.js';
 import type { ExclusiveLock } from '../lock.js';
 import type { LockDriver } from '../drivers/types.js';
 import type { RunRequest } from './args.js';
 import { driverFor } from './driver.js';
 import { displayCommand } from './holder-command.js';
-import { dieBySignal, forward, keyboardSignalReachedChild, trapSignals, type ForwardedSignal } from './signals.js';
+import { dieBySignal, forward, trapSignals, type ForwardedSignal } from './signals.js';
+import { startGuard, type Guard } from './guard.js';
 import { say } from './say.js';
 import { startChild, type ChildEnd } from './supervise.js';
 
@@ -29,16 +30,18 @@ export const EXIT = {
  *
  * Signals: while waiting, a forwarded signal stops the wait and the tool
  * dies by it (there is nothing to forward to yet); while the command runs,
- * they are passed on and the lock stays held until it ends.
+ * they are passed on, unless the whole process group got them (then the
+ * command did too: see guard.ts), and the lock stays held until it ends.
  */
 export async function runCommand(request: RunRequest): Promise<never> {
   const driver = driverFor(request);
   const waiting = new AbortController();
   let childPid: number | undefined;
+  let guard: Guard | undefined;
   let fatal: ForwardedSignal | undefined;
   trapSignals((signal) => {
     if (childPid !== undefined) {
-      if (!keyboardSignalReachedChild(signal)) forward(childPid, signal);
+      void forwardOnce(signal);
     } else {
       fatal ??= signal;
       waiting.abort(new Error(`interrupted by ${signal}`));
@@ -51,6 +54,12 @@ export async function runCommand(request: RunRequest): Promise<never> {
     // and conflict messages then show `pg_dump -Fc db`, not `node exclusive ...`.
     command: displayCommand(request.command),
   };
+  /** Passes `signal` on, unless it went to our whole process group: then the command has it already. */
+  async function forwardOnce(signal: ForwardedSignal): Promise<void> {
+    if (guard !== undefined && (await guard.reachedGroup(signal))) return;
+    if (childPid !== undefined) forward(childPid, signal); // still running (never a reaped, reusable pid)
+  }
+
   let lock: ExclusiveLock;
   try {
     lock = await acquire(target(settings, request.name));
@@ -61,10 +70,20 @@ export async function runCommand(request: RunRequest): Promise<never> {
     if (!request.quiet) say(`${error.message}\n`);
     process.exit(request.conflictExitCode);
   }
-  if (fatal !== undefined) await endBySignal(lock, driver, fatal);
+  // The command never runs without the lock: posix hands it the locked
+  // descriptor (it keeps the lock if we die); otherwise the guard stops it
+  // when we die. It is started first, so it watches from the command's start.
+  const descriptor = lockDescriptor(lock);
+  guard = startGuard(descriptor === undefined ? 'stop' : 'keep');
+  await guard?.ready;
+  if (fatal !== undefined) {
+    guard?.end();
+    await endBySignal(lock, driver, fatal);
+  }
 
-  const child = startChild(request.command);
+  const child = startChild(request.command, descriptor);
   childPid = child.pid;
+  if (childPid !== undefined) guard?.watch(childPid);
   // A lock can be lost while held (a database session ended): the command
   // must not go on unprotected, so it is stopped and we report a failure.
   // One that ignores SIGTERM is killed LOST_KILL_AFTER_MS later (as `timeout -k`
@@ -82,6 +101,7 @@ export async function runCommand(request: RunRequest): Promise<never> {
   if (lock.signal.aborted) onLost(); // lost before we looked
   else lock.signal.addEventListener('abort', onLost, { once: true });
   const end = await child.ended;
+  guard?.end();
   clearTimeout(kill);
   lock.signal.removeEventListener('abort', onLost);
   childPid = undefined; // it is gone (and reaped): never signal a reused pid

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 
 /**
@@ -7,11 +6,17 @@ import { constants } from 'node:os';
  */
 
 /**
- * Signals the tool catches and forwards to the command. Without a handler,
- * these would end the tool (or, for SIGUSR1, start Node's inspector) while
- * the command runs on unlocked.
+ * Signals the tool catches and forwards to the command: every signal whose
+ * default action would end the tool and that can be caught safely (not the
+ * faults SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, which Node cannot
+ * return from, nor SIGXCPU, which is about the tool's own CPU time). Those
+ * not in the list (real-time signals, SIGKILL) still end the tool: the guard
+ * (guard.ts) sees to it that the command does not run on unlocked.
+ * SIGPOLL is SIGIO; SIGPWR and SIGSTKFLT exist on Linux only.
  */
-export const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
+export const FORWARDED_SIGNALS = (
+  ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGIO', 'SIGPWR', 'SIGSTKFLT'] as const
+).filter((signal) => constants.signals[signal as keyof typeof constants.signals] !== undefined);
 
 /** One of {@link FORWARDED_SIGNALS}. */
 export type ForwardedSignal = (typeof FORWARDED_SIGNALS)[number];
@@ -29,27 +34,6 @@ export function trapSignals(handler: (signal: ForwardedSignal) => void): () => v
   return () => {
     for (const [signal, listener] of listeners) process.removeListener(signal, listener);
   };
-}
-
-/**
- * True when `signal` is a keyboard signal (Ctrl-C, Ctrl-\) and we run in the
- * foreground process group of our terminal: the terminal then sent it to the
- * whole group, the command included, and forwarding it would deliver it
- * twice (a second SIGINT can cut short the command's own cleanup). Linux
- * only (/proc); elsewhere we always forward.
- */
-export function keyboardSignalReachedChild(signal: ForwardedSignal): boolean {
-  if (signal !== 'SIGINT' && signal !== 'SIGQUIT') return false;
-  try {
-    const stat = readFileSync('/proc/self/stat', 'latin1');
-    // After "pid (comm) ": state ppid pgrp session tty_nr tpgid. comm may hold ') '.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const pgrp = Number(fields[2]);
-    const foreground = Number(fields[5]);
-    return foreground > 0 && foreground === pgrp;
-  } catch {
-    return false;
-  }
 }
 
 /** Sends `signal` to `pid`, ignoring a process that is already gone. */

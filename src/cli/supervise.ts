@@ -17,13 +17,15 @@ export interface Child {
 
 /**
  * Starts `argv` with our stdin, stdout and stderr, in our process group (so
- * it keeps the terminal: interactive commands and job control work). It
- * does not inherit the lock: Node opens every file close-on-exec, so if the
- * tool dies the lock dies with it instead of living on in the command.
+ * it keeps the terminal: interactive commands and job control work).
+ * `lockDescriptor`, when the lock lives on one (posix), becomes the
+ * command's descriptor 3, as flock(1) hands its command the lock: if the
+ * tool dies, the lock stays held until the command (and whatever it started
+ * that keeps the descriptor) ends.
  */
-export function startChild(argv: readonly [string, ...string[]]): Child {
+export function startChild(argv: readonly [string, ...string[]], lockDescriptor?: number): Child {
   const [file, ...args] = argv;
-  const child = spawn(file, args, { stdio: 'inherit' });
+  const child = spawn(file, args, { stdio: lockDescriptor === undefined ? 'inherit' : ['inherit', 'inherit', 'inherit', lockDescriptor] });
   const ended = new Promise<ChildEnd>((resolve) => {
     // Only a failed exec() leaves the pid unset (we never use child.kill(), the other source of 'error').
     child.on('error', (error) => {

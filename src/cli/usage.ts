@@ -2,17 +2,21 @@
 export const HELP = `Usage:
   exclusive [options] <name> -- <command> [args...]
   exclusive status [name] [--json] [--dir <dir> | --driver <driver>]
+  (a name starting with '-': --name <name> in place of <name>)
 
 Runs <command> holding the lock <name>, so that it never runs twice at once
 (across processes, and users sharing the lock directory). The lock is released
-when the command ends. If exclusive itself is killed (even with kill -9), the
-lock is freed at once and the command keeps running, unlocked.
+when the command ends. The command never runs without the lock: if exclusive
+itself is killed (even with kill -9), the posix driver leaves the lock with the
+command (it gets the lock file as descriptor 3, as with flock(1)), and the
+other drivers stop the command (SIGKILL, with what it started).
 
 Options:
   -n, --nonblock                 fail at once when the lock is held (default)
   -w, --wait <seconds>           wait up to <seconds> for the lock (0 = for ever)
   -E, --conflict-exit-code <n>   exit code when the lock is held (default: 1)
   -q, --quiet                    no message when the lock is held
+      --name <name>              the lock name, for one starting with '-'
       --dir <dir>                lock directory (default: $EXCLUSIVE_PROCESS_DIR,
                                  else /run/lock or /var/lock, else the temp dir)
       --driver <driver>          posix, windows, portable or postgres
@@ -35,7 +39,10 @@ Exit status:
   (it gets SIGTERM, then SIGKILL 5 s later); 126 when the command cannot be executed;
   127 when the command is not found.
 
-SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the command.
+Signals that would end exclusive (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR) are passed on to the
+command, once: not again when they were sent to the whole process group
+(Ctrl-C, kill %1, timeout), which the command is part of.
 
 Example (crontab):
   */5 * * * * exclusive -q -E 75 sync-mail -- /usr/local/bin/sync-mail --all

@@ -62,7 +62,7 @@ export function createPosixDriver(): LockDriver {
       if (namesFile(path, cached)) {
         cached.held = true;
         writeRecord(cached.fd, encodeRecord(record));
-        return { release: () => release(path, cached) };
+        return { release: () => release(path, cached), descriptor: cached.fd };
       }
       // Unlinked (by a process cleaning up) between our open and our lock: that file is dead.
       flock(cached.fd, LOCK_UN);

@@ -51,6 +51,12 @@ export interface DriverLock {
   readonly fencingToken?: bigint;
   /** The `details` of this hold, as the driver's `holder()` reports them to other processes (so the holder sees them too). */
   readonly details?: HolderRecord['details'];
+  /**
+   * The open file descriptor that holds the lock, where the lock lives on one
+   * (posix flock): the `exclusive` command hands it to its command, as
+   * flock(1) does, so the lock outlives a killed tool while the command runs.
+   */
+  readonly descriptor?: number;
 }
 
 /**

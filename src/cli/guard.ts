@@ -1,0 +1,149 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants } from 'node:os';
+import { FORWARDED_SIGNALS, type ForwardedSignal } from './signals.js';
+
+/**
+ * The guard: a tiny `/bin/sh` started next to the command, in the tool's
+ * process group, with two jobs the tool cannot do itself.
+ *
+ * 1. It notices the tool's death. Its stdin is a pipe whose other end only
+ *    the tool holds, so it reads end-of-file when the tool dies, however it
+ *    died (kill -9, an OOM kill, a real-time signal). When the command does
+ *    not hold the lock itself (`stop`: portable and server drivers), the
+ *    guard then kills the command and its descendants, frozen first so none
+ *    can fork away (Linux; elsewhere the command alone): a command never runs
+ *    on without its lock. When the command holds the lock (`keep`: posix,
+ *    which hands it the locked descriptor, as flock(1) does), it runs on.
+ *
+ * 2. It tells the tool whether a signal the tool received was sent to the
+ *    whole group (a terminal's Ctrl-C, `kill %1`, `kill -- -PGID`,
+ *    `timeout`, systemd killing every process of a unit): the guard got it
+ *    too, and so did the command, which must not get it a second time. A
+ *    signal sent to the tool's pid alone is forwarded. The guard reports each
+ *    signal it traps; a query ("?id") is answered (".id") only after the traps
+ *    of signals delivered before it have run (the shell runs pending traps
+ *    before its next command), so the answer is exact, not a matter of time.
+ */
+
+/** Whether the command keeps the lock by itself when the tool dies. */
+export type GuardMode = 'keep' | 'stop';
+
+/** A running guard (see the file comment). */
+export interface Guard {
+  /** Settles once the guard has set its traps (or could not start): start the command only then. */
+  readonly ready: Promise<void>;
+  /** Tells the guard which process to stop if the tool dies. Call it at once after starting the command. */
+  watch(pid: number): void;
+  /** True when `signal`, received by the tool, was also delivered to the guard (so to the whole process group). */
+  reachedGroup(signal: ForwardedSignal): Promise<boolean>;
+  /** Ends the guard without it touching anything (the command has ended). */
+  end(): void;
+}
+
+/** A report of the guard's covers the tool's deliveries of that signal for this long (one group kill, or `timeout`'s two sends). */
+const SAME_DELIVERY_MS = 1000;
+/** A query can be lost when a signal interrupts the shell's `read` mid-line: it is repeated this often. */
+const REPEAT_QUERY_MS = 100;
+
+// $1: keep|stop; then the signal numbers to trap. "got" tells a read cut
+// short by a trap from the end of input (dash returns 1 for both).
+const SCRIPT = `
+mode=$1; shift
+got= pid=
+trap '' PIPE
+for n in "$@"; do trap "got=1; echo $n 2>/dev/null" "$n"; done
+echo ready
+kill_tree() {
+  kill -STOP "$1" 2>/dev/null || return 0
+  local c
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do kill_tree "$c"; done
+  kill -KILL "$1" 2>/dev/null
+}
+while :; do
+  if IFS= read -r line; then
+    case $line in
+      pid\\ *) pid=\${line#pid } ;;
+      \\?*) echo ".\${line#?}" 2>/dev/null ;;
+    esac
+  elif [ -n "$got" ]; then got=
+  else break
+  fi
+done
+if [ "$mode" = stop ] && [ -n "$pid" ]; then kill_tree "$pid"; fi
+`;
+
+/** Starts the guard. Undefined on Windows (no signals, no /bin/sh). */
+export function startGuard(mode: GuardMode): Guard | undefined {
+  if (process.platform === 'win32') return undefined;
+  const numbers = FORWARDED_SIGNALS.map((signal) => String(constants.signals[signal]));
+  const child = spawn('/bin/sh', ['-c', SCRIPT, 'exclusive-guard', mode, ...numbers], { stdio: ['pipe', 'pipe', 'ignore'] });
+  child.on('error', () => {}); // no /bin/sh: we go on unguarded, forwarding every signal
+  child.stdin!.on('error', () => {});
+  return connect(child);
+}
+
+function connect(child: ChildProcess): Guard {
+  const reports: Array<{ signal: number; at: number }> = [];
+  const answers = new Map<number, () => void>();
+  let nextQuery = 0;
+  let buffered = '';
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop()!;
+    for (const line of lines) {
+      if (line.startsWith('.')) answers.get(Number(line.slice(1)))?.();
+      else if (line === 'ready') onReady();
+      else {
+        const now = Date.now();
+        reports.splice(0, reports.findIndex((r) => now - r.at < SAME_DELIVERY_MS) >>> 0); // forget old ones
+        reports.push({ signal: Number(line), at: now });
+      }
+    }
+  });
+  const alive = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('error', onReady); // never started
+  void alive.then(onReady);
+  const send = (line: string): void => {
+    if (child.stdin!.writable) child.stdin!.write(`${line}\n`);
+  };
+
+  /** Waits until the guard has reported every signal delivered to it before now. */
+  const settled = (): Promise<void> => {
+    const id = nextQuery++;
+    return new Promise<void>((resolve) => {
+      const timer = setInterval(() => send(`?${id}`), REPEAT_QUERY_MS);
+      const done = (): void => {
+        clearInterval(timer);
+        answers.delete(id);
+        resolve();
+      };
+      answers.set(id, done);
+      void alive.then(done); // a dead guard answers nothing: treat its reports so far as all
+      send(`?${id}`);
+    });
+  };
+
+  return {
+    ready,
+    watch: (pid) => send(`pid ${pid}`),
+    async reachedGroup(signal) {
+      if (child.pid === undefined) return false;
+      await settled();
+      // Not used up by one match: `timeout` sends to the tool and then to the
+      // group, so the tool may get two deliveries for the guard's one.
+      const number = constants.signals[signal];
+      const now = Date.now();
+      return reports.some((r) => r.signal === number && now - r.at < SAME_DELIVERY_MS);
+    },
+    end() {
+      // Killed, not told by a line: a line could be lost, and the guard would
+      // then take our exit for a death and kill a pid that may be reused.
+      child.kill('SIGKILL');
+      child.stdout!.destroy();
+      child.unref();
+    },
+  };
+}
