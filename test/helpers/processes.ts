@@ -34,8 +34,13 @@ export interface Started {
  */
 export function start(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Started {
   const file = script.includes('/') ? script : join(FIXTURES, script);
-  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
-    cwd: ROOT,
+  return startCommand([process.execPath, '--import', 'tsx', file, ...args], env, stdin, ROOT);
+}
+
+/** Starts any command (`argv`), followed like {@link start}; `env` adds to this process's environment. */
+export function startCommand(argv: readonly string[], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore', cwd = ROOT): Started {
+  const child = spawn(argv[0], argv.slice(1), {
+    cwd,
     env: { ...process.env, ...env },
     stdio: [stdin, 'pipe', 'pipe'],
   });
