@@ -166,7 +166,7 @@ rootTest('default directory, /run/lock root\'s 0755 (Fedora, RHEL, Arch): root a
   }
 });
 
-rootTest('default directory, Debian\'s 1777 /run/lock: root and a user, with and without TMPDIR, share one lock there; root's leftover after kill -9 blocks no one', async (t, build) => {
+rootTest('default directory, Debian\'s 1777 /run/lock: root and a user, with and without TMPDIR, share one lock there; root\'s leftover after kill -9 blocks no one', async (t, build) => {
   const namespace = await privateMounts('mount -t tmpfs -o mode=1777 tmpfs /run/lock');
   const name = uniqueName('1777');
   try {
