@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { accessSync, constants, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, LockFileError } from './errors.js';
@@ -71,11 +71,10 @@ function isPlain(byte: number): boolean {
 let systemDir: string | undefined;
 
 /**
- * The lock directory: `dir` if given, else `$EXCLUSIVE_PROCESS_DIR`, else
- * `/run/lock` or `/var/lock` where this user may create files, else the
- * temp dir. Only computed: the drivers create a missing directory when they
- * first create a file in it ({@link inLockDirectory}), so asking who
- * holds a lock never creates one.
+ * The lock directory: `dir` if given, else `$EXCLUSIVE_PROCESS_DIR`, else the
+ * host's shared default ({@link defaultLockDirectory}). Only computed: the
+ * drivers create a missing directory when they first create a file in it
+ * ({@link inLockDirectory}), so asking who holds a lock never creates one.
  */
 export function lockDirectory(dir: string | undefined): string {
   return chosenDirectory(dir) ?? systemLockDirectory();
@@ -83,7 +82,7 @@ export function lockDirectory(dir: string | undefined): string {
 
 /** The lock directory when neither `dir` nor `$EXCLUSIVE_PROCESS_DIR` is set (canonical). */
 export function systemLockDirectory(): string {
-  return (systemDir ??= findSystemDir());
+  return (systemDir ??= canonicalDirectory(defaultLockDirectory()));
 }
 
 /** The directory the user chose (`dir`, else `$EXCLUSIVE_PROCESS_DIR`), canonical; undefined for the system default. */
@@ -185,19 +184,45 @@ function makeDirectory(path: string): void {
   }
 }
 
-function findSystemDir(): string {
-  if (process.platform !== 'win32') {
-    for (const candidate of ['/run/lock', '/var/lock']) {
-      try {
-        if (!statSync(candidate).isDirectory()) continue;
-        accessSync(candidate, constants.W_OK | constants.X_OK);
-        return canonicalDirectory(candidate);
-      } catch {
-        // Not there, or not writable by this user (some distros): try the next.
-      }
-    }
+/** Where the default lock directory may be, best first (Unix): the first shared one wins. */
+const SHARED_LOCK_DIRECTORIES = ['/run/lock', '/var/lock'];
+/** The Unix default when no lock directory above is shared: the same for every user and environment, unlike `os.tmpdir()`. */
+const SHARED_TEMP_DIRECTORY = '/tmp';
+/** Sticky (0o1000), and others may create (0o2) and search (0o1): what 1777 gives. */
+const SHARED_MODE = 0o1003;
+
+/**
+ * The default lock directory, decided from the host's state only, so that
+ * every user and every environment (cron without `TMPDIR`, a shell with it)
+ * of one host picks the same one and the same name is one lock for all:
+ * the first of `/run/lock`, `/var/lock` that is a shared directory (world
+ * writable and sticky, like Debian's 1777 `/run/lock`), else `/tmp` (where
+ * `/run/lock` is root's 0755 directory: systemd's default on Fedora, RHEL and
+ * Arch). Never `TMPDIR` or `os.tmpdir()`, which differ between users (macOS
+ * gives each user a private one) and environments. A user who may not create
+ * files in the chosen directory gets ERR_LOCK_PERMISSION, never a private lock.
+ *
+ * On Windows, the temp dir: there the lock is a named mutex whose default
+ * name does not depend on the directory, which only holds the holder records.
+ *
+ * @example
+ * ```ts
+ * defaultLockDirectory(); // '/run/lock' on Debian, '/tmp' on Fedora
+ * ```
+ */
+export function defaultLockDirectory(): string {
+  if (process.platform === 'win32') return tmpdir();
+  return SHARED_LOCK_DIRECTORIES.find(isSharedDirectory) ?? SHARED_TEMP_DIRECTORY;
+}
+
+/** True for a directory every user may create files in and no user may delete others' files from (mode 1777). */
+function isSharedDirectory(path: string): boolean {
+  try {
+    const stat = statSync(path);
+    return stat.isDirectory() && (stat.mode & SHARED_MODE) === SHARED_MODE;
+  } catch {
+    return false; // absent (macOS has neither), or not ours to look at
   }
-  return canonicalDirectory(tmpdir());
 }
 
 /**

@@ -37,8 +37,9 @@ export interface ExclusiveOptions {
   signal?: AbortSignal;
   /**
    * The lock directory (file-based drivers). Default:
-   * `$EXCLUSIVE_PROCESS_DIR`, else `/run/lock` or `/var/lock` where writable,
-   * else the temp dir.
+   * `$EXCLUSIVE_PROCESS_DIR`, else the first of `/run/lock`, `/var/lock` that
+   * is mode 1777, else `/tmp`: the same for every user of the host (Windows:
+   * the temp dir, which only holds holder records).
    */
   dir?: string;
   /**

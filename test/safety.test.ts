@@ -1,12 +1,11 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Exclusive, exclusive, InvalidArgumentError, LockFileError } from '../src/index.js';
 import { lockFileName } from '../src/lock-path.js';
 import { createPosixDriver as createPosixDriverForList } from '../src/drivers/posix.js';
 import { lockDir, run, start } from './helpers/processes.js';
-import { asUser } from './helpers/run-as.js';
 
 // Options and names are validated eagerly, with a TypeError and a stable code naming the option.
 const badOptions: Array<[unknown, string, RegExp]> = [
@@ -158,32 +157,6 @@ test('asking who holds a lock, or listing locks, never creates the lock director
   writeFileSync(file, '');
   t.throws(() => Exclusive.holder('x', { dir: file }), { code: 'ERR_LOCK_DIR' });
   t.throws(() => createPosixDriverForList().list!(file), { code: 'ERR_LOCK_DIR', message: /is not a directory/ });
-});
-
-const asNobody = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> =>
-  new Promise((resolve) => {
-    const child = spawn(...asUser('nobody', [process.execPath, '--import', 'tsx', ...args]), { env: { ...process.env, ...env }, cwd: join(__dirname, '..') });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
-
-test('another user\'s lock file and a read-only directory get ERR_LOCK_PERMISSION naming the path and the fix', async (t) => {
-  if (process.getuid?.() !== 0) return t.pass('needs root to act as another user');
-  const dir = lockDir();
-  chmodSync(dir, 0o755);
-  const fixture = join(__dirname, 'fixtures', 'try-lock.ts');
-  // Read-only for nobody: cannot create.
-  const readOnly = await asNobody([fixture, 'ro', dir, 'posix']);
-  t.is(readOnly.code, 1);
-  t.regex(readOnly.stderr, /code: 'ERR_LOCK_PERMISSION'/);
-  t.regex(readOnly.stderr, new RegExp(`No permission for the lock file ${dir}/exclusive-process.ro.lock \\(EACCES\\): cannot create it: the directory ${dir} is read-only`));
-  // A root-owned lock file in a directory nobody may write to (0644): nobody may not open it for writing.
-  chmodSync(dir, 0o1777);
-  writeFileSync(join(dir, lockFileName('owned')), '', { mode: 0o644 });
-  const owned = await asNobody([fixture, 'owned', dir, 'posix']);
-  t.regex(owned.stderr, /it belongs to uid 0 and this process \(uid 65534\) may not open it for writing/);
-  t.regex(owned.stderr, /choose a directory this user can write with the `dir` option or EXCLUSIVE_PROCESS_DIR/);
 });
 
 test('garbage, 0, huge numbers and half-written records in a lock file are ignored', async (t) => {

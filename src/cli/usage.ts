@@ -18,7 +18,8 @@ Options:
   -q, --quiet                    no message when the lock is held
       --name <name>              the lock name, for one starting with '-'
       --dir <dir>                lock directory (default: $EXCLUSIVE_PROCESS_DIR,
-                                 else /run/lock or /var/lock, else the temp dir)
+                                 else /run/lock or /var/lock if mode 1777,
+                                 else /tmp)
       --driver <driver>          posix, windows, portable or postgres
                                  (default: the platform's: posix or windows)
       --database-url <url>       postgres: postgres://user:pass@host:5432/db

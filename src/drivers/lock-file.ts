@@ -17,55 +17,75 @@ import type { HolderRecord } from './types.js';
  *   (fs.protected_regular) even when plain opening it would be allowed.
  * - Creates with O_EXCL and never truncates: the content is only written by
  *   whoever holds the lock.
+ * - Needs only read access: flock(2) works on a read-only descriptor, so
+ *   another user's file (0644 in a shared sticky directory such as /tmp or
+ *   Debian's /run/lock) is opened read-only and still locked; only the holder
+ *   record is then not written. Asking who holds a lock always opens read-only.
  */
 
 export interface OpenLockFile {
   readonly fd: number;
   readonly dev: number;
   readonly ino: number;
+  /** False when opened read-only (another user's file): it can be locked, but its record cannot be written. */
+  readonly writable: boolean;
 }
 
-const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
+const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 // O_NONBLOCK: opening a planted FIFO must not hang; it changes nothing for regular files.
-const OPEN_EXISTING = O_RDWR | O_NOFOLLOW | O_NONBLOCK;
+const SAFE = O_NOFOLLOW | O_NONBLOCK;
 
-/** Opens (creating if needed) the lock file at `path` for reading and writing. */
+/**
+ * Opens (creating if needed) the lock file at `path` for locking: read-write
+ * when this user may write it, else read-only (the lock works the same; the
+ * holder record is not written).
+ */
 export function openLockFile(path: string): OpenLockFile {
   for (;;) {
-    let fd: number;
+    let opened: { fd: number; writable: boolean } | undefined;
     try {
-      fd = openSync(path, OPEN_EXISTING);
+      opened = openForLocking(path);
     } catch (error) {
       if (code(error) !== 'ENOENT') throw lockFileError(error, path);
       try {
-        fd = inLockDirectory(dirname(path), () => openSync(path, OPEN_EXISTING | O_CREAT | O_EXCL, 0o644));
+        opened = { fd: inLockDirectory(dirname(path), () => openSync(path, O_RDWR | SAFE | O_CREAT | O_EXCL, 0o644)), writable: true };
       } catch (createError) {
         if (code(createError) === 'EEXIST') continue; // another process created it first: open theirs
         throw lockFileError(createError, path);
       }
     }
-    const file = checkRegular(fd, path);
+    const file = checkRegular(opened.fd, path, opened.writable);
     if (file !== undefined) return file; // else it was removed as we opened it: open the new one
   }
 }
 
-/** Opens an existing lock file without creating it; `undefined` when there is none. */
+/** Opens an existing file read-write, or read-only when this user may not write it (another user's 0644 file). */
+function openForLocking(path: string): { fd: number; writable: boolean } {
+  try {
+    return { fd: openSync(path, O_RDWR | SAFE), writable: true };
+  } catch (error) {
+    if (code(error) !== 'EACCES' && code(error) !== 'EPERM' && code(error) !== 'EROFS') throw error;
+    return { fd: openSync(path, O_RDONLY | SAFE), writable: false };
+  }
+}
+
+/** Opens an existing lock file read-only, without creating it (for asking who holds it); `undefined` when there is none. */
 export function openExistingLockFile(path: string): OpenLockFile | undefined {
   let fd: number;
   try {
-    fd = openSync(path, OPEN_EXISTING);
+    fd = openSync(path, O_RDONLY | SAFE);
   } catch (error) {
     if (code(error) === 'ENOENT') return undefined;
     throw lockFileError(error, path);
   }
-  return checkRegular(fd, path);
+  return checkRegular(fd, path, false);
 }
 
 /**
  * The open file if it is a regular file with one link; undefined (closed)
  * when it has none: a process cleaning up unlinked it just after we opened it.
  */
-function checkRegular(fd: number, path: string): OpenLockFile | undefined {
+function checkRegular(fd: number, path: string, writable: boolean): OpenLockFile | undefined {
   const stat = fstatSync(fd);
   if (stat.isFile() && stat.nlink === 0) {
     closeSync(fd);
@@ -77,7 +97,7 @@ function checkRegular(fd: number, path: string): OpenLockFile | undefined {
     throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
       `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (the \`dir\` option).`);
   }
-  return { fd, dev: stat.dev, ino: stat.ino };
+  return { fd, dev: stat.dev, ino: stat.ino, writable };
 }
 
 /** Writes the holder record at the start of the file. Errors are ignored: the record is informational. */
@@ -140,11 +160,11 @@ export function lockFileError(error: unknown, path: string): LockFileError {
     case 'EROFS': {
       const owner = ownerOf(path);
       const problem = owner === undefined
-        ? `cannot create it: the directory ${dirname(path)} is read-only or not writable by this user`
-        : `it belongs to uid ${owner} and this process (uid ${process.getuid?.() ?? '?'}) may not open it for writing`;
-      return new LockFileError('ERR_LOCK_PERMISSION', path,
-        `No permission for the lock file ${path} (${c}): ${problem}. ` +
-          'Run as that user, remove the file, or choose a directory this user can write with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
+        ? `this user (uid ${uid()}) may not create files in ${dirname(path)}. Make it writable for every user of the lock ` +
+          '(a shared directory should be mode 1777, like /tmp), or choose one with the `dir` option or EXCLUSIVE_PROCESS_DIR'
+        : `it belongs to uid ${owner} and this user (uid ${uid()}) may not read it. ` +
+          `Run as uid ${owner} or root, or have them remove it or make it readable (chmod a+r)`;
+      return new LockFileError('ERR_LOCK_PERMISSION', path, `No permission for the lock file ${path} (${c}): ${problem}.`, error);
     }
     case 'ENOTDIR':
       return notADirectory(dirname(path));
@@ -156,7 +176,13 @@ export function lockFileError(error: unknown, path: string): LockFileError {
   }
 }
 
-function ownerOf(path: string): number | undefined {
+/** This process's uid, for messages ('?' where there is none: Windows). */
+export function uid(): number | string {
+  return process.getuid?.() ?? '?';
+}
+
+/** The uid owning `path` (not following a symlink), or undefined when it does not exist. */
+export function ownerOf(path: string): number | undefined {
   try {
     return lstatSync(path).uid;
   } catch {

@@ -5,7 +5,7 @@ import { decodeRecord, encodeRecord } from '../holder-record.js';
 import { inLockDirectory } from '../lock-path.js';
 import { LockFileError } from '../errors.js';
 import { currentProcess, isRunning } from '../process-identity.js';
-import { code, lockFileError, readHead } from './lock-file.js';
+import { code, lockFileError, ownerOf, readHead, uid } from './lock-file.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -230,6 +230,34 @@ export function unlinkClaim(path: string): boolean {
   } catch (error) {
     if (code(error) === 'ENOENT') return false;
     throw lockFileError(error, path);
+  }
+}
+
+/**
+ * Removes the claim at `path` whose creator is dead (`claim`, as read); true
+ * when it was there. In a sticky directory (/tmp, Debian's /run/lock) only
+ * the file's owner or root may remove it, so another user's dead claim blocks
+ * the lock until they do: that gets an ERR_LOCK_PERMISSION naming the owner,
+ * the dead holder and the fix (the lock is not taken: never two holders).
+ *
+ * @example
+ * ```ts
+ * if (!isLive(seen)) unlinkStaleClaim(path, seen);
+ * ```
+ */
+export function unlinkStaleClaim(path: string, claim: Claim): boolean {
+  try {
+    return unlinkClaim(path);
+  } catch (error) {
+    const owner = ownerOf(path);
+    const cause = (error as LockFileError).cause;
+    if (code(cause) !== 'EPERM' && code(cause) !== 'EACCES') throw error;
+    if (owner === undefined || owner === process.getuid?.()) throw error; // our own file: the directory is not writable
+    const holder = claim.record?.pid == null ? 'a holder that is no longer running' : `pid ${claim.record.pid}, which is no longer running`;
+    throw new LockFileError('ERR_LOCK_PERMISSION', path,
+      `The lock ${claim.record?.name === undefined ? '' : `'${claim.record.name}' `}is free, but its file ${path} was left by ${holder}, and belongs to uid ${owner}: ` +
+        `this user (uid ${uid()}) may not remove it from ${dirname(path)} (${code(cause)}), so cannot take the lock. ` +
+        `Remove the file as uid ${owner} or root, or use the posix driver, which can lock another user's file.`, cause);
   }
 }
 

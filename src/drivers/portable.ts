@@ -2,7 +2,7 @@ import { LockFileError } from '../errors.js';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { lockFilePath, lockNamesIn } from '../lock-path.js';
-import { createClaim, isLive, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, type Claim } from './portable-claim.js';
+import { createClaim, isLive, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { watchLockFile } from './watch.js';
 
@@ -115,7 +115,7 @@ export function createPortableDriver(): LockDriver {
       if (createClaim(path, guard, record, token)) {
         try {
           if (readClaim(target)?.id === seen.id) {
-            unlinkClaim(target);
+            unlinkStaleClaim(target, seen);
             // The stale creator may have died between link() and removing its temp file.
             if (seen.token !== undefined) unlinkQuietly(tempPath(path, seen.token));
           }

@@ -61,7 +61,8 @@ export function createPosixDriver(): LockDriver {
       }
       if (namesFile(path, cached)) {
         cached.held = true;
-        writeRecord(cached.fd, encodeRecord(record));
+        // Another user's file, opened read-only: held all the same; holder() then has the pid from the kernel but no record.
+        if (cached.writable) writeRecord(cached.fd, encodeRecord(record));
         return { release: () => release(path, cached), descriptor: cached.fd };
       }
       // Unlinked (by a process cleaning up) between our open and our lock: that file is dead.

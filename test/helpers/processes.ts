@@ -37,6 +37,11 @@ export function start(script: string, args: string[] = [], env: NodeJS.ProcessEn
   return startCommand(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env, stdin });
 }
 
+/** Starts the command `argv` (program first), watched like {@link start}. */
+export function startArgv(argv: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }): Started {
+  return startCommand(argv[0]!, argv.slice(1), options);
+}
+
 /** Starts any command (node, bun, deno...) in `cwd`, watched like {@link start}. */
 export function startCommand(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }): Started {
   const child = spawn(command, args, {
