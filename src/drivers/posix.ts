@@ -1,4 +1,4 @@
-import { closeSync, futimesSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { closeSync, futimesSync, lstatSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
 import { lockFilePath, lockNamesIn } from '../lock-path.js';
@@ -9,6 +9,7 @@ import { lockFileError, openExistingLockFile, openLockFile, readHead, readRecord
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { evictIdle } from './idle-cache.js';
 import { watchLockFile } from './watch.js';
+import { flockHolder } from './proc-locks.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.
@@ -121,7 +122,7 @@ export function createPosixDriver(): LockDriver {
       if (file === undefined) return null;
       try {
         const record = decodeRecord(readHead(file.fd));
-        const pid = lockingPid(file);
+        const pid = flockHolder(file);
         if (pid === undefined) {
           // No /proc/locks (not Linux): probe with a shared lock.
           if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return null;
@@ -150,30 +151,6 @@ function namesFile(path: string, file: OpenLockFile): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Linux: the pid holding an exclusive flock on this file according to
- * /proc/locks (null: nobody), without touching the lock, so asking never
- * makes a concurrent acquisition fail. Undefined where /proc/locks is absent.
- */
-function lockingPid(file: OpenLockFile): number | null | undefined {
-  let table: string;
-  try {
-    table = readFileSync('/proc/locks', 'latin1');
-  } catch {
-    return undefined;
-  }
-  const dev = BigInt(file.dev);
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${file.ino}`;
-  for (const line of table.split('\n')) {
-    // "1: FLOCK  ADVISORY  WRITE 2131 fe:00:2146317 0 EOF" (blocked waiters are marked "->")
-    const fields = line.trim().split(/\s+/);
-    if (fields[1] === 'FLOCK' && fields[3] === 'WRITE' && fields[5] === id) return Number(fields[4]);
-  }
-  return null;
 }
 
 function errnoName(errno: number): string | undefined {
