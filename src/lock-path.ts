@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { accessSync, constants, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { debuglog } from 'node:util';
 import { InvalidArgumentError, LockFileError } from './errors.js';
 import { describe } from './describe.js';
 
@@ -16,6 +17,8 @@ export const LOCK_FILE_PREFIX = 'exclusive-process.';
 export const LOCK_FILE_SUFFIX = '.lock';
 /** Longest encoded part kept readable; longer names are cut and made unique with a hash (file names stop at 255 bytes). */
 const MAX_READABLE = 160;
+/** `NODE_DEBUG=exclusive-process` output. */
+const debug = debuglog('exclusive-process');
 
 /**
  * The longest lock name, in UTF-16 code units: the whole name is kept in the
@@ -197,9 +200,12 @@ function findSystemDir(): string {
 
 /**
  * The names of the locks that have a file in `dir`, for `status`. A file
- * counts when it is `fileName(name)` for its name: read back from a plain
- * lock file name, else from its record via `readName` (hashed long names,
- * other suffixes). Unreadable or unsafe files are passed over.
+ * counts when it is a regular file named `fileName(name)` for a valid lock
+ * name: read back from a plain lock file name, else from its record via
+ * `readName` (hashed long names, other suffixes). Anything else that looks
+ * like ours (a directory, FIFO or symlink planted in a shared directory,
+ * `exclusive-process..lock`, unreadable files) is passed over, and said so
+ * under `NODE_DEBUG=exclusive-process`.
  */
 export function lockNamesIn(
   dir: string | undefined,
@@ -208,25 +214,41 @@ export function lockNamesIn(
 ): string[] {
   const directory = lockDirectory(dir);
   const names: string[] = [];
-  for (const file of filesIn(directory)) {
+  for (const entry of entriesIn(directory)) {
+    const file = entry.name;
     if (!file.startsWith(LOCK_FILE_PREFIX)) continue;
+    if (!entry.isFile()) {
+      debug('status: skipping %s: not a regular file', join(directory, file));
+      continue;
+    }
     let name = decodeFileName(file);
     if (name === undefined) {
       try {
         name = readName(join(directory, file));
       } catch {
+        debug('status: skipping %s: unreadable', join(directory, file));
         continue; // not a file we may read: not ours to list
       }
     }
-    if (name !== undefined && fileName(name) === file) names.push(name);
+    if (name !== undefined && isValidName(name) && fileName(name) === file) names.push(name);
+    else debug('status: skipping %s: not the file of a lock name', join(directory, file));
   }
   return names;
 }
 
-/** The entries of the lock directory: none when it does not exist yet. */
-function filesIn(directory: string): string[] {
+function isValidName(name: string): boolean {
   try {
-    return readdirSync(directory);
+    validateName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The entries of the lock directory: none when it does not exist yet. */
+function entriesIn(directory: string): Dirent[] {
+  try {
+    return readdirSync(directory, { withFileTypes: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return [];
