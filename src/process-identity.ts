@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 /**
@@ -51,19 +51,31 @@ export function pidExists(pid: number): boolean {
  * True when the process recorded as `pid` with start time `start` still runs.
  * Without a recorded start time (or an OS that gives none), a live pid counts.
  * A zombie (exited, not yet reaped by its parent) does not: a container's
- * init that never reaps would otherwise keep its locks for ever.
+ * init that never reaps would otherwise keep its locks for ever. But a
+ * zombie main thread alone is not a dead process: after `kill -9` (or when
+ * the main thread exits by itself) other threads may still be exiting,
+ * with files open and I/O in flight, so it runs until they are all gone.
  */
 export function isRunning(pid: number, start: string | undefined): boolean {
   if (!pidExists(pid)) return false;
   if (process.platform === 'linux') {
     const stat = linuxStat(pid);
     if (stat === undefined) return true; // hidden from us (hidepid): it exists
-    if (stat.state === 'Z' || stat.state === 'X') return false;
-    return start === undefined || stat.start === start;
+    if (start !== undefined && stat.start !== start) return false;
+    return !(stat.state === 'Z' || stat.state === 'X') || threadsRemain(pid);
   }
   if (start === undefined) return true;
   const now = processStartTime(pid);
   return now === undefined || now === start;
+}
+
+/** Linux: true while a thread other than the main one of `pid` is listed in /proc/PID/task. */
+function threadsRemain(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).some((tid) => tid !== String(pid));
+  } catch {
+    return false; // reaped meanwhile: gone
+  }
 }
 
 /** The longest command line kept in a holder record. */

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, watch, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { encodeRecord } from '../src/holder-record.js';
@@ -402,8 +402,68 @@ test('a zombie holder (dead, never reaped by its parent) is dead: its lock is re
   });
   t.like(tryLock('zombie', dir), { acquired: false, pid: holder });
   process.kill(holder, 'SIGKILL');
-  while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ')) await new Promise((resolve) => setTimeout(resolve, 5));
+  while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ') || otherThreads(holder).length > 0) await new Promise((resolve) => setTimeout(resolve, 5));
   t.deepEqual(tryLock('zombie', dir), { acquired: true });
+});
+
+/** The threads of `pid` other than its main one ([] once it is gone). */
+function otherThreads(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).filter((tid) => tid !== String(pid));
+  } catch {
+    return [];
+  }
+}
+
+/** Size of `file`, 0 while it does not exist. */
+function sizeOf(file: string): number {
+  return existsSync(file) ? statSync(file).size : 0;
+}
+
+test('a holder whose main thread has exited while its worker threads still write is alive: its lock is kept until every thread is gone', async (t) => {
+  const dir = lockDir();
+  const out = join(dir, 'out');
+  const holder = start('threaded-holder.ts', ['threads', dir, out, 'exit-main']);
+  const pid = holder.child.pid!;
+  t.teardown(() => holder.child.kill('SIGKILL'));
+  await holder.waitFor('held');
+  while (!readFileSync(`/proc/${pid}/stat`, 'latin1').includes(') Z ')) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.true(otherThreads(pid).length > 0, 'the main thread is a zombie, other threads run');
+  const before = sizeOf(out);
+  t.deepEqual(tryLock('threads', dir), { acquired: false, pid }, 'held while its threads run');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.true(sizeOf(out) > before, 'its workers were still writing');
+  t.deepEqual(tryLock('threads', dir), { acquired: false, pid });
+  holder.child.kill('SIGKILL');
+  // Until the parent (this process) reaps it, the zombie main thread stays: spin without yielding, so it is not reaped.
+  let attempts = 0;
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; attempts++) {
+    if (tryLock('threads', dir).acquired) {
+      // Threads never come back: one seen now was there during the acquisition.
+      t.deepEqual(otherThreads(pid), [], 'no thread of the holder remained when the lock was taken');
+      break;
+    }
+  }
+  t.deepEqual(tryLock('threads', dir), { acquired: true }, `taken once every thread had gone (${attempts} attempts)`);
+});
+
+test('kill -9 of a multi-threaded holder doing I/O: the lock is never taken while a thread of it remains (10 rounds)', async (t) => {
+  const dir = lockDir();
+  for (let round = 0; round < 10; round++) {
+    const holder = start('threaded-holder.ts', ['kill9', dir, join(dir, 'out'), 'stay']);
+    const pid = holder.child.pid!;
+    t.teardown(() => holder.child.kill('SIGKILL'));
+    await holder.waitFor('held');
+    t.deepEqual(tryLock('kill9', dir), { acquired: false, pid });
+    holder.child.kill('SIGKILL');
+    for (;;) {
+      if (tryLock('kill9', dir).acquired) {
+        t.deepEqual(otherThreads(pid), [], `round ${round}: taken while threads of the holder remained`);
+        break;
+      }
+    }
+    await holder.finished;
+  }
 });
 
 test('a holder in another time namespace (unshare -T) is not taken for a reused pid: its start time reads differently from here', async (t) => {
