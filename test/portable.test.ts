@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, watch, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { encodeRecord } from '../src/holder-record.js';
@@ -10,6 +10,7 @@ import { processStartTime } from '../src/process-identity.js';
 import { createPortableDriver } from '../src/drivers/portable.js';
 import { driverSuite } from './helpers/suite.js';
 import { FIXTURES, lockDir, run, start } from './helpers/processes.js';
+import { bundleForOtherUsers } from './helpers/bundle.js';
 
 driverSuite(test, 'portable');
 
@@ -506,4 +507,40 @@ test('a process that cannot see its pid namespace (no /proc) does not judge a ho
   const script = `umount -l /proc && exec "${process.execPath}" --import tsx "${join(FIXTURES, 'try-lock.ts')}" blind "${dir}" portable`;
   const output = execFileSync('unshare', ['-p', '-f', '-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', cwd: join(FIXTURES, '..', '..') });
   t.like(JSON.parse(output), { acquired: false });
+});
+
+test('under /proc mounted hidepid=2, a dead holder whose pid now runs another user\'s process is dead; a live holder hidden from us is held', async (t) => {
+  if (process.getuid?.() !== 0) return t.pass('needs root for unshare, runuser and ns_last_pid');
+  const bundles = bundleForOtherUsers(['hold.ts', 'try-lock.ts']);
+  const dir = lockDir();
+  chmodSync(dir, 0o1777);
+  // In a private pid namespace with its own /proc (hidepid=2: users see only
+  // their own processes), where nothing else forks, so a pid can be reused on purpose.
+  const script = `
+    set -e
+    mount -o remount,hidepid=2 /proc
+    try() { runuser -u nobody -- "$NODE" "$B/try-lock.cjs" "$1" "$D" portable; }
+    started() { until grep -q '^held' "$1"; do sleep 0.02; done; sed -n 's/^held \\([0-9]*\\) .*/\\1/p' "$1"; }
+    "$NODE" "$B/hold.cjs" hidden "$D" portable > "$D/root.out" &
+    echo "root-holder $(started "$D/root.out") $(try hidden)"
+    runuser -u nobody -- "$NODE" "$B/hold.cjs" reused "$D" portable > "$D/nobody.out" &
+    P=$(started "$D/nobody.out")
+    echo "nobody-holder $P $(try reused)"
+    kill -9 "$P"; wait $! || true
+    echo $((P - 1)) > /proc/sys/kernel/ns_last_pid
+    sleep 60 &
+    echo "root-process $! $(try reused)"
+  `;
+  const output = execFileSync('unshare', ['-mpf', '--mount-proc', 'sh', '-c', script], {
+    encoding: 'utf8', cwd: bundles, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE: process.execPath, B: bundles, D: dir },
+  });
+  const lines = Object.fromEntries(output.trim().split('\n').map((line) => {
+    const [what, pid, ...json] = line.split(' ');
+    return [what, { pid: Number(pid), result: JSON.parse(json.join(' ')) as Record<string, unknown> }];
+  }));
+  const { 'root-holder': hidden, 'nobody-holder': holder, 'root-process': reused } = lines;
+  t.like(hidden!.result, { acquired: false, holder: hidden!.pid }, 'root\'s live holder, hidden from nobody, is held');
+  t.like(holder!.result, { acquired: false, holder: holder!.pid }, 'nobody sees its own live holder');
+  t.is(reused!.pid, holder!.pid, 'the dead holder\'s pid now runs root\'s sleep');
+  t.like(reused!.result, { acquired: true }, 'a pid hidden from nobody is not the holder nobody recorded');
 });

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
 import { inLockDirectory } from '../lock-path.js';
 import { LockFileError } from '../errors.js';
-import { currentProcess, isRunning } from '../process-identity.js';
+import { currentProcess, isRunning, visibilityKey } from '../process-identity.js';
 import { code, lockFileError, readHead } from './lock-file.js';
 import type { HolderRecord } from './types.js';
 
@@ -20,7 +20,8 @@ import type { HolderRecord } from './types.js';
  *
  * Content: line 1 is the holder record (src/holder-record.ts, what `holder()`
  * reports and other tools read); line 2 is ours: a random token naming this
- * claim, plus the boot and pid namespace of its creator, so a record is not
+ * claim, plus the boot and pid namespace of its creator (and its ids, see
+ * visibilityKey in process-identity.ts), so a record is not
  * believed after a reboot (pid and start ticks repeat from boot to boot) and
  * not judged from a pid namespace it does not belong to.
  *
@@ -52,6 +53,8 @@ export interface Claim {
   readonly pidns: string | undefined;
   /** Time namespace of the creator (Linux), when recorded: start times are comparable only within one. */
   readonly timens: string | undefined;
+  /** The creator's visibilityKey() (Linux), when it has one: who is sure to see it in /proc. */
+  readonly ids: string | undefined;
 }
 
 /**
@@ -95,7 +98,7 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
   const self = identity();
   const bytes = Buffer.concat([
     encodeRecord(record),
-    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns, timens: self.timens })}\n`),
+    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns, timens: self.timens, ids: visibilityKey() ?? undefined })}\n`),
   ]);
   const temp = tempPath(lockPath, token);
   let fd: number;
@@ -177,7 +180,7 @@ export function readClaim(path: string): Claim | undefined {
   const meta = parseMeta(bytes);
   const token = record !== null ? meta?.token : undefined;
   const id = token ?? `x${createHash('sha256').update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
-  return { id, token, record, boot: meta?.boot, pidns: meta?.pidns, timens: meta?.timens };
+  return { id, token, record, boot: meta?.boot, pidns: meta?.pidns, timens: meta?.timens, ids: meta?.ids };
 }
 
 /**
@@ -193,7 +196,9 @@ export function readClaim(path: string): Claim | undefined {
  * - Else the recorded pid must run (not a zombie) with the recorded start
  *   time (Linux), so a reused pid is not believed. Start times are shifted
  *   by each time namespace: from another one, or where the OS gives none,
- *   a live pid counts.
+ *   a live pid counts. So does a pid hidden from us (/proc mounted
+ *   `hidepid=2`), unless the creator had our ids (visibilityKey()): then it
+ *   would be visible if it ran, so the pid is someone else's now.
  * - Files without our namespace line (another tool's, the posix driver's
  *   leftovers) are judged as if from this namespace.
  *
@@ -211,7 +216,9 @@ export function isLive(claim: Claim): boolean {
   if (claim.boot !== undefined && self.boot !== undefined && claim.boot !== self.boot) return false;
   if (claim.pidns !== undefined && claim.pidns !== self.pidns) return true;
   const comparable = claim.timens === undefined || claim.timens === self.timens;
-  return isRunning(record.pid, comparable ? record.start : undefined);
+  // With our own ids, a live holder would be visible to us in /proc: a pid hidden from us (hidepid) is someone else's now.
+  const visible = claim.ids !== undefined && claim.ids === visibilityKey();
+  return isRunning(record.pid, comparable ? record.start : undefined, visible);
 }
 
 /**
@@ -250,7 +257,7 @@ export function unlinkQuietly(path: string): void {
   }
 }
 
-function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: string; timens?: string } | undefined {
+function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: string; timens?: string; ids?: string } | undefined {
   const text = bytes.toString('utf8');
   const first = text.indexOf('\n');
   const second = text.indexOf('\n', first + 1);
@@ -263,6 +270,7 @@ function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: strin
       boot: typeof meta.boot === 'string' ? meta.boot : undefined,
       pidns: typeof meta.pidns === 'string' ? meta.pidns : undefined,
       timens: typeof meta.timens === 'string' ? meta.timens : undefined,
+      ids: typeof meta.ids === 'string' ? meta.ids : undefined,
     };
   } catch {
     return undefined;
