@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { inLockDirectory } from '../lock-path.js';
+import { inLockDirectory, LOCK_FILE_SUFFIX } from '../lock-path.js';
 import { LockFileError } from '../errors.js';
 import { currentProcess, isRunning, visibilityKey } from '../process-identity.js';
 import { code, lockFileError, readHead } from './lock-file.js';
@@ -80,6 +80,57 @@ export function newToken(): string {
  */
 export function tempPath(lockPath: string, token: string): string {
   return `${lockPath}.${token}.tmp`;
+}
+
+/** What ends a claim file's name, where a posix lock file's ends in `.lock`. */
+export const CLAIM_FILE_SUFFIX = '.pid';
+
+/**
+ * The portable driver's claim file for the posix driver's lock file (or
+ * file name) `lockPath`: the same name ending in `.pid` instead of `.lock`.
+ * Two files, so neither driver misreads the other's: a posix lock file stays
+ * after release, and a claim must never be opened and flocked. Each driver
+ * looks at the other's file to exclude it (see portable.ts and posix.ts).
+ *
+ * @example
+ * ```ts
+ * claimPathFor('/run/lock/exclusive-process.x.lock'); // '/run/lock/exclusive-process.x.pid'
+ * ```
+ */
+export function claimPathFor(lockPath: string): string {
+  return `${lockPath.slice(0, -LOCK_FILE_SUFFIX.length)}${CLAIM_FILE_SUFFIX}`;
+}
+
+/**
+ * The posix driver's lock file for the claim file `claimPath` (the reverse of {@link claimPathFor}).
+ *
+ * @example
+ * ```ts
+ * lockPathFor('/run/lock/exclusive-process.x.pid'); // '/run/lock/exclusive-process.x.lock'
+ * ```
+ */
+export function lockPathFor(claimPath: string): string {
+  return `${claimPath.slice(0, -CLAIM_FILE_SUFFIX.length)}${LOCK_FILE_SUFFIX}`;
+}
+
+/**
+ * The holder recorded in the claim at `path` when it is live, else null
+ * (none, stale, or something that is not a claim: whoever asks cannot use
+ * it either). Cheap when there is none, as for a posix acquisition.
+ *
+ * @example
+ * ```ts
+ * liveClaimAt(claimPathFor(lockPath)); // null: no portable-driver process holds it
+ * ```
+ */
+export function liveClaimAt(path: string): HolderRecord | null {
+  if (lstatSync(path, { throwIfNoEntry: false }) === undefined) return null;
+  try {
+    const claim = readClaim(path);
+    return claim !== undefined && isLive(claim) ? claim.record : null;
+  } catch {
+    return null;
+  }
 }
 
 /**

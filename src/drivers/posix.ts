@@ -9,7 +9,8 @@ import { lockFileError, openExistingLockFile, openLockFile, readHead, readRecord
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { evictIdle } from './idle-cache.js';
 import { watchLockFile } from './watch.js';
-import { flockHolder } from './proc-locks.js';
+import { flockHolderRecord } from './proc-locks.js';
+import { claimPathFor, liveClaimAt } from './portable-claim.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.
@@ -32,6 +33,8 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
 const { EWOULDBLOCK, EAGAIN, EINTR } = constants.errno;
+/** How often a blocking wait looks again while a portable-driver process holds the name. */
+const PORTABLE_POLL_MS = 10;
 /** Attempts when the file keeps being replaced under us (only a hostile process does that). */
 const MAX_REOPEN = 100;
 
@@ -61,6 +64,13 @@ export function createPosixDriver(): LockDriver {
         throw lockFileError(Object.assign(new Error(`flock failed (errno ${errno})`), { code: errnoName(errno) }), path);
       }
       if (namesFile(path, cached)) {
+        if (liveClaimAt(claimPathFor(path)) !== null) {
+          // A portable-driver process holds this name (see portable.ts): not ours after all.
+          flock(cached.fd, LOCK_UN);
+          if ((operation & LOCK_NB) !== 0) return null;
+          sleepSync(PORTABLE_POLL_MS); // a blocking wait: its release does not touch our file, so poll
+          continue;
+        }
         cached.held = true;
         writeRecord(cached.fd, encodeRecord(record));
         return { release: () => release(path, cached) };
@@ -119,19 +129,14 @@ export function createPosixDriver(): LockDriver {
     watch: (path, onChange) => watchLockFile(path, onChange),
     holder(path) {
       const file = openExistingLockFile(path);
-      if (file === undefined) return null;
+      if (file === undefined) return liveClaimAt(claimPathFor(path));
       try {
+        const holder = flockHolderRecord(file);
+        if (holder !== undefined) return holder ?? liveClaimAt(claimPathFor(path));
+        // No /proc/locks (not Linux): probe with a shared lock.
+        if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return null;
         const record = decodeRecord(readHead(file.fd));
-        const pid = flockHolder(file);
-        if (pid === undefined) {
-          // No /proc/locks (not Linux): probe with a shared lock.
-          if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return null;
-          return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? '', pid: null };
-        }
-        if (pid === null) return null;
-        // 0: the holder is in a pid namespace we cannot see (another container); its record has its own pid.
-        if (pid === 0) return record ?? { name: '', pid: null };
-        return record !== null && record.pid === pid ? record : { name: record?.name ?? '', pid };
+        return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? '', pid: null };
       } finally {
         closeSync(file.fd); // also drops the probe's shared lock
       }
@@ -151,6 +156,10 @@ function namesFile(path: string, file: OpenLockFile): boolean {
   } catch {
     return false;
   }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function errnoName(errno: number): string | undefined {

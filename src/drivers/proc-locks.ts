@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
-import type { OpenLockFile } from './lock-file.js';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { decodeRecord } from '../holder-record.js';
+import { readHead, type OpenLockFile } from './lock-file.js';
+import type { HolderRecord } from './types.js';
 
 /**
  * Linux: who holds a `flock` on a file, read from /proc/locks without
@@ -44,6 +46,54 @@ export function flockHolder(file: OpenLockFile): number | null | undefined {
     if (id.slice(colon + 1) === String(file.ino) && devices.has(id.slice(0, colon))) return Number(fields[4]);
   }
   return null;
+}
+
+/**
+ * The holder of the flock on the open lock `file` according to /proc/locks,
+ * with its record when the record names that pid: null when free,
+ * `{ pid: null }` when held by a holder we cannot name, undefined without
+ * /proc/locks.
+ *
+ * @example
+ * ```ts
+ * flockHolderRecord(file); // { name: 'nightly', pid: 4242, ... }
+ * ```
+ */
+export function flockHolderRecord(file: OpenLockFile): HolderRecord | null | undefined {
+  const pid = flockHolder(file);
+  if (pid === undefined || pid === null) return pid;
+  const record = decodeRecord(readHead(file.fd));
+  // 0: the holder is in a pid namespace we cannot see (another container); its record has its own pid.
+  if (pid === 0) return record ?? { name: '', pid: null };
+  return record !== null && record.pid === pid ? record : { name: record?.name ?? '', pid };
+}
+
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = constants;
+
+/**
+ * The flock holder of the lock file at `path` (see flockHolderRecord),
+ * opened read-only and never created, for a process that does not use
+ * flock itself (the portable driver): null also when there is no such
+ * regular file, or it cannot be opened (then no flock user can lock it either).
+ *
+ * @example
+ * ```ts
+ * flockHolderAt('/run/lock/exclusive-process.nightly.lock'); // null: free
+ * ```
+ */
+export function flockHolderAt(path: string): HolderRecord | null | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() ? flockHolderRecord({ fd, dev: stat.dev, ino: stat.ino }) : null;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A user-space dev_t as /proc/locks prints it: hex `major:minor`, at least two digits each. */
