@@ -214,6 +214,7 @@ export function lockNamesIn(
 ): string[] {
   const directory = lockDirectory(dir);
   const names: string[] = [];
+  const tail = fileName('a').slice(`${LOCK_FILE_PREFIX}a`.length); // what follows the encoded name: '.lock', '.pid'...
   for (const entry of entriesIn(directory)) {
     const file = entry.name;
     if (!file.startsWith(LOCK_FILE_PREFIX)) continue;
@@ -221,7 +222,7 @@ export function lockNamesIn(
       debug('status: skipping %s: not a regular file', join(directory, file));
       continue;
     }
-    let name = decodeFileName(file);
+    let name = decodeFileName(file, tail, fileName);
     if (name === undefined) {
       try {
         name = readName(join(directory, file));
@@ -260,10 +261,10 @@ function entriesIn(directory: string): Dirent[] {
   }
 }
 
-/** The name behind a plain (not hashed) lock file name, or undefined. */
-function decodeFileName(file: string): string | undefined {
-  if (!file.endsWith(LOCK_FILE_SUFFIX)) return undefined;
-  const encoded = file.slice(LOCK_FILE_PREFIX.length, -LOCK_FILE_SUFFIX.length);
+/** The name behind a plain (not hashed) file name made by `fileName` (ending in `tail`), or undefined. */
+function decodeFileName(file: string, tail: string, fileName: (name: string) => string): string | undefined {
+  if (!file.endsWith(tail)) return undefined;
+  const encoded = file.slice(LOCK_FILE_PREFIX.length, -tail.length);
   if (encoded.includes('~')) return undefined;
   const bytes: number[] = [];
   for (let i = 0; i < encoded.length; i++) {
@@ -275,5 +276,5 @@ function decodeFileName(file: string): string | undefined {
     }
   }
   const name = Buffer.from(bytes).toString('utf8');
-  return lockFileName(name) === file ? name : undefined; // only names we made
+  return fileName(name) === file ? name : undefined; // only names we made
 }

@@ -12,25 +12,25 @@ function exclusive(args: string[], env: NodeJS.ProcessEnv = {}): { status: numbe
   return spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env } });
 }
 
-/** Plants a directory, a FIFO, a symlink, a hard link and an empty-named lock file among real locks. */
-function plantJunk(dir: string): void {
+/** Plants a directory, a FIFO, a symlink, a hard link and an empty-named lock file among real locks (`suffix`: the driver's). */
+function plantJunk(dir: string, suffix: string): void {
   const victim = join(dir, 'victim');
   writeFileSync(victim, 'not a lock\n');
-  mkdirSync(join(dir, 'exclusive-process.a-directory.lock'));
-  execFileSync('mkfifo', [join(dir, 'exclusive-process.a-fifo.lock')]);
-  symlinkSync(victim, join(dir, 'exclusive-process.a-symlink.lock'));
-  symlinkSync(join(dir, 'nowhere'), join(dir, 'exclusive-process.a-dangling-symlink.lock'));
-  linkSync(victim, join(dir, 'exclusive-process.a-hard-link.lock'));
-  writeFileSync(join(dir, 'exclusive-process..lock'), '');
+  mkdirSync(join(dir, `exclusive-process.a-directory${suffix}`));
+  execFileSync('mkfifo', [join(dir, `exclusive-process.a-fifo${suffix}`)]);
+  symlinkSync(victim, join(dir, `exclusive-process.a-symlink${suffix}`));
+  symlinkSync(join(dir, 'nowhere'), join(dir, `exclusive-process.a-dangling-symlink${suffix}`));
+  linkSync(victim, join(dir, `exclusive-process.a-hard-link${suffix}`));
+  writeFileSync(join(dir, `exclusive-process.${suffix}`), '');
 }
 
-for (const driver of ['posix', 'portable'] as const) {
+for (const [driver, suffix] of [['posix', '.lock'], ['portable', '.pid']] as const) {
   test(`${driver}: junk named like a lock file is skipped and the real locks are listed`, async (t) => {
     const dir = lockDir();
     const holder = start('hold.ts', ['real', dir, driver]);
     t.teardown(() => holder.child.kill('SIGKILL'));
     await holder.waitFor('held');
-    plantJunk(dir);
+    plantJunk(dir, suffix);
     // The portable driver reads a hard-linked file like any claim (its own have two links for an instant): garbage in it reads as stale, so free.
     const expected = [
       ...(driver === 'portable' ? [{ name: 'a-hard-link', state: 'free', pid: null }] : []),
@@ -41,7 +41,7 @@ for (const driver of ['posix', 'portable'] as const) {
     t.is(json.status, 0, json.stderr);
     t.deepEqual((JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({ name, state, pid })), expected);
     for (const junk of ['a-directory', 'a-fifo', 'a-symlink', 'a-dangling-symlink', '']) {
-      t.true(json.stderr.includes(`skipping ${join(dir, `exclusive-process.${junk}.lock`)}`), `NODE_DEBUG says why ${junk} is skipped: ${json.stderr}`);
+      t.true(json.stderr.includes(`skipping ${join(dir, `exclusive-process.${junk}${suffix}`)}`), `NODE_DEBUG says why ${junk} is skipped: ${json.stderr}`);
     }
 
     const table = exclusive(['status', '--dir', dir, '--driver', driver]);
