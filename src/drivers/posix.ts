@@ -26,6 +26,11 @@ import { claimPathFor, liveClaimAt } from './portable-claim.js';
  * by a process holding its lock, and every acquisition checks that the path
  * still names the locked file, so a waiter that locked a file just unlinked
  * retries.
+ *
+ * A process that cannot load native code may hold the same name with the
+ * portable driver, whose claim is `<lock>.pid` beside our `<lock>.lock`:
+ * after locking, we back off while that claim is live (it checks our flock
+ * after creating its claim, so one of us always sees the other).
  */
 
 const LOCK_SH = 1;
@@ -134,7 +139,7 @@ export function createPosixDriver(): LockDriver {
         const holder = flockHolderRecord(file);
         if (holder !== undefined) return holder ?? liveClaimAt(claimPathFor(path));
         // No /proc/locks (not Linux): probe with a shared lock.
-        if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return null;
+        if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return liveClaimAt(claimPathFor(path));
         const record = decodeRecord(readHead(file.fd));
         return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? '', pid: null };
       } finally {
