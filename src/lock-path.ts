@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { debuglog } from 'node:util';
 import { InvalidArgumentError, LockFileError } from './errors.js';
 import { describe } from './describe.js';
 
@@ -16,6 +17,8 @@ export const LOCK_FILE_PREFIX = 'exclusive-process.';
 export const LOCK_FILE_SUFFIX = '.lock';
 /** Longest encoded part kept readable; longer names are cut and made unique with a hash (file names stop at 255 bytes). */
 const MAX_READABLE = 160;
+/** `NODE_DEBUG=exclusive-process` output. */
+const debug = debuglog('exclusive-process');
 
 /**
  * The longest lock name, in UTF-16 code units: the whole name is kept in the
@@ -227,9 +230,12 @@ function isSharedDirectory(path: string): boolean {
 
 /**
  * The names of the locks that have a file in `dir`, for `status`. A file
- * counts when it is `fileName(name)` for its name: read back from a plain
- * lock file name, else from its record via `readName` (hashed long names,
- * other suffixes). Unreadable or unsafe files are passed over.
+ * counts when it is a regular file named `fileName(name)` for a valid lock
+ * name: read back from a plain lock file name, else from its record via
+ * `readName` (hashed long names, other suffixes). Anything else that looks
+ * like ours (a directory, FIFO or symlink planted in a shared directory,
+ * `exclusive-process..lock`, unreadable files) is passed over, and said so
+ * under `NODE_DEBUG=exclusive-process`.
  */
 export function lockNamesIn(
   dir: string | undefined,
@@ -238,25 +244,42 @@ export function lockNamesIn(
 ): string[] {
   const directory = lockDirectory(dir);
   const names: string[] = [];
-  for (const file of filesIn(directory)) {
+  const tail = fileName('a').slice(`${LOCK_FILE_PREFIX}a`.length); // what follows the encoded name: '.lock', '.pid'...
+  for (const entry of entriesIn(directory)) {
+    const file = entry.name;
     if (!file.startsWith(LOCK_FILE_PREFIX)) continue;
-    let name = decodeFileName(file);
+    if (!entry.isFile()) {
+      debug('status: skipping %s: not a regular file', join(directory, file));
+      continue;
+    }
+    let name = decodeFileName(file, tail, fileName);
     if (name === undefined) {
       try {
         name = readName(join(directory, file));
       } catch {
+        debug('status: skipping %s: unreadable', join(directory, file));
         continue; // not a file we may read: not ours to list
       }
     }
-    if (name !== undefined && fileName(name) === file) names.push(name);
+    if (name !== undefined && isValidName(name) && fileName(name) === file) names.push(name);
+    else debug('status: skipping %s: not the file of a lock name', join(directory, file));
   }
   return names;
 }
 
-/** The entries of the lock directory: none when it does not exist yet. */
-function filesIn(directory: string): string[] {
+function isValidName(name: string): boolean {
   try {
-    return readdirSync(directory);
+    validateName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The entries of the lock directory: none when it does not exist yet. */
+function entriesIn(directory: string): Dirent[] {
+  try {
+    return readdirSync(directory, { withFileTypes: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return [];
@@ -268,10 +291,10 @@ function filesIn(directory: string): string[] {
   }
 }
 
-/** The name behind a plain (not hashed) lock file name, or undefined. */
-function decodeFileName(file: string): string | undefined {
-  if (!file.endsWith(LOCK_FILE_SUFFIX)) return undefined;
-  const encoded = file.slice(LOCK_FILE_PREFIX.length, -LOCK_FILE_SUFFIX.length);
+/** The name behind a plain (not hashed) file name made by `fileName` (ending in `tail`), or undefined. */
+function decodeFileName(file: string, tail: string, fileName: (name: string) => string): string | undefined {
+  if (!file.endsWith(tail)) return undefined;
+  const encoded = file.slice(LOCK_FILE_PREFIX.length, -tail.length);
   if (encoded.includes('~')) return undefined;
   const bytes: number[] = [];
   for (let i = 0; i < encoded.length; i++) {
@@ -283,5 +306,5 @@ function decodeFileName(file: string): string | undefined {
     }
   }
   const name = Buffer.from(bytes).toString('utf8');
-  return lockFileName(name) === file ? name : undefined; // only names we made
+  return fileName(name) === file ? name : undefined; // only names we made
 }

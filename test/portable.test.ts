@@ -1,19 +1,23 @@
 import test from 'ava';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, watch, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { encodeRecord } from '../src/holder-record.js';
 import { CannotAcquireLock, Exclusive, LockFileError } from '../src/index.js';
 import { lockFilePath } from '../src/lock-path.js';
+import { claimPathFor } from '../src/drivers/portable-claim.js';
 import { processStartTime } from '../src/process-identity.js';
 import { createPortableDriver } from '../src/drivers/portable.js';
 import { driverSuite } from './helpers/suite.js';
 import { FIXTURES, lockDir, run, start } from './helpers/processes.js';
+import { bundleForOtherUsers } from './helpers/bundle.js';
 
 driverSuite(test, 'portable');
 
 const portable = { driver: 'portable' } as const;
+/** The portable driver's claim file for `name`. */
+const claimPath = (name: string, dir: string): string => claimPathFor(lockFilePath(name, dir));
 const BOOT = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
 
 /** Writes a lock file as a holder would have: our record line, and optionally our second (token) line. */
@@ -61,7 +65,7 @@ function tryLock(name: string, dir: string): { acquired: true } | { acquired: fa
 test('a lock file naming a live process with another start time (a reused pid) is reclaimed', async (t) => {
   const dir = lockDir();
   const sleep = await sleeper(t);
-  const path = lockFilePath('reuse', dir);
+  const path = claimPath('reuse', dir);
   const realStart = processStartTime(sleep.pid)!;
   t.regex(realStart, /^\d+$/);
   plant(path, { pid: sleep.pid, start: String(Number(realStart) + 1) });
@@ -76,7 +80,7 @@ test('a lock file naming a live process with another start time (a reused pid) i
 test('a lock file naming a live process with its own start time is held, and left as it is', async (t) => {
   const dir = lockDir();
   const sleep = await sleeper(t);
-  const path = lockFilePath('alive', dir);
+  const path = claimPath('alive', dir);
   const start = processStartTime(sleep.pid)!;
   for (const meta of [undefined, { token: token(), boot: BOOT }]) {
     const bytes = plant(path, { pid: sleep.pid, start }, meta);
@@ -92,7 +96,7 @@ test('a lock file naming a live process with its own start time is held, and lef
 test('a record from a previous boot is reclaimed even when its pid and start time match a live process', async (t) => {
   const dir = lockDir();
   const sleep = await sleeper(t);
-  const path = lockFilePath('reboot', dir);
+  const path = claimPath('reboot', dir);
   plant(path, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: '00000000-0000-0000-0000-000000000000' });
   t.deepEqual(tryLock('reboot', dir), { acquired: true });
   t.false(existsSync(path));
@@ -101,7 +105,7 @@ test('a record from a previous boot is reclaimed even when its pid and start tim
 test('a record from another host or another pid namespace cannot be checked and counts as held', async (t) => {
   const dir = lockDir();
   const dead = await deadPid();
-  const path = lockFilePath('remote', dir);
+  const path = claimPath('remote', dir);
   plant(path, { pid: dead, start: '1', host: 'another-host.example' });
   t.deepEqual(tryLock('remote', dir), { acquired: false, pid: dead });
   t.like(Exclusive.holder('remote', { dir, ...portable }), { pid: dead, host: 'another-host.example' });
@@ -118,7 +122,7 @@ function readlinkPidns(): string {
 
 test('garbage, 0, huge numbers, bare pids and truncated records are reclaimed (they never crash later runs)', (t) => {
   const dir = lockDir();
-  const path = lockFilePath('garbage', dir);
+  const path = claimPath('garbage', dir);
   const valid = encodeRecord({ name: 'garbage', pid: process.pid, host: hostname() });
   const contents: Array<string | Buffer> = [
     '', '0', '0\n', '99999999999999999999999999\n', String(process.pid), `${process.pid}\n`, 'garbage', '\n\n\n',
@@ -139,7 +143,7 @@ test('20 processes racing to reclaim one stale lock file: exactly one wins, the 
   for (const ours of [false, true]) {
     const dir = lockDir();
     const dead = await deadPid();
-    const path = lockFilePath('starter', dir);
+    const path = claimPath('starter', dir);
     const staleToken = token();
     // Ours: as left by a holder killed between link() and removing its temp file.
     plant(path, { pid: dead, start: '1' }, ours ? { token: staleToken, boot: BOOT } : undefined);
@@ -168,7 +172,7 @@ test('20 processes racing to reclaim one stale lock file: exactly one wins, the 
     const unknown = messages.filter((m) => m === "Another 'starter' process is already running (pid unknown).\n").length;
     t.is(named + unknown, 19, messages.join(''));
     t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!), { pid: won[0] });
-    t.deepEqual(readdirSync(dir).sort(), [`exclusive-process.starter.lock`, 'go'], 'no temp or guard file left, the stale temp file removed');
+    t.deepEqual(readdirSync(dir).sort(), [`exclusive-process.starter.pid`, 'go'], 'no temp or guard file left, the stale temp file removed');
     t.log(`${ours ? 'our' : 'foreign'} stale file: ${named} losers named the winner, ${unknown} said unknown`);
   }
 });
@@ -183,7 +187,7 @@ test('6 processes x 100 turns, every turn ending with a stale lock file: the cou
   for (const result of results) t.is(result.code, 0, result.stderr);
   t.is(readFileSync(counter, 'utf8'), '600');
   const left = readdirSync(dir).filter((file) => file !== 'counter');
-  t.deepEqual(left, ['exclusive-process.stale-counter.lock'], 'only the last stale lock file: no temp or guard file left');
+  t.deepEqual(left, ['exclusive-process.stale-counter.pid'], 'only the last stale lock file: no temp or guard file left');
 });
 
 test('holder() and the die message report the holding process', async (t) => {
@@ -202,7 +206,7 @@ test('holder() and the die message report the holding process', async (t) => {
   t.is(second.stderr, `Another 'reported' process is already running (pid ${pid}).\n`);
   holder.child.kill('SIGKILL');
   await holder.finished;
-  t.true(existsSync(lockFilePath('reported', dir)), 'kill -9 leaves the file');
+  t.true(existsSync(claimPath('reported', dir)), 'kill -9 leaves the file');
   t.is(Exclusive.holder('reported', { dir, ...portable }), null, 'but a dead holder holds nothing');
   t.deepEqual(Exclusive.holder('reported', { dir, ...portable }), null);
   t.deepEqual(createPortableDriver().list!(dir), ['reported']);
@@ -220,7 +224,7 @@ test('a symlink, directory or FIFO at the lock path is refused with ERR_LOCK_FIL
   ];
   for (const [what, make] of cases) {
     const name = `unsafe-${what}`;
-    const path = lockFilePath(name, dir);
+    const path = claimPath(name, dir);
     make(path);
     for (const attempt of [() => Exclusive.lock({ name, dir, ...portable }), () => Exclusive.holder(name, { dir, ...portable })]) {
       const error = t.throws(attempt, { instanceOf: LockFileError }, what);
@@ -236,7 +240,7 @@ test('a symlink, directory or FIFO at the lock path is refused with ERR_LOCK_FIL
 
 test('a symlink planted at the reclaim guard of a stale lock is refused too', async (t) => {
   const dir = lockDir();
-  const path = lockFilePath('guarded', dir);
+  const path = claimPath('guarded', dir);
   const staleToken = token();
   plant(path, { pid: await deadPid(), start: '1' }, { token: staleToken, boot: BOOT });
   const guard = `${path}.${staleToken}.reclaim`;
@@ -250,7 +254,7 @@ test('a symlink planted at the reclaim guard of a stale lock is refused too', as
 
 test('a reclaimer that died holding the guard does not block the lock: its guard is reclaimed in turn', async (t) => {
   const dir = lockDir();
-  const path = lockFilePath('crashed', dir);
+  const path = claimPath('crashed', dir);
   const staleToken = token();
   plant(path, { pid: await deadPid(), start: '1' }, { token: staleToken, boot: BOOT });
   const guardToken = token();
@@ -264,7 +268,7 @@ test('a reclaimer that died holding the guard does not block the lock: its guard
 test('while a live process reclaims (holds the guard), the lock reads as held and its stale file is left to it', async (t) => {
   const dir = lockDir();
   const sleep = await sleeper(t);
-  const path = lockFilePath('reclaiming', dir);
+  const path = claimPath('reclaiming', dir);
   const staleToken = token();
   plant(path, { pid: await deadPid(), start: '1' }, { token: staleToken, boot: BOOT });
   plant(`${path}.${staleToken}.reclaim`, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: BOOT });
@@ -296,8 +300,8 @@ test('watch() reports the lock file appearing and disappearing, and ignores othe
   const seen = new Set<string>();
   const raw = watch(dir, (_event, file) => seen.add(String(file)));
   t.teardown(() => raw.close());
-  writeFileSync(join(dir, 'exclusive-process.other.lock'), '');
-  await until(() => seen.has('exclusive-process.other.lock'));
+  writeFileSync(join(dir, 'exclusive-process.other.pid'), '');
+  await until(() => seen.has('exclusive-process.other.pid'));
   t.is(calls, 0, 'another lock file does not wake us');
   const lock = driver.tryLock(path, { name: 'watched', pid: process.pid }) as { release(): void };
   await until(() => calls > 0);
@@ -315,45 +319,69 @@ async function until(condition: () => boolean): Promise<void> {
   }
 }
 
-test('without the native binding the default driver falls back to portable, warning exactly once', async (t) => {
+/** Environment of a process that cannot load native addons (Node's own switch, as under the permission model). */
+const noAddons = (): NodeJS.ProcessEnv => ({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --no-addons` });
+
+test('without native addons the default driver fails with ERR_DRIVER_UNAVAILABLE saying how to choose portable, and holds nothing', async (t) => {
   const dir = lockDir();
-  const fallback = start('portable-fallback.ts', [dir], noNative());
-  t.teardown(() => fallback.child.kill('SIGKILL'));
-  const out = await fallback.waitFor('held');
-  const report = JSON.parse(out.slice(out.indexOf('held ') + 5).split('\n')[0]!);
-  t.deepEqual(report.drivers, ['portable', 'portable', 'portable']);
-  // It excludes processes that chose the portable driver explicitly.
-  const other = JSON.parse((await run('try-lock.ts', ['fallback-held', dir, 'portable'])).stdout);
-  t.deepEqual(other, { acquired: false, code: 'ERR_LOCK_HELD', holder: report.pid, message: `Another 'fallback-held' process is already running (pid ${report.pid}).` });
-  fallback.child.kill('SIGTERM');
-  const end = await fallback.finished;
-  t.is(end.signal, 'SIGTERM');
-  const warnings = end.stderr.match(/\[EXCLUSIVE_PROCESS_PORTABLE_FALLBACK\] ExclusiveProcessWarning: The native flock binding \(ffi-rs\) cannot load on linux-\w+: native addons are forbidden here \(test preload\)\. Use driver: 'portable'\. Falling back to the portable pid-file driver\./g);
-  t.is(warnings?.length, 1, end.stderr);
-  t.false(existsSync(report.lockfile), 'released on SIGTERM');
+  const result = await run('try-lock.ts', ['no-addons', dir, ''], noAddons());
+  t.not(result.code, 0);
+  t.regex(result.stderr, /code: 'ERR_DRIVER_UNAVAILABLE'/);
+  t.true(result.stderr.includes("The native flock binding (ffi-rs) cannot load on linux-x64: Cannot load native addon because loading addons is disabled. Choose the portable driver explicitly: driver: 'portable' in code, --driver portable for the exclusive command"), result.stderr);
+  t.deepEqual(readdirSync(dir), [], 'no lock file: it never switched drivers');
+  t.like(JSON.parse((await run('try-lock.ts', ['no-addons', dir, 'portable'], noAddons())).stdout), { acquired: true }, 'explicitly portable, it works');
 });
 
-const noNative = (): NodeJS.ProcessEnv => ({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require=${join(FIXTURES, 'portable-no-native.cjs')}` });
-const FALLBACK_WARNING = /\[EXCLUSIVE_PROCESS_PORTABLE_FALLBACK\]/g;
+test('a --no-addons process (portable) and a normal one (posix) never both hold a name, in either order', async (t) => {
+  const dir = lockDir();
+  // A posix holder: the portable process is refused and names it.
+  const posix = start('hold.ts', ['mixed', dir, 'posix']);
+  t.teardown(() => posix.child.kill('SIGKILL'));
+  await posix.waitFor('held');
+  t.like(JSON.parse((await run('try-lock.ts', ['mixed', dir, 'portable'], noAddons())).stdout), { acquired: false, holder: posix.child.pid });
+  t.like(Exclusive.holder('mixed', { dir, ...portable }), { pid: posix.child.pid });
+  posix.child.kill('SIGKILL');
+  await posix.finished;
+  // A portable holder: the posix process is refused and names it.
+  const other = start('hold.ts', ['mixed', dir, 'portable'], noAddons());
+  t.teardown(() => other.child.kill('SIGKILL'));
+  await other.waitFor('held');
+  t.like(JSON.parse((await run('try-lock.ts', ['mixed', dir, 'posix'])).stdout), { acquired: false, holder: other.child.pid });
+  t.like(Exclusive.holder('mixed', { dir, driver: 'posix' }), { pid: other.child.pid });
+  other.child.kill('SIGKILL');
+  await other.finished;
+  t.like(JSON.parse((await run('try-lock.ts', ['mixed', dir, 'posix'])).stdout), { acquired: true }, 'free once it is dead');
+});
 
-test('worker threads of one process (one pid) exclude each other through the fallback driver', async (t) => {
+test('a posix process that locked and released a name, and still runs, does not keep it from a portable one', async (t) => {
+  const dir = lockDir();
+  const idle = start('lock-then-idle.ts', [dir, 'exclusive']);
+  t.teardown(() => idle.child.kill('SIGKILL'));
+  await idle.waitFor('locked');
+  t.true(existsSync(lockFilePath('idle', dir)), 'its lock file, naming it, stays open for its next acquisition');
+  t.like(JSON.parse((await run('try-lock.ts', ['idle', dir, 'portable'], noAddons())).stdout), { acquired: true });
+});
+
+test('3 posix processes and 3 --no-addons portable processes x 100 increments under one name: the counter is exact', async (t) => {
   const dir = lockDir();
   const counter = join(dir, 'counter');
   writeFileSync(counter, '0');
-  const result = await run('workers.ts', [dir, counter, '4', '200'], noNative());
+  const results = await Promise.all([
+    ...['async', 'sync', 'async'].map((mode) => run('counter.ts', [dir, 'posix', counter, '100', mode])),
+    ...['async', 'sync', 'async'].map((mode) => run('counter.ts', [dir, 'portable', counter, '100', mode], noAddons())),
+  ]);
+  for (const result of results) t.is(result.code, 0, result.stderr);
+  t.is(readFileSync(counter, 'utf8'), '600');
+});
+
+test('worker threads of one process (one pid) exclude each other through the portable driver without native addons', async (t) => {
+  const dir = lockDir();
+  const counter = join(dir, 'counter');
+  writeFileSync(counter, '0');
+  const result = await run('workers.ts', [dir, counter, '4', '200', '', 'portable'], noAddons());
   t.is(result.code, 0, result.stderr);
   t.is(readFileSync(counter, 'utf8'), '800');
   t.deepEqual(readdirSync(dir), ['counter'], 'every thread removed its lock file and temp files');
-  t.true((result.stderr.match(FALLBACK_WARNING)?.length ?? 0) >= 1, result.stderr);
-});
-
-test('the fallback warning is printed once per process, by the main thread, not again by its workers', async (t) => {
-  const dir = lockDir();
-  const counter = join(dir, 'counter');
-  writeFileSync(counter, '0');
-  const result = await run('workers.ts', [dir, counter, '4', '10', 'main-first'], noNative());
-  t.is(result.code, 0, result.stderr);
-  t.is(result.stderr.match(FALLBACK_WARNING)?.length, 1, result.stderr);
 });
 
 test('list() names held and stale lock files, long (hashed) names included', async (t) => {
@@ -362,14 +390,14 @@ test('list() names held and stale lock files, long (hashed) names included', asy
   const driver = createPortableDriver();
   const held = Exclusive.lock({ name: long, dir, ...portable });
   t.teardown(() => void held.release());
-  plant(lockFilePath('stale', dir), { pid: await deadPid(), start: '1' });
+  plant(claimPath('stale', dir), { pid: await deadPid(), start: '1' });
   writeFileSync(join(dir, 'unrelated.lock'), 'not ours');
   t.deepEqual((driver.list!(dir) as string[]).sort(), [long, 'stale'].sort());
 });
 
 test('leftovers of processes that died mid-acquisition (a temp file, a finished reclaim\'s guard) are swept by the next reclaim', async (t) => {
   const dir = lockDir();
-  const path = lockFilePath('litter', dir);
+  const path = claimPath('litter', dir);
   const deadToken = token();
   // Died before linking its claim: a temp file nobody will link.
   plant(`${path}.${token()}.tmp`, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
@@ -379,7 +407,7 @@ test('leftovers of processes that died mid-acquisition (a temp file, a finished 
   const sleep = await sleeper(t);
   const liveGuard = `${path}.${token()}.reclaim`;
   plant(liveGuard, { pid: sleep.pid, start: processStartTime(sleep.pid)! }, { token: token(), boot: BOOT });
-  const otherLock = `${lockFilePath('litter.lock.x', dir)}.${token()}.tmp`;
+  const otherLock = `${claimPath('litter.lock.x', dir)}.${token()}.tmp`;
   plant(otherLock, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
   // The stale claim whose reclaim shows a process died here.
   plant(path, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
@@ -402,8 +430,68 @@ test('a zombie holder (dead, never reaped by its parent) is dead: its lock is re
   });
   t.like(tryLock('zombie', dir), { acquired: false, pid: holder });
   process.kill(holder, 'SIGKILL');
-  while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ')) await new Promise((resolve) => setTimeout(resolve, 5));
+  while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ') || otherThreads(holder).length > 0) await new Promise((resolve) => setTimeout(resolve, 5));
   t.deepEqual(tryLock('zombie', dir), { acquired: true });
+});
+
+/** The threads of `pid` other than its main one ([] once it is gone). */
+function otherThreads(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).filter((tid) => tid !== String(pid));
+  } catch {
+    return [];
+  }
+}
+
+/** Size of `file`, 0 while it does not exist. */
+function sizeOf(file: string): number {
+  return existsSync(file) ? statSync(file).size : 0;
+}
+
+test('a holder whose main thread has exited while its worker threads still write is alive: its lock is kept until every thread is gone', async (t) => {
+  const dir = lockDir();
+  const out = join(dir, 'out');
+  const holder = start('threaded-holder.ts', ['threads', dir, out, 'exit-main']);
+  const pid = holder.child.pid!;
+  t.teardown(() => holder.child.kill('SIGKILL'));
+  await holder.waitFor('held');
+  while (!readFileSync(`/proc/${pid}/stat`, 'latin1').includes(') Z ')) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.true(otherThreads(pid).length > 0, 'the main thread is a zombie, other threads run');
+  const before = sizeOf(out);
+  t.deepEqual(tryLock('threads', dir), { acquired: false, pid }, 'held while its threads run');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.true(sizeOf(out) > before, 'its workers were still writing');
+  t.deepEqual(tryLock('threads', dir), { acquired: false, pid });
+  holder.child.kill('SIGKILL');
+  // Until the parent (this process) reaps it, the zombie main thread stays: spin without yielding, so it is not reaped.
+  let attempts = 0;
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; attempts++) {
+    if (tryLock('threads', dir).acquired) {
+      // Threads never come back: one seen now was there during the acquisition.
+      t.deepEqual(otherThreads(pid), [], 'no thread of the holder remained when the lock was taken');
+      break;
+    }
+  }
+  t.deepEqual(tryLock('threads', dir), { acquired: true }, `taken once every thread had gone (${attempts} attempts)`);
+});
+
+test('kill -9 of a multi-threaded holder doing I/O: the lock is never taken while a thread of it remains (10 rounds)', async (t) => {
+  const dir = lockDir();
+  for (let round = 0; round < 10; round++) {
+    const holder = start('threaded-holder.ts', ['kill9', dir, join(dir, 'out'), 'stay']);
+    const pid = holder.child.pid!;
+    t.teardown(() => holder.child.kill('SIGKILL'));
+    await holder.waitFor('held');
+    t.deepEqual(tryLock('kill9', dir), { acquired: false, pid });
+    holder.child.kill('SIGKILL');
+    for (;;) {
+      if (tryLock('kill9', dir).acquired) {
+        t.deepEqual(otherThreads(pid), [], `round ${round}: taken while threads of the holder remained`);
+        break;
+      }
+    }
+    await holder.finished;
+  }
 });
 
 test('a holder in another time namespace (unshare -T) is not taken for a reused pid: its start time reads differently from here', async (t) => {
@@ -412,7 +500,7 @@ test('a holder in another time namespace (unshare -T) is not taken for a reused 
   const child = spawn('unshare', ['-T', '--boottime', '100000', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), 'timens', dir, 'portable'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill('SIGKILL'));
   const holder = await heldPid(child);
-  const record = JSON.parse(readFileSync(lockFilePath('timens', dir), 'utf8').split('\n')[0]!) as { start: string };
+  const record = JSON.parse(readFileSync(claimPath('timens', dir), 'utf8').split('\n')[0]!) as { start: string };
   t.not(record.start, processStartTime(holder), 'the start times differ between the namespaces');
   t.like(tryLock('timens', dir), { acquired: false, pid: holder });
   child.kill('SIGKILL');
@@ -446,4 +534,40 @@ test('a process that cannot see its pid namespace (no /proc) does not judge a ho
   const script = `umount -l /proc && exec "${process.execPath}" --import tsx "${join(FIXTURES, 'try-lock.ts')}" blind "${dir}" portable`;
   const output = execFileSync('unshare', ['-p', '-f', '-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', cwd: join(FIXTURES, '..', '..') });
   t.like(JSON.parse(output), { acquired: false });
+});
+
+test('under /proc mounted hidepid=2, a dead holder whose pid now runs another user\'s process is dead; a live holder hidden from us is held', async (t) => {
+  if (process.getuid?.() !== 0) return t.pass('needs root for unshare, runuser and ns_last_pid');
+  const bundles = bundleForOtherUsers(['hold.ts', 'try-lock.ts']);
+  const dir = lockDir();
+  chmodSync(dir, 0o1777);
+  // In a private pid namespace with its own /proc (hidepid=2: users see only
+  // their own processes), where nothing else forks, so a pid can be reused on purpose.
+  const script = `
+    set -e
+    mount -o remount,hidepid=2 /proc
+    try() { runuser -u nobody -- "$NODE" "$B/try-lock.cjs" "$1" "$D" portable; }
+    started() { until grep -q '^held' "$1"; do sleep 0.02; done; sed -n 's/^held \\([0-9]*\\) .*/\\1/p' "$1"; }
+    "$NODE" "$B/hold.cjs" hidden "$D" portable > "$D/root.out" &
+    echo "root-holder $(started "$D/root.out") $(try hidden)"
+    runuser -u nobody -- "$NODE" "$B/hold.cjs" reused "$D" portable > "$D/nobody.out" &
+    P=$(started "$D/nobody.out")
+    echo "nobody-holder $P $(try reused)"
+    kill -9 "$P"; wait $! || true
+    echo $((P - 1)) > /proc/sys/kernel/ns_last_pid
+    sleep 60 &
+    echo "root-process $! $(try reused)"
+  `;
+  const output = execFileSync('unshare', ['-mpf', '--mount-proc', 'sh', '-c', script], {
+    encoding: 'utf8', cwd: bundles, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE: process.execPath, B: bundles, D: dir },
+  });
+  const lines = Object.fromEntries(output.trim().split('\n').map((line) => {
+    const [what, pid, ...json] = line.split(' ');
+    return [what, { pid: Number(pid), result: JSON.parse(json.join(' ')) as Record<string, unknown> }];
+  }));
+  const { 'root-holder': hidden, 'nobody-holder': holder, 'root-process': reused } = lines;
+  t.like(hidden!.result, { acquired: false, holder: hidden!.pid }, 'root\'s live holder, hidden from nobody, is held');
+  t.like(holder!.result, { acquired: false, holder: holder!.pid }, 'nobody sees its own live holder');
+  t.is(reused!.pid, holder!.pid, 'the dead holder\'s pid now runs root\'s sleep');
+  t.like(reused!.result, { acquired: true }, 'a pid hidden from nobody is not the holder nobody recorded');
 });

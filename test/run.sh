@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test run, as `npm test` and CI run it:
 #   1. installs the Debian packages the suites need when missing (PostgreSQL
-#      15 and PgBouncer for the postgres driver; the Windows suite installs
-#      Wine itself), which needs root on Debian/Ubuntu;
+#      15 and PgBouncer for the postgres driver, btrfs-progs and xfsprogs for
+#      the file-system suite; the Windows suite installs Wine itself), which
+#      needs root on Debian/Ubuntu;
 #   2. runs every ava suite (Linux: posix, portable, postgres, CLI, package);
 #   3. runs the Windows driver's suite under Wine (skip with
 #      EXCLUSIVE_SKIP_WINDOWS=1 while developing: the summary then says so);
@@ -17,6 +18,9 @@ log() { printf '# [test] %s\n' "$*" >&2; }
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+# The file-system suite mounts btrfs and xfs images.
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     log "missing: ${need[*]}. Install them (Debian/Ubuntu: sudo apt-get install -y ${need[*]}) and run again."

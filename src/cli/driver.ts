@@ -5,8 +5,7 @@ import { UsageError, type LockPlace } from './args.js';
 
 /**
  * The driver named on the command line. The built-in ones come from the
- * library's own selection (with its fallback to `portable` where the native
- * binding cannot load); `postgres` is loaded only when asked for, since it
+ * library's own selection; `postgres` is loaded only when asked for, since it
  * needs the optional `pg` package.
  */
 export function driverFor(place: LockPlace): LockDriver {

@@ -1,7 +1,9 @@
-import { holderOf, target } from '../lock.js';
+import { debuglog } from 'node:util';
+import { holderOf, target, type Target } from '../lock.js';
+import type { HolderRecord } from '../drivers/types.js';
 import { lockDirectory } from '../lock-path.js';
 import { parseOptions } from '../options.js';
-import { LockDriverError } from '../errors.js';
+import { LockDriverError, LockFileError } from '../errors.js';
 import type { StatusRequest } from './args.js';
 import { driverFor } from './driver.js';
 
@@ -41,7 +43,8 @@ export async function collectStatus(request: StatusRequest): Promise<{ driver: s
   const rows: LockStatus[] = [];
   for (const name of names) {
     const t = target(settings, name);
-    const holder = await holderOf(t);
+    const holder = await lookUp(t, request.name === undefined);
+    if (holder === SKIP) continue;
     rows.push({
       name,
       state: holder === null ? 'free' : 'held',
@@ -54,6 +57,24 @@ export async function collectStatus(request: StatusRequest): Promise<{ driver: s
     });
   }
   return { driver: driver.kind, rows };
+}
+
+const SKIP = Symbol('skip');
+const debug = debuglog('exclusive-process');
+
+/**
+ * The holder of `t`. When listing, a file we refuse to use (a hard link, or
+ * junk swapped in since the listing) is skipped rather than ending the
+ * whole listing: anyone can plant one in a shared directory.
+ */
+async function lookUp(t: Target, listing: boolean): Promise<HolderRecord | null | typeof SKIP> {
+  try {
+    return await holderOf(t);
+  } catch (error) {
+    if (!listing || !(error instanceof LockFileError) || error.code !== 'ERR_LOCK_FILE_UNSAFE') throw error;
+    debug('status: skipping %s: %s', t.resource, error.message);
+    return SKIP;
+  }
 }
 
 /** What the table says when there is nothing to list: where we looked, for the file drivers (`driver` is its kind). */

@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { inLockDirectory } from '../lock-path.js';
+import { inLockDirectory, LOCK_FILE_SUFFIX } from '../lock-path.js';
 import { LockFileError } from '../errors.js';
-import { currentProcess, isRunning } from '../process-identity.js';
+import { currentProcess, isRunning, visibilityKey } from '../process-identity.js';
 import { code, lockFileError, ownerOf, readHead, uid } from './lock-file.js';
 import type { HolderRecord } from './types.js';
 
@@ -20,7 +20,8 @@ import type { HolderRecord } from './types.js';
  *
  * Content: line 1 is the holder record (src/holder-record.ts, what `holder()`
  * reports and other tools read); line 2 is ours: a random token naming this
- * claim, plus the boot and pid namespace of its creator, so a record is not
+ * claim, plus the boot and pid namespace of its creator (and its ids, see
+ * visibilityKey in process-identity.ts), so a record is not
  * believed after a reboot (pid and start ticks repeat from boot to boot) and
  * not judged from a pid namespace it does not belong to.
  *
@@ -52,6 +53,8 @@ export interface Claim {
   readonly pidns: string | undefined;
   /** Time namespace of the creator (Linux), when recorded: start times are comparable only within one. */
   readonly timens: string | undefined;
+  /** The creator's visibilityKey() (Linux), when it has one: who is sure to see it in /proc. */
+  readonly ids: string | undefined;
 }
 
 /**
@@ -79,6 +82,57 @@ export function tempPath(lockPath: string, token: string): string {
   return `${lockPath}.${token}.tmp`;
 }
 
+/** What ends a claim file's name, where a posix lock file's ends in `.lock`. */
+export const CLAIM_FILE_SUFFIX = '.pid';
+
+/**
+ * The portable driver's claim file for the posix driver's lock file (or
+ * file name) `lockPath`: the same name ending in `.pid` instead of `.lock`.
+ * Two files, so neither driver misreads the other's: a posix lock file stays
+ * after release, and a claim must never be opened and flocked. Each driver
+ * looks at the other's file to exclude it (see portable.ts and posix.ts).
+ *
+ * @example
+ * ```ts
+ * claimPathFor('/run/lock/exclusive-process.x.lock'); // '/run/lock/exclusive-process.x.pid'
+ * ```
+ */
+export function claimPathFor(lockPath: string): string {
+  return `${lockPath.slice(0, -LOCK_FILE_SUFFIX.length)}${CLAIM_FILE_SUFFIX}`;
+}
+
+/**
+ * The posix driver's lock file for the claim file `claimPath` (the reverse of {@link claimPathFor}).
+ *
+ * @example
+ * ```ts
+ * lockPathFor('/run/lock/exclusive-process.x.pid'); // '/run/lock/exclusive-process.x.lock'
+ * ```
+ */
+export function lockPathFor(claimPath: string): string {
+  return `${claimPath.slice(0, -CLAIM_FILE_SUFFIX.length)}${LOCK_FILE_SUFFIX}`;
+}
+
+/**
+ * The holder recorded in the claim at `path` when it is live, else null
+ * (none, stale, or something that is not a claim: whoever asks cannot use
+ * it either). Cheap when there is none, as for a posix acquisition.
+ *
+ * @example
+ * ```ts
+ * liveClaimAt(claimPathFor(lockPath)); // null: no portable-driver process holds it
+ * ```
+ */
+export function liveClaimAt(path: string): HolderRecord | null {
+  if (lstatSync(path, { throwIfNoEntry: false }) === undefined) return null;
+  try {
+    const claim = readClaim(path);
+    return claim !== undefined && isLive(claim) ? claim.record : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Creates the claim file `target` holding `record` and `token`: true when we
  * created it, false when the name exists. `lockPath` names the temp file
@@ -95,7 +149,7 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
   const self = identity();
   const bytes = Buffer.concat([
     encodeRecord(record),
-    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns, timens: self.timens })}\n`),
+    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns, timens: self.timens, ids: visibilityKey() ?? undefined })}\n`),
   ]);
   const temp = tempPath(lockPath, token);
   let fd: number;
@@ -177,7 +231,7 @@ export function readClaim(path: string): Claim | undefined {
   const meta = parseMeta(bytes);
   const token = record !== null ? meta?.token : undefined;
   const id = token ?? `x${createHash('sha256').update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
-  return { id, token, record, boot: meta?.boot, pidns: meta?.pidns, timens: meta?.timens };
+  return { id, token, record, boot: meta?.boot, pidns: meta?.pidns, timens: meta?.timens, ids: meta?.ids };
 }
 
 /**
@@ -193,7 +247,9 @@ export function readClaim(path: string): Claim | undefined {
  * - Else the recorded pid must run (not a zombie) with the recorded start
  *   time (Linux), so a reused pid is not believed. Start times are shifted
  *   by each time namespace: from another one, or where the OS gives none,
- *   a live pid counts.
+ *   a live pid counts. So does a pid hidden from us (/proc mounted
+ *   `hidepid=2`), unless the creator had our ids (visibilityKey()): then it
+ *   would be visible if it ran, so the pid is someone else's now.
  * - Files without our namespace line (another tool's, the posix driver's
  *   leftovers) are judged as if from this namespace.
  *
@@ -211,7 +267,9 @@ export function isLive(claim: Claim): boolean {
   if (claim.boot !== undefined && self.boot !== undefined && claim.boot !== self.boot) return false;
   if (claim.pidns !== undefined && claim.pidns !== self.pidns) return true;
   const comparable = claim.timens === undefined || claim.timens === self.timens;
-  return isRunning(record.pid, comparable ? record.start : undefined);
+  // With our own ids, a live holder would be visible to us in /proc: a pid hidden from us (hidepid) is someone else's now.
+  const visible = claim.ids !== undefined && claim.ids === visibilityKey();
+  return isRunning(record.pid, comparable ? record.start : undefined, visible);
 }
 
 /**
@@ -278,7 +336,7 @@ export function unlinkQuietly(path: string): void {
   }
 }
 
-function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: string; timens?: string } | undefined {
+function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: string; timens?: string; ids?: string } | undefined {
   const text = bytes.toString('utf8');
   const first = text.indexOf('\n');
   const second = text.indexOf('\n', first + 1);
@@ -291,6 +349,7 @@ function parseMeta(bytes: Buffer): { token: string; boot?: string; pidns?: strin
       boot: typeof meta.boot === 'string' ? meta.boot : undefined,
       pidns: typeof meta.pidns === 'string' ? meta.pidns : undefined,
       timens: typeof meta.timens === 'string' ? meta.timens : undefined,
+      ids: typeof meta.ids === 'string' ? meta.ids : undefined,
     };
   } catch {
     return undefined;

@@ -1,15 +1,16 @@
 import { LockFileError } from '../errors.js';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { lockFilePath, lockNamesIn } from '../lock-path.js';
-import { createClaim, isLive, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
+import { lockFileName, lockFilePath, lockNamesIn } from '../lock-path.js';
+import { claimPathFor, createClaim, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
+import { flockHolderAt } from './proc-locks.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { watchLockFile } from './watch.js';
 
 /**
  * The portable driver: a pid file, no native code. For platforms where the
  * native binding cannot load (an unusual architecture, a sandbox without
- * native addons); chosen automatically there, with a one-time warning.
+ * native addons); chosen explicitly (`driver: 'portable'`), never silently.
  *
  * Held = the lock file exists and names a live holder (see `isLive` in
  * portable-claim.ts: pid + start time + boot, same host). Acquiring creates
@@ -51,8 +52,16 @@ import { watchLockFile } from './watch.js';
  * pid namespace; a record from elsewhere counts as held until removed by
  * hand. Outside Linux there is no start time, so a dead holder's pid reused
  * by an unrelated process keeps the lock held until that process ends (never
- * the reverse). Processes using the posix driver on the same lock do not
- * exclude processes using this one.
+ * the reverse).
+ *
+ * Beside the posix driver: the claim is `<lock>.pid` beside the posix
+ * driver's `<lock>.lock`, so neither misreads the other's file. Each
+ * announces itself, then looks for the other: posix flocks `.lock`, then
+ * backs off if a live claim exists; we link our claim, then back off if
+ * /proc/locks shows `.lock` flocked. Whichever looks second sees the first,
+ * so the two never both hold a name (both may back off, which a retry
+ * settles). Without /proc/locks (outside Linux) we cannot see flocks: there
+ * every process using a lock must use this driver.
  */
 
 /** What follows `<lock>.` in a temp file or reclaim guard name: a token (or a hashed id, `x` + 23 hex digits), then the kind. */
@@ -64,12 +73,12 @@ const MAX_DEPTH = 8;
 
 /**
  * Creates the portable (pid file) driver. `Exclusive` uses it when
- * `driver: 'portable'` is given, or when the platform's native driver cannot
- * load (with a one-time `ExclusiveProcessWarning`). Default: not used where
- * the native driver loads.
+ * `driver: 'portable'` is given. Default: not used (the platform's native
+ * driver is, and where it cannot load the default fails with
+ * ERR_DRIVER_UNAVAILABLE rather than switching drivers).
  *
- * Lock files are the same paths as the posix driver's (`exclusive-process.<name>.lock`
- * in the lock directory), start with the one-line JSON holder record, and
+ * Lock files are `exclusive-process.<name>.pid` in the lock directory (the
+ * posix driver's end in `.lock`), start with the one-line JSON holder record, and
  * exist only while the lock is held (or after a holder died, until the next
  * acquisition reclaims them).
  *
@@ -90,6 +99,11 @@ export function createPortableDriver(): LockDriver {
       if (seen === undefined) {
         const token = newToken();
         if (!createClaim(path, path, record, token)) continue; // another process was faster: look at its claim
+        if (flockHolderAt(lockPathFor(path))) {
+          // A posix-driver process holds this name; it checks for our claim after locking, so one of us always sees the other.
+          removeOwn(path, token);
+          return null;
+        }
         held.set(path, token);
         return { release: () => release(path, token) };
       }
@@ -174,7 +188,7 @@ export function createPortableDriver(): LockDriver {
   return {
     kind: 'portable',
     synchronous: true,
-    locate: (name, dir) => lockFilePath(name, dir),
+    locate: (name, dir) => claimPathFor(lockFilePath(name, dir)),
     tryLock,
     // By name: the file disappears on release and a new one appears on the
     // next acquisition, which a watch on the file itself would not follow.
@@ -185,9 +199,10 @@ export function createPortableDriver(): LockDriver {
     },
     holder(path) {
       const claim = readClaim(path);
-      return claim !== undefined && isLive(claim) ? claim.record : null;
+      if (claim !== undefined && isLive(claim)) return claim.record;
+      return flockHolderAt(lockPathFor(path)) ?? null;
     },
-    list: (dir) => lockNamesIn(dir, (path) => readClaim(path)?.record?.name),
+    list: (dir) => lockNamesIn(dir, (path) => readClaim(path)?.record?.name, (name) => claimPathFor(lockFileName(name))),
     cleanup() {
       for (const [path, token] of [...held]) {
         try {

@@ -1,4 +1,4 @@
-import { closeSync, futimesSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, futimesSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
 import { lockFilePath, lockNamesIn } from '../lock-path.js';
@@ -9,6 +9,8 @@ import { lockFileError, openExistingLockFile, openLockFile, readHead, readRecord
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { evictIdle } from './idle-cache.js';
 import { watchLockFile } from './watch.js';
+import { flockHolderRecord } from './proc-locks.js';
+import { claimPathFor, liveClaimAt } from './portable-claim.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.
@@ -24,6 +26,11 @@ import { watchLockFile } from './watch.js';
  * by a process holding its lock, and every acquisition checks that the path
  * still names the locked file, so a waiter that locked a file just unlinked
  * retries.
+ *
+ * A process that cannot load native code may hold the same name with the
+ * portable driver, whose claim is `<lock>.pid` beside our `<lock>.lock`:
+ * after locking, we back off while that claim is live (it checks our flock
+ * after creating its claim, so one of us always sees the other).
  */
 
 const LOCK_SH = 1;
@@ -31,6 +38,8 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
 const { EWOULDBLOCK, EAGAIN, EINTR } = constants.errno;
+/** How often a blocking wait looks again while a portable-driver process holds the name. */
+const PORTABLE_POLL_MS = 10;
 /** Attempts when the file keeps being replaced under us (only a hostile process does that). */
 const MAX_REOPEN = 100;
 
@@ -60,6 +69,13 @@ export function createPosixDriver(): LockDriver {
         throw lockFileError(Object.assign(new Error(`flock failed (errno ${errno})`), { code: errnoName(errno) }), path);
       }
       if (namesFile(path, cached)) {
+        if (liveClaimAt(claimPathFor(path)) !== null) {
+          // A portable-driver process holds this name (see portable.ts): not ours after all.
+          flock(cached.fd, LOCK_UN);
+          if ((operation & LOCK_NB) !== 0) return null;
+          sleepSync(PORTABLE_POLL_MS); // a blocking wait: its release does not touch our file, so poll
+          continue;
+        }
         cached.held = true;
         // Another user's file, opened read-only: held all the same; holder() then has the pid from the kernel but no record.
         if (cached.writable) writeRecord(cached.fd, encodeRecord(record));
@@ -129,19 +145,14 @@ export function createPosixDriver(): LockDriver {
     },
     holder(path) {
       const file = openExistingLockFile(path);
-      if (file === undefined) return null;
+      if (file === undefined) return liveClaimAt(claimPathFor(path));
       try {
+        const holder = flockHolderRecord(file);
+        if (holder !== undefined) return holder ?? liveClaimAt(claimPathFor(path));
+        // No /proc/locks (not Linux): probe with a shared lock.
+        if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return liveClaimAt(claimPathFor(path));
         const record = decodeRecord(readHead(file.fd));
-        const pid = lockingPid(file);
-        if (pid === undefined) {
-          // No /proc/locks (not Linux): probe with a shared lock.
-          if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return null;
-          return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? '', pid: null };
-        }
-        if (pid === null) return null;
-        // 0: the holder is in a pid namespace we cannot see (another container); its record has its own pid.
-        if (pid === 0) return record ?? { name: '', pid: null };
-        return record !== null && record.pid === pid ? record : { name: record?.name ?? '', pid };
+        return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? '', pid: null };
       } finally {
         closeSync(file.fd); // also drops the probe's shared lock
       }
@@ -163,28 +174,8 @@ function namesFile(path: string, file: OpenLockFile): boolean {
   }
 }
 
-/**
- * Linux: the pid holding an exclusive flock on this file according to
- * /proc/locks (null: nobody), without touching the lock, so asking never
- * makes a concurrent acquisition fail. Undefined where /proc/locks is absent.
- */
-function lockingPid(file: OpenLockFile): number | null | undefined {
-  let table: string;
-  try {
-    table = readFileSync('/proc/locks', 'latin1');
-  } catch {
-    return undefined;
-  }
-  const dev = BigInt(file.dev);
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${file.ino}`;
-  for (const line of table.split('\n')) {
-    // "1: FLOCK  ADVISORY  WRITE 2131 fe:00:2146317 0 EOF" (blocked waiters are marked "->")
-    const fields = line.trim().split(/\s+/);
-    if (fields[1] === 'FLOCK' && fields[3] === 'WRITE' && fields[5] === id) return Number(fields[4]);
-  }
-  return null;
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function errnoName(errno: number): string | undefined {

@@ -1,17 +1,21 @@
 import { describe } from '../describe.js';
 import { InvalidArgumentError, LockDriverError } from '../errors.js';
 import type { DriverName, LockDriver } from './types.js';
-import { getEnvironmentData, setEnvironmentData } from 'node:worker_threads';
 
 /**
  * The one place that picks a driver: by name, or the platform's own. Drivers
  * are created once per process (per thread) and loaded lazily, so the
  * Windows driver is never loaded on Linux and vice versa.
+ *
+ * There is no silent fallback to the portable driver where the native
+ * binding cannot load (`node --no-addons`, the permission model, Deno
+ * without FFI): the default driver then fails with ERR_DRIVER_UNAVAILABLE,
+ * whose message says how to choose `portable`. A process that switched
+ * drivers on its own would share lock names with processes it may not
+ * exclude (outside Linux, see portable.ts).
  */
 
 const drivers = new Map<DriverName, LockDriver>();
-let nativeUnavailable = false;
-const WARNED = 'exclusive-process:portable-fallback-warned';
 
 const factories: Record<DriverName, () => LockDriver> = {
   posix: () => (require('./posix.js') as typeof import('./posix.js')).createPosixDriver(),
@@ -45,21 +49,5 @@ function instance(name: DriverName): LockDriver {
 }
 
 function defaultDriver(): LockDriver {
-  if (nativeUnavailable) return instance('portable');
-  const native: DriverName = process.platform === 'win32' ? 'windows' : 'posix';
-  try {
-    return instance(native);
-  } catch (error) {
-    if (!(error instanceof LockDriverError) || error.code !== 'ERR_DRIVER_UNAVAILABLE') throw error;
-    nativeUnavailable = true; // do not retry loading the binding on every call
-    // Once per process: worker threads started after the warning inherit the flag.
-    if (getEnvironmentData(WARNED) !== true) {
-      setEnvironmentData(WARNED, true);
-      process.emitWarning(`${error.message} Falling back to the portable pid-file driver.`, {
-        type: 'ExclusiveProcessWarning',
-        code: 'EXCLUSIVE_PROCESS_PORTABLE_FALLBACK',
-      });
-    }
-    return instance('portable');
-  }
+  return instance(process.platform === 'win32' ? 'windows' : 'posix');
 }

@@ -166,7 +166,7 @@ async function untilSigtermNotCaught(pid: number): Promise<void> {
   while (catchesSignal(pid, 15)) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
-/** Lock files left in a test directory. */
+/** Lock files (the posix driver's `.lock`, the portable driver's `.pid`) left in a test directory. */
 export function lockFiles(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir).filter((file) => file.endsWith('.lock')) : [];
+  return existsSync(dir) ? readdirSync(dir).filter((file) => file.endsWith('.lock') || file.endsWith('.pid')) : [];
 }

@@ -1,0 +1,126 @@
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { decodeRecord } from '../holder-record.js';
+import { readHead, type OpenLockFile } from './lock-file.js';
+import type { HolderRecord } from './types.js';
+
+/**
+ * Linux: who holds a `flock` on a file, read from /proc/locks without
+ * touching the lock, so asking never makes a concurrent acquisition fail.
+ *
+ * /proc/locks names a file by its super block's device and its inode
+ * (`00:28:257`). `stat` does not always give that device: btrfs reports a
+ * per-subvolume anonymous device (0:41 where the super block is 0:40), and
+ * so may other file systems that stack or subdivide (overlayfs). So the
+ * file's mount is looked up too (`mnt_id` in /proc/self/fdinfo, then its
+ * `major:minor` in /proc/self/mountinfo, which is the super block's device),
+ * and either device matches.
+ */
+
+/**
+ * The pid holding an exclusive flock on the open `file` (0: a holder in a
+ * pid namespace we cannot see), null when nobody does, undefined where
+ * /proc/locks is absent (not Linux, no procfs).
+ *
+ * @example
+ * ```ts
+ * const file = openExistingLockFile(path);
+ * if (file !== undefined) flockHolder(file); // 4242, 0, null or undefined
+ * ```
+ */
+export function flockHolder(file: OpenLockFile): number | null | undefined {
+  let table: string;
+  try {
+    table = readFileSync('/proc/locks', 'latin1');
+  } catch {
+    return undefined;
+  }
+  const devices = new Set([deviceId(BigInt(file.dev))]);
+  const mount = mountDevice(file.fd);
+  if (mount !== undefined) devices.add(mount);
+  for (const line of table.split('\n')) {
+    // "1: FLOCK  ADVISORY  WRITE 2131 fe:00:2146317 0 EOF" (blocked waiters are marked "->")
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] !== 'FLOCK' || fields[3] !== 'WRITE') continue;
+    const id = fields[5] ?? '';
+    const colon = id.lastIndexOf(':');
+    if (id.slice(colon + 1) === String(file.ino) && devices.has(id.slice(0, colon))) return Number(fields[4]);
+  }
+  return null;
+}
+
+/**
+ * The holder of the flock on the open lock `file` according to /proc/locks,
+ * with its record when the record names that pid: null when free,
+ * `{ pid: null }` when held by a holder we cannot name, undefined without
+ * /proc/locks.
+ *
+ * @example
+ * ```ts
+ * flockHolderRecord(file); // { name: 'nightly', pid: 4242, ... }
+ * ```
+ */
+export function flockHolderRecord(file: OpenLockFile): HolderRecord | null | undefined {
+  const pid = flockHolder(file);
+  if (pid === undefined || pid === null) return pid;
+  const record = decodeRecord(readHead(file.fd));
+  // 0: the holder is in a pid namespace we cannot see (another container); its record has its own pid.
+  if (pid === 0) return record ?? { name: '', pid: null };
+  return record !== null && record.pid === pid ? record : { name: record?.name ?? '', pid };
+}
+
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = constants;
+
+/**
+ * The flock holder of the lock file at `path` (see flockHolderRecord),
+ * opened read-only and never created, for a process that does not use
+ * flock itself (the portable driver): null also when there is no such
+ * regular file, or it cannot be opened (then no flock user can lock it either).
+ *
+ * @example
+ * ```ts
+ * flockHolderAt('/run/lock/exclusive-process.nightly.lock'); // null: free
+ * ```
+ */
+export function flockHolderAt(path: string): HolderRecord | null | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() ? flockHolderRecord({ fd, dev: stat.dev, ino: stat.ino, writable: false }) : null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A user-space dev_t as /proc/locks prints it: hex `major:minor`, at least two digits each. */
+function deviceId(dev: bigint): string {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return hexPair(major, minor);
+}
+
+function hexPair(major: bigint, minor: bigint): string {
+  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
+}
+
+/** The super block device of the mount that `fd` was opened through, as /proc/locks prints it; undefined when /proc does not say. */
+function mountDevice(fd: number): string | undefined {
+  try {
+    const mountId = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'))?.[1];
+    if (mountId === undefined) return undefined;
+    // "46 27 0:40 / /mnt rw,relatime - btrfs /dev/loop0 rw": mount id, parent id, major:minor (decimal).
+    for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
+      const [id, , device] = line.split(' ', 3);
+      if (id !== mountId || device === undefined) continue;
+      const [major, minor] = device.split(':');
+      return hexPair(BigInt(major!), BigInt(minor!));
+    }
+  } catch {
+    // No procfs, or a mount table we cannot read: the stat device is all we have.
+  }
+  return undefined;
+}
