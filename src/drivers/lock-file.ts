@@ -1,8 +1,8 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
 import { decodeRecord } from '../holder-record.js';
-import { inLockDirectory, notADirectory } from '../lock-path.js';
+import { DIR_OPTION, inLockDirectory, notADirectory } from '../lock-path.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -75,7 +75,7 @@ function checkRegular(fd: number, path: string): OpenLockFile | undefined {
     closeSync(fd);
     const what = stat.isFile() ? `has ${stat.nlink} hard links` : 'is not a regular file';
     throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-      `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (the \`dir\` option).`);
+      `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (${DIR_OPTION}).`);
   }
   return { fd, dev: stat.dev, ino: stat.ino };
 }
@@ -129,30 +129,43 @@ export function lockFileError(error: unknown, path: string): LockFileError {
     case 'ELOOP':
     case 'EMLINK':
       return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-        `The lock file ${path} is a symbolic link; refusing to follow it. Remove it, or use a directory only you can write (the \`dir\` option).`, error);
+        `The lock file ${path} is a symbolic link; refusing to follow it. Remove it, or use a directory only you can write (${DIR_OPTION}).`, error);
     case 'EISDIR':
     case 'ENXIO':
     case 'ETXTBSY':
       return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-        `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another \`dir\`.`, error);
+        `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another directory with ${DIR_OPTION}.`, error);
     case 'EACCES':
     case 'EPERM':
     case 'EROFS': {
       const owner = ownerOf(path);
-      const problem = owner === undefined
-        ? `cannot create it: the directory ${dirname(path)} is read-only or not writable by this user`
-        : `it belongs to uid ${owner} and this process (uid ${process.getuid?.() ?? '?'}) may not open it for writing`;
+      // Only a file that exists has an owner to run as, or can be removed.
+      const [problem, fix] = owner === undefined
+        ? [`cannot create it: the directory ${dirname(path)} is read-only or not writable by this user`, 'Choose']
+        : [`it belongs to uid ${owner} and this process (uid ${process.getuid?.() ?? '?'}) may not open it for writing`, 'Run as that user, remove the file, or choose'];
       return new LockFileError('ERR_LOCK_PERMISSION', path,
-        `No permission for the lock file ${path} (${c}): ${problem}. ` +
-          'Run as that user, remove the file, or choose a directory this user can write with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
+        `No permission for the lock file ${path} (${c}): ${problem}. ${fix} a directory this user can write with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`, error);
     }
     case 'ENOTDIR':
       return notADirectory(dirname(path));
     case 'ENOENT':
-      return new LockFileError('ERR_LOCK_DIR', path,
-        `The directory of the lock file ${path} does not exist (${c}). Set the \`dir\` option or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
+      return isDirectory(dirname(path))
+        // /proc and /sys: the directory is there, but no file can be created in it.
+        ? new LockFileError('ERR_LOCK_DIR', dirname(path),
+          `The lock directory ${dirname(path)} does not accept new files (creating ${basename(path)} there fails with ENOENT): ` +
+            `it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`, error)
+        : new LockFileError('ERR_LOCK_DIR', path,
+          `The directory of the lock file ${path} does not exist (${c}). Set ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
     default:
       return new LockFileError('ERR_LOCK_IO', path, `Cannot use the lock file ${path} (${c}).`, error);
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 
