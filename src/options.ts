@@ -31,7 +31,14 @@ export interface ExclusiveOptions {
   exitCode?: number;
   /**
    * How long to wait for a held lock: `false` fails at once, `true` waits for
-   * ever, a number waits that many milliseconds. Default: `false`.
+   * ever, a number waits that many **milliseconds** (`wait: 10` is 10 ms,
+   * not 10 s; the `exclusive` command's `-w` counts seconds), at most
+   * 2147483647. Default: `false`.
+   *
+   * @example
+   * ```ts
+   * await Exclusive.run({ name: 'nightly', wait: 30_000 }, job); // up to 30 seconds
+   * ```
    */
   wait?: boolean | number;
   /** Stops a wait: the call then rejects with `signal.reason`. Default: none. */
