@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs, UsageError } from './cli/args.js';
 import { EXIT, runCommand } from './cli/run.js';
 import { say } from './cli/say.js';
+import { sayError } from './cli/messages.js';
 import { collectStatus, emptyMessage, formatJson, formatTable } from './cli/status.js';
 import { HELP, TRY_HELP } from './cli/usage.js';
 
@@ -48,6 +49,7 @@ main(process.argv.slice(2)).catch((error: unknown) => {
   // Our own errors (LockFileError, LockDriverError...) have messages that name the fix; anything else gets its stack.
   const code = (error as { code?: unknown } | null)?.code;
   const known = error instanceof Error && typeof code === 'string' && code.startsWith('ERR_');
-  say(`exclusive: ${known ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
+  if (known) sayError(error.message);
+  else say(`exclusive: ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(EXIT.failure);
 });

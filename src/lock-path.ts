@@ -71,6 +71,13 @@ function isPlain(byte: number): boolean {
   );
 }
 
+/**
+ * How messages name the `dir` option. The `exclusive` command puts its
+ * `--dir` flag in its place (see src/cli/messages.ts), so every message that
+ * names the option must spell it exactly so.
+ */
+export const DIR_OPTION = 'the `dir` option';
+
 let systemDir: string | undefined;
 
 /**
@@ -155,7 +162,7 @@ function createLockDirectory(path: string): void {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
       throw new LockFileError('ERR_LOCK_PERMISSION', path,
-        `Cannot create the lock directory ${path} (${code}): choose a writable directory with the \`dir\` option or EXCLUSIVE_PROCESS_DIR.`, error);
+        `Cannot create the lock directory ${path} (${code}): choose a writable directory with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`, error);
     }
     if (code !== 'EEXIST' && code !== 'ENOTDIR') {
       throw new LockFileError('ERR_LOCK_DIR', path, `Cannot use the lock directory ${path} (${code ?? String(error)}).`, error);
@@ -167,7 +174,7 @@ function createLockDirectory(path: string): void {
 /** The error for a lock directory path that names something else (a file...). */
 export function notADirectory(path: string): LockFileError {
   return new LockFileError('ERR_LOCK_DIR', path,
-    `The lock directory ${path} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.`);
+    `The lock directory ${path} is not a directory: point ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR at a directory.`);
 }
 
 /**

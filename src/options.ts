@@ -3,6 +3,7 @@ import { driverByName } from './drivers/select.js';
 import type { DriverName, LockDriver } from './drivers/types.js';
 import { InvalidArgumentError } from './errors.js';
 import { validateName } from './lock-path.js';
+import { didYouMean } from './suggest.js';
 
 /**
  * Options accepted by every form: `@Exclusive()`, `exclusive(fn)`,
@@ -30,7 +31,14 @@ export interface ExclusiveOptions {
   exitCode?: number;
   /**
    * How long to wait for a held lock: `false` fails at once, `true` waits for
-   * ever, a number waits that many milliseconds. Default: `false`.
+   * ever, a number waits that many **milliseconds** (`wait: 10` is 10 ms,
+   * not 10 s; the `exclusive` command's `-w` counts seconds), at most
+   * 2147483647. Default: `false`.
+   *
+   * @example
+   * ```ts
+   * await Exclusive.run({ name: 'nightly', wait: 30_000 }, job); // up to 30 seconds
+   * ```
    */
   wait?: boolean | number;
   /** Stops a wait: the call then rejects with `signal.reason`. Default: none. */
@@ -98,6 +106,9 @@ export function parseOptions(options: unknown): LockSettings {
   };
 }
 
+/** Other lock libraries' words for our options, suggested when they are not a typo of one. */
+const ALIASES: Readonly<Record<string, string>> = { timeout: 'wait', directory: 'dir' };
+
 const HOLDER_KNOWN = new Set(['dir', 'driver']);
 
 /** The options of `Exclusive.holder()`: `dir` and `driver` only, checked like the others (a typo is an error). */
@@ -115,7 +126,8 @@ function checkKeys(options: unknown, known: ReadonlySet<string>): Record<string,
   const o = options as Record<string, unknown>;
   for (const key of Object.keys(o)) {
     if (!known.has(key)) {
-      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option${known === KNOWN ? '' : ' of holder()'} (known: ${[...known].join(', ')})`);
+      const hint = didYouMean(key, known, ALIASES);
+      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option${known === KNOWN ? '' : ' of holder()'}${hint} (known: ${[...known].join(', ')})`);
     }
   }
   return o;

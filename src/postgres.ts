@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import { describe } from './describe.js';
+import { didYouMean } from './suggest.js';
 import { APPLICATION_NAME, createPostgresDriver } from './drivers/postgres-driver.js';
 import { LockLostError } from './errors.js';
 import { advisoryKeyOf } from './drivers/postgres-key.js';
@@ -71,6 +72,9 @@ export interface PostgresOptions {
   clientConfig?: Record<string, unknown>;
 }
 
+/** pg's own words for our options (`new pg.Client()` takes `connectionTimeoutMillis`), suggested when not a typo. */
+const PG_ALIASES: Readonly<Record<string, string>> = { url: 'connectionString', databaseUrl: 'connectionString', connectionTimeoutMillis: 'connectTimeout' };
+
 const KNOWN = new Set(['connectionString', 'host', 'port', 'user', 'password', 'database', 'ssl', 'sessionTimeout', 'heartbeat', 'connectTimeout', 'maxIdle', 'clientConfig']);
 
 /**
@@ -110,7 +114,10 @@ export function postgres(options: PostgresOptions = {}): LockDriver {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `postgres(options) needs an object, got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not a postgres() option (known: ${[...KNOWN].join(', ')})`);
+    if (!KNOWN.has(key)) {
+      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
+        `options.${key} is not a postgres() option${didYouMean(key, KNOWN, PG_ALIASES)} (known: ${[...KNOWN].join(', ')})`);
+    }
   }
   const o = options as Record<string, unknown>;
   const connectionString = optionalString(o.connectionString, 'connectionString');

@@ -205,7 +205,8 @@ function cliTest(title: string, fn: (t: ExecutionContext) => Promise<void> | voi
   });
 }
 
-const conflictMessage = (name: string, pid: number): string => `Another '${name}' process is already running (pid ${pid}).\n`;
+/** The library's conflict message, prefixed like every other line of the tool (cron mail says where it came from). */
+const conflictMessage = (name: string, pid: number): string => `exclusive: Another '${name}' process is already running (pid ${pid}).\n`;
 
 // ---------------------------------------------------------------- packaging
 
@@ -226,9 +227,24 @@ cliTest('npx exclusive --help prints the usage on stdout', async (t) => {
   t.is(result.code, 0);
   t.is(result.stderr, '');
   t.true(result.stdout.startsWith('Usage:\n  exclusive [options] <name> -- <command> [args...]\n  exclusive status [name] [--json]'));
-  for (const option of ['-n, --nonblock', '-w, --wait <seconds>', '-E, --conflict-exit-code <n>', '-q, --quiet', '--dir <dir>', '--driver <driver>', '--json', '-h, --help', '-V, --version']) {
+  for (const option of ['-n, --nonblock', '-w, --wait <seconds>', '-E, --conflict-exit-code <n>', '-q, --quiet', '-v, --verbose', '--dir <dir>', '--driver <driver>', '--json', '-h, --help', '-V, --version']) {
     t.true(result.stdout.includes(option), option);
   }
+  // The unit where a user looks for it, and what a flock(1) user would get wrong.
+  t.true(result.stdout.includes(`  -w, --wait <seconds>           wait up to <seconds> for the lock: seconds, not
+                                 milliseconds (decimals allowed; 0 = for ever)
+`));
+  t.true(result.stdout.includes(`Differences from flock(1):
+  - <name> is a lock name, not a file: any string; exclusive keeps the lock
+    in a file of the lock directory (or a mutex, or a database lock).
+  - It does not wait by default (flock waits for ever): -w <seconds> waits,
+    and -w 0 waits for ever (with flock, -w 0 does not wait).
+  - When the lock is held it says so, with the holder's pid, on stderr
+    (-q: silently), and exits 1 (-E <n>: with <n>).
+  - No shared locks (-s), -o, -u, -F or -c: put 'sh -c "..."' after '--'.
+  - Its own failures exit 125, and a command that cannot run 126 or 127.
+  - The library (Exclusive.lock({ wait })) counts wait in milliseconds.
+`));
   t.is((await exclusive(['-h'])).stdout, result.stdout);
 });
 
@@ -687,6 +703,11 @@ cliTest('--name gives a lock name that starts with a dash, to a run and to statu
 const usageErrors: Array<[string[], string]> = [
   [['--frobnicate', 'x', '--', 'true'], "unknown option '--frobnicate'"],
   [['-x', 'job', '--', 'true'], "unknown option '-x'"],
+  [['--wiat', '5', 'job', '--', 'true'], "unknown option '--wiat': did you mean '--wait'?"],
+  [['--timeout', '5', 'job', '--', 'true'], "unknown option '--timeout': did you mean '--wait'?"],
+  [['--Quiet', 'job', '--', 'true'], "unknown option '--Quiet': did you mean '--quiet'?"],
+  [['--nb', 'job', '--', 'true'], "unknown option '--nb': did you mean '--nonblock'?"],
+  [['status', '-v'], "option '-v' does not apply to 'status'"],
   [['job', 'sleep', '1'], "missing '--' before the command (usage: exclusive [options] <name> -- <command> [args...])"],
   [[], 'missing the lock name and the command'],
   [['--', 'true'], "missing the lock name before '--'"],
@@ -728,7 +749,63 @@ cliTest('a driver that cannot run here, or an unusable directory, exits 125', as
   writeFileSync(file, '');
   const result = await exclusive(['--dir', file, 'job', '--', 'true']);
   t.is(result.code, 125);
-  t.is(result.stderr, `exclusive: The lock directory ${file} is not a directory: point the \`dir\` option or EXCLUSIVE_PROCESS_DIR at a directory.\n`);
+  t.is(result.stderr, `exclusive: The lock directory ${file} is not a directory: point --dir or EXCLUSIVE_PROCESS_DIR at a directory.\n`);
+  // A directory that exists but takes no files says so, and names the flag, not the API option.
+  t.deepEqual(await exclusive(['--dir', '/proc', 'job', '--', 'true']), {
+    code: 125, signal: null, stdout: '',
+    stderr: 'exclusive: The lock directory /proc does not accept new files (creating exclusive-process.job.lock there fails with ENOENT): ' +
+      'it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with --dir or EXCLUSIVE_PROCESS_DIR.\n',
+  });
+});
+
+// ---------------------------------------------------------------- verbose
+
+/** `-v` lines with their durations replaced by `N`, so they compare exactly. */
+function verboseLines(stderr: string): string {
+  return stderr.replace(/\b\d+(\.\d+)? s\b/g, 'N s');
+}
+
+cliTest('-v says which file it locks, that it waits and for whom, and how long it took', async (t) => {
+  const dir = lockDir();
+  const file = lockFile(dir, 'verbose');
+  const free = await exclusive(['-v', '--dir', dir, 'verbose', '--', 'sh', '-c', 'echo out; exit 3']);
+  t.deepEqual({ ...free, stderr: verboseLines(free.stderr) }, {
+    code: 3, signal: null, stdout: 'out\n',
+    stderr: `exclusive: lock 'verbose': ${file} (posix driver)\n` +
+      "exclusive: got the lock after N s; running sh -c 'echo out; exit 3'\n" +
+      'exclusive: the command exited with code 3 after N s; released the lock\n',
+  });
+
+  const holder = await holdLock(dir, 'verbose');
+  // Waiting, then getting it when the holder ends.
+  const waiter = start(['--verbose', '--dir', dir, '-w', '600', 'verbose', '--', 'true']);
+  await hasOpen(waiter.child.pid!, file);
+  await sleep(300);
+  await holder.stop();
+  const waited = await waiter.done;
+  t.is(waited.code, 0, waited.stderr);
+  t.is(verboseLines(waited.stderr), `exclusive: lock 'verbose': ${file} (posix driver)\n` +
+    `exclusive: held by pid ${holder.pid}; waiting up to N s (10 min)\n` +
+    'exclusive: got the lock after N s; running true\n' +
+    'exclusive: the command exited with code 0 after N s; released the lock\n');
+  t.true(Number(/got the lock after ([\d.]+) s/.exec(waited.stderr)![1]) >= 0.3, waited.stderr);
+
+  // Giving up: the wait's end, then the conflict line; -n says nothing about waiting.
+  const second = await holdLock(dir, 'verbose');
+  const gaveUp = await exclusive(['-v', '--dir', dir, '-w', '0.2', 'verbose', '--', 'true']);
+  t.deepEqual({ ...gaveUp, stderr: verboseLines(gaveUp.stderr) }, {
+    code: 1, signal: null, stdout: '',
+    stderr: `exclusive: lock 'verbose': ${file} (posix driver)\n` +
+      `exclusive: held by pid ${second.pid}; waiting up to N s\n` +
+      'exclusive: gave up waiting after N s\n' +
+      conflictMessage('verbose', second.pid),
+  });
+  t.deepEqual(await exclusive(['-v', '--dir', dir, 'verbose', '--', 'true']), {
+    code: 1, signal: null, stdout: '', stderr: `exclusive: lock 'verbose': ${file} (posix driver)\n${conflictMessage('verbose', second.pid)}`,
+  });
+  await second.stop();
+  // Without -v, nothing but the command's output.
+  t.deepEqual(await exclusive(['--dir', dir, 'verbose', '--', 'true']), { code: 0, signal: null, stdout: '', stderr: '' });
 });
 
 // ---------------------------------------------------------------- parsing and recording (in-process)
@@ -736,18 +813,20 @@ cliTest('a driver that cannot run here, or an unusable directory, exits 125', as
 cliTest('parseArgs: options in any order, grouped short flags, inline values', (t) => {
   const run = (args: string[]): RunRequest => parseArgs(args) as RunRequest;
   t.deepEqual(parseArgs(['-nqw', '2.5', '--dir=/l', '--driver', 'portable', 'job', '-E75', '--', 'cmd', '-n', '--', 'x']), {
-    kind: 'run', name: 'job', command: ['cmd', '-n', '--', 'x'], waitMs: 2500, conflictExitCode: 75, quiet: true, dir: '/l', driver: 'portable', databaseUrl: undefined,
+    kind: 'run', name: 'job', command: ['cmd', '-n', '--', 'x'], waitMs: 2500, conflictExitCode: 75, quiet: true, verbose: false, dir: '/l', driver: 'portable', databaseUrl: undefined,
   });
-  t.like(run(['job', '--', 'c']), { waitMs: 0, conflictExitCode: 1, quiet: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.like(run(['job', '--', 'c']), { waitMs: 0, conflictExitCode: 1, quiet: false, verbose: false, dir: undefined, driver: undefined, databaseUrl: undefined });
   t.like(run(['--driver=postgres', '--database-url', 'postgres://h/d', 'job', '--', 'c']), { driver: 'postgres', databaseUrl: 'postgres://h/d' });
   t.is(run(['-w', '0', 'j', '--', 'c']).waitMs, Infinity);
   t.is(run(['-w', '.5', 'j', '--', 'c']).waitMs, 500);
+  t.like(run(['-qv', 'j', '--', 'c']), { quiet: true, verbose: true });
+  t.like(run(['--verbose', 'j', '--', 'c']), { verbose: true });
   t.is(run(['-w', '3', '-n', 'j', '--', 'c']).waitMs, 0);
-  t.deepEqual(parseArgs(['status', '--', 'c']), { kind: 'run', name: 'status', command: ['c'], waitMs: 0, conflictExitCode: 1, quiet: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.deepEqual(parseArgs(['status', '--', 'c']), { kind: 'run', name: 'status', command: ['c'], waitMs: 0, conflictExitCode: 1, quiet: false, verbose: false, dir: undefined, driver: undefined, databaseUrl: undefined });
   t.deepEqual(parseArgs(['status']), { kind: 'status', name: undefined, json: false, dir: undefined, driver: undefined, databaseUrl: undefined });
   t.deepEqual(parseArgs(['--json', 'status', 'x']), { kind: 'status', name: 'x', json: true, dir: undefined, driver: undefined, databaseUrl: undefined });
   t.deepEqual(parseArgs(['job', '--help', '--', 'c']), { kind: 'help' });
-  t.deepEqual(parseArgs(['job', '--', 'c', '--help']), { kind: 'run', name: 'job', command: ['c', '--help'], waitMs: 0, conflictExitCode: 1, quiet: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.deepEqual(parseArgs(['job', '--', 'c', '--help']), { kind: 'run', name: 'job', command: ['c', '--help'], waitMs: 0, conflictExitCode: 1, quiet: false, verbose: false, dir: undefined, driver: undefined, databaseUrl: undefined });
   t.throws(() => parseArgs(['--frob', '--help']), { instanceOf: UsageError, message: "unknown option '--frob'" });
   t.throws(() => parseArgs(['-w', '2147484', 'j', '--', 'c']), { instanceOf: UsageError, message: "option '-w' must be at most 2147483 seconds (use 0 to wait for ever), got 2147484" });
 });

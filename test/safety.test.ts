@@ -2,7 +2,8 @@ import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Exclusive, exclusive, InvalidArgumentError, LockFileError } from '../src/index.js';
+import { Exclusive, exclusive, InvalidArgumentError, LockFileError, windows } from '../src/index.js';
+import { postgres } from '../src/postgres.js';
 import { lockFileName } from '../src/lock-path.js';
 import { createPosixDriver as createPosixDriverForList } from '../src/drivers/posix.js';
 import { lockDir, run, start } from './helpers/processes.js';
@@ -24,7 +25,15 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [{ driver: 'nfs' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "nfs"$/],
   [{ driver: { kind: 'fake' } }, 'ERR_INVALID_ARG_TYPE', /^options\.driver must be/],
   [{ async: 'yes' }, 'ERR_INVALID_ARG_TYPE', /^options\.async must be a boolean, got string "yes"$/],
-  [{ naem: 'typo' }, 'ERR_INVALID_ARG_VALUE', /^options\.naem is not an option/],
+  [{ naem: 'typo' }, 'ERR_INVALID_ARG_VALUE', /^options\.naem is not an option: did you mean 'name'\? \(known: name, die, exitCode, wait, signal, dir, driver, async\)$/],
+  [{ Wait: 10 }, 'ERR_INVALID_ARG_VALUE', /^options\.Wait is not an option: did you mean 'wait'\? \(known: /],
+  [{ exit_code: 3 }, 'ERR_INVALID_ARG_VALUE', /^options\.exit_code is not an option: did you mean 'exitCode'\? \(known: /],
+  [{ timeout: 10 }, 'ERR_INVALID_ARG_VALUE', /^options\.timeout is not an option: did you mean 'wait'\? \(known: /],
+  [{ sginal: null }, 'ERR_INVALID_ARG_VALUE', /^options\.sginal is not an option: did you mean 'signal'\? \(known: /],
+  [{ retries: 3 }, 'ERR_INVALID_ARG_VALUE', /^options\.retries is not an option \(known: name, die, exitCode, wait, signal, dir, driver, async\)$/],
+  [{ driver: 'postgres' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "postgres": the postgres driver is an object; import \{ postgres \} from 'exclusive-process\/postgres' and pass driver: postgres\(\{ connectionString \}\)$/],
+  [{ driver: 'Posix' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "Posix": did you mean 'posix'\?$/],
+  [{ driver: 'portabel' }, 'ERR_INVALID_ARG_VALUE', /: did you mean 'portable'\?$/],
   [{ name: '' }, 'ERR_INVALID_LOCK_NAME', /^options\.name must not be empty$/],
   [{ name: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.name must be a string, got number 42$/],
   [{ name: 'bad \ud800 surrogate' }, 'ERR_INVALID_LOCK_NAME', /lone surrogate/],
@@ -63,11 +72,34 @@ test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => exclusive(async function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => Exclusive.holder('' as string), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
   // holder() takes dir and driver only; a typo is an error, not a question to the default driver.
-  t.throws(() => Exclusive.holder('x', { drvier: 'portable' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: 'options.drvier is not an option of holder() (known: dir, driver)' });
-  t.throws(() => Exclusive.holder('x', { wait: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /^options\.wait is not an option of holder\(\)/ });
+  t.throws(() => Exclusive.holder('x', { drvier: 'portable' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.drvier is not an option of holder(): did you mean 'driver'? (known: dir, driver)" });
+  t.throws(() => Exclusive.holder('x', { Dir: '/tmp' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.Dir is not an option of holder(): did you mean 'dir'? (known: dir, driver)" });
+  t.throws(() => Exclusive.holder('x', { wait: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: 'options.wait is not an option of holder() (known: dir, driver)' });
   t.throws(() => Exclusive.holder('x', 42 as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'options must be an object, got number 42' });
   t.throws(() => Exclusive()(class {} as never, { kind: 'field', name: 'x' } as never), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods/ });
   t.throws(() => Exclusive()({}, 'x', { value: 42 } as never), { code: 'ERR_INVALID_ARG_TYPE', message: '@Exclusive decorates methods, not a property holding number 42' });
+});
+
+test('the driver factories suggest the option a typo meant, too', (t) => {
+  t.throws(() => windows({ Scope: 'global' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.Scope is not an option of windows(): did you mean 'scope'? (known: scope)" });
+  t.throws(() => windows({ global: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: 'options.global is not an option of windows() (known: scope)' });
+  const known = 'connectionString, host, port, user, password, database, ssl, sessionTimeout, heartbeat, connectTimeout, maxIdle, clientConfig';
+  t.throws(() => postgres({ conectionString: 'postgres://h/d' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.conectionString is not a postgres() option: did you mean 'connectionString'? (known: ${known})` });
+  t.throws(() => postgres({ url: 'postgres://h/d' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.url is not a postgres() option: did you mean 'connectionString'? (known: ${known})` });
+  t.throws(() => postgres({ hots: 'h' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.hots is not a postgres() option: did you mean 'host'? (known: ${known})` });
+  t.throws(() => postgres({ pool: 3 } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.pool is not a postgres() option (known: ${known})` });
+});
+
+const procMessage = (dir: string, name: string): string =>
+  `The lock directory ${dir} does not accept new files (creating exclusive-process.${name}.lock there fails with ENOENT): ` +
+  'it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with the `dir` option or EXCLUSIVE_PROCESS_DIR.';
+
+test('a lock directory on /proc says what is wrong with it and what to do, with every file driver', async (t) => {
+  for (const driver of ['posix', 'portable'] as const) {
+    const error = t.throws(() => Exclusive.lock({ name: 'in-proc', dir: '/proc', driver }), { instanceOf: LockFileError, code: 'ERR_LOCK_DIR', message: procMessage('/proc', 'in-proc') }, driver);
+    t.is(error?.path, '/proc');
+    await t.throwsAsync(Exclusive.run({ name: 'in-proc', dir: '/proc/sys', driver }, () => {}), { code: 'ERR_LOCK_DIR', message: procMessage('/proc/sys', 'in-proc') }, driver);
+  }
 });
 
 test('any name maps to one file inside the lock directory: slashes, .., NUL, unicode, 10 000 characters', (t) => {

@@ -10,6 +10,7 @@
  */
 
 import { MAX_WAIT_MS } from '../options.js';
+import { didYouMean } from '../suggest.js';
 
 /** Driver names the tool accepts for `--driver`. */
 export const CLI_DRIVERS = ['posix', 'windows', 'portable', 'postgres'] as const;
@@ -39,6 +40,8 @@ export interface RunRequest extends LockPlace {
   conflictExitCode: number;
   /** No message when the lock is held (`-q`). */
   quiet: boolean;
+  /** Say on stderr which lock it takes, that it waits, and how long it took (`-v`). */
+  verbose: boolean;
 }
 
 /** `exclusive status [name] [--json]` */
@@ -75,6 +78,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { long: 'wait', short: 'w', value: true },
   { long: 'conflict-exit-code', short: 'E', value: true },
   { long: 'quiet', short: 'q', value: false },
+  { long: 'verbose', short: 'v', value: false },
   { long: 'name', value: true },
   { long: 'dir', value: true },
   { long: 'driver', value: true },
@@ -126,12 +130,13 @@ export function parseArgs(argv: readonly string[]): Request {
     waitMs: wait,
     conflictExitCode: exitCode,
     quiet: given.some((g) => g.spec.long === 'quiet'),
+    verbose: given.some((g) => g.spec.long === 'verbose'),
     ...place,
   };
 }
 
 function statusRequest(given: Given[], positionals: string[], place: LockPlace): StatusRequest {
-  rejectOptions(given, ['nonblock', 'wait', 'conflict-exit-code', 'quiet'], "'status'");
+  rejectOptions(given, ['nonblock', 'wait', 'conflict-exit-code', 'quiet', 'verbose'], "'status'");
   if (positionals.length > 1) {
     throw new UsageError(`'status' takes at most one lock name, got ${positionals.length}: ${positionals.map(quote).join(' ')}`);
   }
@@ -149,7 +154,7 @@ function scan(args: readonly string[]): { given: Given[]; positionals: string[] 
       const eq = arg.indexOf('=');
       const flag = eq < 0 ? arg : arg.slice(0, eq);
       const spec = OPTIONS.find((o) => `--${o.long}` === flag);
-      if (spec === undefined) throw new UsageError(`unknown option '${flag}'`);
+      if (spec === undefined) throw new UsageError(`unknown option '${flag}'${suggestion(flag)}`);
       if (!spec.value) {
         if (eq >= 0) throw new UsageError(`option '${flag}' takes no value`);
         given.push({ spec, value: undefined, flag });
@@ -176,6 +181,14 @@ function scan(args: readonly string[]): { given: Given[]; positionals: string[] 
     }
   }
   return { given, positionals };
+}
+
+/** flock(1)'s long options that we spell differently. */
+const FLOCK_NAMES: Readonly<Record<string, string>> = { timeout: 'wait', nb: 'nonblock' };
+
+/** `: did you mean '--wait'?` for `--wiat`, `--Wait` or flock's `--timeout`; '' when nothing is close. */
+function suggestion(flag: string): string {
+  return didYouMean(flag.slice(2), OPTIONS.map((o) => o.long), FLOCK_NAMES).replace(/'(.*)'/, "'--$1'");
 }
 
 function valueAfter(args: readonly string[], i: number, flag: string): string {

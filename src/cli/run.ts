@@ -1,6 +1,6 @@
 import { CannotAcquireLock, LockLostError } from '../errors.js';
 import { acquire, lockDescriptor, target } from '../lock.js';
-import { parseOptions } from '../options.js';
+import { parseOptions, type LockSettings } from '../options.js';
 import type { ExclusiveLock } from '../lock.js';
 import type { LockDriver } from '../drivers/types.js';
 import type { RunRequest } from './args.js';
@@ -9,6 +9,7 @@ import { displayCommand } from './holder-command.js';
 import { dieBySignal, forward, trapSignals, type ForwardedSignal } from './signals.js';
 import { startGuard, type Guard } from './guard.js';
 import { say } from './say.js';
+import { sayError, seconds } from './messages.js';
 import { startChild, type ChildEnd } from './supervise.js';
 
 /** Exit codes of the tool itself (the shell conventions of env(1), timeout(1), nohup(1)). */
@@ -60,16 +61,21 @@ export async function runCommand(request: RunRequest): Promise<never> {
     if (childPid !== undefined) forward(childPid, signal); // still running (never a reaped, reusable pid)
   }
 
+  const verbose = request.verbose ? (text: string): void => say(`exclusive: ${text}\n`) : undefined;
+  const asked = performance.now();
   let lock: ExclusiveLock;
   try {
-    lock = await acquire(target(settings, request.name));
+    lock = await take(settings, request.name, verbose);
   } catch (error) {
     if (fatal !== undefined) await endBySignal(undefined, driver, fatal);
     if (!(error instanceof CannotAcquireLock)) throw error;
+    if (settings.waitMs > 0) verbose?.(`gave up waiting after ${seconds(performance.now() - asked)}`);
     // The library's `die` message, but `-q` may silence it and `-E` picks the code.
-    if (!request.quiet) say(`${error.message}\n`);
+    if (!request.quiet) sayError(error.message);
     process.exit(request.conflictExitCode);
   }
+  const took = performance.now();
+  verbose?.(`got the lock after ${seconds(took - asked)}; running ${displayCommand(request.command)}`);
   // The command never runs without the lock: posix hands it the locked
   // descriptor (it keeps the lock if we die); otherwise the guard stops it
   // when we die. It is started first, so it watches from the command's start.
@@ -106,8 +112,43 @@ export async function runCommand(request: RunRequest): Promise<never> {
   lock.signal.removeEventListener('abort', onLost);
   childPid = undefined; // it is gone (and reaped): never signal a reused pid
   await release(lock);
+  verbose?.(`${describeEnd(end)} after ${seconds(performance.now() - took)}; released the lock`);
   if (lost) process.exit(EXIT.failure);
   return exitLike(end, request.command[0], driver);
+}
+
+/**
+ * Takes the lock as asked. `verbose` is told where the lock lives and, when
+ * someone holds it and the tool will wait, who and for how long: so a first
+ * attempt without waiting comes before the wait.
+ */
+async function take(settings: LockSettings, name: string, verbose: ((text: string) => void) | undefined): Promise<ExclusiveLock> {
+  const t = target(settings, name);
+  if (verbose === undefined) return acquire(t);
+  verbose(`lock '${name}': ${t.resource} (${settings.driver.kind} driver)`);
+  if (settings.waitMs === 0) return acquire(t);
+  const started = performance.now();
+  try {
+    return await acquire({ ...t, settings: { ...settings, waitMs: 0 } });
+  } catch (error) {
+    if (!(error instanceof CannotAcquireLock)) throw error;
+    const limit = settings.waitMs === Infinity ? 'for ever (-w 0)' : `up to ${seconds(settings.waitMs)}`;
+    verbose(`held by pid ${error.pid ?? 'unknown'}; waiting ${limit}`);
+  }
+  const left = Math.max(0, settings.waitMs - (performance.now() - started));
+  return acquire({ ...t, settings: { ...settings, waitMs: left } });
+}
+
+/** How the command ended, for `-v`. */
+function describeEnd(end: ChildEnd): string {
+  switch (end.kind) {
+    case 'exited':
+      return `the command exited with code ${end.code}`;
+    case 'signaled':
+      return `the command was killed by ${end.signal}`;
+    case 'failed':
+      return 'the command could not start';
+  }
 }
 
 /** How long a command may ignore the SIGTERM sent when the lock is lost before it is killed. */

@@ -13,9 +13,12 @@ other drivers stop the command (SIGKILL, with what it started).
 
 Options:
   -n, --nonblock                 fail at once when the lock is held (default)
-  -w, --wait <seconds>           wait up to <seconds> for the lock (0 = for ever)
+  -w, --wait <seconds>           wait up to <seconds> for the lock: seconds, not
+                                 milliseconds (decimals allowed; 0 = for ever)
   -E, --conflict-exit-code <n>   exit code when the lock is held (default: 1)
   -q, --quiet                    no message when the lock is held
+  -v, --verbose                  say on stderr which lock file it uses, when it
+                                 waits, and how long getting the lock took
       --name <name>              the lock name, for one starting with '-'
       --dir <dir>                lock directory (default: $EXCLUSIVE_PROCESS_DIR,
                                  else /run/lock or /var/lock if mode 1777,
@@ -44,6 +47,17 @@ Signals that would end exclusive (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
 SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR) are passed on to the
 command, once: not again when they were sent to the whole process group
 (Ctrl-C, kill %1, timeout), which the command is part of.
+
+Differences from flock(1):
+  - <name> is a lock name, not a file: any string; exclusive keeps the lock
+    in a file of the lock directory (or a mutex, or a database lock).
+  - It does not wait by default (flock waits for ever): -w <seconds> waits,
+    and -w 0 waits for ever (with flock, -w 0 does not wait).
+  - When the lock is held it says so, with the holder's pid, on stderr
+    (-q: silently), and exits 1 (-E <n>: with <n>).
+  - No shared locks (-s), -o, -u, -F or -c: put 'sh -c "..."' after '--'.
+  - Its own failures exit 125, and a command that cannot run 126 or 127.
+  - The library (Exclusive.lock({ wait })) counts wait in milliseconds.
 
 Example (crontab):
   */5 * * * * exclusive -q -E 75 sync-mail -- /usr/local/bin/sync-mail --all

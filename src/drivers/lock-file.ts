@@ -1,8 +1,8 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
 import { decodeRecord } from '../holder-record.js';
-import { inLockDirectory, notADirectory } from '../lock-path.js';
+import { DIR_OPTION, inLockDirectory, notADirectory } from '../lock-path.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -95,7 +95,7 @@ function checkRegular(fd: number, path: string, writable: boolean): OpenLockFile
     closeSync(fd);
     const what = stat.isFile() ? `has ${stat.nlink} hard links` : 'is not a regular file';
     throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-      `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (the \`dir\` option).`);
+      `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (${DIR_OPTION}).`);
   }
   return { fd, dev: stat.dev, ino: stat.ino, writable };
 }
@@ -149,19 +149,19 @@ export function lockFileError(error: unknown, path: string): LockFileError {
     case 'ELOOP':
     case 'EMLINK':
       return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-        `The lock file ${path} is a symbolic link; refusing to follow it. Remove it, or use a directory only you can write (the \`dir\` option).`, error);
+        `The lock file ${path} is a symbolic link; refusing to follow it. Remove it, or use a directory only you can write (${DIR_OPTION}).`, error);
     case 'EISDIR':
     case 'ENXIO':
     case 'ETXTBSY':
       return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-        `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another \`dir\`.`, error);
+        `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another directory with ${DIR_OPTION}.`, error);
     case 'EACCES':
     case 'EPERM':
     case 'EROFS': {
       const owner = ownerOf(path);
       const problem = owner === undefined
         ? `this user (uid ${uid()}) may not create files in ${dirname(path)}. Make it writable for every user of the lock ` +
-          '(a shared directory should be mode 1777, like /tmp), or choose one with the `dir` option or EXCLUSIVE_PROCESS_DIR'
+          `(a shared directory should be mode 1777, like /tmp), or choose one with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR`
         : `it belongs to uid ${owner} and this user (uid ${uid()}) may not read it. ` +
           `Run as uid ${owner} or root, or have them remove it or make it readable (chmod a+r)`;
       return new LockFileError('ERR_LOCK_PERMISSION', path, `No permission for the lock file ${path} (${c}): ${problem}.`, error);
@@ -169,10 +169,23 @@ export function lockFileError(error: unknown, path: string): LockFileError {
     case 'ENOTDIR':
       return notADirectory(dirname(path));
     case 'ENOENT':
-      return new LockFileError('ERR_LOCK_DIR', path,
-        `The directory of the lock file ${path} does not exist (${c}). Set the \`dir\` option or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
+      return isDirectory(dirname(path))
+        // /proc and /sys: the directory is there, but no file can be created in it.
+        ? new LockFileError('ERR_LOCK_DIR', dirname(path),
+          `The lock directory ${dirname(path)} does not accept new files (creating ${basename(path)} there fails with ENOENT): ` +
+            `it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`, error)
+        : new LockFileError('ERR_LOCK_DIR', path,
+          `The directory of the lock file ${path} does not exist (${c}). Set ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
     default:
       return new LockFileError('ERR_LOCK_IO', path, `Cannot use the lock file ${path} (${c}).`, error);
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 

@@ -1,5 +1,6 @@
 import { describe } from '../describe.js';
 import { InvalidArgumentError, LockDriverError } from '../errors.js';
+import { didYouMean } from '../suggest.js';
 import type { DriverName, LockDriver } from './types.js';
 
 /**
@@ -26,11 +27,22 @@ const factories: Record<DriverName, () => LockDriver> = {
 /** The driver called `name`, or the platform's default when `name` is undefined. */
 export function driverByName(name: string | undefined): LockDriver {
   if (name === undefined) return defaultDriver();
-  if (!Object.hasOwn(factories, name)) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-      `options.driver must be 'posix', 'windows', 'portable' or a driver object, got ${describe(name)}`);
-  }
+  if (!Object.hasOwn(factories, name)) throw unknownDriver(name);
   return instance(name as DriverName);
+}
+
+/**
+ * The error for a driver name that is not built in, pointing at the fix:
+ * the postgres driver is an object from its own entry point (so `pg` stays
+ * optional), and a near miss gets its spelling.
+ */
+function unknownDriver(name: string): InvalidArgumentError {
+  const refused = `options.driver must be 'posix', 'windows', 'portable' or a driver object, got ${describe(name)}`;
+  if (/^postgres(ql)?$|^pg$/i.test(name)) {
+    return new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
+      `${refused}: the postgres driver is an object; import { postgres } from 'exclusive-process/postgres' and pass driver: postgres({ connectionString })`);
+  }
+  return new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `${refused}${didYouMean(name, Object.keys(factories))}`);
 }
 
 function instance(name: DriverName): LockDriver {

@@ -6,6 +6,7 @@ import { InvalidArgumentError, LockDriverError, LockFileError } from '../errors.
 import { encodeRecord } from '../holder-record.js';
 import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn, systemLockDirectory } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
+import { didYouMean } from '../suggest.js';
 import { openLockFile, readRecordAt, writeRecord } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import {
@@ -177,7 +178,7 @@ function parseScope(options: unknown): WindowsScope {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `windows() options must be an object, got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (key !== 'scope') throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option of windows() (known: scope)`);
+    if (key !== 'scope') throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option of windows()${didYouMean(key, ['scope'])} (known: scope)`);
   }
   const scope = (options as WindowsDriverOptions).scope;
   if (scope === undefined || scope === 'local' || scope === 'global') return scope ?? 'local';
