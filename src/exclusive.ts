@@ -1,17 +1,25 @@
 import 'reflect-metadata';
 import { describe } from './describe.js';
-import { callerFile, nameForFile, nameFromCaller } from './default-name.js';
-import type { DriverName, HolderRecord, LockDriver } from './drivers/types.js';
+import { traced, tracedSync, traceName, traceTarget } from './debug.js';
+import { callerFile, nameForFile } from './default-name.js';
+import type { AsyncLockDriver, DriverName, HolderRecord, LockDriver, SyncLockDriver } from './drivers/types.js';
 import { InvalidArgumentError } from './errors.js';
-import { acquire, acquireForProcess, acquireSync, ExclusiveLock, holderOf, requireSynchronous, runHolding, target } from './lock.js';
+import { acquire, acquireForProcess, acquireSync, ExclusiveLock, holderOf, requireSynchronous, runHolding, target, type Target } from './lock.js';
 import { validateName } from './lock-path.js';
 import { parseHolderOptions, parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
-import { guard, type NotAGenerator } from './wrap.js';
+import { defaultName, guard, type NotAGenerator } from './wrap.js';
 
 /**
- * The `reflect-metadata` key under which `@Exclusive` records its options,
- * on the class (prototype for instance methods) with the method's key, and
- * on the decorated function itself.
+ * The `reflect-metadata` key under which `@Exclusive` records its options
+ * and the lock's resolved `name` (the default one too), on the class
+ * (prototype for instance methods) with the method's key, and on the
+ * decorated function itself.
+ *
+ * `experimentalDecorators`: recorded when the class is defined. Standard
+ * decorators learn their class only from it: a static method's record is
+ * complete once the class is defined; an instance method's record appears
+ * on the prototype at the first instance, and the one on the function has
+ * no default `name` until then (nor a wrong one).
  *
  * @example
  * ```ts
@@ -19,7 +27,7 @@ import { guard, type NotAGenerator } from './wrap.js';
  *   @Exclusive() backup() {}
  *   @Exclusive({ name: 'nightly', wait: true }) nightly() {}
  * }
- * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'backup'); // {} (the options as given)
+ * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'backup'); // { name: 'my-app/src/jobs:Jobs.backup' }
  * Reflect.getMetadata(EXCLUSIVE_METADATA, Jobs.prototype, 'nightly'); // { name: 'nightly', wait: true }
  * ```
  */
@@ -125,19 +133,27 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * ```ts
    * Exclusive.forever({ die: true }); // a second copy prints the message and exits 1
    * ```
+   * @throws {CannotAcquireLock} when another holds the lock (unless `die`: then the process exits).
+   * @throws {InvalidArgumentError} for bad options, or no default name (code without a file).
+   * @throws {LockDriverError} `ERR_DRIVER_UNSUPPORTED` for an asynchronous driver (a type error too).
    */
-  forever(options?: ExclusiveOptions): ExclusiveLock;
+  forever<D extends DriverName | LockDriver = DriverName>(options?: SyncOptions<D>): ExclusiveLock;
 
   /**
    * Runs `fn` holding the lock and releases it when `fn`'s promise settles.
-   * Default name: the calling file.
+   * Default name: the calling file. `options` may be left out:
+   * `Exclusive.run(fn)`.
    *
    * @example
    * ```ts
    * const file = await Exclusive.run({ name: 'x' }, async (lock) => lock.lockfile);
+   * await Exclusive.run(async () => migrate()); // default name and options
    * ```
+   * @throws {CannotAcquireLock} (rejects) when another holds the lock, unless `die`.
+   * @throws {InvalidArgumentError} (rejects) for bad options or a missing `fn`.
    */
   run<R>(options: ExclusiveOptions | undefined, fn: (lock: ExclusiveLock) => R): Promise<Awaited<R>>;
+  run<R>(fn: (lock: ExclusiveLock) => R): Promise<Awaited<R>>;
 
   /**
    * Takes the lock synchronously (a try, unless `wait` is set: then it
@@ -147,8 +163,11 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * ```ts
    * { using lock = Exclusive.lock({ name: 'x' }); /* held here *\/ }
    * ```
+   * @throws {CannotAcquireLock} when another holds the lock (unless `die`).
+   * @throws {InvalidArgumentError} for bad options, or no default name (code without a file).
+   * @throws {LockDriverError} `ERR_DRIVER_UNSUPPORTED` for an asynchronous driver (a type error too).
    */
-  lock(options?: ExclusiveOptions): ExclusiveLock;
+  lock<D extends DriverName | LockDriver = DriverName>(options?: SyncOptions<D>): ExclusiveLock;
 
   /**
    * Takes the lock, waiting without blocking per `wait` and `signal`.
@@ -158,23 +177,51 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * ```ts
    * await using held = await Exclusive.acquire({ name: 'x', wait: true });
    * ```
+   * @throws {CannotAcquireLock} (rejects) when another holds the lock, unless `die`.
+   * @throws {InvalidArgumentError} for bad options (rejects).
    */
   acquire(options?: ExclusiveOptions): Promise<ExclusiveLock>;
 
   /**
    * Who holds the lock `name` (in `options.dir`, through `options.driver`):
    * `null` when free; `pid: null` when held by a holder that left no
-   * readable record. Never takes the lock. Asynchronous drivers return a
-   * promise.
+   * readable record. Never takes the lock. Synchronous drivers (the
+   * built-in names, {@link SyncLockDriver}) answer at once; asynchronous
+   * ones ({@link AsyncLockDriver}, such as `postgres()`) return a promise.
    *
    * @example
    * ```ts
    * Exclusive.holder('nightly'); // { pid: 4242, host: 'db1', command: 'node backup.js', since: Date, ... } or null
+   * await Exclusive.holder('migrate', { driver: postgres() }); // a promise: the server is asked
    * ```
+   * @throws {InvalidArgumentError} for a bad name or options.
    */
-  holder(name: string, options?: HolderOptions & { driver?: DriverName | (LockDriver & { synchronous: true }) }): LockHolder | null;
+  holder(name: string, options?: HolderOptions & { driver?: DriverName | SyncLockDriver }): LockHolder | null;
+  holder(name: string, options: HolderOptions & { driver: AsyncLockDriver }): Promise<LockHolder | null>;
   holder(name: string, options: HolderOptions): LockHolder | null | Promise<LockHolder | null>;
 }
+
+/**
+ * Options of the forms that lock synchronously (`Exclusive.lock()`,
+ * `forever()`): a driver whose type says it is asynchronous
+ * ({@link AsyncLockDriver}, such as `postgres()`) is a type error, as it
+ * fails at run time. A driver typed only as `LockDriver` is checked at run time.
+ *
+ * @example
+ * ```ts
+ * const options: SyncOptions = { name: 'x', driver: 'portable' };
+ * Exclusive.lock(options);
+ * ```
+ */
+export type SyncOptions<D extends DriverName | LockDriver = DriverName | LockDriver> = Omit<ExclusiveOptions, 'driver'> & {
+  /** As in {@link ExclusiveOptions}, but not an asynchronous driver. */
+  driver?: D & SynchronousOnly<D>;
+};
+
+/** `unknown` for a synchronous (or not statically known) driver; for an asynchronous one a type none has, whose key says why. */
+type SynchronousOnly<D> = D extends { readonly synchronous: false }
+  ? { 'an asynchronous driver cannot lock synchronously: use Exclusive.acquire() or Exclusive.run()': never }
+  : unknown;
 
 function decorate(...args: unknown[]): unknown {
   if (args.length <= 1) return decorator(parseOptions(args[0]), args[0]);
@@ -213,9 +260,11 @@ function decorateLegacy(settings: LockSettings, metadata: object, file: string, 
   if (typeof descriptor?.value !== 'function') throw notAMethod(legacyMember(descriptor));
   const owner = typeof target === 'function' ? target : target.constructor;
   const name = settings.name ?? `${nameForFile(file)}:${owner.name}.${String(key)}`;
+  if (settings.name === undefined) traceName(name, file, '@Exclusive');
   descriptor.value = guard(descriptor.value, settings, () => name);
-  Reflect.defineMetadata(EXCLUSIVE_METADATA, metadata, target, key);
-  Reflect.defineMetadata(EXCLUSIVE_METADATA, metadata, descriptor.value);
+  const record = { ...metadata, name };
+  Reflect.defineMetadata(EXCLUSIVE_METADATA, record, target, key);
+  Reflect.defineMetadata(EXCLUSIVE_METADATA, record, descriptor.value);
   return descriptor;
 }
 
@@ -247,18 +296,39 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
   // or the first instance's prototype, seen by the initializer, stands in.
   // Named at the first call, once the class has its final name.
   let initialized: unknown;
-  const replacement: Method = guard(method as Method, settings, (self) => settings.name ?? `${nameForFile(file)}:${className(self == null || self === globalThis ? initialized : self)}.${String(key)}`);
-  Reflect.defineMetadata(EXCLUSIVE_METADATA, metadata, replacement);
+  let knownName: string | undefined; // the default name, once known from a class (and logged)
+  const nameFor = (self: unknown): string => {
+    const name = `${nameForFile(file)}:${className(self)}.${String(key)}`;
+    if (knownName === undefined && self != null) {
+      knownName = name;
+      traceName(name, file, '@Exclusive');
+    }
+    return name;
+  };
+  const replacement: Method = guard(method as Method, settings, (self) => settings.name ?? nameFor(self == null || self === globalThis ? initialized : self));
+  const record = recordOf(metadata, settings, () => knownName ?? (initialized === undefined ? undefined : nameFor(initialized)));
+  Reflect.defineMetadata(EXCLUSIVE_METADATA, record, replacement);
   let recorded = false;
   context.addInitializer(function (this: unknown) {
     initialized ??= context.static ? this : Object.getPrototypeOf(this); // a prototype, not the instance: nothing kept alive
     const owner = recorded || context.private ? undefined : declaring(this);
     if (owner !== undefined) {
       recorded = true;
-      Reflect.defineMetadata(EXCLUSIVE_METADATA, metadata, owner, key);
+      Reflect.defineMetadata(EXCLUSIVE_METADATA, record, owner, key);
     }
   });
   return replacement;
+}
+
+/**
+ * The metadata record of a standard decorator: the options and `name`. A
+ * default name needs the class, known only from the class's definition
+ * (static) or first instance, so it is read when the record is: by then the
+ * class has its final name. Unknown yet: no `name` rather than a wrong one.
+ */
+function recordOf(metadata: object, settings: LockSettings, resolveName: () => string | undefined): object {
+  if (settings.name !== undefined) return { ...metadata, name: settings.name };
+  return Object.defineProperty({ ...metadata }, 'name', { get: resolveName, enumerable: true });
 }
 
 /** Options of the forms that wrap no function: `async` describes a function, so there it is refused, not ignored. */
@@ -270,19 +340,27 @@ function parseLockOptions(options: unknown, form: string): LockSettings {
   return settings;
 }
 
+/** The target of a form that wraps no function: the given name, else the calling file's (logged). */
+function targetOf(settings: LockSettings, form: string): Target {
+  return traceTarget(target(settings, settings.name ?? defaultName(form)));
+}
+
 function forever(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseLockOptions(options, 'Exclusive.forever()');
   requireSynchronous(settings.driver, 'Exclusive.forever()');
-  return acquireForProcess(target(settings, settings.name ?? nameFromCaller()));
+  const t = targetOf(settings, 'Exclusive.forever()');
+  return tracedSync(t, () => acquireForProcess(t));
 }
 
-async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: ExclusiveLock) => R): Promise<Awaited<R>> {
+async function run<R>(...args: [ExclusiveOptions | undefined, (lock: ExclusiveLock) => R] | [(lock: ExclusiveLock) => R]): Promise<Awaited<R>> {
+  // `run(fn)`: a function alone is the callback (options are never a function).
+  const [options, fn] = args.length === 1 && typeof args[0] === 'function' ? [undefined, args[0]] : args;
   if (typeof fn !== 'function') {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `Exclusive.run(options, fn) needs a function, got ${describe(fn)}`);
   }
   const settings = parseLockOptions(options, 'Exclusive.run() (it awaits what fn returns)');
-  const t = target(settings, settings.name ?? nameFromCaller());
-  const lock = await acquire(t);
+  const t = targetOf(settings, 'Exclusive.run()');
+  const lock = await traced(t, () => acquire(t));
   try {
     return await runHolding(lock, t, () => fn(lock));
   } finally {
@@ -293,12 +371,14 @@ async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: Exclusiv
 function lock(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseLockOptions(options, 'Exclusive.lock()');
   requireSynchronous(settings.driver, 'Exclusive.lock()');
-  return acquireSync(target(settings, settings.name ?? nameFromCaller()));
+  const t = targetOf(settings, 'Exclusive.lock()');
+  return tracedSync(t, () => acquireSync(t));
 }
 
 function acquireLock(options?: ExclusiveOptions): Promise<ExclusiveLock> {
   const settings = parseLockOptions(options, 'Exclusive.acquire()');
-  return acquire(target(settings, settings.name ?? nameFromCaller()));
+  const t = targetOf(settings, 'Exclusive.acquire()');
+  return traced(t, () => acquire(t));
 }
 
 function holder(name: string, options?: HolderOptions): LockHolder | null | Promise<LockHolder | null> {
@@ -308,6 +388,9 @@ function holder(name: string, options?: HolderOptions): LockHolder | null | Prom
   const describeHolder = (record: HolderRecord | null): LockHolder | null =>
     record === null ? null : { ...record, name, lockfile: t.resource, driver: settings.driver.kind };
   const record = holderOf(t);
+  // An asynchronous driver always answers with a promise (as its type says),
+  // also when this thread holds the lock and knows the record at once.
+  if (!settings.driver.synchronous) return Promise.resolve(record).then(describeHolder);
   return record instanceof Promise ? record.then(describeHolder) : describeHolder(record);
 }
 
@@ -322,9 +405,9 @@ function holder(name: string, options?: HolderOptions): LockHolder | null | Prom
  * ```
  */
 export const Exclusive: ExclusiveApi = Object.assign(decorate as ExclusiveDecorator & ((options?: ExclusiveOptions) => ExclusiveDecorator), {
-  forever,
-  run,
-  lock,
+  forever: forever as ExclusiveApi['forever'],
+  run: run as ExclusiveApi['run'],
+  lock: lock as ExclusiveApi['lock'],
   acquire: acquireLock,
   holder: holder as ExclusiveApi['holder'],
 });

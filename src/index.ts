@@ -1,5 +1,5 @@
-export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder } from './exclusive.js';
-export { exclusive } from './wrap.js';
+export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder, type SyncOptions } from './exclusive.js';
+export { exclusive, type ExclusiveFunction } from './wrap.js';
 export { ExclusiveLock } from './lock.js';
 export type { ExclusiveOptions } from './options.js';
 export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows.js';
@@ -13,4 +13,4 @@ export {
   type ArgumentErrorCode,
   type LockFileErrorCode,
 } from './errors.js';
-export type { DriverLock, DriverName, HolderRecord, LockDriver } from './drivers/types.js';
+export type { AsyncLockDriver, DriverLock, DriverName, HolderRecord, LockDriver, SyncLockDriver } from './drivers/types.js';

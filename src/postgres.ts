@@ -5,7 +5,7 @@ import { APPLICATION_NAME, createPostgresDriver } from './drivers/postgres-drive
 import { LockLostError } from './errors.js';
 import { advisoryKeyOf } from './drivers/postgres-key.js';
 import type { PgModule } from './drivers/postgres-session.js';
-import type { LockDriver } from './drivers/types.js';
+import type { AsyncLockDriver } from './drivers/types.js';
 import { InvalidArgumentError, LockDriverError } from './errors.js';
 
 /**
@@ -16,6 +16,7 @@ import { InvalidArgumentError, LockDriverError } from './errors.js';
  */
 
 export { LockLostError };
+export type { AsyncLockDriver };
 
 /**
  * Options of {@link postgres}. Where to connect is given as in `pg`: a
@@ -95,9 +96,12 @@ const KNOWN = new Set(['connectionString', 'host', 'port', 'user', 'password', '
  *   (a transaction-mode PgBouncer breaks session locks; it is detected and
  *   refused where possible).
  *
- * Create one driver per process and reuse it: it pools its sessions.
- * Throws `LockDriverError` (`ERR_DRIVER_UNAVAILABLE`) when `pg` is not
- * installed, and `TypeError`s for bad options, at once.
+ * Create one driver per process and reuse it: it pools its sessions. Its
+ * type, {@link AsyncLockDriver}, makes `Exclusive.lock()` and `forever()`
+ * with it a type error (they fail at run time with `ERR_DRIVER_UNSUPPORTED`).
+ *
+ * @throws {LockDriverError} `ERR_DRIVER_UNAVAILABLE` when `pg` is not installed.
+ * @throws {InvalidArgumentError} for bad options, at once.
  *
  * @example
  * ```ts
@@ -109,7 +113,7 @@ const KNOWN = new Set(['connectionString', 'host', 'port', 'user', 'password', '
  * await migrate();
  * ```
  */
-export function postgres(options: PostgresOptions = {}): LockDriver {
+export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `postgres(options) needs an object, got ${describe(options)}`);
   }

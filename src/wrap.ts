@@ -1,5 +1,6 @@
 import { describe } from './describe.js';
-import { nameFromCaller } from './default-name.js';
+import { callerFile, nameForFile } from './default-name.js';
+import { traced, tracedSync, traceName, traceTarget } from './debug.js';
 import { CannotAcquireLock, InvalidArgumentError } from './errors.js';
 import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type ExclusiveLock, type Target } from './lock.js';
 import { parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
@@ -18,7 +19,15 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * A function whose `async` was compiled away (target ES2016 or lower) needs
  * `async: true` to be treated as asynchronous.
  *
- * Default name: the file that called `exclusive()` (see README).
+ * Default name: the file that called `exclusive()` (see README); the
+ * returned function tells it as `lockName`.
+ *
+ * @throws {InvalidArgumentError} at once, for a non-function, a generator
+ *   function or bad options; `ERR_INVALID_LOCK_NAME` when no name is given
+ *   and the caller has no file (`node -e`).
+ * @throws {LockDriverError} at once, `ERR_DRIVER_UNSUPPORTED`, for a
+ *   synchronous function with an asynchronous driver (postgres).
+ *   Calls throw (or reject with) `CannotAcquireLock` on conflict unless `die`.
  *
  * @example
  * ```ts
@@ -26,10 +35,11 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * const job = exclusive(main, { name: 'nightly', wait: 30_000 });
  * await job();
  * const legacy = exclusive(compiledToEs2016, { async: true, wait: true }); // returns a promise; waits without blocking
+ * job.lockName; // 'nightly'
  * ```
  */
 export const exclusive: {
-  <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): F;
+  <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): ExclusiveFunction<F>;
   /**
    * Inside an exclusive function, method or `Exclusive.run()` callback: an
    * AbortSignal that aborts when the lock is lost (a database driver's
@@ -45,6 +55,21 @@ export const exclusive: {
    */
   signal(): AbortSignal;
 } = Object.assign(wrap, { signal: chainSignal });
+
+/**
+ * What `exclusive(fn)` returns: a function of `fn`'s type that also tells
+ * its lock's name (the default one too), read-only.
+ *
+ * @example
+ * ```ts
+ * const job: ExclusiveFunction<() => void> = exclusive(() => {});
+ * console.log(job.lockName); // 'my-app/scripts/job'
+ * ```
+ */
+export type ExclusiveFunction<F extends (...args: any[]) => any> = F & {
+  /** The lock's name: `options.name`, else the default name of the file that called `exclusive()`. */
+  readonly lockName: string;
+};
 
 /**
  * `unknown` (no constraint) for any function except a generator function,
@@ -65,13 +90,23 @@ export type NotAGenerator<F extends (...args: any[]) => any> =
     ? { 'a generator function cannot be made exclusive: wrap the code that consumes it': never }
     : unknown;
 
-function wrap<F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): F {
+function wrap<F extends (...args: any[]) => any>(fn: F, options?: ExclusiveOptions): ExclusiveFunction<F> {
   if (typeof fn !== 'function') {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `exclusive(fn) needs a function, got ${describe(fn)}`);
   }
   const settings = parseOptions(options);
-  const name = settings.name ?? nameFromCaller();
-  return guard(fn, settings, () => name);
+  const name = settings.name ?? defaultName('exclusive()');
+  const wrapper = guard(fn, settings, () => name);
+  Object.defineProperty(wrapper, 'lockName', { value: name, enumerable: false, writable: false, configurable: false });
+  return wrapper as ExclusiveFunction<F>;
+}
+
+/** The default name of the calling file, logged (NODE_DEBUG=exclusive-process) with the file and `form` that asked. */
+export function defaultName(form: string): string {
+  const file = callerFile();
+  const name = nameForFile(file);
+  traceName(name, file, form);
+  return name;
 }
 
 /**
@@ -89,11 +124,11 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
   if (!isAsync) requireSynchronous(settings.driver, 'a synchronous function');
   let resolved: Target | undefined;
   let unsettled = 0; // promises returned by synchronous calls, each holding the lock
-  const targetFor = (self: unknown): Target => (resolved ??= target(settings, nameOf(self)));
+  const targetFor = (self: unknown): Target => resolved ?? (resolved = traceTarget(target(settings, nameOf(self))));
 
   async function exclusiveAsync(this: unknown, ...args: unknown[]): Promise<unknown> {
     const t = targetFor(this);
-    const lock = await acquire(t);
+    const lock = await traced(t, () => acquire(t));
     try {
       return await runHolding(lock, t, () => fn.apply(this, args));
     } finally {
@@ -105,7 +140,7 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
     const t = targetFor(this);
     let lock: ExclusiveLock;
     try {
-      lock = acquireSync(t);
+      lock = tracedSync(t, () => acquireSync(t));
     } catch (error) {
       throw unsettled > 0 && settings.waitMs > 0 ? explainUnsettled(error) : error;
     }

@@ -30,13 +30,25 @@ for (const [mode, env, decoratorArguments] of modes) {
       viaFactory: 'exclusive-process/test/fixtures/decorators:Jobs.viaFactory',
       conflict: 'exclusive-process/test/fixtures/decorators:Jobs.later', // default name of a static async method
       holderInside: true,
+      // The resolved name is in the record, the default one too. Standard
+      // decorators learn an instance method's class at its first instance:
+      // before, its record is not on the prototype yet, and the function's
+      // record has no name (not a wrong one).
+      early: decoratorArguments === 3
+        ? { prototype: { name: nameOf('here') }, static: { name: nameOf('make') }, fn: { name: nameOf('here') } }
+        : { prototype: null, static: { name: nameOf('make') }, fn: {} },
       metadata: {
+        here: { name: nameOf('here') },
         prototype: { name: 'shared', dir },
-        static: {},
-        fn: { dir },
+        static: { name: nameOf('make') },
+        fn: { dir, name: nameOf('scale') },
       },
     });
   });
+}
+
+function nameOf(method: string): string {
+  return `exclusive-process/test/fixtures/decorators:Jobs.${method}`;
 }
 
 const generator = 'ERR_INVALID_ARG_VALUE A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.';

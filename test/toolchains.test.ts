@@ -155,7 +155,7 @@ for (const [title, options, build, command, from] of toolchains) {
       name: `${app.name}/${from}/jobs:Jobs.nightly`,
       // Wrapped by another decorator and first called from a subclass instance: still the declaring class's name.
       wrapped: `${app.name}/${from}/jobs:Base.work`,
-      metadata: {}, // what @Exclusive() records on the prototype
+      metadata: { name: `${app.name}/${from}/jobs:Base.work` }, // what @Exclusive() records on the prototype: the resolved name
     });
   });
 }

@@ -1,7 +1,7 @@
 import { LockDriverError, LockLostError } from '../errors.js';
 import { advisoryKeyOf, lockIds } from './postgres-key.js';
 import { lastRow, messageOf, numberOrNull, Session, sqlState, stringOrNull, type PgModule, type SessionConfig } from './postgres-session.js';
-import type { DriverLock, HolderRecord, LockDriver } from './types.js';
+import type { AsyncLockDriver, DriverLock, HolderRecord } from './types.js';
 
 /**
  * The PostgreSQL driver: session advisory locks (`pg_advisory_lock(bigint)`)
@@ -133,7 +133,7 @@ const HOLDER_SQL =
   'AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) ' +
   'ORDER BY l.pid LIMIT 1';
 
-export function createPostgresDriver(config: PostgresDriverConfig): LockDriver {
+export function createPostgresDriver(config: PostgresDriverConfig): AsyncLockDriver {
   const idle: Session[] = [];
   const open = new Set<Session>();
   /** Idle sessions are closed well before the server's idle_session_timeout could end them. */

@@ -131,6 +131,41 @@ export interface LockDriver {
 }
 
 /**
+ * A driver that works synchronously, as `Exclusive.lock()`, `forever()` and
+ * exclusive synchronous functions need: its `synchronous` is the literal
+ * `true`. The built-in `posix`, `windows` and `portable` drivers are.
+ *
+ * @example
+ * ```ts
+ * import { windows } from 'exclusive-process';
+ * const driver: SyncLockDriver = windows({ scope: 'global' });
+ * using lock = Exclusive.lock({ name: 'x', driver });
+ * ```
+ */
+export interface SyncLockDriver extends LockDriver {
+  readonly synchronous: true;
+  tryLock(resource: string, record: HolderRecord, signal?: AbortSignal): DriverLock | null;
+  holder(resource: string, name: string): HolderRecord | null;
+}
+
+/**
+ * A driver that works only asynchronously (its `synchronous` is the literal
+ * `false`), such as `postgres()`: the types refuse it where a synchronous
+ * driver is needed (`Exclusive.lock()`, `forever()`), and
+ * `Exclusive.holder()` returns a promise for it.
+ *
+ * @example
+ * ```ts
+ * import { postgres } from 'exclusive-process/postgres';
+ * const driver: AsyncLockDriver = postgres({ connectionString: process.env.DATABASE_URL });
+ * await using lock = await Exclusive.acquire({ name: 'x', driver });
+ * ```
+ */
+export interface AsyncLockDriver extends LockDriver {
+  readonly synchronous: false;
+}
+
+/**
  * Names of the built-in drivers accepted by the `driver` option. Default:
  * `'windows'` on Windows, `'posix'` elsewhere.
  *

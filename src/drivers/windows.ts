@@ -8,7 +8,7 @@ import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNam
 import { isRunning } from '../process-identity.js';
 import { didYouMean } from '../suggest.js';
 import { openLockFile, readRecordAt, writeRecord } from './lock-file.js';
-import type { DriverLock, HolderRecord, LockDriver } from './types.js';
+import type { DriverLock, HolderRecord, SyncLockDriver } from './types.js';
 import {
   ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, INFINITE, loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 } from './windows-native.js';
@@ -69,7 +69,7 @@ export interface WindowsDriverOptions {
 /** Suffix of the info files holding the holder record. */
 const INFO_FILE_SUFFIX = '.mutex';
 
-const instances = new Map<WindowsScope, LockDriver>();
+const instances = new Map<WindowsScope, SyncLockDriver>();
 
 /**
  * The Windows named-mutex driver with a choice of namespace. One driver
@@ -88,7 +88,7 @@ const instances = new Map<WindowsScope, LockDriver>();
  * Exclusive.forever({ name: 'updater', driver: windows({ scope: 'global' }), die: true });
  * ```
  */
-export function windows(options?: WindowsDriverOptions): LockDriver {
+export function windows(options?: WindowsDriverOptions): SyncLockDriver {
   const scope = parseScope(options);
   if (process.platform !== 'win32') {
     throw new LockDriverError('ERR_DRIVER_UNSUPPORTED', `The windows driver needs Windows; this is ${process.platform}.`);
@@ -108,7 +108,7 @@ export function windows(options?: WindowsDriverOptions): LockDriver {
  * driver.locate('nightly', undefined); // 'Local\\exclusive-process.nightly'
  * ```
  */
-export function createWindowsDriver(): LockDriver {
+export function createWindowsDriver(): SyncLockDriver {
   return windows();
 }
 
@@ -202,7 +202,7 @@ interface WaiterLock {
   readonly info: string;
 }
 
-function buildDriver(scope: WindowsScope): LockDriver {
+function buildDriver(scope: WindowsScope): SyncLockDriver {
   const k = loadKernel32();
   /**
    * The lock directory behind each directory hash that mutex names carry
