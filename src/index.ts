@@ -11,6 +11,7 @@ export {
   LockLostError,
   NotHoldingError,
   type ArgumentErrorCode,
+  type ConflictReason,
   type LockFileErrorCode,
 } from './errors.js';
 export type { DriverLock, DriverName, HolderRecord, LockDriver } from './drivers/types.js';
