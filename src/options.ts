@@ -31,7 +31,8 @@ export interface ExclusiveOptions {
    *
    * @example
    * ```ts
-   * @Exclusive({ name: 'migrate', die: true }) async migrate() {} // a second server process exits 1; a second call in this one throws
+   * const migrateOnce = exclusive(migrate, { name: 'migrate', die: true });
+   * // a second process calling it exits 1; a second concurrent call in this process throws CannotAcquireLock
    * ```
    */
   die?: boolean;
