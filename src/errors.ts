@@ -119,14 +119,14 @@ function conflictMessage(name: string, pid: number | null, details: ConflictDeta
 }
 
 function deadlockMessage(name: string, who: string, deadlock: NonNullable<ConflictDetails['deadlock']>): string {
-  const instead = 'Release it first, or take it in an async function or with Exclusive.acquire(), which wait without blocking the thread.';
+  const withoutBlocking = 'take it in an async function or with Exclusive.acquire(), which wait without blocking the thread.';
   if (deadlock === 'waiting') {
     return `Waiting for the lock '${name}' synchronously could deadlock: another call in this process is waiting for it on a helper thread, ` +
-      `and could take it while this thread is blocked (held now by ${who}). Take it in an async function or with Exclusive.acquire(), which wait without blocking the thread.`;
+      `and could take it while this thread is blocked (held now by ${who}). Instead, ${withoutBlocking}`;
   }
-  const what = deadlock === 'other-path' ? 'the same lock file under another path (a symbolic link or bind mount)' : 'it';
+  const what = deadlock === 'other-path' ? 'the same lock file under another path (a bind mount)' : 'it';
   return `Waiting for the lock '${name}' would deadlock: this thread already holds ${what} (${who}), ` +
-    `and a synchronous wait blocks the thread that must release it. ${instead}`;
+    `and a synchronous wait blocks the thread that must release it. Release it first, or ${withoutBlocking}`;
 }
 
 /** `another process (pid 4242, ...)`, `another call in this process (...)` or `an unknown holder`. */

@@ -617,7 +617,12 @@ function conflictWith(t: Target, holder: HolderRecord | null, deadlock: Deadlock
   const reason = deadlock !== undefined && settings.waitMs > 0 ? 'would-deadlock'
     : settings.waitMs > 0 ? 'timed-out'
     : ours ? 'held-in-process' : 'held-elsewhere';
-  const details: ConflictDetails = { reason, holder: holder && { ...holder }, waitedMs: settings.waitMs, deadlock };
+  const details: ConflictDetails = {
+    reason,
+    holder: holder && { ...holder }, // a copy: this thread's own record is shared with holder()
+    ...(reason === 'timed-out' && { waitedMs: settings.waitMs }),
+    ...(reason === 'would-deadlock' && { deadlock }),
+  };
   const error = new CannotAcquireLock(t.name, t.resource, holder?.pid ?? null, details);
   if (settings.die && !ours) {
     writeSync(2, `${error.message}\n`);
