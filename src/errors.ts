@@ -124,7 +124,7 @@ function deadlockMessage(name: string, who: string, deadlock: NonNullable<Confli
     return `Waiting for the lock '${name}' synchronously could deadlock: another call in this process is waiting for it on a helper thread, ` +
       `and could take it while this thread is blocked (held now by ${who}). Instead, ${withoutBlocking}`;
   }
-  const what = deadlock === 'other-path' ? 'the same lock file under another path (a bind mount)' : 'it';
+  const what = deadlock === 'other-path' ? 'it under another path to the same file, such as a bind mount' : 'it';
   return `Waiting for the lock '${name}' would deadlock: this thread already holds ${what} (${who}), ` +
     `and a synchronous wait blocks the thread that must release it. Release it first, or ${withoutBlocking}`;
 }

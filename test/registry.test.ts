@@ -153,6 +153,7 @@ for (const driver of ['posix', 'portable']) {
           catch (error) { return error.code + ' ' + error.pid + ' ' + error.reason; }
         };
         console.log(JSON.stringify({ forever: outcome({ wait: true }), ms: outcome({ wait: 100 }), none: outcome({}) }));
+        try { Exclusive.lock({ name: 'two-paths', dir: target, driver, wait: true }); } catch (error) { console.log(JSON.stringify(error.message)); }
         held.release();
         const other = Exclusive.lock({ name: 'two-paths', dir: target, driver, wait: true });
         console.log(JSON.stringify({ afterRelease: other.held }));`;
@@ -161,9 +162,10 @@ for (const driver of ['posix', 'portable']) {
       });
       t.is(child.signal, null, `the child hung and was killed after 30 s; stderr: ${child.stderr}`);
       t.is(child.status, 0, child.stderr);
-      const [first, second] = child.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+      const [first, message, second] = child.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
       const own = `ERR_LOCK_HELD ${child.pid}`;
       t.deepEqual(first, { forever: `${own} would-deadlock`, ms: `${own} would-deadlock`, none: `${own} held-in-process` });
+      t.regex(String(message), new RegExp(`^Waiting for the lock 'two-paths' would deadlock: this thread already holds it under another path to the same file, such as a bind mount \\(pid ${child.pid}, \\S`));
       t.deepEqual(second, { afterRelease: true });
     } finally {
       mount.remove();
