@@ -15,7 +15,9 @@ import { isThisHost, isThisProcess } from './holder-record.js';
  * - `'timed-out'`: the `wait` ran out while someone (`holder`) still held it;
  * - `'would-deadlock'`: a synchronous wait was refused at once, because this
  *   thread holds the lock (through another call, another copy of the package
- *   or another path to the same file) and blocking would never end.
+ *   or another path to the same file) and blocking would never end, or
+ *   (Windows) a helper thread of this process waits for it and could take it
+ *   while this thread blocks.
  *
  * @example
  * ```ts
@@ -45,7 +47,8 @@ export interface ConflictDetails {
 
 /**
  * Thrown when a lock is held and `wait` ran out (or was `false`, the
- * default), unless `die` applies. `reason` says which case it is and the
+ * default) or a synchronous wait would deadlock, unless `die` applies (it
+ * does only when another process holds the lock). `reason` says which case it is and the
  * message says what to do; `holder` is the holder's record when known.
  *
  * @example
