@@ -29,7 +29,8 @@ export type ConflictReason = 'held-elsewhere' | 'held-in-process' | 'timed-out' 
 /**
  * What the conflict policy saw, from which {@link CannotAcquireLock} builds
  * its message. `waitedMs`: the wait that ran out (`timed-out`). `deadlock`
- * (`would-deadlock`): what this thread has: the lock (`'held'`), the same file
+ * (`would-deadlock`, or `held-in-process` when a synchronous wait would
+ * deadlock): what this thread has: the lock (`'held'`), the same file
  * under another path (`'other-path'`), or a helper thread waiting for it
  * that could take it while this thread blocks (`'waiting'`).
  *
@@ -111,8 +112,10 @@ function conflictMessage(name: string, pid: number | null, details: ConflictDeta
     case 'held-elsewhere':
       return `Another '${name}' process is already running (pid ${pid ?? 'unknown'}).`;
     case 'held-in-process':
-      return `The lock '${name}' is held by another call in this process (${who}). ` +
-        'Pass `wait` to queue this call behind it, or do not start it again before that call ends.';
+      return `The lock '${name}' is held by another call in this process (${who}). ` + (details.deadlock === undefined
+        ? 'Pass `wait` to queue this call behind it, or do not start it again before that call ends.'
+        : 'To queue this call behind it, pass `wait` in an async function or to Exclusive.acquire() (a synchronous wait would block the thread that must release it), ' +
+          'or do not start it again before that call ends.');
     case 'timed-out':
       return `Gave up waiting for the lock '${name}' after ${duration(details.waitedMs ?? 0)}: it is still held by ${holderKind(holder, who)}. ` +
         'Wait longer (`wait`), or find out why the holder keeps it so long.';

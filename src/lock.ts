@@ -621,7 +621,7 @@ function conflictWith(t: Target, holder: HolderRecord | null, deadlock: Deadlock
     reason,
     holder: holder && { ...holder }, // a copy: this thread's own record is shared with holder()
     ...(reason === 'timed-out' && { waitedMs: settings.waitMs }),
-    ...(reason === 'would-deadlock' && { deadlock }),
+    ...((reason === 'would-deadlock' || reason === 'held-in-process') && deadlock !== undefined && { deadlock }),
   };
   const error = new CannotAcquireLock(t.name, t.resource, holder?.pid ?? null, details);
   if (settings.die && !ours) {

@@ -23,8 +23,11 @@ function who(dir: string, name: string): string {
 const timedOut = (name: string, after: string, holder: string): string =>
   `Gave up waiting for the lock '${name}' after ${after}: it is still held by ${holder}. Wait longer (\`wait\`), or find out why the holder keeps it so long.`;
 
-const heldInProcess = (name: string, holder: string): string =>
-  `The lock '${name}' is held by another call in this process (${holder}). Pass \`wait\` to queue this call behind it, or do not start it again before that call ends.`;
+/** The held-in-process message; `synchronous`: the refused call could not wait either, as this thread holds the lock. */
+const heldInProcess = (name: string, holder: string, synchronous = false): string =>
+  `The lock '${name}' is held by another call in this process (${holder}). ` + (synchronous
+    ? 'To queue this call behind it, pass `wait` in an async function or to Exclusive.acquire() (a synchronous wait would block the thread that must release it), or do not start it again before that call ends.'
+    : 'Pass `wait` to queue this call behind it, or do not start it again before that call ends.');
 
 /** A real process holding `name` until killed. */
 async function holderProcess(name: string, dir: string): Promise<Started & { pid: number }> {
@@ -94,7 +97,7 @@ test('held-in-process: another call of this process holds it and the call does n
   t.like(await t.throwsAsync(job(), { instanceOf: CannotAcquireLock }), expected);
   t.like(await t.throwsAsync(Exclusive.acquire({ name: 'own', dir }), { instanceOf: CannotAcquireLock }), expected);
   const sync = t.throws(() => Exclusive.lock({ name: 'own', dir }), { instanceOf: CannotAcquireLock });
-  t.like(sync, expected);
+  t.like(sync, { ...expected, message: heldInProcess('own', who(dir, 'own'), true) }, 'a synchronous call is told how to wait without blocking');
   t.like(sync?.holder, { pid: process.pid, command: recordOnDisk(dir, 'own').command });
   release();
   await first;
@@ -145,7 +148,8 @@ test('die on a server: a second concurrent request to a die: true method gets Ca
       const second = await get(port, `/${route}`).catch((error: unknown) => ({ status: 0, body: `the server died: ${String(error)}` }));
       t.is(second.status, 409, second.body);
       if (second.status !== 409) return;
-      t.deepEqual(JSON.parse(second.body), { code: 'ERR_LOCK_HELD', reason: 'held-in-process', pid, message: heldInProcess(name, who(dir, name)) }, route);
+      const message = heldInProcess(name, who(dir, name), route === 'plain');
+      t.deepEqual(JSON.parse(second.body), { code: 'ERR_LOCK_HELD', reason: 'held-in-process', pid, message }, route);
       for (const form of ['sync', 'async']) {
         const other = await run('conflict.ts', [name, dir, form, JSON.stringify({ die: true })]);
         t.deepEqual({ code: other.code, stdout: other.stdout, stderr: other.stderr },
