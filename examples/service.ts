@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const [first, second] = await Promise.allSettled([service.build(1), service.build(2)]);
   console.log(first.status === 'fulfilled' ? first.value : first.reason);
   if (second.status === 'rejected' && second.reason instanceof CannotAcquireLock) {
-    console.log(`second build refused: ${second.reason.message}`);
+    console.log(`second build refused (${second.reason.reason}): ${second.reason.message}`);
   }
   for (const result of await Promise.all([service.migrate(1), service.migrate(2), service.migrate(3)])) console.log(result);
 }

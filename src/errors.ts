@@ -3,36 +3,155 @@
  * (messages may change between versions, codes may not).
  */
 
+import type { HolderRecord } from './drivers/types.js';
+import { isThisHost, isThisProcess } from './holder-record.js';
+
 /**
- * Thrown when a lock is held by someone else and `wait` ran out (or was
- * `false`, the default), unless `die` is set.
+ * Why a lock could not be acquired ({@link CannotAcquireLock}'s `reason`):
+ * - `'held-elsewhere'`: another process holds it and the call did not wait
+ *   (the message is `Another '<name>' process is already running (pid <pid>).`);
+ * - `'held-in-process'`: another call of this same process holds it (or
+ *   another thread of it) and the call did not wait;
+ * - `'timed-out'`: the `wait` ran out while someone (`holder`) still held it;
+ * - `'would-deadlock'`: a synchronous wait was refused at once, because this
+ *   thread holds the lock (through another call, another copy of the package
+ *   or another path to the same file) and blocking would never end, or
+ *   (Windows) a helper thread of this process waits for it and could take it
+ *   while this thread blocks.
+ *
+ * @example
+ * ```ts
+ * const reason: ConflictReason = 'timed-out';
+ * ```
+ */
+export type ConflictReason = 'held-elsewhere' | 'held-in-process' | 'timed-out' | 'would-deadlock';
+
+/**
+ * What the conflict policy saw, from which {@link CannotAcquireLock} builds
+ * its message. `waitedMs`: the wait that ran out (`timed-out`). `deadlock`
+ * (`would-deadlock`, or `held-in-process` when a synchronous wait would
+ * deadlock): what this thread has: the lock (`'held'`), the same file
+ * under another path (`'other-path'`), or a helper thread waiting for it
+ * that could take it while this thread blocks (`'waiting'`).
+ *
+ * @example
+ * ```ts
+ * const details: ConflictDetails = { reason: 'timed-out', holder: null, waitedMs: 5_000 };
+ * ```
+ */
+export interface ConflictDetails {
+  readonly reason: ConflictReason;
+  readonly holder: HolderRecord | null;
+  readonly waitedMs?: number;
+  readonly deadlock?: 'held' | 'other-path' | 'waiting';
+}
+
+/**
+ * Thrown when a lock is held and `wait` ran out (or was `false`, the
+ * default) or a synchronous wait would deadlock, unless `die` applies (it
+ * does only when another process holds the lock). `reason` says which case it is and the
+ * message says what to do; `holder` is the holder's record when known.
  *
  * @example
  * ```ts
  * try {
- *   using lock = Exclusive.lock({ name: 'backup' });
+ *   using lock = Exclusive.lock({ name: 'backup', wait: 5_000 });
  * } catch (error) {
- *   if (error instanceof CannotAcquireLock) console.log(error.pid); // holder
+ *   if (!(error instanceof CannotAcquireLock)) throw error;
+ *   if (error.reason === 'timed-out') console.log(`still held by ${error.holder?.command} since ${error.holder?.since?.toISOString()}`);
+ *   else console.log(error.reason, error.pid); // 'held-elsewhere' 4242
  * }
  * ```
  */
 export class CannotAcquireLock extends Error {
-  /** Always `'ERR_LOCK_HELD'`. */
+  /** Always `'ERR_LOCK_HELD'`, whatever the `reason`. */
   readonly code = 'ERR_LOCK_HELD';
   /** The lock's name, as given or derived. */
   readonly lockName: string;
   /** Where the lock lives: a file path, mutex name or advisory key. */
   readonly lockfile: string;
-  /** The holder's pid when known, else `null`. */
+  /** The holder's pid when known (this process's own for `held-in-process`), else `null`. */
   readonly pid: number | null;
+  /**
+   * Which case this is (see {@link ConflictReason}). Default, for an error
+   * built without details: `'held-elsewhere'`.
+   *
+   * @example
+   * ```ts
+   * if (error.reason === 'held-in-process') return respond(409, 'already running');
+   * ```
+   */
+  readonly reason: ConflictReason;
+  /**
+   * The holder's record as its driver (or this process) knows it: pid,
+   * command, since when, host; `null` when unknown.
+   *
+   * @example
+   * ```ts
+   * console.log(error.holder?.command, error.holder?.since); // 'node backup.js' 2026-12-01T23:55:00.000Z
+   * ```
+   */
+  readonly holder: HolderRecord | null;
 
-  constructor(lockName: string, lockfile: string, pid: number | null) {
-    super(`Another '${lockName}' process is already running (pid ${pid ?? 'unknown'}).`);
+  constructor(lockName: string, lockfile: string, pid: number | null, details?: ConflictDetails) {
+    super(conflictMessage(lockName, pid, details ?? { reason: 'held-elsewhere', holder: null }));
     this.name = 'CannotAcquireLock';
     this.lockName = lockName;
     this.lockfile = lockfile;
     this.pid = pid;
+    this.reason = details?.reason ?? 'held-elsewhere';
+    this.holder = details?.holder ?? null;
   }
+}
+
+/** The message of each case: the first is the Python model's, word for word; the others say what happened and what to do. */
+function conflictMessage(name: string, pid: number | null, details: ConflictDetails): string {
+  const { reason, holder } = details;
+  const who = describeHolder(holder, pid);
+  switch (reason) {
+    case 'held-elsewhere':
+      return `Another '${name}' process is already running (pid ${pid ?? 'unknown'}).`;
+    case 'held-in-process':
+      return `The lock '${name}' is held by another call in this process (${who}). ` + (details.deadlock === undefined
+        ? 'Pass `wait` to queue this call behind it, or do not start it again before that call ends.'
+        : 'To queue this call behind it, pass `wait` in an async function or to Exclusive.acquire() (a synchronous wait would block the thread that must release it), ' +
+          'or do not start it again before that call ends.');
+    case 'timed-out':
+      return `Gave up waiting for the lock '${name}' after ${duration(details.waitedMs ?? 0)}: it is still held by ${holderKind(holder, who)}. ` +
+        'Wait longer (`wait`), or find out why the holder keeps it so long.';
+    case 'would-deadlock':
+      return deadlockMessage(name, who, details.deadlock ?? 'held');
+  }
+}
+
+function deadlockMessage(name: string, who: string, deadlock: NonNullable<ConflictDetails['deadlock']>): string {
+  const withoutBlocking = 'take it in an async function or with Exclusive.acquire(), which wait without blocking the thread.';
+  if (deadlock === 'waiting') {
+    return `Waiting for the lock '${name}' synchronously could deadlock: another call in this process is waiting for it on a helper thread, ` +
+      `and could take it while this thread is blocked (held now by ${who}). Instead, ${withoutBlocking}`;
+  }
+  const what = deadlock === 'other-path' ? 'it under another path to the same file, such as a bind mount' : 'it';
+  return `Waiting for the lock '${name}' would deadlock: this thread already holds ${what} (${who}), ` +
+    `and a synchronous wait blocks the thread that must release it. Release it first, or ${withoutBlocking}`;
+}
+
+/** `another process (pid 4242, ...)`, `another call in this process (...)` or `an unknown holder`. */
+function holderKind(holder: HolderRecord | null, who: string): string {
+  if (holder === null || holder.pid === null) return 'an unknown holder';
+  return `${isThisProcess(holder) ? 'another call in this process' : 'another process'} (${who})`;
+}
+
+/** `pid 4242 on db1, \`node backup.js\`, since 2026-12-01T23:55:00.000Z`: what is known of the holder. */
+function describeHolder(holder: HolderRecord | null, pid: number | null): string {
+  const parts = [`pid ${holder?.pid ?? pid ?? 'unknown'}${isThisHost(holder?.host) ? '' : ` on ${holder!.host!}`}`];
+  if (holder?.command !== undefined) parts.push(`\`${holder.command}\``);
+  if (holder?.since !== undefined) parts.push(`since ${holder.since.toISOString()}`);
+  return parts.join(', ');
+}
+
+/** `300 ms`, `5 s`, `1.5 s`. */
+function duration(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 /**

@@ -11,6 +11,7 @@ export {
   LockLostError,
   NotHoldingError,
   type ArgumentErrorCode,
+  type ConflictReason,
   type LockFileErrorCode,
 } from './errors.js';
 export type { AsyncLockDriver, DriverLock, DriverName, HolderRecord, LockDriver, SyncLockDriver } from './drivers/types.js';

@@ -1,8 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
-import { CannotAcquireLock, LockDriverError, NotHoldingError } from './errors.js';
+import { CannotAcquireLock, LockDriverError, NotHoldingError, type ConflictDetails } from './errors.js';
 import { cleanupOnSignals, registerCleanup, withoutOurSignalHandlers } from './exit.js';
-import { recordForThisProcess } from './holder-record.js';
+import { isThisProcess, recordForThisProcess } from './holder-record.js';
 import type { LockSettings } from './options.js';
 import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
 
@@ -374,7 +374,9 @@ export function acquireSync(t: Target, processWide = false): ExclusiveLock {
   // thread, which could take it while we block): a blocking wait could never
   // see it released, so this is a conflict whatever `wait` says. A caller
   // that only polls for another process lends us its turn instead.
-  if (found?.busy && !canBorrow(found, driver)) return conflictSync(t, found.lock !== null ? process.pid : undefined);
+  if (found?.busy && !canBorrow(found, driver)) {
+    return conflictSync(t, found.lock !== null ? found.record : undefined, found.lock !== null ? 'held' : 'waiting');
+  }
   // Reserved (or borrowed) for the whole wait: no JavaScript runs in this
   // thread meanwhile, and the entry must stay registered for the hold to be seen.
   const entry = found ?? entryFor(driver, resource);
@@ -400,7 +402,7 @@ export function acquireSync(t: Target, processWide = false): ExclusiveLock {
   if (lock !== null) return hold(name, driver, entry, lock, record, processWide);
   endTurn(entry);
   if (settings.signal?.aborted) throw settings.signal.reason;
-  return conflictSync(t, ours ? process.pid : undefined);
+  return conflictSync(t, undefined, ours ? 'other-path' : undefined);
 }
 
 /**
@@ -466,8 +468,8 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
   if (!entry.busy) entry.busy = true;
   else if (settings.waitMs === 0 || !(await turn(entry, deadline, signal))) {
     signal?.throwIfAborted();
-    // Held here, or only waited for here: then the holder is another process.
-    return conflict(t, entry.lock !== null ? process.pid : undefined);
+    // Held here, or only waited for here: then the driver knows the holder.
+    return conflict(t, entry.lock !== null ? entry.record : undefined);
   }
   let lock: DriverLock | null = null;
   let record = recordForThisProcess(name, settings.command);
@@ -486,7 +488,7 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
   if (lock === null) {
     endTurn(entry);
     signal?.throwIfAborted();
-    return conflict(t, entry.lock !== null ? process.pid : undefined);
+    return conflict(t, entry.lock !== null ? entry.record : undefined);
   }
   return hold(name, driver, entry, lock, record, false);
 }
@@ -588,20 +590,43 @@ export function acquireForProcess(t: Target): ExclusiveLock {
   return lock;
 }
 
-async function conflict(t: Target, pid: number | null | undefined): Promise<never> {
-  return conflictWith(t, pid !== undefined ? pid : ((await t.settings.driver.holder(t.resource, t.name))?.pid ?? null));
+/** For a synchronous wait refused at once: what would make it deadlock (see ConflictDetails). */
+type Deadlock = ConflictDetails['deadlock'];
+
+/** A conflict; `holder` when this thread knows it (it holds the lock), else undefined: the driver is asked. */
+async function conflict(t: Target, holder: HolderRecord | null | undefined): Promise<never> {
+  return conflictWith(t, holder !== undefined ? holder : await t.settings.driver.holder(t.resource, t.name), undefined);
 }
 
-function conflictSync(t: Target, pid: number | undefined): never {
-  return conflictWith(t, pid !== undefined ? pid : ((t.settings.driver.holder(t.resource, t.name) as HolderRecord | null)?.pid ?? null));
+/** {@link conflict} for synchronous drivers, which answer `holder()` synchronously. */
+function conflictSync(t: Target, holder: HolderRecord | null | undefined, deadlock: Deadlock): never {
+  return conflictWith(t, holder !== undefined ? holder : (t.settings.driver.holder(t.resource, t.name) as HolderRecord | null), deadlock);
 }
 
-/** The one conflict policy: print and exit with `exitCode` when `die` is set, else throw CannotAcquireLock. */
-function conflictWith(t: Target, pid: number | null): never {
-  const error = new CannotAcquireLock(t.name, t.resource, pid);
-  if (t.settings.die) {
+/**
+ * The one conflict policy. Which case it is: a refused synchronous wait
+ * would deadlock; any other failed wait ran out; without a wait, the holder
+ * is this process or another. `die` prints the case's message and exits with
+ * `exitCode`, but only when the holder is not this process: another call of
+ * this process (a server's second request) gets CannotAcquireLock, as
+ * without `die`, rather than ending the process that holds the lock.
+ */
+function conflictWith(t: Target, holder: HolderRecord | null, deadlock: Deadlock): never {
+  const { settings } = t;
+  const ours = holder !== null && isThisProcess(holder);
+  const reason = deadlock !== undefined && settings.waitMs > 0 ? 'would-deadlock'
+    : settings.waitMs > 0 ? 'timed-out'
+    : ours ? 'held-in-process' : 'held-elsewhere';
+  const details: ConflictDetails = {
+    reason,
+    holder: holder && { ...holder }, // a copy: this thread's own record is shared with holder()
+    ...(reason === 'timed-out' && { waitedMs: settings.waitMs }),
+    ...((reason === 'would-deadlock' || reason === 'held-in-process') && deadlock !== undefined && { deadlock }),
+  };
+  const error = new CannotAcquireLock(t.name, t.resource, holder?.pid ?? null, details);
+  if (settings.die && !ours) {
     writeSync(2, `${error.message}\n`);
-    process.exit(t.settings.exitCode);
+    process.exit(settings.exitCode);
   }
   throw error;
 }

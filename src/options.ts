@@ -22,9 +22,19 @@ export interface ExclusiveOptions {
    */
   name?: string;
   /**
-   * On conflict, print `Another '<name>' process is already running (pid <pid>).`
-   * to stderr and exit the process with `exitCode`, instead of throwing
-   * `CannotAcquireLock`. Default: `false`.
+   * When another process holds the lock, print `Another '<name>' process is
+   * already running (pid <pid>).` (or, when a `wait` ran out, the timed-out
+   * message) to stderr and exit the process with `exitCode`, instead of
+   * throwing `CannotAcquireLock`. When the holder is this process (another
+   * call of the same method: a server's concurrent request), it throws
+   * `CannotAcquireLock` as without `die`, so the process holding the lock is
+   * not ended. Default: `false`.
+   *
+   * @example
+   * ```ts
+   * const migrateOnce = exclusive(migrate, { name: 'migrate', die: true });
+   * // a second process calling it exits 1; a second concurrent call in this process throws CannotAcquireLock
+   * ```
    */
   die?: boolean;
   /** The exit code used by `die`. Default: `1`. */

@@ -208,6 +208,14 @@ function cliTest(title: string, fn: (t: ExecutionContext) => Promise<void> | voi
 /** The library's conflict message, prefixed like every other line of the tool (cron mail says where it came from). */
 const conflictMessage = (name: string, pid: number): string => `exclusive: Another '${name}' process is already running (pid ${pid}).\n`;
 
+/** The library's message for a wait that ran out, naming the holder as its lock file records it. */
+function timedOutMessage(dir: string, name: string, pid: number, after: string): string {
+  const text = readFileSync(lockFile(dir, name), 'utf8');
+  const { command, since } = JSON.parse(text.slice(0, text.indexOf('\n'))) as { command: string; since: string };
+  return `Gave up waiting for the lock '${name}' after ${after}: it is still held by another process (pid ${pid}, \`${command}\`, since ${since}). ` +
+    'Wait longer (`wait`), or find out why the holder keeps it so long.\n';
+}
+
 // ---------------------------------------------------------------- packaging
 
 cliTest('the installed bin keeps its shebang and is executable', (t) => {
@@ -345,13 +353,13 @@ for (const wait of ['10', '0']) {
   });
 }
 
-cliTest('-w gives up after its timeout with the conflict code and message', async (t) => {
+cliTest('-w gives up after its timeout with the conflict code and the timed-out message', async (t) => {
   const dir = lockDir();
   const holder = await holdLock(dir, 'slow');
   const before = performance.now();
   const result = await exclusive(['--dir', dir, '--wait=0.4', '-E', '7', 'slow', '--', 'true']);
   const elapsed = performance.now() - before;
-  t.deepEqual(result, { code: 7, signal: null, stdout: '', stderr: conflictMessage('slow', holder.pid) });
+  t.deepEqual(result, { code: 7, signal: null, stdout: '', stderr: timedOutMessage(dir, 'slow', holder.pid, '400 ms') });
   t.true(elapsed >= 400, `${elapsed} ms`); // it waited; that it gave up at all shows the limit (the holder never lets go)
   await holder.stop();
 });

@@ -23,10 +23,14 @@ test('nightly-job: a second copy started while the first runs exits 1 with the m
 test('service: the second concurrent build is refused, migrations queue', async (t) => {
   const result = await run(example('service'), [], { EXCLUSIVE_PROCESS_DIR: lockDir() });
   t.is(result.code, 0, result.stderr);
-  const pid = /pid (\d+)/.exec(result.stdout)?.[1];
+  // The holder is this example's own first call: its pid, command and start are its own.
+  const [, pid, command, since] = /\(pid (\d+), `([^`]*)`, since (\S+)\)/.exec(result.stdout) ?? [];
+  t.regex(String(command), /examples\/service\.ts$/);
+  t.false(Number.isNaN(Date.parse(String(since))));
   t.is(result.stdout, [
     'report 1 built',
-    `second build refused: Another 'exclusive-process/examples/service:ReportService.build' process is already running (pid ${pid}).`,
+    `second build refused (held-in-process): The lock 'exclusive-process/examples/service:ReportService.build' is held by another call in this process (pid ${pid}, \`${command}\`, since ${since}). ` +
+      'Pass `wait` to queue this call behind it, or do not start it again before that call ends.',
     'migration step 1 applied',
     'migration step 2 applied',
     'migration step 3 applied',

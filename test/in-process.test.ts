@@ -48,7 +48,8 @@ test('a second call while the first runs fails at once with CannotAcquireLock na
   t.is(error?.code, 'ERR_LOCK_HELD');
   t.is(error?.pid, process.pid);
   t.is(error?.lockName, 'busy');
-  t.is(error?.message, `Another 'busy' process is already running (pid ${process.pid}).`);
+  t.is(error?.reason, 'held-in-process');
+  t.true(error?.message.startsWith(`The lock 'busy' is held by another call in this process (pid ${process.pid}, `), error?.message);
   await first;
 });
 

@@ -36,7 +36,7 @@ test('a forever() handle released inside run(): an unrelated call chain still wa
   });
   await inside;
   // A call chain of its own (this test's), while the run body still holds the lock.
-  await t.throwsAsync(Exclusive.acquire({ name, dir }), { instanceOf: CannotAcquireLock, message: new RegExp(`pid ${process.pid}\\)`) });
+  t.like(await t.throwsAsync(Exclusive.acquire({ name, dir }), { instanceOf: CannotAcquireLock }), { reason: 'held-in-process', pid: process.pid });
   t.throws(() => Exclusive.lock({ name, dir }), { instanceOf: CannotAcquireLock });
   const other = exclusive(async () => body('other'), { name, dir, wait: true })();
   await Promise.all([outer, other]);
@@ -80,18 +80,18 @@ async function behindAWaiter(variant: string): Promise<{ holder: number; lines: 
   }
 }
 
-for (const variant of ['try-async', 'queued-async', 'sync-function']) {
+for (const [variant, reason] of [['try-async', 'held-elsewhere'], ['queued-async', 'timed-out'], ['sync-function', 'held-elsewhere']]) {
   test.serial(`behind an async call waiting for a holder process, ${variant} fails naming the holder, not this process`, async (t) => {
-    const { holder, lines, code, stderr } = await behindAWaiter(variant);
+    const { holder, lines, code, stderr } = await behindAWaiter(variant!);
     t.is(code, 0, stderr);
-    t.like(lines[0], { code: 'ERR_LOCK_HELD', pid: holder });
+    t.like(lines[0], { code: 'ERR_LOCK_HELD', pid: holder, reason });
   });
 }
 
 test.serial('behind an async call waiting for a holder process, a synchronous lock({ wait: 300 }) waits its time, then names the holder', async (t) => {
   const { holder, lines, code, stderr } = await behindAWaiter('sync-wait-ms');
   t.is(code, 0, stderr);
-  t.like(lines[0], { code: 'ERR_LOCK_HELD', pid: holder });
+  t.like(lines[0], { code: 'ERR_LOCK_HELD', pid: holder, reason: 'timed-out' });
   t.true((lines[0]!.ms as number) >= 290, `waited ${String(lines[0]!.ms)} ms`);
 });
 
@@ -150,9 +150,10 @@ for (const driver of ['posix', 'portable']) {
         const held = Exclusive.lock({ name: 'two-paths', dir: source, driver });
         const outcome = (options) => {
           try { Exclusive.lock({ name: 'two-paths', dir: target, driver, ...options }); return 'acquired'; }
-          catch (error) { return error.code + ' ' + error.pid; }
+          catch (error) { return error.code + ' ' + error.pid + ' ' + error.reason; }
         };
         console.log(JSON.stringify({ forever: outcome({ wait: true }), ms: outcome({ wait: 100 }), none: outcome({}) }));
+        try { Exclusive.lock({ name: 'two-paths', dir: target, driver, wait: true }); } catch (error) { console.log(JSON.stringify(error.message)); }
         held.release();
         const other = Exclusive.lock({ name: 'two-paths', dir: target, driver, wait: true });
         console.log(JSON.stringify({ afterRelease: other.held }));`;
@@ -161,9 +162,10 @@ for (const driver of ['posix', 'portable']) {
       });
       t.is(child.signal, null, `the child hung and was killed after 30 s; stderr: ${child.stderr}`);
       t.is(child.status, 0, child.stderr);
-      const [first, second] = child.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+      const [first, message, second] = child.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
       const own = `ERR_LOCK_HELD ${child.pid}`;
-      t.deepEqual(first, { forever: own, ms: own, none: own });
+      t.deepEqual(first, { forever: `${own} would-deadlock`, ms: `${own} would-deadlock`, none: `${own} held-in-process` });
+      t.regex(String(message), new RegExp(`^Waiting for the lock 'two-paths' would deadlock: this thread already holds it under another path to the same file, such as a bind mount \\(pid ${child.pid}, \\S`));
       t.deepEqual(second, { afterRelease: true });
     } finally {
       mount.remove();
