@@ -1,5 +1,5 @@
 export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder } from './exclusive.js';
-export { exclusive } from './wrap.js';
+export { exclusive, type AsyncVersion } from './wrap.js';
 export { ExclusiveLock } from './lock.js';
 export type { ExclusiveOptions } from './options.js';
 export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows.js';

@@ -230,6 +230,18 @@ test('async compiled away, without async: true: the second concurrent call\'s er
   });
 });
 
+test('async compiled away, without async: true nor wait: the second concurrent call\'s error says the holder is an earlier call and what to do', async (t) => {
+  const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
+  await tsc(app);
+  const explained = (name: string): string => `ERR_LOCK_HELD '${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+    'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
+  t.deepEqual(await downlevelResult(app, ['same', 'nowait']), {
+    function: ['done', explained(`${app.name}/src/downlevel`)],
+    method: ['done', explained(`${app.name}/src/downlevel:Jobs.nightly`)],
+    maxRunning: 1,
+  });
+});
+
 test('async compiled away, with async: true: waiting for another process\'s holder does not block the event loop', async (t) => {
   const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
   await tsc(app);

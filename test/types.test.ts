@@ -1,7 +1,8 @@
 // The types refuse what the runtime refuses: tsc type-checks the decorator
 // fixtures in both decorator modes. test/fixtures/decorators.ts must compile
 // (every supported form), and each `@ts-expect-error` in
-// test/fixtures/decorator-misuse.ts must meet an error (an unused one fails).
+// test/fixtures/decorator-misuse.ts must meet an error (an unused one fails);
+// test/fixtures/async-types.ts checks the result type of `async: true`.
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
