@@ -18,6 +18,7 @@ import { InvalidArgumentError } from './errors.js';
  *    share a name.
  * 3. The file's path is its canonical one (symbolic links resolved, spelt as
  *    on disk, so one file has one name on case-insensitive file systems).
+ *    Hard links are not: each path of a hard-linked file has its own name.
  * 4. The extension is dropped, and the path is made relative to the nearest
  *    `package.json` that has a `name`: `my-app/scripts/backup`. Without one,
  *    the absolute path (with `/` separators) is the name.

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, linkSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nameForFile } from '../src/default-name.js';
@@ -80,4 +80,13 @@ test('Reflect.decorate is passed over wherever reflect-metadata is installed, al
   Object.defineProperty(Jobs.prototype, 'run', decorated as PropertyDescriptor);
   t.true(stack.includes(cache), 'the decorators were called by the copy in the cache');
   t.is(new Jobs().run(), process.pid);
+});
+
+test('a symbolic link to a script shares its name; a hard link is another path with a name of its own (as documented)', (t) => {
+  const dir = project({ name: 'linked-app' });
+  writeFileSync(join(dir, 'job.mjs'), '');
+  symlinkSync(join(dir, 'job.mjs'), join(dir, 'symlinked.mjs'));
+  linkSync(join(dir, 'job.mjs'), join(dir, 'hardlinked.mjs'));
+  t.is(nameForFile(join(dir, 'symlinked.mjs')), 'linked-app/job');
+  t.is(nameForFile(join(dir, 'hardlinked.mjs')), 'linked-app/hardlinked');
 });
