@@ -13,9 +13,11 @@ import { InvalidArgumentError } from './errors.js';
  *    (reflect-metadata and its kin), which tsc's, SWC's and Bun's legacy
  *    decorator helpers call. They are told by the name of their package,
  *    so any install layout (npm, pnpm, Yarn, Bun's and Deno's caches) counts.
- * 2. A compiled `.js` file with a `.js.map` beside it naming one source is
- *    replaced by that source, so `tsx src/job.ts` and `node dist/job.js`
- *    share a name.
+ * 2. A compiled `.js` file with a `.js.map` beside it (or an inline map)
+ *    naming one source is replaced by that source, so `tsx src/job.ts` and
+ *    `node dist/job.js` share a name; only a source in the compiled file's
+ *    own package counts (an absolute path from the build machine is
+ *    re-rooted there, or ignored).
  * 3. The file's path is its canonical one (symbolic links resolved, spelt as
  *    on disk, so one file has one name on case-insensitive file systems).
  *    Hard links are not: each path of a hard-linked file has its own name.
@@ -111,17 +113,48 @@ function onDisk(file: string): string {
   }
 }
 
+/**
+ * The one source a compiled file's source map (a `.map` beside it, or an
+ * inline `data:` map on its last line) names, if it stays in the compiled
+ * file's package: a build machine's absolute path (`--sourceRoot /app/src`,
+ * `file:///app/src/jobs.ts`) is re-rooted in that package where the same
+ * relative path exists there, else the compiled file keeps its own name (a
+ * mapped source must never give two packages one name).
+ */
 function sourceOf(file: string): string {
-  if (!/\.[cm]?js$/.test(file) || !existsSync(`${file}.map`)) return file;
+  if (!/\.[cm]?js$/.test(file)) return file;
+  const map = readSourceMap(file);
+  if (!Array.isArray(map?.sources) || map.sources.length !== 1 || typeof map.sources[0] !== 'string') return file;
+  const root = typeof map.sourceRoot === 'string' ? map.sourceRoot.replace(/^file:\/\//, '') : '';
+  const source = map.sources[0].startsWith('file://') ? fileURLToPath(map.sources[0]) : resolve(dirname(file), root, map.sources[0]);
+  if (!extname(source)) return file;
+  const pkg = nearestPackage(dirname(file));
+  if (pkg === undefined || isInside(source, pkg.dir)) return source;
+  return reRooted(source, pkg.dir) ?? file;
+}
+
+const INLINE_MAP = /^\/\/[#@] sourceMappingURL=data:application\/json(?:;charset=[\w-]+)?;base64,([A-Za-z0-9+/=]+)\s*$/;
+
+/** The parsed source map of `file`, or undefined: none, or unreadable (no reason to fail: the compiled path is still a stable name). */
+function readSourceMap(file: string): { sources?: unknown; sourceRoot?: unknown } | undefined {
   try {
-    const map = JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources?: unknown; sourceRoot?: unknown };
-    if (!Array.isArray(map.sources) || map.sources.length !== 1 || typeof map.sources[0] !== 'string') return file;
-    const root = typeof map.sourceRoot === 'string' ? map.sourceRoot : '';
-    const source = map.sources[0].startsWith('file://') ? fileURLToPath(map.sources[0]) : resolve(dirname(file), root, map.sources[0]);
-    return extname(source) ? source : file;
+    if (existsSync(`${file}.map`)) return JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources?: unknown; sourceRoot?: unknown };
+    const text = readFileSync(file, 'utf8');
+    const inline = INLINE_MAP.exec(text.slice(text.trimEnd().lastIndexOf('\n') + 1));
+    return inline ? JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8')) as { sources?: unknown; sourceRoot?: unknown } : undefined;
   } catch {
-    return file; // an unreadable map is no reason to fail: the compiled path is still a stable name
+    return undefined;
   }
+}
+
+/** The file in `dir` at the longest tail of `source`'s path (`/app/src/jobs.ts` → `<dir>/src/jobs.ts`) that exists. */
+function reRooted(source: string, dir: string): string | undefined {
+  const parts = source.split(/[\\/]/).filter((part) => part !== '');
+  for (let i = 0; i < parts.length; i++) {
+    const candidate = join(dir, ...parts.slice(i));
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
 }
 
 const packages = new Map<string, { name: string; dir: string } | undefined>();

@@ -32,6 +32,8 @@ interface AppOptions {
   importHelpers?: boolean;
   /** tsc's target. Default: es2022. */
   target?: string;
+  /** More tsc options (sourceRoot, inlineSourceMap). */
+  compilerOptions?: object;
 }
 
 let work = '';
@@ -66,7 +68,7 @@ function makeApp(options: AppOptions): App {
     compilerOptions: {
       target: options.target ?? 'es2022', module: 'nodenext', lib: ['es2023', 'esnext.disposable'], types: ['node'], strict: true, skipLibCheck: true,
       rootDir: 'src', outDir: 'dist', sourceMap: options.sourceMap ?? false, importHelpers: options.importHelpers ?? false,
-      experimentalDecorators: legacy, emitDecoratorMetadata: legacy,
+      experimentalDecorators: legacy, emitDecoratorMetadata: legacy, ...options.compilerOptions,
     },
     include: ['src'],
   }));
@@ -188,6 +190,19 @@ test('tsx and the tsc-compiled build (with source maps) of one app share the loc
   t.deepEqual(await contend([app, tsx], [app, node]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
   t.deepEqual(await contend([app, node], [app, tsx]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
 });
+
+for (const [how, compilerOptions] of [
+  ['built with a build machine\'s absolute sourceRoot', { sourceMap: true, sourceRoot: '/app/src' }],
+  ['built with an inline source map', { inlineSourceMap: true }],
+] as const) {
+  test(`tsx and the tsc build ${how} share the lock; two unrelated packages built so do not`, async (t) => {
+    const app = makeApp({ type: 'commonjs', decorators: 'legacy', compilerOptions });
+    const other = makeApp({ type: 'commonjs', decorators: 'legacy', compilerOptions });
+    await Promise.all([tsc(app), tsc(other)]);
+    t.deepEqual(await contend([app, tsx], [app, node]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
+    t.deepEqual(await contend([app, node], [other, node]), { holder: '0:done', other: '0:done' });
+  });
+}
 
 for (const [title, options, build, command] of [
   ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx],
