@@ -89,18 +89,21 @@ function writeBuilt(app: App, code: string, map: unknown): void {
   writeFileSync(join(app.dir, 'dist', 'jobs.js.map'), typeof map === 'string' ? map : JSON.stringify(map));
 }
 
-function swc(app: App): void {
+function swc(app: App, decorators: Decorators = 'legacy'): void {
   const core = require('@swc/core') as { transformFileSync(file: string, options: object): { code: string; map?: string } };
   const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
     sourceMaps: true,
     outputPath: join(app.dir, 'dist', 'jobs.js'),
-    jsc: { parser: { syntax: 'typescript', decorators: true }, target: 'es2022', transform: { legacyDecorator: true, decoratorMetadata: true } },
+    jsc: {
+      parser: { syntax: 'typescript', decorators: true }, target: 'es2022',
+      transform: decorators === 'legacy' ? { legacyDecorator: true, decoratorMetadata: true } : { decoratorVersion: '2022-03' },
+    },
     module: { type: 'commonjs' },
   });
   writeBuilt(app, code, map);
 }
 
-function babel(app: App, version: 'legacy' | '2023-11'): void {
+function babel(app: App, version: 'legacy' | '2022-03' | '2023-01' | '2023-11'): void {
   const core = require('@babel/core') as { transformFileSync(file: string, options: object): { code: string; map: object } };
   const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
     configFile: false,
@@ -140,6 +143,9 @@ const toolchains: Array<[title: string, options: AppOptions, build: (app: App) =
   ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx, 'src'],
   ['SWC, CommonJS, source maps', { type: 'commonjs', decorators: 'legacy' }, swc, node, 'src'],
   ['Babel, ESM, source maps', { type: 'module', decorators: 'legacy' }, (app) => babel(app, 'legacy'), node, 'src'],
+  ['SWC (2022-03), CommonJS, source maps', { type: 'commonjs', decorators: 'standard' }, (app) => swc(app, 'standard'), node, 'src'],
+  ['Babel (2022-03: no context.metadata), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2022-03'), node, 'src'],
+  ['Babel (2023-01: no context.metadata), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2023-01'), node, 'src'],
   ['Babel (2023-11), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2023-11'), node, 'src'],
   ['Bun', { type: 'module', decorators: 'legacy' }, () => {}, bun, 'src'],
   ['Bun', { type: 'module', decorators: 'standard' }, () => {}, bun, 'src'],
@@ -157,6 +163,8 @@ for (const [title, options, build, command, from] of toolchains) {
       name: `${app.name}/${from}/jobs:Jobs.nightly`,
       // Wrapped by another decorator and first called from a subclass instance: still the declaring class's name.
       wrapped: `${app.name}/${from}/jobs:Base.work`,
+      // A class decorator replaced Svc with a subclass: still Svc's name.
+      subclassed: `${app.name}/${from}/jobs:Svc.go`,
       metadata: {}, // what @Exclusive() records on the prototype
     });
   });
@@ -207,6 +215,7 @@ for (const [how, compilerOptions] of [
 for (const [title, options, build, command] of [
   ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx],
   ['tsc', { type: 'commonjs', decorators: 'standard', sourceMap: true }, tsc, node],
+  ['Babel (2022-03: no context.metadata)', { type: 'module', decorators: 'standard' }, (app: App) => babel(app, '2022-03'), node],
 ] as const) {
   test(`${title}, standard decorators: a method wrapped by another decorator takes the declaring class's lock from Base and Derived callers in two processes`, async (t) => {
     const app = makeApp(options);
@@ -215,6 +224,13 @@ for (const [title, options, build, command] of [
     t.deepEqual(await contend([app, [...command], 'derived'], [app, [...command], 'base']), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
   });
 }
+
+test('Babel (2022-03: no context.metadata): a wrapped method overridden by a subclass is refused, never named after the calling class', async (t) => {
+  const app = makeApp({ type: 'module', decorators: 'standard' });
+  babel(app, '2022-03');
+  const { stdout } = await launch(app, node, 'try', 'override').finished;
+  t.is(stdout.trim(), 'ERR_INVALID_LOCK_NAME');
+});
 
 const downlevel = ['node', 'dist/downlevel.js'];
 
