@@ -8,7 +8,9 @@ import { InvalidArgumentError } from './errors.js';
  *
  * The rule (documented in the README):
  * 1. The caller's file is the first stack frame outside this package and
- *    outside the libraries that apply decorators for the class's file:
+ *    outside the libraries that apply decorators for the class's file (for
+ *    a decorator, the first one below the compiler's code that applies
+ *    decorators, when its frame is found):
  *    helpers (tslib, @swc/helpers, @babel/runtime) and `Reflect.decorate`
  *    (reflect-metadata and its kin), which tsc's, SWC's and Bun's legacy
  *    decorator helpers call. They are told by the name of their package,
@@ -41,22 +43,16 @@ export function nameFromCaller(): string {
   return nameForFile(callerFile());
 }
 
-/** The file of the first stack frame outside this package (and decorator helpers). */
-export function callerFile(): string {
-  const original = Error.prepareStackTrace;
-  const limit = Error.stackTraceLimit;
-  let sites: NodeJS.CallSite[] = [];
-  try {
-    Error.stackTraceLimit = 50;
-    Error.prepareStackTrace = (_error, callSites) => callSites;
-    const holder: { stack?: unknown } = {};
-    Error.captureStackTrace(holder, callerFile);
-    sites = holder.stack as NodeJS.CallSite[];
-  } finally {
-    Error.prepareStackTrace = original;
-    Error.stackTraceLimit = limit;
-  }
-  for (const site of sites) {
+/**
+ * The file of the first stack frame outside this package (and decorator
+ * helpers). `decorating`: called by a decorator, whose class's file is the
+ * first such frame below the compiler's code that applies decorators (when
+ * found), so that helpers composing decorators in between (NestJS's
+ * `applyDecorators`, an app's own `Job()`) do not name it.
+ */
+export function callerFile(decorating = false): string {
+  const sites = stackSites();
+  for (const site of (decorating && belowDecoratorRunner(sites)) || sites) {
     const raw = site.getFileName();
     if (!raw || raw.startsWith('node:') || raw.startsWith('internal/')) continue;
     const file = raw.startsWith('file://') ? fileURLToPath(raw) : raw;
@@ -74,6 +70,44 @@ export function callerFile(): string {
   // Every frame is ours: this package was bundled into the application (esbuild,
   // webpack), so the bundle, the main script, names everything in it.
   return resolve(process.argv[1] ?? 'main');
+}
+
+/** The call stack of callerFile's caller. */
+function stackSites(): NodeJS.CallSite[] {
+  const original = Error.prepareStackTrace;
+  const limit = Error.stackTraceLimit;
+  try {
+    Error.stackTraceLimit = 50;
+    Error.prepareStackTrace = (_error, callSites) => callSites;
+    const holder: { stack?: unknown } = {};
+    Error.captureStackTrace(holder, callerFile);
+    return holder.stack as NodeJS.CallSite[];
+  } finally {
+    Error.prepareStackTrace = original;
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/**
+ * Functions of compilers' decorator helpers that call decorators (as their
+ * frames name them): tsc's `__decorate` and `__esDecorate` (inline or tslib),
+ * SWC's and Deno's `_ts_decorate` and `_apply_decs_2203_r`, Babel's
+ * `_applyDecoratedDescriptor` and `_applyDecs*` with their inner functions,
+ * esbuild's (tsx) `__decorateClass` and `__decorateElement`.
+ */
+const DECORATOR_RUNNER = /^(?:__decorate|__esDecorate|_ts_decorate|__decorateClass|__decorateElement|_applyDecoratedDescriptor|_?applyDecs\w*|_apply_decs\w*|applyMemberDecs?|applyDec|memberDec)$/;
+
+function isDecoratorRunner(site: NodeJS.CallSite): boolean {
+  // Bun's own decorator helpers live in `bun:wrap` (with minified names).
+  return site.getFileName() === 'bun:wrap' || DECORATOR_RUNNER.test(site.getFunctionName() ?? '');
+}
+
+/** The frames below the first run of decorator-runner frames, or undefined when there is none. */
+function belowDecoratorRunner(sites: NodeJS.CallSite[]): NodeJS.CallSite[] | undefined {
+  let i = sites.findIndex(isDecoratorRunner);
+  if (i < 0) return undefined;
+  while (i < sites.length && isDecoratorRunner(sites[i]!)) i++;
+  return sites.slice(i);
 }
 
 /** Whether `file` belongs to a package in DECORATOR_HELPERS (its nearest named package.json says so). */

@@ -187,7 +187,7 @@ function decorator(settings: LockSettings, options: unknown): ExclusiveDecorator
     // Applied by the class's file (or a helper library, skipped): the default
     // name's file is where the class is, not where a shared factory such as
     // `const Job = () => Exclusive({ wait: 60_000 })` was written.
-    const file = settings.name === undefined ? callerFile() : '';
+    const file = settings.name === undefined ? callerFile(true) : '';
     if (descriptor !== undefined || typeof contextOrKey !== 'object' || contextOrKey === null) {
       return decorateLegacy(settings, metadata, file, value as object, contextOrKey as string | symbol, descriptor);
     }

@@ -75,6 +75,7 @@ function makeApp(options: AppOptions): App {
   writeFileSync(join(dir, 'deno.json'), JSON.stringify({ compilerOptions: { experimentalDecorators: legacy } }));
   symlinkSync(join(work, 'exclusive-process'), join(dir, 'node_modules', 'exclusive-process'), 'dir');
   for (const linked of ['@types', 'tslib']) symlinkSync(join(ROOT, 'node_modules', linked), join(dir, 'node_modules', linked), 'dir');
+  cpSync(join(FIXTURES, 'deco-utils'), join(dir, 'node_modules', 'deco-utils'), { recursive: true }); // a package composing decorators
   return { dir, name };
 }
 
@@ -82,43 +83,50 @@ async function tsc(app: App): Promise<void> {
   await exec(process.execPath, [TSC, '-p', app.dir]);
 }
 
-/** Writes dist/jobs.js and its map beside it, as a build script would. */
-function writeBuilt(app: App, code: string, map: unknown): void {
+/** Writes dist/<file>.js and its map beside it, as a build script would. */
+function writeBuilt(app: App, code: string, map: unknown, file = 'jobs'): void {
   mkdirSync(join(app.dir, 'dist'), { recursive: true });
-  writeFileSync(join(app.dir, 'dist', 'jobs.js'), code);
-  writeFileSync(join(app.dir, 'dist', 'jobs.js.map'), typeof map === 'string' ? map : JSON.stringify(map));
+  writeFileSync(join(app.dir, 'dist', `${file}.js`), code);
+  writeFileSync(join(app.dir, 'dist', `${file}.js.map`), typeof map === 'string' ? map : JSON.stringify(map));
 }
+
+/** The app's sources that SWC and Babel compile one by one. */
+const FILES = ['jobs', 'compose'];
 
 function swc(app: App, decorators: Decorators = 'legacy'): void {
   const core = require('@swc/core') as { transformFileSync(file: string, options: object): { code: string; map?: string } };
-  const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
-    sourceMaps: true,
-    outputPath: join(app.dir, 'dist', 'jobs.js'),
-    jsc: {
-      parser: { syntax: 'typescript', decorators: true }, target: 'es2022',
-      transform: decorators === 'legacy' ? { legacyDecorator: true, decoratorMetadata: true } : { decoratorVersion: '2022-03' },
-    },
-    module: { type: 'commonjs' },
-  });
-  writeBuilt(app, code, map);
+  for (const file of FILES) {
+    const { code, map } = core.transformFileSync(join(app.dir, 'src', `${file}.ts`), {
+      sourceMaps: true,
+      outputPath: join(app.dir, 'dist', `${file}.js`),
+      jsc: {
+        parser: { syntax: 'typescript', decorators: true }, target: 'es2022',
+        transform: decorators === 'legacy' ? { legacyDecorator: true, decoratorMetadata: true } : { decoratorVersion: '2022-03' },
+      },
+      module: { type: 'commonjs' },
+    });
+    writeBuilt(app, code, map, file);
+  }
 }
 
 function babel(app: App, version: 'legacy' | '2022-03' | '2023-01' | '2023-11'): void {
   const core = require('@babel/core') as { transformFileSync(file: string, options: object): { code: string; map: object } };
-  const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
-    configFile: false,
-    babelrc: false,
-    sourceMaps: true,
-    sourceFileName: '../src/jobs.ts',
-    plugins: [require.resolve('@babel/plugin-transform-typescript'), [require.resolve('@babel/plugin-proposal-decorators'), { version }]],
-  });
-  writeBuilt(app, code, map);
+  for (const file of FILES) {
+    const { code, map } = core.transformFileSync(join(app.dir, 'src', `${file}.ts`), {
+      configFile: false,
+      babelrc: false,
+      sourceMaps: true,
+      sourceFileName: `../src/${file}.ts`,
+      plugins: [require.resolve('@babel/plugin-transform-typescript'), [require.resolve('@babel/plugin-proposal-decorators'), { version }]],
+    });
+    writeBuilt(app, code, map, file);
+  }
 }
 
 const node = ['node', 'dist/jobs.js'];
 const tsx = [join(BIN, 'tsx'), 'src/jobs.ts'];
 const bun = [join(BIN, 'bun'), 'src/jobs.ts'];
-const deno = [join(BIN, 'deno'), 'run', '-A', 'src/jobs.ts'];
+const deno = [join(BIN, 'deno'), 'run', '-A', '--sloppy-imports', 'src/jobs.ts']; // sloppy: `./compose.js` is compose.ts, as under tsc
 
 function launch(app: App, [command, ...args]: string[], mode: string, caller = 'jobs'): Started {
   return startCommand(command!, [...args, mode, caller], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
@@ -165,6 +173,9 @@ for (const [title, options, build, command, from] of toolchains) {
       wrapped: `${app.name}/${from}/jobs:Base.work`,
       // A class decorator replaced Svc with a subclass: still Svc's name.
       subclassed: `${app.name}/${from}/jobs:Svc.go`,
+      // Through helpers composing decorators (a package's, the app's own in another file): the class's file.
+      composed: `${app.name}/${from}/jobs:Composed.run`,
+      local: `${app.name}/${from}/jobs:Composed.local`,
       metadata: {}, // what @Exclusive() records on the prototype
     });
   });
@@ -190,6 +201,13 @@ test('two unrelated packages compiled by tsc (experimentalDecorators) with the s
   const b = makeApp({ type: 'commonjs', decorators: 'legacy' });
   await Promise.all([tsc(a), tsc(b)]);
   t.deepEqual(await contend([a, node], [b, node]), { holder: '0:done', other: '0:done' });
+});
+
+test('two unrelated apps whose same-named class is decorated through a helper package that composes decorators run at once', async (t) => {
+  const a = makeApp({ type: 'commonjs', decorators: 'legacy' });
+  const b = makeApp({ type: 'commonjs', decorators: 'legacy' });
+  await Promise.all([tsc(a), tsc(b)]);
+  t.deepEqual(await contend([a, node, 'composed'], [b, node, 'composed']), { holder: '0:done', other: '0:done' });
 });
 
 test('tsx and the tsc-compiled build (with source maps) of one app share the lock', async (t) => {
