@@ -8,16 +8,21 @@ import { InvalidArgumentError } from './errors.js';
  *
  * The rule (documented in the README):
  * 1. The caller's file is the first stack frame outside this package and
- *    outside the libraries that apply decorators for the class's file:
+ *    outside the libraries that apply decorators for the class's file (for
+ *    a decorator, the first one below the compiler's code that applies
+ *    decorators, when its frame is found):
  *    helpers (tslib, @swc/helpers, @babel/runtime) and `Reflect.decorate`
  *    (reflect-metadata and its kin), which tsc's, SWC's and Bun's legacy
  *    decorator helpers call. They are told by the name of their package,
  *    so any install layout (npm, pnpm, Yarn, Bun's and Deno's caches) counts.
- * 2. A compiled `.js` file with a `.js.map` beside it naming one source is
- *    replaced by that source, so `tsx src/job.ts` and `node dist/job.js`
- *    share a name.
+ * 2. A compiled `.js` file with a `.js.map` beside it (or an inline map)
+ *    naming one source is replaced by that source, so `tsx src/job.ts` and
+ *    `node dist/job.js` share a name; only a source in the compiled file's
+ *    own package counts (an absolute path from the build machine is
+ *    re-rooted there, or ignored).
  * 3. The file's path is its canonical one (symbolic links resolved, spelt as
  *    on disk, so one file has one name on case-insensitive file systems).
+ *    Hard links are not: each path of a hard-linked file has its own name.
  * 4. The extension is dropped, and the path is made relative to the nearest
  *    `package.json` that has a `name`: `my-app/scripts/backup`. Without one,
  *    the absolute path (with `/` separators) is the name.
@@ -38,22 +43,16 @@ export function nameFromCaller(): string {
   return nameForFile(callerFile());
 }
 
-/** The file of the first stack frame outside this package (and decorator helpers). */
-export function callerFile(): string {
-  const original = Error.prepareStackTrace;
-  const limit = Error.stackTraceLimit;
-  let sites: NodeJS.CallSite[] = [];
-  try {
-    Error.stackTraceLimit = 50;
-    Error.prepareStackTrace = (_error, callSites) => callSites;
-    const holder: { stack?: unknown } = {};
-    Error.captureStackTrace(holder, callerFile);
-    sites = holder.stack as NodeJS.CallSite[];
-  } finally {
-    Error.prepareStackTrace = original;
-    Error.stackTraceLimit = limit;
-  }
-  for (const site of sites) {
+/**
+ * The file of the first stack frame outside this package (and decorator
+ * helpers). `decorating`: called by a decorator, whose class's file is the
+ * first such frame below the compiler's code that applies decorators (when
+ * found), so that helpers composing decorators in between (NestJS's
+ * `applyDecorators`, an app's own `Job()`) do not name it.
+ */
+export function callerFile(decorating = false): string {
+  const sites = stackSites();
+  for (const site of (decorating && belowDecoratorRunner(sites)) || sites) {
     const raw = site.getFileName();
     if (!raw || raw.startsWith('node:') || raw.startsWith('internal/')) continue;
     const file = raw.startsWith('file://') ? fileURLToPath(raw) : raw;
@@ -71,6 +70,44 @@ export function callerFile(): string {
   // Every frame is ours: this package was bundled into the application (esbuild,
   // webpack), so the bundle, the main script, names everything in it.
   return resolve(process.argv[1] ?? 'main');
+}
+
+/** The call stack of callerFile's caller. */
+function stackSites(): NodeJS.CallSite[] {
+  const original = Error.prepareStackTrace;
+  const limit = Error.stackTraceLimit;
+  try {
+    Error.stackTraceLimit = 50;
+    Error.prepareStackTrace = (_error, callSites) => callSites;
+    const holder: { stack?: unknown } = {};
+    Error.captureStackTrace(holder, callerFile);
+    return holder.stack as NodeJS.CallSite[];
+  } finally {
+    Error.prepareStackTrace = original;
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/**
+ * Functions of compilers' decorator helpers that call decorators (as their
+ * frames name them): tsc's `__decorate` and `__esDecorate` (inline or tslib),
+ * SWC's and Deno's `_ts_decorate` and `_apply_decs_2203_r`, Babel's
+ * `_applyDecoratedDescriptor` and `_applyDecs*` with their inner functions,
+ * esbuild's (tsx) `__decorateClass` and `__decorateElement`.
+ */
+const DECORATOR_RUNNER = /^(?:__decorate|__esDecorate|_ts_decorate|__decorateClass|__decorateElement|_applyDecoratedDescriptor|_?applyDecs\w*|_apply_decs\w*|applyMemberDecs?|applyDec|memberDec)$/;
+
+function isDecoratorRunner(site: NodeJS.CallSite): boolean {
+  // Bun's own decorator helpers live in `bun:wrap` (with minified names).
+  return site.getFileName() === 'bun:wrap' || DECORATOR_RUNNER.test(site.getFunctionName() ?? '');
+}
+
+/** The frames below the first run of decorator-runner frames, or undefined when there is none. */
+function belowDecoratorRunner(sites: NodeJS.CallSite[]): NodeJS.CallSite[] | undefined {
+  let i = sites.findIndex(isDecoratorRunner);
+  if (i < 0) return undefined;
+  while (i < sites.length && isDecoratorRunner(sites[i]!)) i++;
+  return sites.slice(i);
 }
 
 /** Whether `file` belongs to a package in DECORATOR_HELPERS (its nearest named package.json says so). */
@@ -110,17 +147,48 @@ function onDisk(file: string): string {
   }
 }
 
+/**
+ * The one source a compiled file's source map (a `.map` beside it, or an
+ * inline `data:` map on its last line) names, if it stays in the compiled
+ * file's package: a build machine's absolute path (`--sourceRoot /app/src`,
+ * `file:///app/src/jobs.ts`) is re-rooted in that package where the same
+ * relative path exists there, else the compiled file keeps its own name (a
+ * mapped source must never give two packages one name).
+ */
 function sourceOf(file: string): string {
-  if (!/\.[cm]?js$/.test(file) || !existsSync(`${file}.map`)) return file;
+  if (!/\.[cm]?js$/.test(file)) return file;
+  const map = readSourceMap(file);
+  if (!Array.isArray(map?.sources) || map.sources.length !== 1 || typeof map.sources[0] !== 'string') return file;
+  const root = typeof map.sourceRoot === 'string' ? map.sourceRoot.replace(/^file:\/\//, '') : '';
+  const source = map.sources[0].startsWith('file://') ? fileURLToPath(map.sources[0]) : resolve(dirname(file), root, map.sources[0]);
+  if (!extname(source)) return file;
+  const pkg = nearestPackage(dirname(file));
+  if (pkg === undefined || isInside(source, pkg.dir)) return source;
+  return reRooted(source, pkg.dir) ?? file;
+}
+
+const INLINE_MAP = /^\/\/[#@] sourceMappingURL=data:application\/json(?:;charset=[\w-]+)?;base64,([A-Za-z0-9+/=]+)\s*$/;
+
+/** The parsed source map of `file`, or undefined: none, or unreadable (no reason to fail: the compiled path is still a stable name). */
+function readSourceMap(file: string): { sources?: unknown; sourceRoot?: unknown } | undefined {
   try {
-    const map = JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources?: unknown; sourceRoot?: unknown };
-    if (!Array.isArray(map.sources) || map.sources.length !== 1 || typeof map.sources[0] !== 'string') return file;
-    const root = typeof map.sourceRoot === 'string' ? map.sourceRoot : '';
-    const source = map.sources[0].startsWith('file://') ? fileURLToPath(map.sources[0]) : resolve(dirname(file), root, map.sources[0]);
-    return extname(source) ? source : file;
+    if (existsSync(`${file}.map`)) return JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources?: unknown; sourceRoot?: unknown };
+    const text = readFileSync(file, 'utf8');
+    const inline = INLINE_MAP.exec(text.slice(text.trimEnd().lastIndexOf('\n') + 1));
+    return inline ? JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8')) as { sources?: unknown; sourceRoot?: unknown } : undefined;
   } catch {
-    return file; // an unreadable map is no reason to fail: the compiled path is still a stable name
+    return undefined;
   }
+}
+
+/** The file in `dir` at the longest tail of `source`'s path (`/app/src/jobs.ts` → `<dir>/src/jobs.ts`) that exists. */
+function reRooted(source: string, dir: string): string | undefined {
+  const parts = source.split(/[\\/]/).filter((part) => part !== '');
+  for (let i = 0; i < parts.length; i++) {
+    const candidate = join(dir, ...parts.slice(i));
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
 }
 
 const packages = new Map<string, { name: string; dir: string } | undefined>();

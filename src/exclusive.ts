@@ -234,7 +234,7 @@ function decorator(settings: LockSettings, options: unknown): ExclusiveDecorator
     // Applied by the class's file (or a helper library, skipped): the default
     // name's file is where the class is, not where a shared factory such as
     // `const Job = () => Exclusive({ wait: 60_000 })` was written.
-    const file = settings.name === undefined ? callerFile() : '';
+    const file = settings.name === undefined ? callerFile(true) : '';
     if (descriptor !== undefined || typeof contextOrKey !== 'object' || contextOrKey === null) {
       return decorateLegacy(settings, metadata, file, value as object, contextOrKey as string | symbol, descriptor);
     }
@@ -274,18 +274,49 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
   // The class is not known at decoration time: find the one that declares
   // the method from `this` on first call (a subclass instance must not get
   // another name). Its own metadata object is `context.metadata`, which
-  // holds even when another decorator replaced the method; without one (a
-  // compiler that gives none), the prototype that holds this replacement.
-  const isDeclaring = (o: object): boolean => {
-    if (context.metadata == null) return Object.hasOwn(o, key) && (o as Record<string | symbol, unknown>)[key] === replacement;
-    const cls: unknown = context.static ? o : Object.hasOwn(o, 'constructor') ? (o as { constructor: unknown }).constructor : undefined;
-    return typeof cls === 'function' && Object.hasOwn(cls, SYMBOL_METADATA) && (cls as unknown as Record<symbol, unknown>)[SYMBOL_METADATA] === context.metadata;
-  };
-  const declaring = (self: unknown): object | undefined => {
+  // holds even when another decorator replaced the method; a class decorator
+  // that returned a subclass (`C => class extends C {}`) holds it then, and
+  // the declaring class is the nearest one up from there that owns the key.
+  const withMetadata = (self: unknown): object | undefined => {
     for (let o = self as object | null | undefined; o != null; o = Object.getPrototypeOf(o)) {
-      if (isDeclaring(o)) return o;
+      const cls: unknown = context.static ? o : Object.hasOwn(o, 'constructor') ? (o as { constructor: unknown }).constructor : undefined;
+      if (typeof cls === 'function' && Object.hasOwn(cls, SYMBOL_METADATA) && (cls as unknown as Record<symbol, unknown>)[SYMBOL_METADATA] === context.metadata) {
+        return owning(o) ?? o;
+      }
     }
     return undefined;
+  };
+  const owning = (from: object): object | undefined => {
+    for (let o: object | null = from; o != null && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
+      if (Object.hasOwn(o, key)) return o;
+    }
+    return undefined;
+  };
+  const declaring = (self: unknown): object | undefined => context.metadata == null ? withoutMetadata(self) : withMetadata(self);
+  // Without `context.metadata` (Babel 2022-03, 2023-01): the prototype that
+  // holds this very replacement; else, when another decorator replaced it,
+  // the only one in the chain that owns the key. Two owners (a subclass
+  // overrides the wrapped method) cannot be told apart: refused, never
+  // named after whichever class called first.
+  const withoutMetadata = (self: unknown): object | undefined => {
+    const owners: object[] = [];
+    for (let o = owning(self as object); o !== undefined; o = owning(Object.getPrototypeOf(o) as object)) {
+      if ((o as Record<string | symbol, unknown>)[key] === replacement) return o;
+      owners.push(o);
+    }
+    if (owners.length > 1) {
+      throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME',
+        `No default lock name for @Exclusive ${String(key)}(): it is wrapped by another decorator and overridden in a subclass, and this compiler gives decorators no context.metadata, so its declaring class cannot be told. Pass options.name.`);
+    }
+    return owners[0];
+  };
+  /** For the metadata record at construction, which must not fail: an undecidable class is reported at the call. */
+  const declaringOrNone = (self: unknown): object | undefined => {
+    try {
+      return declaring(self);
+    } catch {
+      return undefined;
+    }
   };
   const className = (self: unknown): string => {
     if (self == null) return 'anonymous'; // a detached call before any instance existed
@@ -311,7 +342,7 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
   let recorded = false;
   context.addInitializer(function (this: unknown) {
     initialized ??= context.static ? this : Object.getPrototypeOf(this); // a prototype, not the instance: nothing kept alive
-    const owner = recorded || context.private ? undefined : declaring(this);
+    const owner = recorded || context.private ? undefined : declaringOrNone(this);
     if (owner !== undefined) {
       recorded = true;
       Reflect.defineMetadata(EXCLUSIVE_METADATA, record, owner, key);

@@ -1,5 +1,5 @@
 export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder, type SyncOptions } from './exclusive.js';
-export { exclusive, type ExclusiveFunction } from './wrap.js';
+export { exclusive, type AsyncVersion, type ExclusiveFunction } from './wrap.js';
 export { ExclusiveLock } from './lock.js';
 export type { ExclusiveOptions } from './options.js';
 export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows.js';

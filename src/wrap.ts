@@ -39,6 +39,8 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * ```
  */
 export const exclusive: {
+  /** With `async: true` every call returns a promise (a conflict rejects), whatever `fn` is declared to return. */
+  <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options: ExclusiveOptions & { async: true }): ExclusiveFunction<AsyncVersion<F>>;
   <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): ExclusiveFunction<F>;
   /**
    * Inside an exclusive function, method or `Exclusive.run()` callback: an
@@ -70,6 +72,16 @@ export type ExclusiveFunction<F extends (...args: any[]) => any> = F & {
   /** The lock's name: `options.name`, else the default name of the file that called `exclusive()`. */
   readonly lockName: string;
 };
+
+/**
+ * What `exclusive(fn, { async: true })` returns: `fn` with its result as a promise.
+ *
+ * @example
+ * ```ts
+ * const job: AsyncVersion<() => number> = exclusive(() => 1, { async: true }); // () => Promise<number>
+ * ```
+ */
+export type AsyncVersion<F extends (...args: any[]) => any> = (this: ThisParameterType<F>, ...args: Parameters<F>) => Promise<Awaited<ReturnType<F>>>;
 
 /**
  * `unknown` (no constraint) for any function except a generator function,
@@ -142,7 +154,7 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
     try {
       lock = tracedSync(t, () => acquireSync(t));
     } catch (error) {
-      throw unsettled > 0 && settings.waitMs > 0 ? explainUnsettled(error) : error;
+      throw unsettled > 0 ? explainUnsettled(error, settings.waitMs > 0) : error;
     }
     let result: unknown;
     try {
@@ -170,17 +182,17 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 }
 
 /**
- * A `wait` that failed on this very process while an earlier call's promise
+ * A call that failed on this very process while an earlier call's promise
  * holds the lock: the function looks synchronous (its `async` compiled
- * away?), so the call could not wait (that would block the thread the
- * promise needs), and would otherwise not say why. Says what happened and
- * what to do.
+ * away?), so the error would otherwise name this process as the holder (and,
+ * with `wait`, not say why it did not wait: that would block the thread the
+ * promise needs). Says what happened and what to do.
  */
-function explainUnsettled(error: unknown): unknown {
+function explainUnsettled(error: unknown, waited: boolean): unknown {
   if (!(error instanceof CannotAcquireLock) || error.pid !== process.pid) return error;
   const original = error.message;
   error.message = `'${error.lockName}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
-    'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' +
+    (waited ? 'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' : '') +
     'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
   error.stack = error.stack?.replace(original, error.message);
   return error;

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nameForFile } from '../src/default-name.js';
@@ -80,4 +80,46 @@ test('Reflect.decorate is passed over wherever reflect-metadata is installed, al
   Object.defineProperty(Jobs.prototype, 'run', decorated as PropertyDescriptor);
   t.true(stack.includes(cache), 'the decorators were called by the copy in the cache');
   t.is(new Jobs().run(), process.pid);
+});
+
+test('a symbolic link to a script shares its name; a hard link is another path with a name of its own (as documented)', (t) => {
+  const dir = project({ name: 'linked-app' });
+  writeFileSync(join(dir, 'job.mjs'), '');
+  symlinkSync(join(dir, 'job.mjs'), join(dir, 'symlinked.mjs'));
+  linkSync(join(dir, 'job.mjs'), join(dir, 'hardlinked.mjs'));
+  t.is(nameForFile(join(dir, 'symlinked.mjs')), 'linked-app/job');
+  t.is(nameForFile(join(dir, 'hardlinked.mjs')), 'linked-app/hardlinked');
+});
+
+/** Compiles `<dir>/src/job.ts` with tsc and `flags` into `<dir>/dist`. */
+function compileJob(dir: string, ...flags: string[]): void {
+  mkdirSync(join(dir, 'src'), { recursive: true });
+  writeFileSync(join(dir, 'src', 'job.ts'), 'export const job = 1;\n');
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--ignoreConfig', ...flags, '--outDir', join(dir, 'dist'), '--rootDir', join(dir, 'src'), join(dir, 'src', 'job.ts')]);
+}
+
+test('a source map naming a build machine\'s absolute path (sourceRoot, file:// URL) is re-rooted in the compiled file\'s package', (t) => {
+  const dir = project({ name: 'built-elsewhere' });
+  compileJob(dir, '--sourceMap', '--sourceRoot', '/app/src');
+  t.is(nameForFile(join(dir, 'dist', 'job.js')), 'built-elsewhere/src/job');
+  const other = project({ name: 'built-elsewhere-url' });
+  compileJob(other, '--sourceMap');
+  writeFileSync(join(other, 'dist', 'job.js.map'), JSON.stringify({ version: 3, sources: ['file:///app/src/job.ts'], mappings: '' }));
+  t.is(nameForFile(join(other, 'dist', 'job.js')), 'built-elsewhere-url/src/job');
+});
+
+test('two packages built with one absolute sourceRoot and shipped without sources keep names of their own', (t) => {
+  const names = ['lib-a', 'lib-b'].map((name) => {
+    const dir = project({ name });
+    compileJob(dir, '--sourceMap', '--sourceRoot', '/app/src');
+    rmSync(join(dir, 'src'), { recursive: true });
+    return nameForFile(join(dir, 'dist', 'job.js'));
+  });
+  t.deepEqual(names, ['lib-a/dist/job', 'lib-b/dist/job']);
+});
+
+test('an inline source map (--inlineSourceMap) leads to the TypeScript source like a .map file', (t) => {
+  const dir = project({ name: 'inline-app' });
+  compileJob(dir, '--inlineSourceMap');
+  t.is(nameForFile(join(dir, 'dist', 'job.js')), 'inline-app/src/job');
 });

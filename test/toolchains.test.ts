@@ -32,6 +32,8 @@ interface AppOptions {
   importHelpers?: boolean;
   /** tsc's target. Default: es2022. */
   target?: string;
+  /** More tsc options (sourceRoot, inlineSourceMap). */
+  compilerOptions?: object;
 }
 
 let work = '';
@@ -66,13 +68,14 @@ function makeApp(options: AppOptions): App {
     compilerOptions: {
       target: options.target ?? 'es2022', module: 'nodenext', lib: ['es2023', 'esnext.disposable'], types: ['node'], strict: true, skipLibCheck: true,
       rootDir: 'src', outDir: 'dist', sourceMap: options.sourceMap ?? false, importHelpers: options.importHelpers ?? false,
-      experimentalDecorators: legacy, emitDecoratorMetadata: legacy,
+      experimentalDecorators: legacy, emitDecoratorMetadata: legacy, ...options.compilerOptions,
     },
     include: ['src'],
   }));
   writeFileSync(join(dir, 'deno.json'), JSON.stringify({ compilerOptions: { experimentalDecorators: legacy } }));
   symlinkSync(join(work, 'exclusive-process'), join(dir, 'node_modules', 'exclusive-process'), 'dir');
   for (const linked of ['@types', 'tslib']) symlinkSync(join(ROOT, 'node_modules', linked), join(dir, 'node_modules', linked), 'dir');
+  cpSync(join(FIXTURES, 'deco-utils'), join(dir, 'node_modules', 'deco-utils'), { recursive: true }); // a package composing decorators
   return { dir, name };
 }
 
@@ -80,40 +83,50 @@ async function tsc(app: App): Promise<void> {
   await exec(process.execPath, [TSC, '-p', app.dir]);
 }
 
-/** Writes dist/jobs.js and its map beside it, as a build script would. */
-function writeBuilt(app: App, code: string, map: unknown): void {
+/** Writes dist/<file>.js and its map beside it, as a build script would. */
+function writeBuilt(app: App, code: string, map: unknown, file = 'jobs'): void {
   mkdirSync(join(app.dir, 'dist'), { recursive: true });
-  writeFileSync(join(app.dir, 'dist', 'jobs.js'), code);
-  writeFileSync(join(app.dir, 'dist', 'jobs.js.map'), typeof map === 'string' ? map : JSON.stringify(map));
+  writeFileSync(join(app.dir, 'dist', `${file}.js`), code);
+  writeFileSync(join(app.dir, 'dist', `${file}.js.map`), typeof map === 'string' ? map : JSON.stringify(map));
 }
 
-function swc(app: App): void {
+/** The app's sources that SWC and Babel compile one by one. */
+const FILES = ['jobs', 'compose'];
+
+function swc(app: App, decorators: Decorators = 'legacy'): void {
   const core = require('@swc/core') as { transformFileSync(file: string, options: object): { code: string; map?: string } };
-  const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
-    sourceMaps: true,
-    outputPath: join(app.dir, 'dist', 'jobs.js'),
-    jsc: { parser: { syntax: 'typescript', decorators: true }, target: 'es2022', transform: { legacyDecorator: true, decoratorMetadata: true } },
-    module: { type: 'commonjs' },
-  });
-  writeBuilt(app, code, map);
+  for (const file of FILES) {
+    const { code, map } = core.transformFileSync(join(app.dir, 'src', `${file}.ts`), {
+      sourceMaps: true,
+      outputPath: join(app.dir, 'dist', `${file}.js`),
+      jsc: {
+        parser: { syntax: 'typescript', decorators: true }, target: 'es2022',
+        transform: decorators === 'legacy' ? { legacyDecorator: true, decoratorMetadata: true } : { decoratorVersion: '2022-03' },
+      },
+      module: { type: 'commonjs' },
+    });
+    writeBuilt(app, code, map, file);
+  }
 }
 
-function babel(app: App, version: 'legacy' | '2023-11'): void {
+function babel(app: App, version: 'legacy' | '2022-03' | '2023-01' | '2023-11'): void {
   const core = require('@babel/core') as { transformFileSync(file: string, options: object): { code: string; map: object } };
-  const { code, map } = core.transformFileSync(join(app.dir, 'src', 'jobs.ts'), {
-    configFile: false,
-    babelrc: false,
-    sourceMaps: true,
-    sourceFileName: '../src/jobs.ts',
-    plugins: [require.resolve('@babel/plugin-transform-typescript'), [require.resolve('@babel/plugin-proposal-decorators'), { version }]],
-  });
-  writeBuilt(app, code, map);
+  for (const file of FILES) {
+    const { code, map } = core.transformFileSync(join(app.dir, 'src', `${file}.ts`), {
+      configFile: false,
+      babelrc: false,
+      sourceMaps: true,
+      sourceFileName: `../src/${file}.ts`,
+      plugins: [require.resolve('@babel/plugin-transform-typescript'), [require.resolve('@babel/plugin-proposal-decorators'), { version }]],
+    });
+    writeBuilt(app, code, map, file);
+  }
 }
 
 const node = ['node', 'dist/jobs.js'];
 const tsx = [join(BIN, 'tsx'), 'src/jobs.ts'];
 const bun = [join(BIN, 'bun'), 'src/jobs.ts'];
-const deno = [join(BIN, 'deno'), 'run', '-A', 'src/jobs.ts'];
+const deno = [join(BIN, 'deno'), 'run', '-A', '--sloppy-imports', 'src/jobs.ts']; // sloppy: `./compose.js` is compose.ts, as under tsc
 
 function launch(app: App, [command, ...args]: string[], mode: string, caller = 'jobs'): Started {
   return startCommand(command!, [...args, mode, caller], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
@@ -138,6 +151,9 @@ const toolchains: Array<[title: string, options: AppOptions, build: (app: App) =
   ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx, 'src'],
   ['SWC, CommonJS, source maps', { type: 'commonjs', decorators: 'legacy' }, swc, node, 'src'],
   ['Babel, ESM, source maps', { type: 'module', decorators: 'legacy' }, (app) => babel(app, 'legacy'), node, 'src'],
+  ['SWC (2022-03), CommonJS, source maps', { type: 'commonjs', decorators: 'standard' }, (app) => swc(app, 'standard'), node, 'src'],
+  ['Babel (2022-03: no context.metadata), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2022-03'), node, 'src'],
+  ['Babel (2023-01: no context.metadata), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2023-01'), node, 'src'],
   ['Babel (2023-11), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2023-11'), node, 'src'],
   ['Bun', { type: 'module', decorators: 'legacy' }, () => {}, bun, 'src'],
   ['Bun', { type: 'module', decorators: 'standard' }, () => {}, bun, 'src'],
@@ -155,6 +171,11 @@ for (const [title, options, build, command, from] of toolchains) {
       name: `${app.name}/${from}/jobs:Jobs.nightly`,
       // Wrapped by another decorator and first called from a subclass instance: still the declaring class's name.
       wrapped: `${app.name}/${from}/jobs:Base.work`,
+      // A class decorator replaced Svc with a subclass: still Svc's name.
+      subclassed: `${app.name}/${from}/jobs:Svc.go`,
+      // Through helpers composing decorators (a package's, the app's own in another file): the class's file.
+      composed: `${app.name}/${from}/jobs:Composed.run`,
+      local: `${app.name}/${from}/jobs:Composed.local`,
       metadata: { name: `${app.name}/${from}/jobs:Base.work` }, // what @Exclusive() records on the prototype: the resolved name
     });
   });
@@ -182,6 +203,13 @@ test('two unrelated packages compiled by tsc (experimentalDecorators) with the s
   t.deepEqual(await contend([a, node], [b, node]), { holder: '0:done', other: '0:done' });
 });
 
+test('two unrelated apps whose same-named class is decorated through a helper package that composes decorators run at once', async (t) => {
+  const a = makeApp({ type: 'commonjs', decorators: 'legacy' });
+  const b = makeApp({ type: 'commonjs', decorators: 'legacy' });
+  await Promise.all([tsc(a), tsc(b)]);
+  t.deepEqual(await contend([a, node, 'composed'], [b, node, 'composed']), { holder: '0:done', other: '0:done' });
+});
+
 test('tsx and the tsc-compiled build (with source maps) of one app share the lock', async (t) => {
   const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true });
   await tsc(app);
@@ -189,9 +217,23 @@ test('tsx and the tsc-compiled build (with source maps) of one app share the loc
   t.deepEqual(await contend([app, node], [app, tsx]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
 });
 
+for (const [how, compilerOptions] of [
+  ['built with a build machine\'s absolute sourceRoot', { sourceMap: true, sourceRoot: '/app/src' }],
+  ['built with an inline source map', { inlineSourceMap: true }],
+] as const) {
+  test(`tsx and the tsc build ${how} share the lock; two unrelated packages built so do not`, async (t) => {
+    const app = makeApp({ type: 'commonjs', decorators: 'legacy', compilerOptions });
+    const other = makeApp({ type: 'commonjs', decorators: 'legacy', compilerOptions });
+    await Promise.all([tsc(app), tsc(other)]);
+    t.deepEqual(await contend([app, tsx], [app, node]), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
+    t.deepEqual(await contend([app, node], [other, node]), { holder: '0:done', other: '0:done' });
+  });
+}
+
 for (const [title, options, build, command] of [
   ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx],
   ['tsc', { type: 'commonjs', decorators: 'standard', sourceMap: true }, tsc, node],
+  ['Babel (2022-03: no context.metadata)', { type: 'module', decorators: 'standard' }, (app: App) => babel(app, '2022-03'), node],
 ] as const) {
   test(`${title}, standard decorators: a method wrapped by another decorator takes the declaring class's lock from Base and Derived callers in two processes`, async (t) => {
     const app = makeApp(options);
@@ -200,6 +242,13 @@ for (const [title, options, build, command] of [
     t.deepEqual(await contend([app, [...command], 'derived'], [app, [...command], 'base']), { holder: '0:done', other: '0:ERR_LOCK_HELD' });
   });
 }
+
+test('Babel (2022-03: no context.metadata): a wrapped method overridden by a subclass is refused, never named after the calling class', async (t) => {
+  const app = makeApp({ type: 'module', decorators: 'standard' });
+  babel(app, '2022-03');
+  const { stdout } = await launch(app, node, 'try', 'override').finished;
+  t.is(stdout.trim(), 'ERR_INVALID_LOCK_NAME');
+});
 
 const downlevel = ['node', 'dist/downlevel.js'];
 
@@ -224,6 +273,18 @@ test('async compiled away, without async: true: the second concurrent call\'s er
     'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' +
     'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
   t.deepEqual(await downlevelResult(app, ['same']), {
+    function: ['done', explained(`${app.name}/src/downlevel`)],
+    method: ['done', explained(`${app.name}/src/downlevel:Jobs.nightly`)],
+    maxRunning: 1,
+  });
+});
+
+test('async compiled away, without async: true nor wait: the second concurrent call\'s error says the holder is an earlier call and what to do', async (t) => {
+  const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
+  await tsc(app);
+  const explained = (name: string): string => `ERR_LOCK_HELD '${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+    'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
+  t.deepEqual(await downlevelResult(app, ['same', 'nowait']), {
     function: ['done', explained(`${app.name}/src/downlevel`)],
     method: ['done', explained(`${app.name}/src/downlevel:Jobs.nightly`)],
     maxRunning: 1,

@@ -3,7 +3,8 @@
 // (every supported form), and each `@ts-expect-error` in
 // test/fixtures/decorator-misuse.ts must meet an error (an unused one fails).
 // Likewise test/fixtures/api-types.ts for the rest of the API: drivers that
-// cannot lock synchronously, holder()'s promise, run(fn), lockName.
+// cannot lock synchronously, holder()'s promise, run(fn), lockName; and
+// test/fixtures/async-types.ts checks the result type of `async: true`.
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
