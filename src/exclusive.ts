@@ -227,7 +227,7 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
 
 function forever(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseOptions(options);
-  requireSynchronous(settings.driver, 'Exclusive.forever()');
+  requireSynchronous(settings, 'Exclusive.forever()');
   const t = target(settings, settings.name ?? nameFromCaller());
   const lock = acquireSync(t);
   holdForProcess(t);
@@ -250,7 +250,7 @@ async function run<R>(options: ExclusiveOptions | undefined, fn: (lock: Exclusiv
 
 function lock(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseOptions(options);
-  requireSynchronous(settings.driver, 'Exclusive.lock()');
+  requireSynchronous(settings, 'Exclusive.lock()');
   return acquireSync(target(settings, settings.name ?? nameFromCaller()));
 }
 

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
-import { CannotAcquireLock, LockDriverError, NotHoldingError } from './errors.js';
+import { isMainThread } from 'node:worker_threads';
+import { CannotAcquireLock, InvalidArgumentError, LockDriverError, NotHoldingError } from './errors.js';
 import { cleanupOnSignals, registerCleanup, withoutOurSignalHandlers } from './exit.js';
 import { recordForThisProcess } from './holder-record.js';
 import type { LockSettings } from './options.js';
@@ -260,11 +261,23 @@ export function target(settings: LockSettings, name: string): Target {
   return { settings, name, resource: settings.driver.locate(name, settings.dir) };
 }
 
-/** Throws unless the driver can work synchronously (needed by lock(), forever(), sync functions). */
-export function requireSynchronous(driver: LockDriver, what: string): void {
+/**
+ * Throws unless `settings` suit a synchronous form (`lock()`, `forever()`,
+ * sync functions; `what` names it): the driver must be synchronous, and a
+ * `signal` that has not aborted yet cannot stop a wait, since no JavaScript
+ * (no timer, no abort) runs in a thread blocked in a synchronous wait. An
+ * aborted signal is accepted: the call throws its reason, as `acquire()` does.
+ */
+export function requireSynchronous(settings: LockSettings, what: string): void {
+  const { driver, signal } = settings;
   if (!driver.synchronous) {
     throw new LockDriverError('ERR_DRIVER_UNSUPPORTED',
       `The ${driver.kind} driver is asynchronous: ${what} needs a synchronous driver; use Exclusive.acquire() or an async function.`);
+  }
+  if (signal !== undefined && !signal.aborted && settings.waitMs > 0) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
+      `options.signal cannot stop the wait of ${what}: a synchronous wait blocks the thread, so the signal would never be seen. ` +
+        'Use Exclusive.acquire() or an async function to wait with a signal, or a synchronous wait without one.');
   }
 }
 
@@ -300,23 +313,23 @@ export function acquireSync(t: Target): ExclusiveLock {
   }
   if (lock !== null) return hold(name, entry, lock, record);
   unreserve(entry);
-  if (settings.signal?.aborted) throw settings.signal.reason;
   return conflictSync(t, undefined);
 }
 
 /**
- * A synchronous wait. For ever, with no `signal` to abort it, it blocks in
- * the driver (the kernel hands the lock over at once); otherwise it polls,
- * briefly, since nothing can wake a blocked thread early. Either way no
- * JavaScript runs until it returns, signal handlers included.
+ * A synchronous wait: no JavaScript runs in this thread until it returns,
+ * signal handlers and abort signals included (see requireSynchronous). The
+ * main thread waiting for ever blocks in the driver: the kernel hands the
+ * lock over at once. Otherwise it polls, sleeping in Atomics.wait, which
+ * `worker.terminate()` interrupts; a worker blocked in the kernel (flock)
+ * could not be stopped, and `process.exit()`, which stops every worker
+ * first, would hang until the lock came.
  */
 function waitSync(attempt: (block: boolean) => DriverLock | null, settings: LockSettings, deadline: number): DriverLock | null {
-  if (settings.waitMs === Infinity && settings.signal === undefined && settings.driver.waitLockSync) {
-    return attempt(true);
-  }
+  if (settings.waitMs === Infinity && isMainThread && settings.driver.waitLockSync) return attempt(true);
   for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, SYNC_POLL_MAX_MS)) {
     const left = deadline - performance.now();
-    if (left <= 0 || settings.signal?.aborted) return null;
+    if (left <= 0) return null;
     sleepSync(Math.min(delay, left));
     const lock = attempt(false);
     if (lock !== null) return lock;
@@ -415,7 +428,7 @@ async function pollWait(driver: LockDriver, resource: string, record: HolderReco
   }
 }
 
-/** Blocks the thread for `ms` without burning CPU. */
+/** Blocks the thread for `ms` without burning CPU; `worker.terminate()` interrupts it. */
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

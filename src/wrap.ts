@@ -64,7 +64,7 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
       'A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.');
   }
   const isAsync = fn instanceof AsyncFunction;
-  if (!isAsync) requireSynchronous(settings.driver, 'a synchronous function');
+  if (!isAsync) requireSynchronous(settings, 'a synchronous function');
   let resolved: Target | undefined;
   const targetFor = (self: unknown): Target => (resolved ??= target(settings, nameOf(self)));
 
