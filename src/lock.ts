@@ -56,6 +56,9 @@ const chain = new AsyncLocalStorage<ReadonlyMap<Entry, readonly ExclusiveLock[]>
 const POLL_FIRST_MS = 2;
 const POLL_MAX_MS = 100;
 const SYNC_POLL_MAX_MS = 10;
+/** What the polls of all asynchronous waits of a thread may add up to, watched or not (see pollMaxMs). */
+const WATCHED_POLLS_PER_SECOND = 200;
+const UNWATCHED_POLLS_PER_SECOND = 1000;
 
 /**
  * A held lock. Returned by `Exclusive.forever()`, `Exclusive.lock()`,
@@ -402,30 +405,67 @@ async function nativeWait(driver: LockDriver, resource: string, record: HolderRe
 
 /**
  * Retries the lock whenever the driver reports a change (a release wakes us
- * within a millisecond), and on a poll backing off to POLL_MAX_MS, which is
- * what finds a holder that died without a word (`kill -9`).
+ * within a millisecond), and on a poll backing off to pollMaxMs(), which is
+ * what finds a holder that died without a word (`kill -9`). The watch is set
+ * up once for the whole wait, and again only after it fired (the lock file
+ * may have been replaced) or when it could not be set up: waiting on many
+ * names costs one watch each and a bounded poll, not a new watch per poll.
  */
 async function pollWait(driver: LockDriver, resource: string, record: HolderRecord, deadline: number, signal: AbortSignal | undefined): Promise<DriverLock | null> {
-  for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, POLL_MAX_MS)) {
-    let wake!: () => void;
-    const woken = new Promise<void>((resolve) => (wake = resolve));
-    // Watch before trying, so a release between the try and the sleep still wakes us.
-    const unwatch = driver.watch?.(resource, wake);
-    let timer: NodeJS.Timeout | undefined;
-    try {
+  let wake = (): void => {};
+  let unwatch: (() => void) | undefined;
+  let changed = true;
+  const onChange = (): void => {
+    changed = true;
+    wake();
+  };
+  const rewatch = (): void => {
+    changed = false;
+    unwatch?.();
+    unwatch = driver.watch?.(resource, onChange);
+  };
+  const onAbort = (): void => wake();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  pollingWaits++;
+  try {
+    for (let delay = POLL_FIRST_MS; ;) {
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      // Watch before trying, so a release between the try and the sleep still wakes us.
+      if (changed || unwatch === undefined) rewatch();
       const lock = await driver.tryLock(resource, { ...record, since: new Date() }, signal);
       if (lock !== null) return lock;
+      if (unwatch === undefined && driver.watch !== undefined) {
+        // No watch before the try (the file was being replaced?): one now, and try again under it.
+        rewatch();
+        if (unwatch !== undefined) continue;
+      }
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return null;
-      timer = setTimeout(wake, Math.min(delay, left));
-      signal?.addEventListener('abort', wake, { once: true });
+      const timer = setTimeout(wake, Math.min(delay, left));
       await woken;
-    } finally {
-      unwatch?.();
       clearTimeout(timer);
-      signal?.removeEventListener('abort', wake);
+      delay = Math.min(delay * 2, pollMaxMs(unwatch === undefined ? UNWATCHED_POLLS_PER_SECOND : WATCHED_POLLS_PER_SECOND));
     }
+  } finally {
+    pollingWaits--;
+    unwatch?.();
+    signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** Asynchronous waits of this thread in pollWait(), for the poll budget. */
+let pollingWaits = 0;
+
+/**
+ * The longest poll of a wait: POLL_MAX_MS, stretched when many names wait at
+ * once so that all their polls together stay near `pollsPerSecond` (each
+ * poll is a failed lock attempt, some microseconds). A watched wait's poll
+ * only finds holders that died without a word; an unwatched one's (no
+ * inotify left, a network file system) finds every release, so it may poll
+ * more.
+ */
+function pollMaxMs(pollsPerSecond: number): number {
+  return Math.max(POLL_MAX_MS, (pollingWaits * 1000) / pollsPerSecond);
 }
 
 /** Blocks the thread for `ms` without burning CPU; `worker.terminate()` interrupts it. */
