@@ -59,6 +59,8 @@ const SYNC_POLL_MAX_MS = 10;
 /** What the polls of all asynchronous waits of a thread may add up to, watched or not (see pollMaxMs). */
 const WATCHED_POLLS_PER_SECOND = 200;
 const UNWATCHED_POLLS_PER_SECOND = 1000;
+/** How often a wait whose watch failed tries again. */
+const WATCH_RETRY_MS = 1000;
 
 /**
  * A held lock. Returned by `Exclusive.forever()`, `Exclusive.lock()`,
@@ -415,6 +417,7 @@ async function pollWait(driver: LockDriver, resource: string, record: HolderReco
   let wake = (): void => {};
   let unwatch: (() => void) | undefined;
   let changed = true;
+  let watchAgainAt = 0;
   const onChange = (): void => {
     changed = true;
     wake();
@@ -423,6 +426,8 @@ async function pollWait(driver: LockDriver, resource: string, record: HolderReco
     changed = false;
     unwatch?.();
     unwatch = driver.watch?.(resource, onChange);
+    // Where watching fails every time (no inotify instance left), a failed watch per poll would cost more than the poll.
+    if (unwatch === undefined) watchAgainAt = performance.now() + WATCH_RETRY_MS;
   };
   const onAbort = (): void => wake();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -431,11 +436,12 @@ async function pollWait(driver: LockDriver, resource: string, record: HolderReco
     for (let delay = POLL_FIRST_MS; ;) {
       const woken = new Promise<void>((resolve) => (wake = resolve));
       // Watch before trying, so a release between the try and the sleep still wakes us.
-      if (changed || unwatch === undefined) rewatch();
+      const afterChange = changed;
+      if (changed || (unwatch === undefined && performance.now() >= watchAgainAt)) rewatch();
       const lock = await driver.tryLock(resource, { ...record, since: new Date() }, signal);
       if (lock !== null) return lock;
-      if (unwatch === undefined && driver.watch !== undefined) {
-        // No watch before the try (the file was being replaced?): one now, and try again under it.
+      if (afterChange && unwatch === undefined && driver.watch !== undefined) {
+        // The change may have been the file being replaced, not there to watch a moment ago: watch it now, and try again under the watch.
         rewatch();
         if (unwatch !== undefined) continue;
       }
