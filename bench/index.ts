@@ -3,13 +3,15 @@
 // machines are not stable; ratios between peers measured together are
 // steadier, though heavy I/O load slows proper-lockfile's mkdir/rmdir far
 // more than our CPU-bound path, hence the load warning).
-// Sections: uncontended acquire+release, hand-off latency, then the
-// optional ones (portable driver, postgres) when they are available.
+// Sections: uncontended acquire+release, hand-off latency, the CPU cost of
+// waiting on many names, then the optional ones (portable driver, postgres)
+// when they are available.
 import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crossProcessHandoffs, inProcessHandoff, LABELS, type HandoffResult } from './handoff.js';
 import { ms, ratio, us } from './stats.js';
+import { waitCosts } from './wait-cost.js';
 import { allChecks, check, note, printTable } from './table.js';
 import { exclusiveContenders, measure, portableContenders, properLockfileContenders, roundRatios, ROUNDS, type Measured } from './uncontended.js';
 
@@ -31,6 +33,7 @@ async function main(): Promise<void> {
 
     await uncontended(dir);
     await handoff(dir);
+    await waitCost(dir);
     await postgres();
 
     console.log('\n### Targets\n');
@@ -96,6 +99,22 @@ async function handoff(dir: string): Promise<void> {
   for (const label of [LABELS.inProcess, LABELS.exclusiveAsync, LABELS.exclusiveSync]) {
     const r = results.find((x) => x.label === label)!;
     check(`hand-off ${label}`, r.summary.median < 2e6, `median ${ms(r.summary.median)} ms (target < 2 ms)`);
+  }
+}
+
+async function waitCost(dir: string): Promise<void> {
+  const results = await waitCosts(dir);
+  printTable(
+    'What waiting costs: CPU of a process whose `wait: true` waiters wait on locks another process holds (process.cpuUsage, steady state)',
+    ['waiters', 'CPU ms per second', '% of one core', 'file watching'],
+    results.map((r) => [r.label, r.cpuMsPerSecond.toFixed(2), `${(r.cpuMsPerSecond / 10).toFixed(2)} %`, r.watching ? 'yes' : 'NO (all polling)']),
+  );
+  note('Each distinct name waits on the OS (a watch on its lock file, and a slow poll for holders that die without a word); ' +
+    'waiters of one name queue in-process behind one. Without file watching (inotify instances are limited per user) waits poll.');
+  console.log();
+  for (const r of results) {
+    if (!r.watching) continue;
+    check(`waiting cost, ${r.label}`, r.cpuMsPerSecond < 20, `${(r.cpuMsPerSecond / 10).toFixed(2)} % of one core (target < 2 %, an idle process on a busy machine included)`);
   }
 }
 

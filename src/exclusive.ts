@@ -378,7 +378,7 @@ function targetOf(settings: LockSettings, form: string): Target {
 
 function forever(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseLockOptions(options, 'Exclusive.forever()');
-  requireSynchronous(settings.driver, 'Exclusive.forever()');
+  requireSynchronous(settings, 'Exclusive.forever()');
   const t = targetOf(settings, 'Exclusive.forever()');
   return tracedSync(t, () => acquireForProcess(t));
 }
@@ -401,7 +401,7 @@ async function run<R>(...args: [ExclusiveOptions | undefined, (lock: ExclusiveLo
 
 function lock(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseLockOptions(options, 'Exclusive.lock()');
-  requireSynchronous(settings.driver, 'Exclusive.lock()');
+  requireSynchronous(settings, 'Exclusive.lock()');
   const t = targetOf(settings, 'Exclusive.lock()');
   return tracedSync(t, () => acquireSync(t));
 }

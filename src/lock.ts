@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
-import { CannotAcquireLock, LockDriverError, NotHoldingError, type ConflictDetails } from './errors.js';
+import { isMainThread } from 'node:worker_threads';
+import { CannotAcquireLock, InvalidArgumentError, LockDriverError, NotHoldingError, type ConflictDetails } from './errors.js';
 import { cleanupOnSignals, registerCleanup, withoutOurSignalHandlers } from './exit.js';
 import { isThisProcess, recordForThisProcess } from './holder-record.js';
 import type { LockSettings } from './options.js';
@@ -111,6 +112,11 @@ function keyOf(driver: LockDriver, resource: string): string {
 const POLL_FIRST_MS = 2;
 const POLL_MAX_MS = 100;
 const SYNC_POLL_MAX_MS = 10;
+/** What the polls of all asynchronous waits of a thread may add up to, watched or not (see pollMaxMs). */
+const WATCHED_POLLS_PER_SECOND = 200;
+const UNWATCHED_POLLS_PER_SECOND = 1000;
+/** How often a wait whose watch failed tries again. */
+const WATCH_RETRY_MS = 1000;
 
 /**
  * A held lock. Returned by `Exclusive.forever()`, `Exclusive.lock()`,
@@ -350,11 +356,23 @@ export function target(settings: LockSettings, name: string): Target {
   return { settings, name, resource: settings.driver.locate(name, settings.dir) };
 }
 
-/** Throws unless the driver can work synchronously (needed by lock(), forever(), sync functions). */
-export function requireSynchronous(driver: LockDriver, what: string): void {
+/**
+ * Throws unless `settings` suit a synchronous form (`lock()`, `forever()`,
+ * sync functions; `what` names it): the driver must be synchronous, and a
+ * `signal` that has not aborted yet cannot stop a wait, since no JavaScript
+ * (no timer, no abort) runs in a thread blocked in a synchronous wait. An
+ * aborted signal is accepted: the call throws its reason, as `acquire()` does.
+ */
+export function requireSynchronous(settings: LockSettings, what: string): void {
+  const { driver, signal } = settings;
   if (!driver.synchronous) {
     throw new LockDriverError('ERR_DRIVER_UNSUPPORTED',
       `The ${driver.kind} driver is asynchronous: ${what} needs a synchronous driver; use Exclusive.acquire() or an async function.`);
+  }
+  if (signal !== undefined && !signal.aborted && settings.waitMs > 0) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
+      `options.signal cannot stop the wait of ${what}: a synchronous wait blocks the thread, so the signal would never be seen. ` +
+        'Use Exclusive.acquire() or an async function to wait with a signal, or a synchronous wait without one.');
   }
 }
 
@@ -434,18 +452,19 @@ function pausedWhileLent(driver: LockDriver, entry: Entry): LockDriver {
 }
 
 /**
- * A synchronous wait. For ever, with no `signal` to abort it, it blocks in
- * the driver (the kernel hands the lock over at once); otherwise it polls,
- * briefly, since nothing can wake a blocked thread early. Either way no
- * JavaScript runs until it returns, signal handlers included.
+ * A synchronous wait: no JavaScript runs in this thread until it returns,
+ * signal handlers and abort signals included (see requireSynchronous). The
+ * main thread waiting for ever blocks in the driver: the kernel hands the
+ * lock over at once. Otherwise it polls, sleeping in Atomics.wait, which
+ * `worker.terminate()` interrupts; a worker blocked in the kernel (flock)
+ * could not be stopped, and `process.exit()`, which stops every worker
+ * first, would hang until the lock came.
  */
 function waitSync(attempt: (block: boolean) => DriverLock | null, settings: LockSettings, deadline: number): DriverLock | null {
-  if (settings.waitMs === Infinity && settings.signal === undefined && settings.driver.waitLockSync) {
-    return attempt(true);
-  }
+  if (settings.waitMs === Infinity && isMainThread && settings.driver.waitLockSync) return attempt(true);
   for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, SYNC_POLL_MAX_MS)) {
     const left = deadline - performance.now();
-    if (left <= 0 || settings.signal?.aborted) return null;
+    if (left <= 0) return null;
     sleepSync(Math.min(delay, left));
     const lock = attempt(false);
     if (lock !== null) return lock;
@@ -520,33 +539,74 @@ async function nativeWait(driver: LockDriver, resource: string, record: HolderRe
 
 /**
  * Retries the lock whenever the driver reports a change (a release wakes us
- * within a millisecond), and on a poll backing off to POLL_MAX_MS, which is
- * what finds a holder that died without a word (`kill -9`).
+ * within a millisecond), and on a poll backing off to pollMaxMs(), which is
+ * what finds a holder that died without a word (`kill -9`). The watch is set
+ * up once for the whole wait, and again only after it fired (the lock file
+ * may have been replaced) or when it could not be set up: waiting on many
+ * names costs one watch each and a bounded poll, not a new watch per poll.
  */
 async function pollWait(driver: LockDriver, resource: string, record: HolderRecord, deadline: number, signal: AbortSignal | undefined): Promise<DriverLock | null> {
-  for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, POLL_MAX_MS)) {
-    let wake!: () => void;
-    const woken = new Promise<void>((resolve) => (wake = resolve));
-    // Watch before trying, so a release between the try and the sleep still wakes us.
-    const unwatch = driver.watch?.(resource, wake);
-    let timer: NodeJS.Timeout | undefined;
-    try {
+  let wake = (): void => {};
+  let unwatch: (() => void) | undefined;
+  let changed = true;
+  let watchAgainAt = 0;
+  const onChange = (): void => {
+    changed = true;
+    wake();
+  };
+  const rewatch = (): void => {
+    changed = false;
+    unwatch?.();
+    unwatch = driver.watch?.(resource, onChange);
+    // Where watching fails every time (no inotify instance left), a failed watch per poll would cost more than the poll.
+    if (unwatch === undefined) watchAgainAt = performance.now() + WATCH_RETRY_MS;
+  };
+  const onAbort = (): void => wake();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  pollingWaits++;
+  try {
+    for (let delay = POLL_FIRST_MS; ;) {
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      // Watch before trying, so a release between the try and the sleep still wakes us.
+      const afterChange = changed;
+      if (changed || (unwatch === undefined && performance.now() >= watchAgainAt)) rewatch();
       const lock = await driver.tryLock(resource, { ...record, since: new Date() }, signal);
       if (lock !== null) return lock;
+      if (afterChange && unwatch === undefined && driver.watch !== undefined) {
+        // The change may have been the file being replaced, not there to watch a moment ago: watch it now, and try again under the watch.
+        rewatch();
+        if (unwatch !== undefined) continue;
+      }
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return null;
-      timer = setTimeout(wake, Math.min(delay, left));
-      signal?.addEventListener('abort', wake, { once: true });
+      const timer = setTimeout(wake, Math.min(delay, left));
       await woken;
-    } finally {
-      unwatch?.();
       clearTimeout(timer);
-      signal?.removeEventListener('abort', wake);
+      delay = Math.min(delay * 2, pollMaxMs(unwatch === undefined ? UNWATCHED_POLLS_PER_SECOND : WATCHED_POLLS_PER_SECOND));
     }
+  } finally {
+    pollingWaits--;
+    unwatch?.();
+    signal?.removeEventListener('abort', onAbort);
   }
 }
 
-/** Blocks the thread for `ms` without burning CPU. */
+/** Asynchronous waits of this thread in pollWait(), for the poll budget. */
+let pollingWaits = 0;
+
+/**
+ * The longest poll of a wait: POLL_MAX_MS, stretched when many names wait at
+ * once so that all their polls together stay near `pollsPerSecond` (each
+ * poll is a failed lock attempt, some microseconds). A watched wait's poll
+ * only finds holders that died without a word; an unwatched one's (no
+ * inotify left, a network file system) finds every release, so it may poll
+ * more.
+ */
+function pollMaxMs(pollsPerSecond: number): number {
+  return Math.max(POLL_MAX_MS, (pollingWaits * 1000) / pollsPerSecond);
+}
+
+/** Blocks the thread for `ms` without burning CPU; `worker.terminate()` interrupts it. */
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

@@ -51,7 +51,13 @@ export interface ExclusiveOptions {
    * ```
    */
   wait?: boolean | number;
-  /** Stops a wait: the call then rejects with `signal.reason`. Default: none. */
+  /**
+   * Stops a wait: the call then rejects with `signal.reason` (an aborted
+   * signal stops it before it starts, in every form). A synchronous wait runs
+   * no JavaScript, so it cannot see a signal: `lock()`, `forever()` and sync
+   * functions with a `wait` throw `ERR_INVALID_ARG_VALUE` for one that has
+   * not aborted. Default: none.
+   */
   signal?: AbortSignal;
   /**
    * The lock directory (file-based drivers). Default:

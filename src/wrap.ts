@@ -133,7 +133,7 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
       'A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.');
   }
   const isAsync = settings.async ?? fn instanceof AsyncFunction;
-  if (!isAsync) requireSynchronous(settings.driver, 'a synchronous function');
+  if (!isAsync) requireSynchronous(settings, 'a synchronous function');
   let resolved: Target | undefined;
   let unsettled = 0; // promises returned by synchronous calls, each holding the lock
   const targetFor = (self: unknown): Target => resolved ?? (resolved = traceTarget(target(settings, nameOf(self))));

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readdirSync, symlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync, symlinkSync, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pbkdf2 } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
@@ -379,6 +379,53 @@ test('attempts that fail on many names keep no descriptor per name', async (t) =
   for (let i = 0; i < 200; i++) t.throws(() => Exclusive.lock({ name: `busy-${i}`, dir }), { instanceOf: CannotAcquireLock });
   t.true(descriptors() - before <= 40, `${descriptors() - before} more descriptors`); // the idle cache keeps 32
 });
+
+test('waits on many names set up one watch each and keep each file open for the whole wait, and still find holders that die without a word', async (t) => {
+  const dir = lockDir();
+  const holder = start('hold-many.ts', [dir, '40']);
+  t.teardown(() => holder.child.kill('SIGKILL'));
+  await holder.waitFor('held');
+  const posix = driverByName('posix');
+  let watches = 0;
+  const driver: LockDriver = {
+    ...posix,
+    watch(resource, onChange) {
+      const stop = posix.watch!(resource, onChange);
+      if (stop !== undefined) watches++;
+      return stop;
+    },
+  };
+  const waits = Array.from({ length: 40 }, (_, i) => Exclusive.acquire({ name: `busy-${i}`, dir, driver, wait: true }));
+  await tick(1_500); // a dozen polls each: they start at 2 ms and double
+  if (canWatch(dir)) {
+    t.is(watches, 40, 'one watch per waiting name, however many polls');
+    const open = readdirSync('/proc/self/fd').filter((fd) => readlinkQuietly(`/proc/self/fd/${fd}`).startsWith(`${dir}/`));
+    t.is(open.length, 40, 'each waiting name keeps its lock file open (none evicted and reopened)');
+  } else {
+    t.log('this user has no inotify instance left (fs.inotify.max_user_instances): waits poll, watches not checked');
+  }
+  holder.child.kill('SIGKILL'); // no release, no file change: only the polls can find it
+  for (const lock of await Promise.all(waits)) await lock.release();
+  t.pass();
+});
+
+/** Whether this process can watch files (inotify instances are limited per user). */
+function canWatch(dir: string): boolean {
+  try {
+    watch(dir, { persistent: false }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readlinkQuietly(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
 
 test('forever() leaves shutting down to an application SIGTERM handler added with once() before it', async (t) => {
   const dir = lockDir();

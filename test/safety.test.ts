@@ -64,6 +64,33 @@ test('options.async describes a function: the forms that wrap none refuse it ins
   t.is(await exclusive(() => Promise.resolve(7), options)(), 7);
 });
 
+test('a signal cannot stop a synchronous wait: every synchronous form refuses it with ERR_INVALID_ARG_VALUE; an aborted one throws its reason', async (t) => {
+  const dir = lockDir();
+  // Another process holds the lock (for 60 s at most): a signal silently ignored would block here.
+  const holder = start('hold.ts', ['sync-signal', dir, '', '60000']);
+  await holder.waitFor('held');
+  const refused = { instanceOf: InvalidArgumentError, code: 'ERR_INVALID_ARG_VALUE', message: /^options\.signal cannot stop the wait of .*Use Exclusive\.acquire\(\) or an async function/ };
+  for (const wait of [1000, true]) {
+    const options = { name: 'sync-signal', dir, wait, signal: AbortSignal.timeout(50) };
+    t.throws(() => Exclusive.lock(options), refused, `lock() with wait: ${wait}`);
+    t.throws(() => Exclusive.forever(options), refused, `forever() with wait: ${wait}`);
+    t.throws(() => exclusive(() => {}, options), refused, `exclusive(syncFn) with wait: ${wait}, when wrapping`);
+    t.throws(() => Exclusive(options)({}, 'job', { value() {}, writable: true, configurable: true }), refused, `@Exclusive on a sync method with wait: ${wait}`);
+    // Asynchronous forms observe it; a synchronous form that does not wait has nothing to stop.
+    const job = exclusive(async () => {}, options);
+    await t.throwsAsync(job(), { any: true, name: 'TimeoutError' });
+    t.throws(() => Exclusive.lock({ ...options, wait: false, signal: new AbortController().signal }), { code: 'ERR_LOCK_HELD' });
+  }
+  // A signal aborted already stops the call before it waits, in every form (as before).
+  const aborted = { name: 'sync-signal', dir, wait: true, signal: AbortSignal.abort(new Error('stopped')) };
+  t.throws(() => Exclusive.lock(aborted), { message: 'stopped' });
+  t.throws(() => Exclusive.forever(aborted), { message: 'stopped' });
+  t.throws(() => exclusive(() => {}, aborted)(), { message: 'stopped' });
+  await t.throwsAsync(Exclusive.acquire(aborted), { message: 'stopped' });
+  holder.child.kill('SIGTERM');
+  await holder.finished;
+});
+
 test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => exclusive('x' as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'exclusive(fn) needs a function, got string "x"' });
   // @ts-expect-error the types refuse generator functions too

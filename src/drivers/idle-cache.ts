@@ -8,14 +8,17 @@ export const MAX_IDLE = 32;
 /**
  * Lets go of the least recently used idle entries (a Map's insertion order:
  * re-insert an entry on use) until at most MAX_IDLE are idle. `evict` must
- * delete the entry from the map.
+ * delete the entry from the map. `inUse` tells the entries that are not
+ * idle (default: held ones).
  */
-export function evictIdle<K, V extends { held: boolean }>(entries: Map<K, V>, evict: (key: K, value: V) => void): void {
+export function evictIdle<K, V extends { held: boolean }>(entries: Map<K, V>, evict: (key: K, value: V) => void,
+  inUse: (key: K, value: V) => boolean = (_key, value) => value.held): void {
+  if (entries.size <= MAX_IDLE) return;
   let idle = 0;
-  for (const value of entries.values()) if (!value.held) idle++;
+  for (const [key, value] of entries) if (!inUse(key, value)) idle++;
   for (const [key, value] of entries) {
     if (idle <= MAX_IDLE) break;
-    if (value.held) continue;
+    if (inUse(key, value)) continue;
     evict(key, value);
     idle--;
   }

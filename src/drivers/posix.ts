@@ -51,6 +51,9 @@ export function createPosixDriver(): LockDriver {
   const native = loadNative();
   const flock = native.flock;
   const files = new Map<string, CachedFile>(); // insertion order = least recently used first
+  /** Paths a wait watches, with how many: their files stay open until it ends, so its retries do not reopen them. */
+  const waiting = new Map<string, number>();
+  const inUse = (path: string, file: CachedFile): boolean => file.held || waiting.has(path);
 
   /** Locks `path` (blocking, or failing at once with LOCK_NB): the lock, or null when held elsewhere. */
   function lock(path: string, record: HolderRecord, operation: number): DriverLock | null {
@@ -62,7 +65,7 @@ export function createPosixDriver(): LockDriver {
       const errno = flock(cached.fd, operation);
       if (errno !== 0) {
         if (errno === EWOULDBLOCK || errno === EAGAIN) {
-          evictIdle(files, removeIfFree); // failed attempts on many names must not keep a descriptor each
+          evictIdle(files, removeIfFree, inUse); // failed tries on many names keep no descriptor each (waits keep theirs, see watch)
           return null;
         }
         if (errno === EINTR) continue; // a signal interrupted a blocking wait: wait again
@@ -101,7 +104,7 @@ export function createPosixDriver(): LockDriver {
     } catch {
       // Not the owner: waiters fall back to their poll.
     }
-    if (files.get(path) === file) evictIdle(files, removeIfFree);
+    if (files.get(path) === file) evictIdle(files, removeIfFree, inUse);
   }
 
   /** Unlinks the file if we can lock it and it is still the file at `path`, then closes it. */
@@ -132,7 +135,18 @@ export function createPosixDriver(): LockDriver {
     tryLock: (path, record) => lock(path, record, LOCK_EX | LOCK_NB),
     // Blocks in the kernel, which hands the lock over within a fraction of a millisecond.
     waitLockSync: (path, record) => lock(path, record, LOCK_EX)!,
-    watch: (path, onChange) => watchLockFile(path, onChange),
+    watch(path, onChange) {
+      const stop = watchLockFile(path, onChange);
+      if (stop === undefined) return undefined;
+      waiting.set(path, (waiting.get(path) ?? 0) + 1);
+      return () => {
+        stop();
+        const left = waiting.get(path)! - 1;
+        if (left > 0) return void waiting.set(path, left);
+        waiting.delete(path);
+        evictIdle(files, removeIfFree, inUse);
+      };
+    },
     heldByThisThread(path) {
       let stat;
       try {

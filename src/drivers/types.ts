@@ -112,8 +112,15 @@ export interface LockDriver {
    * as it does for the same path, instead of waiting for itself for ever.
    */
   heldByThisThread?(resource: string): boolean;
-  /** Calls `onChange` when the lock may have been released (optional); returns a function that stops watching. */
-  watch?(resource: string, onChange: () => void): () => void;
+  /**
+   * Calls `onChange` when the lock may have been released (optional).
+   * Returns a function that stops watching, or undefined when it cannot
+   * watch (the shared code then polls faster and asks again). Called once
+   * per wait for its whole length, and again after `onChange` (the resource
+   * may have been replaced), so a driver may keep what makes its retries of
+   * `resource` cheap (an open file) until watching stops.
+   */
+  watch?(resource: string, onChange: () => void): (() => void) | undefined;
   /**
    * The current holder as recorded by it, `{ pid: null }` when held by an
    * unknown holder, or `null` when free. `name` is the lock name `resource`

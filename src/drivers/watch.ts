@@ -6,11 +6,11 @@ import { basename, dirname } from 'node:path';
  * macOS): calls `onChange` when `path` changes, or, with `byName`, when a
  * file called like `path` appears or disappears in its directory (for
  * drivers whose lock file comes and goes). Returns a function that stops
- * watching. Where watching is impossible (no inotify, out of watches, a
- * network file system) it does nothing: the wait loop's poll still finds
- * the release.
+ * watching, or undefined where watching is impossible (no such file yet,
+ * no inotify, out of watches): the wait loop then polls faster, and tries
+ * to watch again.
  */
-export function watchLockFile(path: string, onChange: () => void, byName = false): () => void {
+export function watchLockFile(path: string, onChange: () => void, byName = false): (() => void) | undefined {
   const name = basename(path);
   try {
     const watcher = byName
@@ -21,6 +21,6 @@ export function watchLockFile(path: string, onChange: () => void, byName = false
     watcher.on('error', onChange);
     return () => watcher.close();
   } catch {
-    return () => {};
+    return undefined;
   }
 }

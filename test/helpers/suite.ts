@@ -1,7 +1,7 @@
 import type { TestFn } from 'ava';
 import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { catchesSignal, lockDir, run, start } from './processes.js';
+import { catchesSignal, lockDir, run, start, type Finished, type Started } from './processes.js';
 
 /**
  * The multi-process guarantees every file-based driver must show, run
@@ -123,6 +123,30 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     t.is((await waiter.finished).code, 0);
   });
 
+  test(`${driver}: a worker thread waiting synchronously for ever holds up neither process.exit() nor worker.terminate(), and gets a released lock`, async (t) => {
+    const dir = lockDir();
+    const holder = start('hold.ts', ['in-worker', dir, driver]);
+    await holder.waitFor('held');
+    // The common shutdown: process.on('SIGTERM', () => process.exit(0)), while the other process holds on.
+    const exiting = start('worker-wait.ts', ['in-worker', dir, driver, 'exit']);
+    await exiting.waitFor('waiting');
+    await sleep(500); // the worker is in its wait
+    exiting.child.kill('SIGTERM');
+    const exited = await endsWithin(exiting, 5_000);
+    t.is(exited?.code, 0, 'process.exit(0) ended the process while its worker waited');
+    const terminating = start('worker-wait.ts', ['in-worker', dir, driver, 'terminate']);
+    const terminated = await endsWithin(terminating, 20_000);
+    t.regex(terminated?.stdout ?? '', /waiting\nterminated\n/, 'worker.terminate() resolved');
+    t.is(terminated?.code, 0);
+    t.is(holder.child.exitCode, null, 'the holder held the lock all along');
+    const acquiring = start('worker-wait.ts', ['in-worker', dir, driver, 'acquire']);
+    await acquiring.waitFor('waiting');
+    await sleep(500);
+    holder.child.kill('SIGTERM');
+    await acquiring.waitFor('got it');
+    t.is((await acquiring.finished).code, 0);
+  });
+
   test(`${driver}: a very long name (60 000 two-byte characters, a 120 KB record) is held against a second process`, async (t) => {
     const dir = lockDir();
     const name = 'é'.repeat(60_000);
@@ -159,6 +183,22 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
       t.true(next.acquired);
     });
   }
+}
+
+/** The process's end if it comes within `ms`; else kills it and resolves undefined. */
+async function endsWithin(started: Started, ms: number): Promise<Finished | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([started.finished, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  clearTimeout(timer);
+  if (ended === undefined) {
+    started.child.kill('SIGKILL');
+    await started.finished;
+  }
+  return ended;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Resolves once the process no longer catches SIGTERM, which a synchronous wait arranges by detaching the library's handlers. */
