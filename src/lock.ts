@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 import { CannotAcquireLock, InvalidArgumentError, LockDriverError, NotHoldingError, type ConflictDetails } from './errors.js';
@@ -70,7 +71,8 @@ interface Handle {
  * The contract, version 1, on `globalThis[Symbol.for('exclusive-process.registry.v1')]`
  * (globalThis is per thread): `{ version, entries, chain }`, where `version`
  * is the revision of the copy that created it (1 here), and
- * `entries` maps `<driver kind>\n<resource>` to an Entry and `chain` is the
+ * `entries` maps `<driver kind>\n<resource>` (asynchronous drivers:
+ * `<driver kind>#<driver object's id>\n<resource>`) to an Entry and `chain` is the
  * AsyncLocalStorage of the handles (`held`, `signal`) a call chain holds, by
  * entry. Only the caller that set `busy` talks to the OS for an entry (or a
  * synchronous caller it lent it to, see `lent`); releasing the last handle
@@ -99,10 +101,24 @@ function sharedRegistry(): SharedRegistry {
 
 const { entries: registry, chain } = sharedRegistry();
 
-/** The registry key: by kind and resource, not driver object, so two copies' drivers meet. */
+/**
+ * The registry key. A synchronous driver's locks are this thread's own OS
+ * state (a file description, a mutex), so its entries go by kind and
+ * resource: two copies' drivers meet, and a blocking wait never waits for
+ * this thread. An asynchronous driver's lock lives in a server session per
+ * driver object, which the server itself excludes: its entries go by driver
+ * object, so two drivers (two pools, or a test's second client) contend at
+ * the server as two processes would.
+ */
 function keyOf(driver: LockDriver, resource: string): string {
-  return `${driver.kind}\n${resource}`;
+  if (driver.synchronous) return `${driver.kind}\n${resource}`;
+  let id = asyncDriverIds.get(driver);
+  if (id === undefined) asyncDriverIds.set(driver, (id = randomUUID()));
+  return `${driver.kind}#${id}\n${resource}`;
 }
+
+/** Unique per driver object, also across copies of the package sharing the registry. */
+const asyncDriverIds = new WeakMap<LockDriver, string>();
 
 /**
  * Waits between retries, doubling from the first to the max. Asynchronous
@@ -340,7 +356,7 @@ function unreserve(entry: Entry): void {
 /** How many locks of `driver`'s kind this thread's registry tracks (held, or being acquired); for tests. */
 export function registeredLocks(driver: LockDriver): number {
   let count = 0;
-  for (const key of registry.keys()) if (key.startsWith(`${driver.kind}\n`)) count++;
+  for (const key of registry.keys()) if (key.startsWith(`${driver.kind}\n`) || key.startsWith(`${driver.kind}#`)) count++;
   return count;
 }
 

@@ -148,7 +148,11 @@ test('die on a server: a second concurrent request to a die: true method gets Ca
       const second = await get(port, `/${route}`).catch((error: unknown) => ({ status: 0, body: `the server died: ${String(error)}` }));
       t.is(second.status, 409, second.body);
       if (second.status !== 409) return;
-      const message = heldInProcess(name, who(dir, name), route === 'plain');
+      // A plain function that returned a promise: the wrapper explains what is likely (its `async` compiled away).
+      const message = route === 'plain'
+        ? `'${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+          'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.'
+        : heldInProcess(name, who(dir, name));
       t.deepEqual(JSON.parse(second.body), { code: 'ERR_LOCK_HELD', reason: 'held-in-process', pid, message }, route);
       for (const form of ['sync', 'async']) {
         const other = await run('conflict.ts', [name, dir, form, JSON.stringify({ die: true })]);

@@ -171,13 +171,17 @@ test('holder() asked by the holding process has the details others see, and othe
   const asked = Exclusive.holder('self-holder', { driver });
   t.true(asked instanceof Promise);
   const mine = await asked;
-  const theirs = await Exclusive.holder('self-holder', { driver: postgres({ connectionString: server.connectionString }) });
+  // Another driver's own answer: through Exclusive.holder() this thread's registry would answer (one lock per resource in a thread).
+  const other = postgres({ connectionString: server.connectionString });
+  const theirs = await other.holder(other.locate('self-holder', undefined), 'self-holder');
   t.log(JSON.stringify(theirs));
   t.truthy(mine?.details);
   t.deepEqual(mine!.details, theirs!.details);
   t.is(theirs!.details!.backendPid, await holdingBackend('self-holder'));
-  const { start, ...rest } = mine!;
+  const { start, lockfile, driver: kind, ...rest } = mine!;
   t.is(typeof start, 'string');
+  t.is(lockfile, other.locate('self-holder', undefined));
+  t.is(kind, 'postgres');
   t.deepEqual(theirs, { ...rest, host: hostname().replace(/[^A-Za-z0-9._-]/g, '') });
   t.is(theirs!.command, mine!.command);
   await lock.release();

@@ -117,15 +117,17 @@ test('the driver factories suggest the option a typo meant, too', (t) => {
   t.throws(() => postgres({ pool: 3 } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.pool is not a postgres() option (known: ${known})` });
 });
 
-const procMessage = (dir: string, name: string): string =>
-  `The lock directory ${dir} does not accept new files (creating exclusive-process.${name}.lock there fails with ENOENT): ` +
+/** The portable driver's claim is `<name>.pid`, the posix driver's file `<name>.lock`. */
+const procMessage = (dir: string, name: string, suffix: 'lock' | 'pid'): string =>
+  `The lock directory ${dir} does not accept new files (creating exclusive-process.${name}.${suffix} there fails with ENOENT): ` +
   'it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with the `dir` option or EXCLUSIVE_PROCESS_DIR.';
 
 test('a lock directory on /proc says what is wrong with it and what to do, with every file driver', async (t) => {
   for (const driver of ['posix', 'portable'] as const) {
-    const error = t.throws(() => Exclusive.lock({ name: 'in-proc', dir: '/proc', driver }), { instanceOf: LockFileError, code: 'ERR_LOCK_DIR', message: procMessage('/proc', 'in-proc') }, driver);
+    const suffix = driver === 'posix' ? 'lock' : 'pid';
+    const error = t.throws(() => Exclusive.lock({ name: 'in-proc', dir: '/proc', driver }), { instanceOf: LockFileError, code: 'ERR_LOCK_DIR', message: procMessage('/proc', 'in-proc', suffix) }, driver);
     t.is(error?.path, '/proc');
-    await t.throwsAsync(Exclusive.run({ name: 'in-proc', dir: '/proc/sys', driver }, () => {}), { code: 'ERR_LOCK_DIR', message: procMessage('/proc/sys', 'in-proc') }, driver);
+    await t.throwsAsync(Exclusive.run({ name: 'in-proc', dir: '/proc/sys', driver }, () => {}), { code: 'ERR_LOCK_DIR', message: procMessage('/proc/sys', 'in-proc', suffix) }, driver);
   }
 });
 
