@@ -1,4 +1,4 @@
-// The package as users get it: packed with `npm pack` (which runs `prepare`,
+// The package as users get it: packed with `npm pack` (which runs `prepack`,
 // the real build), installed from the tarball into a fresh project, then
 // used from ESM, CommonJS and TypeScript (tsx, and tsc for the types).
 import test from 'ava';
@@ -19,11 +19,16 @@ let project = '';
 let lockDir = '';
 /** Paths inside the tarball, without the leading `package/`. */
 let packed: string[] = [];
+/** What `npm install <tarball>` printed on stderr. */
+let installOutput = '';
 
 async function run(command: string, args: string[], cwd: string): Promise<string> {
+  return (await runBoth(command, args, cwd)).stdout;
+}
+
+async function runBoth(command: string, args: string[], cwd: string): Promise<{ stdout: string; stderr: string }> {
   try {
-    const { stdout } = await exec(command, args, { cwd, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
-    return stdout;
+    return await exec(command, args, { cwd, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
     throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`);
@@ -38,7 +43,7 @@ async function consume(command: string, args: string[]): Promise<Record<string, 
 
 test.before(async () => {
   work = mkdtempSync(join(tmpdir(), 'exclusive-package-'));
-  // Pack a copy of the work tree, so the build (`prepare`) never rewrites the
+  // Pack a copy of the work tree, so the build (`prepack`) never rewrites the
   // dist/ that other processes may be using; the package.json, scripts and
   // sources are the repository's own.
   const source = join(work, 'source');
@@ -60,7 +65,8 @@ test.before(async () => {
   mkdirSync(lockDir);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'package-consumer', private: true, type: 'module' }));
   for (const file of readdirSync(CONSUMER)) cpSync(join(CONSUMER, file), join(project, file.replace(/\.txt$/, '')));
-  await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', '@types/node@20'], project);
+  const installed = await runBoth('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', '@types/node@20'], project);
+  installOutput = installed.stdout + installed.stderr;
 });
 
 test.after.always(() => {
@@ -72,6 +78,15 @@ test('the tarball holds the build, without sources, tests or source maps', (t) =
   for (const file of ['package.json', 'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']) {
     t.true(packed.includes(file), `${file} is in the tarball`);
   }
+});
+
+test('installing the tarball prints no npm warning about the package (no install-time script such as `prepare`)', (t) => {
+  // npm 11 warns about any install script of a dependency not covered by
+  // allowScripts, `prepare` included, although it never runs for a tarball.
+  const manifest = JSON.parse(readFileSync(join(project, 'node_modules', 'exclusive-process', 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const installTime = ['preinstall', 'install', 'postinstall', 'prepare'].filter((script) => manifest.scripts?.[script] !== undefined);
+  t.deepEqual(installOutput.split('\n').filter((line) => /npm warn/i.test(line) && line.includes('exclusive-process')), []);
+  t.deepEqual(installTime, []);
 });
 
 test('every file named by exports, main, types and bin is in the tarball', (t) => {
