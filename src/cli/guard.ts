@@ -8,12 +8,12 @@ import { FORWARDED_SIGNALS, type ForwardedSignal } from './signals.js';
  *
  * 1. It notices the tool's death. Its stdin is a pipe whose other end only
  *    the tool holds, so it reads end-of-file when the tool dies, however it
- *    died (kill -9, an OOM kill, a real-time signal). When the command does
- *    not hold the lock itself (`stop`: portable and server drivers), the
- *    guard then kills the command and its descendants, frozen first so none
- *    can fork away (Linux; elsewhere the command alone): a command never runs
- *    on without its lock. When the command holds the lock (`keep`: posix,
- *    which hands it the locked descriptor, as flock(1) does), it runs on.
+ *    died (kill -9, an OOM kill, a real-time signal). It then kills the
+ *    command and its descendants, frozen first so none can fork away (Linux;
+ *    elsewhere the command alone): a command never runs on without its lock.
+ *    With every driver, posix included: the descriptor 3 posix hands the
+ *    command (as flock(1) does) keeps the lock only while the command keeps
+ *    it open, and many close every descriptor above 2 (sudo, daemons).
  *
  * 2. It tells the tool whether a signal the tool received was sent to the
  *    whole group (a terminal's Ctrl-C, `kill %1`, `kill -- -PGID`,
@@ -24,9 +24,6 @@ import { FORWARDED_SIGNALS, type ForwardedSignal } from './signals.js';
  *    of signals delivered before it have run (the shell runs pending traps
  *    before its next command), so the answer is exact, not a matter of time.
  */
-
-/** Whether the command keeps the lock by itself when the tool dies. */
-export type GuardMode = 'keep' | 'stop';
 
 /** A running guard (see the file comment). */
 export interface Guard {
@@ -45,10 +42,9 @@ const SAME_DELIVERY_MS = 1000;
 /** A query can be lost when a signal interrupts the shell's `read` mid-line: it is repeated this often. */
 const REPEAT_QUERY_MS = 100;
 
-// $1: keep|stop; then the signal numbers to trap. "got" tells a read cut
-// short by a trap from the end of input (dash returns 1 for both).
+// The arguments: the signal numbers to trap. "got" tells a read cut short by
+// a trap from the end of input (dash returns 1 for both).
 const SCRIPT = `
-mode=$1; shift
 got= pid=
 trap '' PIPE
 for n in "$@"; do trap "got=1; echo $n 2>/dev/null" "$n"; done
@@ -69,14 +65,14 @@ while :; do
   else break
   fi
 done
-if [ "$mode" = stop ] && [ -n "$pid" ]; then kill_tree "$pid"; fi
+if [ -n "$pid" ]; then kill_tree "$pid"; fi
 `;
 
 /** Starts the guard. Undefined on Windows (no signals, no /bin/sh). */
-export function startGuard(mode: GuardMode): Guard | undefined {
+export function startGuard(): Guard | undefined {
   if (process.platform === 'win32') return undefined;
   const numbers = FORWARDED_SIGNALS.map((signal) => String(constants.signals[signal]));
-  const child = spawn('/bin/sh', ['-c', SCRIPT, 'exclusive-guard', mode, ...numbers], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const child = spawn('/bin/sh', ['-c', SCRIPT, 'exclusive-guard', ...numbers], { stdio: ['pipe', 'pipe', 'ignore'] });
   child.on('error', () => {}); // no /bin/sh: we go on unguarded, forwarding every signal
   child.stdin!.on('error', () => {});
   return connect(child);

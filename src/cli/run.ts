@@ -76,11 +76,10 @@ export async function runCommand(request: RunRequest): Promise<never> {
   }
   const took = performance.now();
   verbose?.(`got the lock after ${seconds(took - asked)}; running ${displayCommand(request.command)}`);
-  // The command never runs without the lock: posix hands it the locked
-  // descriptor (it keeps the lock if we die); otherwise the guard stops it
-  // when we die. It is started first, so it watches from the command's start.
+  // The command never runs without the lock: the guard stops it when we die.
+  // It is started first, so it watches from the command's start.
   const descriptor = lockDescriptor(lock);
-  guard = startGuard(descriptor === undefined ? 'stop' : 'keep');
+  guard = startGuard();
   await guard?.ready;
   if (fatal !== undefined) {
     guard?.end();

@@ -19,9 +19,9 @@ export interface Child {
  * Starts `argv` with our stdin, stdout and stderr, in our process group (so
  * it keeps the terminal: interactive commands and job control work).
  * `lockDescriptor`, when the lock lives on one (posix), becomes the
- * command's descriptor 3, as flock(1) hands its command the lock: if the
- * tool dies, the lock stays held until the command (and whatever it started
- * that keeps the descriptor) ends.
+ * command's descriptor 3, as flock(1) hands its command the lock (the guard
+ * kills the command if the tool dies; the descriptor covers the moment in
+ * between, and whatever the command left running with it open).
  */
 export function startChild(argv: readonly [string, ...string[]], lockDescriptor?: number): Child {
   const [file, ...args] = argv;
