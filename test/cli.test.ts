@@ -526,6 +526,35 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGALRM'] as const) {
   });
 }
 
+/** Resolves once `file` has `count` lines, or after `ms`. */
+async function lines(file: string, count: number, ms: number): Promise<void> {
+  for (const end = performance.now() + ms; performance.now() < end; await sleep(10)) {
+    if (existsSync(file) && readFileSync(file, 'utf8').split('\n').length > count) return;
+  }
+}
+
+for (const driver of ['posix', 'portable'] as const) {
+  for (const name of ['USR1', 'TERM', 'INT']) {
+    cliTest(`${driver}: a SIG${name} sent to the tool's pid soon after one sent to its group is forwarded, not taken for the group's`, async (t) => {
+      const dir = lockDir();
+      const log = join(dir, 'signals');
+      const stop = join(dir, 'stop');
+      const tool = start(['--driver', driver, '--dir', dir, 'soon', '--', ...trapping(log, stop, [name])], { detached: true });
+      await tool.waitFor('ready');
+      const signal = `SIG${name}` as NodeJS.Signals;
+      process.kill(-tool.child.pid!, signal); // the command gets this one directly
+      await lines(log, 1, 10_000);
+      await sleep(300);
+      tool.child.kill(signal); // this one only through the tool
+      await lines(log, 2, 5000);
+      await sleep(300); // a third (duplicate) delivery would be logged by now
+      writeFileSync(stop, '');
+      t.like(await tool.done, { code: 0, signal: null });
+      t.is(readFileSync(log, 'utf8'), `${name}\n${name}\n`);
+    });
+  }
+}
+
 cliTest('timeout(1) signals the command once (it signals the tool, then its process group)', async (t) => {
   const dir = lockDir();
   const log = join(dir, 'signals');

@@ -23,6 +23,11 @@ import { FORWARDED_SIGNALS, type ForwardedSignal } from './signals.js';
  *    signal it traps; a query ("?id") is answered (".id") only after the traps
  *    of signals delivered before it have run (the shell runs pending traps
  *    before its next command), so the answer is exact, not a matter of time.
+ *    Each report stands for one group delivery, so it accounts for one of
+ *    the tool's deliveries and is then used up: a signal sent to the tool's
+ *    pid a moment after a group one is forwarded. The one exception is
+ *    timeout(1), which signals the tool, then the group, microseconds apart:
+ *    a delivery that follows a matched one by less than TWIN_MS is its twin.
  */
 
 /** A running guard (see the file comment). */
@@ -31,14 +36,30 @@ export interface Guard {
   readonly ready: Promise<void>;
   /** Tells the guard which process to stop if the tool dies. Call it at once after starting the command. */
   watch(pid: number): void;
-  /** True when `signal`, received by the tool, was also delivered to the guard (so to the whole process group). */
-  reachedGroup(signal: ForwardedSignal): Promise<boolean>;
+  /**
+   * True when `signal`, received by the tool at `receivedAt` (`performance.now()`
+   * in the signal's listener), was also delivered to the guard (so to the whole
+   * process group). Call it for each of the tool's deliveries, in order.
+   */
+  reachedGroup(signal: ForwardedSignal, receivedAt: number): Promise<boolean>;
   /** Ends the guard without it touching anything (the command has ended). */
   end(): void;
 }
 
-/** A report of the guard's covers the tool's deliveries of that signal for this long (one group kill, or `timeout`'s two sends). */
-const SAME_DELIVERY_MS = 1000;
+/**
+ * timeout(1) sends to the tool's pid and then to the group; the tool may get
+ * both (or one, when the kernel merges them), the guard one. Measured here:
+ * the tool's listener runs 0.015 ms apart for the two; this bound leaves room
+ * for a loaded machine. A pid-only signal sent this soon after a group one
+ * is taken as part of it.
+ */
+const TWIN_MS = 100;
+/**
+ * A report no delivery to the tool used up (the kernel merged two group
+ * deliveries to the tool, not to the guard) is forgotten after this long,
+ * so it cannot swallow a later pid-only signal.
+ */
+const UNMATCHED_MS = 1000;
 /** A query can be lost when a signal interrupts the shell's `read` mid-line: it is repeated this often. */
 const REPEAT_QUERY_MS = 100;
 
@@ -79,7 +100,10 @@ export function startGuard(): Guard | undefined {
 }
 
 function connect(child: ChildProcess): Guard {
-  const reports: Array<{ signal: number; at: number }> = [];
+  /** Reports not yet matched to a delivery to the tool, oldest first (`at`: when read, `performance.now()`). */
+  let reports: Array<{ signal: number; at: number }> = [];
+  /** Per signal number, when the tool received the last delivery that used up a report. */
+  const matched = new Map<number, number>();
   const answers = new Map<number, () => void>();
   let nextQuery = 0;
   let buffered = '';
@@ -92,11 +116,7 @@ function connect(child: ChildProcess): Guard {
     for (const line of lines) {
       if (line.startsWith('.')) answers.get(Number(line.slice(1)))?.();
       else if (line === 'ready') onReady();
-      else {
-        const now = Date.now();
-        reports.splice(0, reports.findIndex((r) => now - r.at < SAME_DELIVERY_MS) >>> 0); // forget old ones
-        reports.push({ signal: Number(line), at: now });
-      }
+      else reports.push({ signal: Number(line), at: performance.now() });
     }
   });
   const alive = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -125,14 +145,20 @@ function connect(child: ChildProcess): Guard {
   return {
     ready,
     watch: (pid) => send(`pid ${pid}`),
-    async reachedGroup(signal) {
+    async reachedGroup(signal, receivedAt) {
       if (child.pid === undefined) return false;
       await settled();
-      // Not used up by one match: `timeout` sends to the tool and then to the
-      // group, so the tool may get two deliveries for the guard's one.
       const number = constants.signals[signal];
-      const now = Date.now();
-      return reports.some((r) => r.signal === number && now - r.at < SAME_DELIVERY_MS);
+      reports = reports.filter((r) => r.at > receivedAt - UNMATCHED_MS);
+      const report = reports.find((r) => r.signal === number);
+      if (report !== undefined) {
+        // Used up, with any report of a burst the kernel merged into this one delivery to the tool.
+        reports = reports.filter((r) => r.signal !== number || r.at - report.at >= TWIN_MS);
+        matched.set(number, receivedAt);
+        return true;
+      }
+      const last = matched.get(number);
+      return last !== undefined && receivedAt - last < TWIN_MS;
     },
     end() {
       // Killed, not told by a line: a line could be lost, and the guard would

@@ -42,7 +42,7 @@ export async function runCommand(request: RunRequest): Promise<never> {
   let fatal: ForwardedSignal | undefined;
   trapSignals((signal) => {
     if (childPid !== undefined) {
-      void forwardOnce(signal);
+      void forwardOnce(signal, performance.now());
     } else {
       fatal ??= signal;
       waiting.abort(new Error(`interrupted by ${signal}`));
@@ -56,8 +56,8 @@ export async function runCommand(request: RunRequest): Promise<never> {
     command: displayCommand(request.command),
   };
   /** Passes `signal` on, unless it went to our whole process group: then the command has it already. */
-  async function forwardOnce(signal: ForwardedSignal): Promise<void> {
-    if (guard !== undefined && (await guard.reachedGroup(signal))) return;
+  async function forwardOnce(signal: ForwardedSignal, receivedAt: number): Promise<void> {
+    if (guard !== undefined && (await guard.reachedGroup(signal, receivedAt))) return;
     if (childPid !== undefined) forward(childPid, signal); // still running (never a reaped, reusable pid)
   }
 
