@@ -7,9 +7,9 @@ export const HELP = `Usage:
 Runs <command> holding the lock <name>, so that it never runs twice at once
 (across processes, and users sharing the lock directory). The lock is released
 when the command ends. The command never runs without the lock: if exclusive
-itself is killed (even with kill -9), the posix driver leaves the lock with the
-command (it gets the lock file as descriptor 3, as with flock(1)), and the
-other drivers stop the command (SIGKILL, with what it started).
+itself is killed (even with kill -9), the command is killed too (SIGKILL, with
+what it started). With the posix driver it also gets the lock file as
+descriptor 3, as with flock(1).
 
 Options:
   -n, --nonblock                 fail at once when the lock is held (default)
@@ -46,7 +46,9 @@ Exit status:
 Signals that would end exclusive (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
 SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR) are passed on to the
 command, once: not again when they were sent to the whole process group
-(Ctrl-C, kill %1, timeout), which the command is part of.
+(Ctrl-C, kill %1, timeout), which the command is part of. One sent to
+exclusive alone within 0.1 s of the same signal sent to the group is taken as
+part of it (timeout sends both).
 
 Differences from flock(1):
   - <name> is a lock name, not a file: any string; exclusive keeps the lock

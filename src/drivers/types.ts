@@ -54,7 +54,8 @@ export interface DriverLock {
   /**
    * The open file descriptor that holds the lock, where the lock lives on one
    * (posix flock): the `exclusive` command hands it to its command, as
-   * flock(1) does, so the lock outlives a killed tool while the command runs.
+   * flock(1) does (it covers the moment between a killed tool's death and
+   * its guard killing the command).
    */
   readonly descriptor?: number;
 }
