@@ -10,7 +10,7 @@ import { claimPathFor } from '../src/drivers/portable-claim.js';
 import { processStartTime } from '../src/process-identity.js';
 import { createPortableDriver } from '../src/drivers/portable.js';
 import { driverSuite } from './helpers/suite.js';
-import { FIXTURES, lockDir, run, start } from './helpers/processes.js';
+import { FIXTURES, ROOT, lockDir, run, start, startCommand } from './helpers/processes.js';
 import { bundleForOtherUsers } from './helpers/bundle.js';
 
 driverSuite(test, 'portable');
@@ -571,4 +571,14 @@ test('under /proc mounted hidepid=2, a dead holder whose pid now runs another us
   t.like(holder!.result, { acquired: false, holder: holder!.pid }, 'nobody sees its own live holder');
   t.is(reused!.pid, holder!.pid, 'the dead holder\'s pid now runs root\'s sleep');
   t.like(reused!.result, { acquired: true }, 'a pid hidden from nobody is not the holder nobody recorded');
+});
+
+test('lock files and claims are 0644 whatever the umask (077 here), so other users can see them held', async (t) => {
+  const dir = lockDir();
+  for (const driver of ['posix', 'portable'] as const) {
+    const holder = startCommand('/bin/sh', ['-c', 'umask 077 && exec "$@"', 'sh', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), `umask-${driver}`, dir, driver], { cwd: ROOT });
+    t.teardown(() => holder.child.kill('SIGKILL'));
+    const [, lockfile] = /held \d+ (\S+)/.exec(await holder.waitFor('held'))!;
+    t.is(statSync(lockfile!).mode & 0o777, 0o644, `the ${driver} driver's ${lockfile}`);
+  }
 });

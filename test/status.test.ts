@@ -50,3 +50,21 @@ for (const [driver, suffix] of [['posix', '.lock'], ['portable', '.pid']] as con
     t.deepEqual(table.stdout.split('\n').slice(1, -1).map((line) => line.split(/\s+/).slice(0, 3).join(' ')), expected.map((row) => `${row.name} ${row.state} ${row.pid ?? '-'}`));
   });
 }
+
+// Each driver's holder() sees the other's holders (on Linux), so its listing must name them too.
+for (const [holding, listing] of [['portable', 'posix'], ['posix', 'portable']] as const) {
+  test(`a name held only through the ${holding} driver is listed held by the ${listing} driver's status`, async (t) => {
+    const dir = lockDir();
+    const holder = start('hold.ts', ['fresh', dir, holding]);
+    t.teardown(() => holder.child.kill('SIGKILL'));
+    await holder.waitFor('held');
+
+    const json = exclusive(['status', '--dir', dir, '--driver', listing, '--json']);
+    t.is(json.status, 0, json.stderr);
+    t.deepEqual((JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({ name, state, pid })),
+      [{ name: 'fresh', state: 'held', pid: holder.child.pid! }]);
+    const table = exclusive(['status', '--dir', dir, '--driver', listing]);
+    t.is(table.status, 0, table.stderr);
+    t.deepEqual(table.stdout.split('\n').slice(1, -1).map((line) => line.split(/\s+/).slice(0, 3).join(' ')), [`fresh held ${holder.child.pid}`]);
+  });
+}

@@ -253,12 +253,72 @@ rootTest('a lock file other users may not even read, and a directory they may no
     'Make it writable for every user of the lock \\(a shared directory should be mode 1777, like /tmp\\), or choose one with the `dir` option or EXCLUSIVE_PROCESS_DIR'));
   chmodSync(dir, 0o1777);
   writeFileSync(join(dir, lockFileName('private')), '', { mode: 0o600 });
-  for (const argv of [build.argv(TRY, ['private', dir, 'posix']), build.argv(HOLDER, ['private', dir])]) {
+  const result = await finish(here, build.argv(TRY, ['private', dir, 'posix']), 'nobody');
+  t.is(result.code, 1);
+  t.regex(result.stderr, /code: 'ERR_LOCK_PERMISSION'/);
+  t.regex(result.stderr, /it belongs to uid 0 and this user \(uid 65534\) may not read it\. Run as uid 0 or root, or have them remove it or make it readable \(chmod a\+r\)/);
+  // Asking needs no read access: /proc/locks says nobody flocks it.
+  t.is(await askBoth(t, here, build, 'nobody', 'private', dir), null);
+});
+
+/** The argv that runs `argv` under umask 077, as a user with a private umask would. */
+function underUmask077(argv: readonly string[]): string[] {
+  return ['/bin/sh', '-c', 'umask 077 && exec "$@"', 'sh', ...argv];
+}
+
+for (const [holding, asking] of [['posix', 'portable'], ['portable', 'posix']] as const) {
+  rootTest(`a ${holding} holder under umask 077 makes its file 0644 and excludes another user's ${asking} process`, async (t, build) => {
+    const dir = sharedDir();
+    const name = uniqueName(`umask-${holding}`);
+    const holder = launch(here, underUmask077(build.argv(HOLD, [name, dir, holding])));
+    const [, pid, lockfile] = /held (\d+) (\S+)/.exec(await holder.waitFor('held'))!;
+    t.is(statSync(lockfile).mode & 0o777, 0o644, 'the umask does not make the file private');
+    t.like(await tryLock(here, build, 'nobody', [name, dir, asking]), { acquired: false, holder: Number(pid) });
+    t.is(await askBoth(t, here, build, 'nobody', name, dir, {}, asking), Number(pid));
+    const cli = await finish(here, build.argv(CLI, ['--dir', dir, '--driver', asking, name, '--', 'echo', 'RAN']), 'nobody');
+    t.is(cli.stdout, '', 'the command did not run');
+    t.not(cli.code, 0);
+    await killed(holder);
+  });
+}
+
+rootTest('another user\'s unreadable (0600) lock file or claim is never taken for free by the other driver; the listing skips what it cannot read', async (t, build) => {
+  const dir = sharedDir();
+  const name = uniqueName('private');
+  const listed = uniqueName('listed');
+  const other = await hold(here, build, undefined, [listed, dir]);
+
+  // A posix holder's file made private (as an older version under umask 077 left it): /proc/locks still shows the flock.
+  const posix = await hold(here, build, undefined, [name, dir, 'posix']);
+  chmodSync(posix.lockfile, 0o600);
+  t.like(await tryLock(here, build, 'nobody', [name, dir, 'portable']), { acquired: false, holder: posix.pid });
+  t.is(await askBoth(t, here, build, 'nobody', name, dir, {}, 'portable'), posix.pid);
+  t.is(await askBoth(t, here, build, 'nobody', name, dir), posix.pid);
+  const listing = await finish(here, build.argv(CLI, ['status', '--dir', dir, '--json']), 'nobody');
+  t.is(listing.code, 0, listing.stderr);
+  t.deepEqual((JSON.parse(listing.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({ name, state, pid })),
+    [{ name: listed, state: 'held', pid: other.pid }, { name, state: 'held', pid: posix.pid }].sort((a, b) => (a.name < b.name ? -1 : 1)));
+  await killed(posix.process);
+
+  // A portable claim made private: unreadable, it may be live, so never free.
+  const claimed = uniqueName('claimed');
+  const portable = await hold(here, build, undefined, [claimed, dir, 'portable']);
+  chmodSync(portable.lockfile, 0o600);
+  for (const argv of [build.argv(TRY, [claimed, dir, 'posix']), build.argv(HOLDER, [claimed, dir])]) {
     const result = await finish(here, argv, 'nobody');
-    t.is(result.code, 1);
+    t.is(result.code, 1, result.stdout);
     t.regex(result.stderr, /code: 'ERR_LOCK_PERMISSION'/);
-    t.regex(result.stderr, /it belongs to uid 0 and this user \(uid 65534\) may not read it\. Run as uid 0 or root, or have them remove it or make it readable \(chmod a\+r\)/);
+    t.true(result.stderr.includes(`No permission for the lock file ${portable.lockfile} (EACCES): it belongs to uid 0 and this user (uid 65534) may not read it.`), result.stderr);
   }
+  const cli = await finish(here, build.argv(CLI, ['--dir', dir, claimed, '--', 'echo', 'RAN']), 'nobody');
+  t.is(cli.stdout, '', 'the command did not run');
+  t.not(cli.code, 0);
+  const skipped = await finish(here, build.argv(CLI, ['status', '--dir', dir, '--json']), 'nobody', { NODE_DEBUG: 'exclusive-process' });
+  t.is(skipped.code, 0, skipped.stderr);
+  t.deepEqual((JSON.parse(skipped.stdout) as Array<{ name: string }>).map((row) => row.name), [listed, name].sort(), 'the unreadable claim is skipped, the rest listed');
+  t.true(skipped.stderr.includes(`status: skipping ${portable.lockfile.replace(/\.pid$/, '.lock')}`), skipped.stderr);
+  await killed(portable.process);
+  await killed(other.process);
 });
 
 rootTest('portable driver: another user\'s dead claim in a sticky directory gets ERR_LOCK_PERMISSION naming the owner and the fix; never two holders', async (t, build) => {

@@ -60,18 +60,20 @@ export async function collectStatus(request: StatusRequest): Promise<{ driver: s
 }
 
 const SKIP = Symbol('skip');
+const SKIPPED_WHEN_LISTING = new Set(['ERR_LOCK_FILE_UNSAFE', 'ERR_LOCK_PERMISSION']);
 const debug = debuglog('exclusive-process');
 
 /**
  * The holder of `t`. When listing, a file we refuse to use (a hard link, or
- * junk swapped in since the listing) is skipped rather than ending the
- * whole listing: anyone can plant one in a shared directory.
+ * junk swapped in since the listing) or may not read (another user's 0600
+ * file) is skipped rather than ending the whole listing: anyone can plant
+ * one in a shared directory. Asked by name, both are errors.
  */
 async function lookUp(t: Target, listing: boolean): Promise<HolderRecord | null | typeof SKIP> {
   try {
     return await holderOf(t);
   } catch (error) {
-    if (!listing || !(error instanceof LockFileError) || error.code !== 'ERR_LOCK_FILE_UNSAFE') throw error;
+    if (!listing || !(error instanceof LockFileError) || !SKIPPED_WHEN_LISTING.has(error.code)) throw error;
     debug('status: skipping %s: %s', t.resource, error.message);
     return SKIP;
   }

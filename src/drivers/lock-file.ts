@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { LockFileError } from '../errors.js';
 import { decodeRecord } from '../holder-record.js';
@@ -17,6 +17,8 @@ import type { HolderRecord } from './types.js';
  *   (fs.protected_regular) even when plain opening it would be allowed.
  * - Creates with O_EXCL and never truncates: the content is only written by
  *   whoever holds the lock.
+ * - Creates files LOCK_FILE_MODE (0644) whatever the umask: another user must
+ *   be able to open (so flock) the file, and read who holds it.
  * - Needs only read access: flock(2) works on a read-only descriptor, so
  *   another user's file (0644 in a shared sticky directory such as /tmp or
  *   Debian's /run/lock) is opened read-only and still locked; only the holder
@@ -34,6 +36,39 @@ export interface OpenLockFile {
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 // O_NONBLOCK: opening a planted FIFO must not hang; it changes nothing for regular files.
 const SAFE = O_NOFOLLOW | O_NONBLOCK;
+/**
+ * Linux's O_PATH (not in fs.constants): a descriptor naming a file without
+ * read access to it, enough for fstat and /proc/self/fdinfo, so /proc/locks
+ * can say who holds a file we may not read. 0 elsewhere.
+ */
+const O_PATH = process.platform === 'linux' ? 0o10000000 : 0;
+
+/** The mode of every lock file and claim, whatever the umask: others read the holder record, and open the file to lock it. */
+export const LOCK_FILE_MODE = 0o644;
+/** How long opening a file we may not read is retried: a file just created is made readable by its creator right after. */
+const UNREADABLE_RETRIES = 5;
+const UNREADABLE_RETRY_MS = 2;
+
+/**
+ * Creates `path` exclusively (O_EXCL, never following a symlink) with
+ * `flags`, and gives it LOCK_FILE_MODE at once: open()'s mode is cut by the
+ * umask (077 gives 0600, which would lock other users out, or blind them).
+ *
+ * @example
+ * ```ts
+ * const fd = createExclusive('/run/lock/exclusive-process.x.lock', constants.O_RDWR); // 0644 even under umask 077
+ * ```
+ */
+export function createExclusive(path: string, flags: number): number {
+  const fd = inLockDirectory(dirname(path), () => openSync(path, flags | O_CREAT | O_EXCL | O_NOFOLLOW, LOCK_FILE_MODE));
+  try {
+    fchmodSync(fd, LOCK_FILE_MODE);
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  return fd;
+}
 
 /**
  * Opens (creating if needed) the lock file at `path` for locking: read-write
@@ -48,7 +83,7 @@ export function openLockFile(path: string): OpenLockFile {
     } catch (error) {
       if (code(error) !== 'ENOENT') throw lockFileError(error, path);
       try {
-        opened = { fd: inLockDirectory(dirname(path), () => openSync(path, O_RDWR | SAFE | O_CREAT | O_EXCL, 0o644)), writable: true };
+        opened = { fd: createExclusive(path, O_RDWR | O_NONBLOCK), writable: true };
       } catch (createError) {
         if (code(createError) === 'EEXIST') continue; // another process created it first: open theirs
         throw lockFileError(createError, path);
@@ -65,7 +100,19 @@ function openForLocking(path: string): { fd: number; writable: boolean } {
     return { fd: openSync(path, O_RDWR | SAFE), writable: true };
   } catch (error) {
     if (code(error) !== 'EACCES' && code(error) !== 'EPERM' && code(error) !== 'EROFS') throw error;
-    return { fd: openSync(path, O_RDONLY | SAFE), writable: false };
+    return { fd: openReadOnly(path), writable: false };
+  }
+}
+
+/** Opens `path` read-only; an EACCES is retried briefly, in case another user's process has just created it and not yet set its mode. */
+function openReadOnly(path: string): number {
+  for (let retry = 0; ; retry++) {
+    try {
+      return openSync(path, O_RDONLY | SAFE);
+    } catch (error) {
+      if (code(error) !== 'EACCES' || retry >= UNREADABLE_RETRIES) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, UNREADABLE_RETRY_MS);
+    }
   }
 }
 
@@ -79,6 +126,42 @@ export function openExistingLockFile(path: string): OpenLockFile | undefined {
     throw lockFileError(error, path);
   }
   return checkRegular(fd, path, false);
+}
+
+/** An existing file opened to ask who holds it: `readable` false when only located (O_PATH), so its record cannot be read. */
+export interface LocatedLockFile extends OpenLockFile {
+  readonly readable: boolean;
+}
+
+/**
+ * Opens an existing lock file to ask who holds it, never creating it:
+ * read-only, or on Linux, when this user may not read it (another user's
+ * 0600 file), by O_PATH, which needs no access to the file and still lets
+ * /proc/locks name its flock holder. Undefined when there is none.
+ *
+ * @example
+ * ```ts
+ * const file = locateLockFile(path); // { fd, dev, ino, writable: false, readable: false } for root's 0600 file, as nobody
+ * ```
+ */
+export function locateLockFile(path: string): LocatedLockFile | undefined {
+  let fd: number;
+  let readable = true;
+  try {
+    fd = openSync(path, O_RDONLY | SAFE);
+  } catch (error) {
+    if (code(error) === 'ENOENT') return undefined;
+    if (O_PATH === 0 || (code(error) !== 'EACCES' && code(error) !== 'EPERM')) throw lockFileError(error, path);
+    try {
+      fd = openSync(path, O_PATH | O_NOFOLLOW);
+      readable = false;
+    } catch (pathError) {
+      if (code(pathError) === 'ENOENT') return undefined;
+      throw lockFileError(error, path);
+    }
+  }
+  const file = checkRegular(fd, path, false);
+  return file === undefined ? undefined : { ...file, readable };
 }
 
 /**

@@ -2,10 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { inLockDirectory, LOCK_FILE_SUFFIX } from '../lock-path.js';
+import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from '../lock-path.js';
 import { LockFileError } from '../errors.js';
 import { currentProcess, isRunning, visibilityKey } from '../process-identity.js';
-import { code, lockFileError, ownerOf, readHead, uid } from './lock-file.js';
+import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from './lock-file.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -28,7 +28,7 @@ import type { HolderRecord } from './types.js';
  * Claims are never modified after they appear, only unlinked.
  */
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL } = constants;
+const { O_RDONLY, O_WRONLY } = constants;
 // Not defined on Windows; there symlinks need privileges and we lstat first.
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 // Opening a planted FIFO must not hang; changes nothing for regular files.
@@ -128,9 +128,28 @@ export function liveClaimAt(path: string): HolderRecord | null {
   try {
     const claim = readClaim(path);
     return claim !== undefined && isLive(claim) ? claim.record : null;
-  } catch {
+  } catch (error) {
+    // A claim we may not read (another user's 0600 file) may be live: never say free.
+    if (error instanceof LockFileError && error.code === 'ERR_LOCK_PERMISSION') throw error;
     return null;
   }
+}
+
+/**
+ * The names of the locks with a file in `dir`, for `status`: a posix lock
+ * file (`.lock`) or a portable claim (`.pid`), since each driver's holder()
+ * sees the other's holders too. A name may appear twice.
+ *
+ * @example
+ * ```ts
+ * fileLockNamesIn('/run/lock'); // ['nightly', 'nightly', 'backup']
+ * ```
+ */
+export function fileLockNamesIn(dir: string | undefined): string[] {
+  return [
+    ...lockNamesIn(dir, (path) => readRecordAt(path)?.name),
+    ...lockNamesIn(dir, (path) => readClaim(path)?.record?.name, (name) => claimPathFor(lockFileName(name))),
+  ];
 }
 
 /**
@@ -154,7 +173,7 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
   const temp = tempPath(lockPath, token);
   let fd: number;
   try {
-    fd = inLockDirectory(dirname(temp), () => openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644));
+    fd = createExclusive(temp, O_WRONLY);
   } catch (error) {
     throw lockFileError(error, target);
   }

@@ -1,8 +1,8 @@
 import { LockFileError } from '../errors.js';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { lockFileName, lockFilePath, lockNamesIn } from '../lock-path.js';
-import { claimPathFor, createClaim, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
+import { lockFilePath } from '../lock-path.js';
+import { claimPathFor, createClaim, fileLockNamesIn, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
 import { flockHolderAt } from './proc-locks.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { watchLockFile } from './watch.js';
@@ -202,7 +202,7 @@ export function createPortableDriver(): LockDriver {
       if (claim !== undefined && isLive(claim)) return claim.record;
       return flockHolderAt(lockPathFor(path)) ?? null;
     },
-    list: (dir) => lockNamesIn(dir, (path) => readClaim(path)?.record?.name, (name) => claimPathFor(lockFileName(name))),
+    list: (dir) => fileLockNamesIn(dir), // with the names held through posix lock files, which holder() sees too
     cleanup() {
       for (const [path, token] of [...held]) {
         try {

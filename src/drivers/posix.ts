@@ -1,16 +1,16 @@
 import { closeSync, futimesSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { lockFilePath, lockNamesIn } from '../lock-path.js';
+import { lockFilePath } from '../lock-path.js';
 import { isRunning } from '../process-identity.js';
 import { LockFileError } from '../errors.js';
 import { loadNative } from './native.js';
-import { lockFileError, openExistingLockFile, openLockFile, readHead, readRecordAt, writeRecord, type OpenLockFile } from './lock-file.js';
+import { locateLockFile, lockFileError, openLockFile, readHead, writeRecord, type OpenLockFile } from './lock-file.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { evictIdle } from './idle-cache.js';
 import { watchLockFile } from './watch.js';
 import { flockHolderRecord } from './proc-locks.js';
-import { claimPathFor, liveClaimAt } from './portable-claim.js';
+import { claimPathFor, fileLockNamesIn, liveClaimAt } from './portable-claim.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.
@@ -72,7 +72,7 @@ export function createPosixDriver(): LockDriver {
         throw lockFileError(Object.assign(new Error(`flock failed (errno ${errno})`), { code: errnoName(errno) }), path);
       }
       if (namesFile(path, cached)) {
-        if (liveClaimAt(claimPathFor(path)) !== null) {
+        if (portableHolds(path, () => flock(cached.fd, LOCK_UN))) {
           // A portable-driver process holds this name (see portable.ts): not ours after all.
           flock(cached.fd, LOCK_UN);
           if ((operation & LOCK_NB) !== 0) return null;
@@ -158,11 +158,13 @@ export function createPosixDriver(): LockDriver {
       return false;
     },
     holder(path) {
-      const file = openExistingLockFile(path);
+      // Located, not read: another user's unreadable (0600) file still shows its flock holder in /proc/locks.
+      const file = locateLockFile(path);
       if (file === undefined) return liveClaimAt(claimPathFor(path));
       try {
         const holder = flockHolderRecord(file);
         if (holder !== undefined) return holder ?? liveClaimAt(claimPathFor(path));
+        if (!file.readable) throw lockFileError(Object.assign(new Error('not readable'), { code: 'EACCES' }), path);
         // No /proc/locks (not Linux): probe with a shared lock.
         if (flock(file.fd, LOCK_SH | LOCK_NB) === 0) return liveClaimAt(claimPathFor(path));
         const record = decodeRecord(readHead(file.fd));
@@ -171,11 +173,27 @@ export function createPosixDriver(): LockDriver {
         closeSync(file.fd); // also drops the probe's shared lock
       }
     },
-    list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name),
+    // Also the names held only through portable-driver claims, which holder() sees too.
+    list: (dir) => fileLockNamesIn(dir),
     cleanup() {
       for (const [path, file] of [...files]) removeIfFree(path, file);
     },
   };
+}
+
+/**
+ * True when a live portable-driver claim holds the name of the lock file
+ * `path`, which we have just flocked. A claim we may not read (another
+ * user's 0600 file) is never taken for free: `unlock` drops our flock, then
+ * its ERR_LOCK_PERMISSION is thrown.
+ */
+function portableHolds(path: string, unlock: () => void): boolean {
+  try {
+    return liveClaimAt(claimPathFor(path)) !== null;
+  } catch (error) {
+    unlock();
+    throw error;
+  }
 }
 
 /** True when `path` still names the open file (same device and inode). */

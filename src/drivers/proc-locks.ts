@@ -1,6 +1,6 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { decodeRecord } from '../holder-record.js';
-import { readHead, type OpenLockFile } from './lock-file.js';
+import { locateLockFile, readHead, type LocatedLockFile, type OpenLockFile } from './lock-file.js';
 import type { HolderRecord } from './types.js';
 
 /**
@@ -68,13 +68,12 @@ export function flockHolderRecord(file: OpenLockFile): HolderRecord | null | und
   return record !== null && record.pid === pid ? record : { name: record?.name ?? '', pid };
 }
 
-const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = constants;
-
 /**
  * The flock holder of the lock file at `path` (see flockHolderRecord),
- * opened read-only and never created, for a process that does not use
- * flock itself (the portable driver): null also when there is no such
- * regular file, or it cannot be opened (then no flock user can lock it either).
+ * never created, for a process that does not use flock itself (the portable
+ * driver). Needs no read access to the file (see locateLockFile): another
+ * user's 0600 lock file is still seen held. Null also when there is no such
+ * regular file (then no flock user can lock it either).
  *
  * @example
  * ```ts
@@ -82,17 +81,17 @@ const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = constants;
  * ```
  */
 export function flockHolderAt(path: string): HolderRecord | null | undefined {
-  let fd: number;
+  let file: LocatedLockFile | undefined;
   try {
-    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    file = locateLockFile(path);
   } catch {
-    return null;
+    return null; // a symlink, a FIFO, a hard link: no flock user locks it (they refuse it too)
   }
+  if (file === undefined) return null;
   try {
-    const stat = fstatSync(fd);
-    return stat.isFile() ? flockHolderRecord({ fd, dev: stat.dev, ino: stat.ino, writable: false }) : null;
+    return flockHolderRecord(file);
   } finally {
-    closeSync(fd);
+    closeSync(file.fd);
   }
 }
 
