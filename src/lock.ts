@@ -11,7 +11,8 @@ import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
 /**
  * The shared lock logic every form of the API goes through, written once for
  * all drivers:
- * - an in-process registry per driver kind and resource, shared by every
+ * - an in-process registry per lock (driver kind and resource; one per
+ *   name for the posix and portable drivers, which exclude each other), shared by every
  *   copy of this package in the thread, so concurrent calls in one thread
  *   queue here and only one of them talks to the OS (100 waiters cost one OS
  *   waiter, and a reused file descriptor is never locked twice);
@@ -30,7 +31,10 @@ import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
 interface Entry {
   /** The registry key: the driver's kind and the resource (see keyOf). */
   readonly key: string;
-  readonly resource: string;
+  /** Where the driver of the holder (or of the first caller) locates the lock: posix and portable callers of a name share an entry. */
+  resource: string;
+  /** The kind of the driver holding `lock` (absent: the kind in `key`), for a re-entry through another driver kind. */
+  kind?: string;
   /** True from the moment one caller starts acquiring until it releases (or gives up). */
   busy: boolean;
   lock: DriverLock | null;
@@ -72,7 +76,9 @@ interface Handle {
  * (globalThis is per thread): `{ version, entries, chain }`, where `version`
  * is the revision of the copy that created it (1 here), and
  * `entries` maps `<driver kind>\n<resource>` (asynchronous drivers:
- * `<driver kind>#<driver object's id>\n<resource>`) to an Entry and `chain` is the
+ * `<driver kind>#<driver object's id>\n<resource>`; the posix and portable
+ * drivers, which exclude each other on a name: `file\n<the name's .lock path>`,
+ * see `LockDriver.registryKey`) to an Entry and `chain` is the
  * AsyncLocalStorage of the handles (`held`, `signal`) a call chain holds, by
  * entry. Only the caller that set `busy` talks to the OS for an entry (or a
  * synchronous caller it lent it to, see `lent`); releasing the last handle
@@ -108,9 +114,11 @@ const { entries: registry, chain } = sharedRegistry();
  * this thread. An asynchronous driver's lock lives in a server session per
  * driver object, which the server itself excludes: its entries go by driver
  * object, so two drivers (two pools, or a test's second client) contend at
- * the server as two processes would.
+ * the server as two processes would. Drivers whose locks exclude another
+ * kind's (posix and portable) give their own key, the same for one name.
  */
 function keyOf(driver: LockDriver, resource: string): string {
+  if (driver.registryKey !== undefined) return driver.registryKey(resource);
   if (driver.synchronous) return `${driver.kind}\n${resource}`;
   let id = asyncDriverIds.get(driver);
   if (id === undefined) asyncDriverIds.set(driver, (id = randomUUID()));
@@ -259,7 +267,7 @@ function entryFor(driver: LockDriver, resource: string): Entry {
 /** One more handle on a lock held through the caller's call chain (or `forever()`). */
 function reenter(name: string, driver: LockDriver, entry: Entry, processWide: boolean): ExclusiveLock {
   entry.handles++;
-  return handle(name, driver, entry, processWide);
+  return handle(name, entry.kind ?? driver.kind, entry, processWide);
 }
 
 /**
@@ -267,10 +275,10 @@ function reenter(name: string, driver: LockDriver, entry: Entry, processWide: bo
  * handle also its share of the process-wide re-entry, which therefore ends
  * with it, not with the hold (that may be a run() it was taken inside).
  */
-function handle(name: string, driver: LockDriver, entry: Entry, processWide: boolean): ExclusiveLock {
-  if (!processWide) return new ExclusiveLock(name, driver.kind, entry, () => letGo(entry));
+function handle(name: string, kind: string, entry: Entry, processWide: boolean): ExclusiveLock {
+  if (!processWide) return new ExclusiveLock(name, kind, entry, () => letGo(entry));
   entry.processWide++;
-  return new ExclusiveLock(name, driver.kind, entry, () => {
+  return new ExclusiveLock(name, kind, entry, () => {
     entry.processWide--;
     return letGo(entry);
   });
@@ -291,12 +299,14 @@ function heldHandle(entry: Entry): Handle | undefined {
   return chain.getStore()?.get(entry)?.findLast((handle) => handle.held);
 }
 
-function hold(name: string, driver: LockDriver, entry: Entry, lock: DriverLock, record: HolderRecord, processWide: boolean): ExclusiveLock {
+function hold({ name, resource, settings: { driver } }: Target, entry: Entry, lock: DriverLock, record: HolderRecord, processWide: boolean): ExclusiveLock {
   entry.lock = lock;
+  entry.kind = driver.kind;
+  entry.resource = resource;
   entry.handles = 1;
   entry.record = lock.details === undefined ? record : { ...record, details: lock.details };
   registerCleanup(driver);
-  const held = handle(name, driver, entry, processWide);
+  const held = handle(name, driver.kind, entry, processWide);
   if (lock.descriptor !== undefined) descriptors.set(held, lock.descriptor);
   return held;
 }
@@ -356,7 +366,9 @@ function unreserve(entry: Entry): void {
 /** How many locks of `driver`'s kind this thread's registry tracks (held, or being acquired); for tests. */
 export function registeredLocks(driver: LockDriver): number {
   let count = 0;
-  for (const key of registry.keys()) if (key.startsWith(`${driver.kind}\n`) || key.startsWith(`${driver.kind}#`)) count++;
+  for (const [key, entry] of registry) {
+    if (key.startsWith(`${driver.kind}\n`) || key.startsWith(`${driver.kind}#`) || key === driver.registryKey?.(entry.resource)) count++;
+  }
   return count;
 }
 
@@ -433,7 +445,7 @@ export function acquireSync(t: Target, processWide = false): ExclusiveLock {
     endTurn(entry);
     throw error;
   }
-  if (lock !== null) return hold(name, driver, entry, lock, record, processWide);
+  if (lock !== null) return hold(t, entry, lock, record, processWide);
   endTurn(entry);
   if (settings.signal?.aborted) throw settings.signal.reason;
   return conflictSync(t, undefined, ours ? 'other-path' : undefined);
@@ -525,7 +537,7 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
     signal?.throwIfAborted();
     return conflict(t, entry.lock !== null ? entry.record : undefined);
   }
-  return hold(name, driver, entry, lock, record, false);
+  return hold(t, entry, lock, record, false);
 }
 
 /** Waits for this thread's current holder to let go: true when the reservation passed to us, false at the deadline or abort. */

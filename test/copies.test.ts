@@ -33,7 +33,7 @@ test.after.always(async () => {
   if (built !== undefined) (await built)[2]();
 });
 
-test('two copies of the package in one process: sync and async waits and conflicts, re-entry, forever() and an exact counter across both', async (t) => {
+test('two copies of the package in one process: sync and async waits and conflicts, re-entry, forever() and an exact counter across both, also with posix in one and portable in the other', async (t) => {
   const [a, b] = await twoCopies();
   const dir = lockDir();
   // In a child with a time limit: a copy blocking on the other's lock would otherwise hang the suite.
@@ -56,6 +56,7 @@ test('two copies of the package in one process: sync and async waits and conflic
   t.is(counter.counter, counter.expected);
   t.is(counter.maxRunning, 1);
   t.true(counter.syncRefused);
+  t.deepEqual(byScenario.mixed, { crossWait: own, counter: 40 }, 'posix through one copy, portable through the other: one lock');
 });
 
 test('two copies each holding a lock with forever(): SIGTERM still ends the process, and both lock files are removed', async (t) => {

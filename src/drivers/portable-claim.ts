@@ -114,6 +114,20 @@ export function lockPathFor(claimPath: string): string {
 }
 
 /**
+ * The in-process registry key (see `LockDriver.registryKey`) of a name whose
+ * posix lock file is `lockPath`: the posix and portable drivers exclude each
+ * other on a name, so a thread's acquisitions through either are one entry.
+ *
+ * @example
+ * ```ts
+ * fileRegistryKey('/run/lock/exclusive-process.x.lock'); // 'file\n/run/lock/exclusive-process.x.lock'
+ * ```
+ */
+export function fileRegistryKey(lockPath: string): string {
+  return `file\n${lockPath}`;
+}
+
+/**
  * The holder recorded in the claim at `path` when it is live, else null
  * (none, stale, or something that is not a claim: whoever asks cannot use
  * it either). Cheap when there is none, as for a posix acquisition.

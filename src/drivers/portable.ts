@@ -2,7 +2,7 @@ import { LockFileError } from '../errors.js';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { lockFilePath } from '../lock-path.js';
-import { claimPathFor, createClaim, fileLockNamesIn, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
+import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
 import { flockHolderAt } from './proc-locks.js';
 import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { watchLockFile } from './watch.js';
@@ -97,6 +97,10 @@ export function createPortableDriver(): LockDriver {
       // Look before creating: under contention this saves a temp file per try.
       const seen = readClaim(path);
       if (seen === undefined) {
+        // Held by a posix-driver process: say so without writing. Creating and
+        // removing our claim would wake our own watch (and every portable
+        // waiter's), whose retry would do it again: a loop that starves the event loop.
+        if (flockHolderAt(lockPathFor(path))) return null;
         const token = newToken();
         if (!createClaim(path, path, record, token)) continue; // another process was faster: look at its claim
         if (flockHolderAt(lockPathFor(path))) {
@@ -189,6 +193,7 @@ export function createPortableDriver(): LockDriver {
     kind: 'portable',
     synchronous: true,
     locate: (name, dir) => claimPathFor(lockFilePath(name, dir)),
+    registryKey: (path) => fileRegistryKey(lockPathFor(path)),
     tryLock,
     // By name: the file disappears on release and a new one appears on the
     // next acquisition, which a watch on the file itself would not follow.

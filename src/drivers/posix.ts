@@ -10,7 +10,7 @@ import type { DriverLock, HolderRecord, LockDriver } from './types.js';
 import { evictIdle } from './idle-cache.js';
 import { watchLockFile } from './watch.js';
 import { flockHolderRecord } from './proc-locks.js';
-import { claimPathFor, fileLockNamesIn, liveClaimAt } from './portable-claim.js';
+import { claimPathFor, fileLockNamesIn, fileRegistryKey, liveClaimAt } from './portable-claim.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.
@@ -132,6 +132,7 @@ export function createPosixDriver(): LockDriver {
     kind: 'posix',
     synchronous: true,
     locate: (name, dir) => lockFilePath(name, dir),
+    registryKey: fileRegistryKey,
     tryLock: (path, record) => lock(path, record, LOCK_EX | LOCK_NB),
     // Blocks in the kernel, which hands the lock over within a fraction of a millisecond.
     waitLockSync: (path, record) => lock(path, record, LOCK_EX)!,

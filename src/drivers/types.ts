@@ -82,10 +82,20 @@ export interface LockDriver {
    * Where the lock called `name` lives: a file path, mutex name or key.
    * Reported as `lockfile`. With `kind`, the key of the in-process registry
    * (shared by every copy of this package in a thread): two drivers of one
-   * kind that locate a name at the same resource are one lock there.
+   * kind that locate a name at the same resource are one lock there (see
+   * `registryKey` for drivers of two kinds that exclude each other).
    * `dir` is the `dir` option as given (undefined: the default directory).
    */
   locate(name: string, dir: string | undefined): string;
+  /**
+   * The in-process registry key of the lock at `resource`, for drivers whose
+   * locks exclude another kind's (optional; default `<kind>\n<resource>`).
+   * posix and portable return `file\n<the name's .lock path>` for a name's
+   * `.lock` and `.pid`: one entry per name, so a thread's calls through
+   * either driver queue, re-enter and are refused as through one, instead
+   * of a synchronous wait waiting for this thread for ever.
+   */
+  registryKey?(resource: string): string;
   /**
    * One attempt without waiting: the lock, or `null` when someone else holds
    * it. `signal` is the caller's AbortSignal, for drivers whose attempt can
