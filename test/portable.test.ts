@@ -11,7 +11,7 @@ import { processStartTime } from '../src/process-identity.js';
 import { createPortableDriver } from '../src/drivers/portable.js';
 import { driverSuite } from './helpers/suite.js';
 import { FIXTURES, ROOT, lockDir, run, start, startCommand } from './helpers/processes.js';
-import { bundleForOtherUsers } from './helpers/bundle.js';
+import { buildForUsers } from './helpers/run-as.js';
 
 driverSuite(test, 'portable');
 
@@ -539,7 +539,8 @@ test('a process that cannot see its pid namespace (no /proc) does not judge a ho
 
 test('under /proc mounted hidepid=2, a dead holder whose pid now runs another user\'s process is dead; a live holder hidden from us is held', async (t) => {
   if (process.getuid?.() !== 0) return t.pass('needs root for unshare, runuser and ns_last_pid');
-  const bundles = bundleForOtherUsers(['hold.ts', 'try-lock.ts']);
+  const build = buildForUsers(['test/fixtures/hold.ts', 'test/fixtures/try-lock.ts']);
+  t.teardown(() => build.remove());
   const dir = lockDir();
   chmodSync(dir, 0o1777);
   // In a private pid namespace with its own /proc (hidepid=2: users see only
@@ -547,11 +548,11 @@ test('under /proc mounted hidepid=2, a dead holder whose pid now runs another us
   const script = `
     set -e
     mount -o remount,hidepid=2 /proc
-    try() { runuser -u nobody -- "$NODE" "$B/try-lock.cjs" "$1" "$D" portable; }
+    try() { runuser -u nobody -- "$NODE" "$B/bin/try-lock.js" "$1" "$D" portable; }
     started() { until grep -q '^held' "$1"; do sleep 0.02; done; sed -n 's/^held \\([0-9]*\\) .*/\\1/p' "$1"; }
-    "$NODE" "$B/hold.cjs" hidden "$D" portable > "$D/root.out" &
+    "$NODE" "$B/bin/hold.js" hidden "$D" portable > "$D/root.out" &
     echo "root-holder $(started "$D/root.out") $(try hidden)"
-    runuser -u nobody -- "$NODE" "$B/hold.cjs" reused "$D" portable > "$D/nobody.out" &
+    runuser -u nobody -- "$NODE" "$B/bin/hold.js" reused "$D" portable > "$D/nobody.out" &
     P=$(started "$D/nobody.out")
     echo "nobody-holder $P $(try reused)"
     kill -9 "$P"; wait $! || true
@@ -560,7 +561,7 @@ test('under /proc mounted hidepid=2, a dead holder whose pid now runs another us
     echo "root-process $! $(try reused)"
   `;
   const output = execFileSync('unshare', ['-mpf', '--mount-proc', 'sh', '-c', script], {
-    encoding: 'utf8', cwd: bundles, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE: process.execPath, B: bundles, D: dir },
+    encoding: 'utf8', cwd: build.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE: process.execPath, B: build.dir, D: dir },
   });
   const lines = Object.fromEntries(output.trim().split('\n').map((line) => {
     const [what, pid, ...json] = line.split(' ');
