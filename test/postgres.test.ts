@@ -105,10 +105,12 @@ test('bad options are TypeErrors at once', (t) => {
 });
 
 test('an unreachable server, unknown host, silent server, missing database or role: a LockDriverError within the connect timeout, no hang', async (t) => {
-  const closedPort = await freePort();
   const silent: Server = createServer(() => {}); // accepts, never answers
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   const silentPort = (silent.address() as { port: number }).port;
+  // Found after the silent server listens: a port found free before could be the one it was then given.
+  let closedPort = await freePort();
+  while (closedPort === silentPort) closedPort = await freePort();
   const cases: Array<[string, RegExp]> = [
     [`postgres://postgres@127.0.0.1:${closedPort}/postgres`, new RegExp(`^Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${closedPort}/postgres: .*ECONNREFUSED`)],
     ['postgres://postgres@no-such-host.invalid:5432/postgres', /^Cannot connect to PostgreSQL at no-such-host\.invalid:5432\/postgres: .*(ENOTFOUND|EAI_AGAIN|timeout)/],
