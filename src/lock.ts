@@ -447,7 +447,7 @@ export function acquireSync(t: Target, processWide = false): ExclusiveLock {
   }
   if (lock !== null) return hold(t, entry, lock, record, processWide);
   endTurn(entry);
-  if (settings.signal?.aborted) throw settings.signal.reason;
+  // No signal can have aborted meanwhile: one that could is refused before a wait (requireSynchronous).
   return conflictSync(t, undefined, ours ? 'other-path' : undefined);
 }
 
