@@ -31,9 +31,12 @@ export function tracedSync(t: Target, acquire: () => ExclusiveLock): ExclusiveLo
   }
 }
 
-/** `acquire(t)` with its outcome logged by name. */
-export async function traced(t: Target, acquire: () => Promise<ExclusiveLock>): Promise<ExclusiveLock> {
-  if (!log.enabled) return acquire();
+/** `acquire(t)` with its outcome logged by name; disabled, the very promise of `acquire()` (no extra async step). */
+export function traced(t: Target, acquire: () => Promise<ExclusiveLock>): Promise<ExclusiveLock> {
+  return log.enabled ? tracedAsync(t, acquire) : acquire();
+}
+
+async function tracedAsync(t: Target, acquire: () => Promise<ExclusiveLock>): Promise<ExclusiveLock> {
   log("acquiring '%s'", t.name);
   try {
     return acquired(t, await acquire());
