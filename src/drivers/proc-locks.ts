@@ -34,16 +34,18 @@ export function flockHolder(file: OpenLockFile): number | null | undefined {
   } catch {
     return undefined;
   }
-  const devices = new Set([deviceId(BigInt(file.dev))]);
-  const mount = mountDevice(file.fd);
-  if (mount !== undefined) devices.add(mount);
+  const statDevice = deviceId(BigInt(file.dev));
+  let mount: string | undefined | null = null; // the mount's device, looked up only for a line whose inode matches
   for (const line of table.split('\n')) {
     // "1: FLOCK  ADVISORY  WRITE 2131 fe:00:2146317 0 EOF" (blocked waiters are marked "->")
     const fields = line.trim().split(/\s+/);
     if (fields[1] !== 'FLOCK' || fields[3] !== 'WRITE') continue;
     const id = fields[5] ?? '';
     const colon = id.lastIndexOf(':');
-    if (id.slice(colon + 1) === String(file.ino) && devices.has(id.slice(0, colon))) return Number(fields[4]);
+    if (id.slice(colon + 1) !== String(file.ino)) continue;
+    const device = id.slice(0, colon);
+    if (device !== statDevice && device !== (mount ??= mountDevice(file.fd))) continue;
+    return Number(fields[4]);
   }
   return null;
 }
