@@ -206,7 +206,8 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
       if (code(error) !== 'EEXIST') throw error;
       // NFS: a retransmitted LINK can report EEXIST although the first one
       // worked; then our temp file has gained the second link (open(2) man page).
-      return lstatSync(temp).nlink === 2;
+      // ENOENT: swept meanwhile (as above); the name exists, so not ours.
+      return linkCount(temp) === 2;
     }
   } catch (error) {
     // A claim that cannot be completely written must not appear: a
@@ -220,6 +221,16 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
     throw lockFileError(error, target);
   } finally {
     unlinkQuietly(temp);
+  }
+}
+
+/** The number of links of `path`, 0 when it is gone. */
+function linkCount(path: string): number {
+  try {
+    return lstatSync(path).nlink;
+  } catch (error) {
+    if (code(error) === 'ENOENT') return 0;
+    throw error;
   }
 }
 
