@@ -2,7 +2,7 @@
 // against a private PostgreSQL 15 started for the run (test/helpers/postgres-server.ts).
 import { Client } from 'pg';
 import { Exclusive, exclusive } from '../src/index.js';
-import { postgres } from '../src/postgres.js';
+import { postgres } from '../src/drivers/postgres/index.js';
 import { postgresInstalled, startPostgres } from '../test/helpers/postgres-server.js';
 
 export interface PostgresBench {

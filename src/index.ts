@@ -1,8 +1,8 @@
-export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder, type SyncOptions } from './exclusive.js';
-export { exclusive, type AsyncVersion, type ExclusiveFunction } from './wrap.js';
-export { ExclusiveLock } from './lock.js';
-export type { ExclusiveOptions } from './options.js';
-export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows.js';
+export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder, type SyncOptions } from './api/exclusive.js';
+export { exclusive, type AsyncVersion, type ExclusiveFunction } from './api/wrap.js';
+export { ExclusiveLock } from './core/lock.js';
+export type { ExclusiveOptions } from './api/options.js';
+export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows/index.js';
 export {
   CannotAcquireLock,
   InvalidArgumentError,
@@ -13,5 +13,5 @@ export {
   type ArgumentErrorCode,
   type ConflictReason,
   type LockFileErrorCode,
-} from './errors.js';
+} from './shared/errors.js';
 export type { AsyncLockDriver, DriverLock, DriverName, HolderRecord, LockDriver, SyncLockDriver } from './drivers/types.js';

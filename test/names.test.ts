@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nameForFile } from '../src/default-name.js';
+import { nameForFile } from '../src/api/default-name.js';
 import { Exclusive, exclusive } from '../src/index.js';
 import { ROOT } from './helpers/processes.js';
 

@@ -4,8 +4,8 @@ import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync
 import { join } from 'node:path';
 import { Exclusive, exclusive, InvalidArgumentError, LockFileError, windows } from '../src/index.js';
 import { postgres } from '../src/postgres.js';
-import { lockFileName } from '../src/lock-path.js';
-import { createPosixDriver as createPosixDriverForList } from '../src/drivers/posix.js';
+import { lockFileName } from '../src/drivers/file/path.js';
+import { createPosixDriver as createPosixDriverForList } from '../src/drivers/posix/index.js';
 import { lockDir, run, start } from './helpers/processes.js';
 
 // Options and names are validated eagerly, with a TypeError and a stable code naming the option.

@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { lockFileName } from '../src/lock-path.js';
+import { lockFileName } from '../src/drivers/file/path.js';
 import { privateMounts } from './helpers/namespace.js';
 import { lockDir, startArgv, type Finished, type Started } from './helpers/processes.js';
 import { asUser, buildForUsers, ensureUser, uidOf, type UserBuild } from './helpers/run-as.js';

@@ -9,8 +9,8 @@
  * `--` is reported as such instead of running the lock name as a command.
  */
 
-import { MAX_WAIT_MS } from '../options.js';
-import { didYouMean } from '../suggest.js';
+import { MAX_WAIT_MS } from '../api/options.js';
+import { didYouMean } from '../shared/suggest.js';
 
 /** Driver names the tool accepts for `--driver`. */
 export const CLI_DRIVERS = ['posix', 'windows', 'portable', 'postgres'] as const;

@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from '../errors.js';
-import { parseOptions } from '../options.js';
+import { InvalidArgumentError } from '../shared/errors.js';
+import { parseOptions } from '../api/options.js';
 import type { LockDriver } from '../drivers/types.js';
 import { UsageError, type LockPlace } from './args.js';
 
@@ -10,7 +10,7 @@ import { UsageError, type LockPlace } from './args.js';
  */
 export function driverFor(place: LockPlace): LockDriver {
   if (place.driver !== 'postgres') return parseOptions({ driver: place.driver }).driver;
-  const { postgres } = require('../postgres.js') as typeof import('../postgres.js');
+  const { postgres } = require('../drivers/postgres/index.js') as typeof import('../drivers/postgres/index.js');
   try {
     return postgres(place.databaseUrl === undefined ? {} : { connectionString: place.databaseUrl });
   } catch (error) {

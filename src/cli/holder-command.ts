@@ -1,4 +1,4 @@
-import { truncateCommand } from '../process-identity.js';
+import { truncateCommand } from '../shared/process-identity.js';
 
 /*
  * The command line the tool records as the holder's: pid, start time and

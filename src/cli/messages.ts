@@ -1,4 +1,4 @@
-import { DIR_OPTION } from '../lock-path.js';
+import { DIR_OPTION } from '../drivers/file/path.js';
 import { say } from './say.js';
 
 /**

@@ -1,7 +1,7 @@
-import { CannotAcquireLock, LockLostError } from '../errors.js';
-import { acquire, lockDescriptor, target } from '../lock.js';
-import { parseOptions, type LockSettings } from '../options.js';
-import type { ExclusiveLock } from '../lock.js';
+import { CannotAcquireLock, LockLostError } from '../shared/errors.js';
+import { acquire, lockDescriptor, target } from '../core/lock.js';
+import { parseOptions, type LockSettings } from '../api/options.js';
+import type { ExclusiveLock } from '../core/lock.js';
 import type { LockDriver } from '../drivers/types.js';
 import type { RunRequest } from './args.js';
 import { driverFor } from './driver.js';

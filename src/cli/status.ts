@@ -1,9 +1,9 @@
 import { debuglog } from 'node:util';
-import { holderOf, target, type Target } from '../lock.js';
+import { holderOf, target, type Target } from '../core/lock.js';
 import type { HolderRecord } from '../drivers/types.js';
-import { lockDirectory } from '../lock-path.js';
-import { parseOptions } from '../options.js';
-import { LockDriverError, LockFileError } from '../errors.js';
+import { lockDirectory } from '../drivers/file/path.js';
+import { parseOptions } from '../api/options.js';
+import { LockDriverError, LockFileError } from '../shared/errors.js';
 import type { StatusRequest } from './args.js';
 import { driverFor } from './driver.js';
 

@@ -1,6 +1,6 @@
-import { describe } from '../describe.js';
-import { InvalidArgumentError, LockDriverError } from '../errors.js';
-import { didYouMean } from '../suggest.js';
+import { describe } from '../shared/describe.js';
+import { InvalidArgumentError, LockDriverError } from '../shared/errors.js';
+import { didYouMean } from '../shared/suggest.js';
 import type { DriverName, LockDriver } from './types.js';
 
 /**
@@ -19,9 +19,9 @@ import type { DriverName, LockDriver } from './types.js';
 const drivers = new Map<DriverName, LockDriver>();
 
 const factories: Record<DriverName, () => LockDriver> = {
-  posix: () => (require('./posix.js') as typeof import('./posix.js')).createPosixDriver(),
-  windows: () => (require('./windows.js') as typeof import('./windows.js')).createWindowsDriver(),
-  portable: () => (require('./portable.js') as typeof import('./portable.js')).createPortableDriver(),
+  posix: () => (require('./posix/index.js') as typeof import('./posix/index.js')).createPosixDriver(),
+  windows: () => (require('./windows/index.js') as typeof import('./windows/index.js')).createWindowsDriver(),
+  portable: () => (require('./portable/index.js') as typeof import('./portable/index.js')).createPortableDriver(),
 };
 
 /** The driver called `name`, or the platform's default when `name` is undefined. */

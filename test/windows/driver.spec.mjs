@@ -12,9 +12,9 @@ import { Worker } from 'node:worker_threads';
 
 const require = createRequire(import.meta.url);
 const { Exclusive, CannotAcquireLock, LockFileError, InvalidArgumentError } = require('../dist/index.js');
-const { windows, mutexName, createWindowsDriver } = require('../dist/drivers/windows.js');
-const { lockDirectory } = require('../dist/lock-path.js');
-const { liveWaiters } = require('../dist/drivers/windows-waiter-pool.js');
+const { windows, mutexName, createWindowsDriver } = require('../dist/drivers/windows/index.js');
+const { lockDirectory } = require('../dist/drivers/file/path.js');
+const { liveWaiters } = require('../dist/drivers/windows/waiter-pool.js');
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'child.cjs');
 const OUT = mkdtempSync(join(process.env.EXCLUSIVE_WINE_OUT || tmpdir(), 'run-'));

@@ -97,7 +97,7 @@ if [ "${EXCLUSIVE_WINE_NO_BUILD:-}" != 1 ]; then
     log "tsc reported errors (emitted anyway):"; sed 's/^/#   /' "$BASE/tsc.log" >&2
   fi
 fi
-[ -f "$PKG/dist/drivers/windows.js" ] || { log "build produced no dist/drivers/windows.js"; exit 1; }
+[ -f "$PKG/dist/drivers/windows/index.js" ] || { log "build produced no dist/drivers/windows/index.js"; exit 1; }
 rm -rf "$PKG/test" && mkdir -p "$PKG/test" && cp -r "$ROOT"/test/windows/. "$PKG/test/" && rm -f "$PKG/test/run.sh"
 
 # 7. Run. Windows node cannot write to a Linux pipe: everything goes to files.

@@ -1,16 +1,16 @@
 import { closeSync, futimesSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
-import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { lockFilePath } from '../lock-path.js';
-import { isRunning } from '../process-identity.js';
-import { LockFileError } from '../errors.js';
-import { loadNative } from './native.js';
-import { locateLockFile, lockFileError, openLockFile, readHead, writeRecord, type OpenLockFile } from './lock-file.js';
-import type { DriverLock, HolderRecord, LockDriver } from './types.js';
-import { evictIdle } from './idle-cache.js';
-import { watchLockFile } from './watch.js';
-import { flockHolderRecord } from './proc-locks.js';
-import { claimPathFor, fileLockNamesIn, fileRegistryKey, liveClaimAt } from './portable-claim.js';
+import { decodeRecord, encodeRecord } from '../../shared/holder-record.js';
+import { lockFilePath } from '../file/path.js';
+import { isRunning } from '../../shared/process-identity.js';
+import { LockFileError } from '../../shared/errors.js';
+import { loadNative } from '../../native/libc.js';
+import { locateLockFile, lockFileError, openLockFile, readHead, writeRecord, type OpenLockFile } from '../file/lock-file.js';
+import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
+import { evictIdle } from '../file/idle-cache.js';
+import { watchLockFile } from '../file/watch.js';
+import { flockHolderRecord } from '../file/proc-locks.js';
+import { claimPathFor, fileLockNamesIn, fileRegistryKey, liveClaimAt } from '../portable/claim.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.

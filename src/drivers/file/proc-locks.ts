@@ -1,7 +1,7 @@
 import { closeSync, readFileSync } from 'node:fs';
-import { decodeRecord } from '../holder-record.js';
+import { decodeRecord } from '../../shared/holder-record.js';
 import { locateLockFile, readHead, type LocatedLockFile, type OpenLockFile } from './lock-file.js';
-import type { HolderRecord } from './types.js';
+import type { HolderRecord } from '../types.js';
 
 /**
  * Linux: who holds a `flock` on a file, read from /proc/locks without

@@ -1,7 +1,7 @@
-import { LockDriverError, LockLostError } from '../errors.js';
-import { advisoryKeyOf, lockIds } from './postgres-key.js';
-import { lastRow, messageOf, numberOrNull, Session, sqlState, stringOrNull, type PgModule, type SessionConfig } from './postgres-session.js';
-import type { AsyncLockDriver, DriverLock, HolderRecord } from './types.js';
+import { LockDriverError, LockLostError } from '../../shared/errors.js';
+import { advisoryKeyOf, lockIds } from './key.js';
+import { lastRow, messageOf, numberOrNull, Session, sqlState, stringOrNull, type PgModule, type SessionConfig } from './session.js';
+import type { AsyncLockDriver, DriverLock, HolderRecord } from '../types.js';
 
 /**
  * The PostgreSQL driver: session advisory locks (`pg_advisory_lock(bigint)`)

@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
-import { decodeRecord, encodeRecord } from '../holder-record.js';
-import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from '../lock-path.js';
-import { LockFileError } from '../errors.js';
-import { currentProcess, isRunning, visibilityKey } from '../process-identity.js';
-import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from './lock-file.js';
-import type { HolderRecord } from './types.js';
+import { decodeRecord, encodeRecord } from '../../shared/holder-record.js';
+import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from '../file/path.js';
+import { LockFileError } from '../../shared/errors.js';
+import { currentProcess, isRunning, visibilityKey } from '../../shared/process-identity.js';
+import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from '../file/lock-file.js';
+import type { HolderRecord } from '../types.js';
 
 /**
  * Claim files: the building block of the portable driver (src/drivers/portable.ts).

@@ -5,10 +5,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { CannotAcquireLock, Exclusive, exclusive, LockDriverError, type ExclusiveLock, type HolderRecord } from '../src/index.js';
-import { advisoryKey, LockLostError, postgres } from '../src/postgres.js';
-import { freePort, PG_BIN, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from './helpers/postgres-server.js';
-import { FIXTURES, lockDir, ROOT, run, start } from './helpers/processes.js';
+import { CannotAcquireLock, Exclusive, exclusive, LockDriverError, type ExclusiveLock, type HolderRecord } from '../../src/index.js';
+import { advisoryKey, LockLostError, postgres } from '../../src/postgres.js';
+import { freePort, PG_BIN, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
+import { FIXTURES, lockDir, ROOT, run, start } from '../helpers/processes.js';
 
 // Serial: real processes and timing bounds on a two-core machine.
 const test = (anyTest as TestFn<unknown>).serial;

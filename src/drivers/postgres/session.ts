@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
-import { LockDriverError } from '../errors.js';
+import { LockDriverError } from '../../shared/errors.js';
 
 /**
  * One PostgreSQL session dedicated to exclusive-process: a `pg.Client` that

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../shared/errors.js';
 
 /**
  * Default lock names, from the file of the code that asked for the lock.
@@ -29,8 +29,8 @@ import { InvalidArgumentError } from './errors.js';
  * Decorators append `:Class.method`.
  */
 
-/** This library's own code (src/ under tsx, dist/ once built): its frames are never the caller. */
-const OWN_DIR = __dirname;
+/** This library's own code (src/ under tsx, dist/ once built; this file is in its api/): its frames are never the caller. */
+const OWN_DIR = join(__dirname, '..');
 /** Packages whose code calls decorators on behalf of the class's file: decorator helpers and `Reflect.decorate` providers. */
 const DECORATOR_HELPERS = new Set([
   'tslib', '@swc/helpers', '@babel/runtime', '@babel/runtime-corejs2', '@babel/runtime-corejs3',

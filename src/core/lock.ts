@@ -2,11 +2,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
-import { CannotAcquireLock, InvalidArgumentError, LockDriverError, NotHoldingError, type ConflictDetails } from './errors.js';
+import { CannotAcquireLock, InvalidArgumentError, LockDriverError, NotHoldingError, type ConflictDetails } from '../shared/errors.js';
 import { cleanupOnSignals, registerCleanup, withoutOurSignalHandlers } from './exit.js';
-import { isThisProcess, recordForThisProcess } from './holder-record.js';
-import type { LockSettings } from './options.js';
-import type { DriverLock, HolderRecord, LockDriver } from './drivers/types.js';
+import { isThisProcess, recordForThisProcess } from '../shared/holder-record.js';
+import type { LockSettings } from '../api/options.js';
+import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 
 /**
  * The shared lock logic every form of the API goes through, written once for

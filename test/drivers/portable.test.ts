@@ -3,15 +3,15 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, watch, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { encodeRecord } from '../src/holder-record.js';
-import { CannotAcquireLock, Exclusive, LockFileError } from '../src/index.js';
-import { lockFilePath } from '../src/lock-path.js';
-import { claimPathFor } from '../src/drivers/portable-claim.js';
-import { processStartTime } from '../src/process-identity.js';
-import { createPortableDriver } from '../src/drivers/portable.js';
-import { driverSuite } from './helpers/suite.js';
-import { FIXTURES, ROOT, lockDir, run, start, startCommand } from './helpers/processes.js';
-import { buildForUsers } from './helpers/run-as.js';
+import { encodeRecord } from '../../src/shared/holder-record.js';
+import { CannotAcquireLock, Exclusive, LockFileError } from '../../src/index.js';
+import { lockFilePath } from '../../src/drivers/file/path.js';
+import { claimPathFor } from '../../src/drivers/portable/claim.js';
+import { processStartTime } from '../../src/shared/process-identity.js';
+import { createPortableDriver } from '../../src/drivers/portable/index.js';
+import { driverSuite } from '../helpers/suite.js';
+import { FIXTURES, ROOT, lockDir, run, start, startCommand } from '../helpers/processes.js';
+import { buildForUsers } from '../helpers/run-as.js';
 
 driverSuite(test, 'portable');
 

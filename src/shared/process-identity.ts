@@ -12,7 +12,7 @@ export function processStartTime(pid: number): string | undefined {
   if (process.platform === 'win32') {
     try {
       // Creation time (GetProcessTimes); loads the same kernel32 binding as the windows driver.
-      return (require('./drivers/windows-native.js') as typeof import('./drivers/windows-native.js')).loadKernel32().processCreationTime(pid);
+      return (require('../native/kernel32.js') as typeof import('../native/kernel32.js')).loadKernel32().processCreationTime(pid);
     } catch {
       return undefined;
     }

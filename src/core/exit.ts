@@ -1,5 +1,5 @@
 import { isMainThread } from 'node:worker_threads';
-import type { LockDriver } from './drivers/types.js';
+import type { LockDriver } from '../drivers/types.js';
 
 /**
  * Cleanup when the process (or worker thread) ends: every driver that held a

@@ -1,8 +1,8 @@
-import { describe } from './describe.js';
+import { describe } from '../shared/describe.js';
 import { callerFile, nameForFile } from './default-name.js';
-import { traced, tracedSync, traceName, traceTarget } from './debug.js';
-import { CannotAcquireLock, InvalidArgumentError } from './errors.js';
-import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type ExclusiveLock, type Target } from './lock.js';
+import { traced, tracedSync, traceName, traceTarget } from '../core/debug.js';
+import { CannotAcquireLock, InvalidArgumentError } from '../shared/errors.js';
+import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type ExclusiveLock, type Target } from '../core/lock.js';
 import { parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
 
 const AsyncFunction = (async () => {}).constructor;

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT } from './windows-native.js';
-import { CONTROL, HOLDING, IDLE, SLICE_MS, WAITING, type WaiterData, type WaiterJob, type WaiterReply } from './windows-waiter-protocol.js';
+import { loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT } from '../../native/kernel32.js';
+import { CONTROL, HOLDING, IDLE, SLICE_MS, WAITING, type WaiterData, type WaiterJob, type WaiterReply } from './waiter-protocol.js';
 
 /**
  * The waiter thread of the Windows driver (a worker_threads worker). A

@@ -1,6 +1,6 @@
 import { debuglog } from 'node:util';
 import type { ExclusiveLock, Target } from './lock.js';
-import { CannotAcquireLock } from './errors.js';
+import { CannotAcquireLock } from '../shared/errors.js';
 
 /**
  * `NODE_DEBUG=exclusive-process`: which names locks get and what happens to

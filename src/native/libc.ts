@@ -1,4 +1,4 @@
-import { LockDriverError } from '../errors.js';
+import { LockDriverError } from '../shared/errors.js';
 
 /**
  * The libc calls of the POSIX driver, through ffi-rs. Loaded lazily so that

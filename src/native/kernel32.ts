@@ -1,4 +1,4 @@
-import { LockDriverError } from '../errors.js';
+import { LockDriverError } from '../shared/errors.js';
 
 /**
  * The kernel32/ntdll calls of the Windows driver, through ffi-rs. Loaded

@@ -1,9 +1,9 @@
 import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { LockFileError } from '../errors.js';
-import { decodeRecord } from '../holder-record.js';
-import { DIR_OPTION, inLockDirectory, notADirectory } from '../lock-path.js';
-import type { HolderRecord } from './types.js';
+import { LockFileError } from '../../shared/errors.js';
+import { decodeRecord } from '../../shared/holder-record.js';
+import { DIR_OPTION, inLockDirectory, notADirectory } from './path.js';
+import type { HolderRecord } from '../types.js';
 
 /**
  * Opening lock files safely in directories other users can write to (/tmp,

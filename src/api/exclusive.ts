@@ -1,11 +1,11 @@
 import 'reflect-metadata';
-import { describe } from './describe.js';
-import { traced, tracedSync, traceName, traceTarget } from './debug.js';
+import { describe } from '../shared/describe.js';
+import { traced, tracedSync, traceName, traceTarget } from '../core/debug.js';
 import { callerFile, nameForFile } from './default-name.js';
-import type { AsyncLockDriver, DriverName, HolderRecord, LockDriver, SyncLockDriver } from './drivers/types.js';
-import { InvalidArgumentError } from './errors.js';
-import { acquire, acquireForProcess, acquireSync, ExclusiveLock, holderOf, requireSynchronous, runHolding, target, type Target } from './lock.js';
-import { validateName } from './lock-path.js';
+import type { AsyncLockDriver, DriverName, HolderRecord, LockDriver, SyncLockDriver } from '../drivers/types.js';
+import { InvalidArgumentError } from '../shared/errors.js';
+import { acquire, acquireForProcess, acquireSync, ExclusiveLock, holderOf, requireSynchronous, runHolding, target, type Target } from '../core/lock.js';
+import { validateName } from '../drivers/file/path.js';
 import { parseHolderOptions, parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
 import { defaultName, guard, type NotAGenerator } from './wrap.js';
 

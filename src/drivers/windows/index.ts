@@ -1,19 +1,19 @@
 import { createHash } from 'node:crypto';
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe } from '../describe.js';
-import { InvalidArgumentError, LockDriverError, LockFileError } from '../errors.js';
-import { encodeRecord } from '../holder-record.js';
-import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn, systemLockDirectory } from '../lock-path.js';
-import { isRunning } from '../process-identity.js';
-import { didYouMean } from '../suggest.js';
-import { openLockFile, readRecordAt, writeRecord } from './lock-file.js';
-import type { DriverLock, HolderRecord, SyncLockDriver } from './types.js';
+import { describe } from '../../shared/describe.js';
+import { InvalidArgumentError, LockDriverError, LockFileError } from '../../shared/errors.js';
+import { encodeRecord } from '../../shared/holder-record.js';
+import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn, systemLockDirectory } from '../file/path.js';
+import { isRunning } from '../../shared/process-identity.js';
+import { didYouMean } from '../../shared/suggest.js';
+import { openLockFile, readRecordAt, writeRecord } from '../file/lock-file.js';
+import type { DriverLock, HolderRecord, SyncLockDriver } from '../types.js';
 import {
   ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, INFINITE, loadKernel32, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
-} from './windows-native.js';
-import { Waiter } from './windows-waiter-pool.js';
-import { evictIdle } from './idle-cache.js';
+} from '../../native/kernel32.js';
+import { Waiter } from './waiter-pool.js';
+import { evictIdle } from '../file/idle-cache.js';
 
 /**
  * The Windows driver: a kernel named mutex per lock (CreateMutexW,

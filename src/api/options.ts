@@ -1,9 +1,9 @@
-import { describe } from './describe.js';
-import { driverByName } from './drivers/select.js';
-import type { DriverName, LockDriver } from './drivers/types.js';
-import { InvalidArgumentError } from './errors.js';
-import { validateName } from './lock-path.js';
-import { didYouMean } from './suggest.js';
+import { describe } from '../shared/describe.js';
+import { driverByName } from '../drivers/select.js';
+import type { DriverName, LockDriver } from '../drivers/types.js';
+import { InvalidArgumentError } from '../shared/errors.js';
+import { validateName } from '../drivers/file/path.js';
+import { didYouMean } from '../shared/suggest.js';
 
 /**
  * Options accepted by every form: `@Exclusive()`, `exclusive(fn)`,

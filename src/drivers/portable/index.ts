@@ -1,11 +1,11 @@
-import { LockFileError } from '../errors.js';
+import { LockFileError } from '../../shared/errors.js';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { lockFilePath } from '../lock-path.js';
-import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './portable-claim.js';
-import { flockHolderAt } from './proc-locks.js';
-import type { DriverLock, HolderRecord, LockDriver } from './types.js';
-import { watchLockFile } from './watch.js';
+import { lockFilePath } from '../file/path.js';
+import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './claim.js';
+import { flockHolderAt } from '../file/proc-locks.js';
+import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
+import { watchLockFile } from '../file/watch.js';
 
 /**
  * The portable driver: a pid file, no native code. For platforms where the

@@ -1,4 +1,4 @@
 import test from 'ava';
-import { driverSuite } from './helpers/suite.js';
+import { driverSuite } from '../helpers/suite.js';
 
 driverSuite(test, 'posix');

@@ -1,4 +1,4 @@
-import type { HolderRecord } from './drivers/types.js';
+import type { HolderRecord } from '../drivers/types.js';
 import { currentProcess } from './process-identity.js';
 
 /**

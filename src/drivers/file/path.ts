@@ -3,8 +3,8 @@ import { mkdirSync, readdirSync, realpathSync, statSync, type Dirent } from 'nod
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { debuglog } from 'node:util';
-import { InvalidArgumentError, LockFileError } from './errors.js';
-import { describe } from './describe.js';
+import { InvalidArgumentError, LockFileError } from '../../shared/errors.js';
+import { describe } from '../../shared/describe.js';
 
 /**
  * Where lock files live and what they are called. The one place that turns

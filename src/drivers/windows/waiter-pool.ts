@@ -1,11 +1,11 @@
 import { extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { LockDriverError } from '../errors.js';
-import type { Kernel32 } from './windows-native.js';
-import { CONTROL, CONTROL_SLOTS, IDLE, type WaiterData, type WaiterJob, type WaiterReply } from './windows-waiter-protocol.js';
+import { LockDriverError } from '../../shared/errors.js';
+import type { Kernel32 } from '../../native/kernel32.js';
+import { CONTROL, CONTROL_SLOTS, IDLE, type WaiterData, type WaiterJob, type WaiterReply } from './waiter-protocol.js';
 
 /**
- * The driver's side of a waiter thread (see windows-waiter.ts): starts it
+ * The driver's side of a waiter thread (see waiter.ts): starts it
  * on first use (about 30 ms, paid only by a lock that has to wait), hands it
  * one wait at a time, and releases through it synchronously. Idle waiters
  * are reused and never keep the process alive; a waiting one does, as any
@@ -39,7 +39,7 @@ export class Waiter {
     this.#cancelEvent = k.createEvent();
     const data: WaiterData = { control: this.#control.buffer as SharedArrayBuffer, cancelEvent: this.#cancelEvent };
     // The compiled .js next to this file, or the .ts one under a TypeScript loader (workers inherit execArgv).
-    this.#worker = new Worker(join(__dirname, `windows-waiter${extname(__filename)}`), { workerData: data, stdout: false, stderr: false });
+    this.#worker = new Worker(join(__dirname, `waiter${extname(__filename)}`), { workerData: data, stdout: false, stderr: false });
     this.#worker.unref();
     this.#worker.on('message', (reply: WaiterReply) => {
       if (this.#state === 'dead') return; // exit cleanup already settled it
