@@ -1,6 +1,7 @@
 // The package as users get it: packed with `npm pack` (which runs `prepack`,
 // the real build), installed from the tarball into a fresh project, then
-// used from ESM, CommonJS and TypeScript (tsx, and tsc for the types).
+// used from ESM, CommonJS and TypeScript (tsx, and tsc for the types), and
+// linted by publint and attw (are the types wrong), as `npm run lint:package` does.
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,12 +12,16 @@ import { FIXTURES, ROOT } from './helpers/processes.js';
 
 const exec = promisify(execFile);
 const CONSUMER = join(FIXTURES, 'package-consumer');
+/** A TypeScript 5 project on `"moduleResolution": "node"` (node10), which ignores "exports". */
+const NODE10_CONSUMER = join(FIXTURES, 'package-consumer-node10');
+const BIN = join(ROOT, 'node_modules', '.bin');
 /** Top-level entries of the work tree that are not sources of the package (built, installed or scratch). */
 const NOT_COPIED = new Set(['node_modules', '.git', 'dist', '.tmp']);
 
 let work = '';
 let project = '';
 let lockDir = '';
+let tarball = '';
 /** Paths inside the tarball, without the leading `package/`. */
 let packed: string[] = [];
 /** What `npm install <tarball>` printed on stderr. */
@@ -56,7 +61,7 @@ test.before(async () => {
   });
   symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'), 'dir');
   await run('npm', ['pack', '--pack-destination', work], source);
-  const tarball = join(work, readdirSync(work).find((file) => file.endsWith('.tgz'))!);
+  tarball = join(work, readdirSync(work).find((file) => file.endsWith('.tgz'))!);
   packed = (await run('tar', ['-tzf', tarball], work)).split('\n').filter(Boolean).map((path) => path.replace(/^package\//, ''));
 
   project = join(work, 'project');
@@ -65,7 +70,14 @@ test.before(async () => {
   mkdirSync(lockDir);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'package-consumer', private: true, type: 'module' }));
   for (const file of readdirSync(CONSUMER)) cpSync(join(CONSUMER, file), join(project, file.replace(/\.txt$/, '')));
-  const installed = await runBoth('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', '@types/node@20'], project);
+  mkdirSync(join(project, 'node10'));
+  for (const file of readdirSync(NODE10_CONSUMER)) cpSync(join(NODE10_CONSUMER, file), join(project, 'node10', file.replace(/\.txt$/, '')));
+  // TypeScript 7 no longer has node10 resolution: the old-project check runs TypeScript 5.
+  const installed = await runBoth(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', 'typescript5@npm:typescript@5.9', '@types/node@20'],
+    project,
+  );
   installOutput = installed.stdout + installed.stderr;
 });
 
@@ -150,4 +162,65 @@ test('the types resolve from the installed package: tsc --noEmit passes for ESM 
   // so it also proves the types are the package's own and not `any`.
   const stdout = await run(join('node_modules', '.bin', 'tsc'), ['--noEmit', '-p', 'tsconfig.json'], project);
   t.is(stdout, '');
+});
+
+test('TypeScript 5 with "moduleResolution": "node" (node10) finds the types of both entry points', async (t) => {
+  // node10 ignores "exports": `exclusive-process/postgres` resolves only through
+  // the postgres/package.json stub. Fails on TS2307 (module not found) and on an
+  // unused @ts-expect-error (the types are `any`).
+  const stdout = await run(join('..', 'node_modules', 'typescript5', 'bin', 'tsc'), ['--noEmit', '-p', 'tsconfig.json'], join(project, 'node10'));
+  t.is(stdout, '');
+});
+
+test('publint finds nothing to report in the tarball: no error, warning or suggestion', async (t) => {
+  // --strict makes warnings fail the run; publint prints "All good!" only when
+  // it has no message at all, suggestions included.
+  const stdout = await run(join(BIN, 'publint'), ['run', '--strict', '--level', 'suggestion', tarball], work);
+  t.regex(stdout, /All good!/, stdout);
+});
+
+/** One resolution attw computed: the types file and the JavaScript it stands for, relative to the package. */
+interface AttwResolution {
+  resolution?: { fileName: string };
+  implementationResolution?: { fileName: string };
+}
+
+interface AttwReport {
+  analysis: {
+    problems: unknown[];
+    entrypoints: Record<string, { resolutions: Record<string, AttwResolution> }>;
+  };
+}
+
+test('attw: every entry point resolves to its own types and code under node10, node16 (CJS, ESM) and bundler, with no problem', async (t) => {
+  // attw exits non-zero when it finds a problem: read its JSON report either way.
+  const output = await exec(join(BIN, 'attw'), ['--profile', 'strict', '--format', 'json', tarball], { cwd: work, maxBuffer: 64 * 1024 * 1024 }).then(
+    (done) => done.stdout,
+    (error: { stdout?: string }) => error.stdout ?? '',
+  );
+  const report = JSON.parse(output) as AttwReport;
+  const inPackage = (file: string | undefined): string => file?.replace('/node_modules/exclusive-process/', '') ?? 'unresolved';
+  const resolved = Object.fromEntries(
+    Object.entries(report.analysis.entrypoints).map(([entry, { resolutions }]) => [
+      entry,
+      Object.fromEntries(
+        Object.entries(resolutions).map(([mode, found]) => [mode, `${inPackage(found.resolution?.fileName)} -> ${inPackage(found.implementationResolution?.fileName)}`]),
+      ),
+    ]),
+  );
+  const cjs = (name: string): string => `dist/${name}.d.ts -> dist/${name}.js`;
+  const esm = (name: string): string => `dist/${name}.d.mts -> dist/${name}.mjs`;
+  const manifest = 'package.json -> package.json';
+  t.deepEqual(resolved, {
+    '.': { node10: cjs('index'), 'node16-cjs': cjs('index'), 'node16-esm': esm('index'), bundler: esm('index') },
+    './postgres': { node10: cjs('postgres'), 'node16-cjs': cjs('postgres'), 'node16-esm': esm('postgres'), bundler: esm('postgres') },
+    './package.json': { node10: manifest, 'node16-cjs': manifest, 'node16-esm': manifest, bundler: manifest },
+  });
+  t.deepEqual(report.analysis.problems, []);
+});
+
+test('npm run lint:package passes on the tarball (publint and attw, as a developer runs them)', async (t) => {
+  const stdout = await run('npm', ['run', '--silent', 'lint:package', '--', tarball], ROOT);
+  t.regex(stdout, /All good!/);
+  t.regex(stdout, /No problems found/);
 });
