@@ -33,7 +33,7 @@ const BRAND = Symbol.for('exclusive-process.error');
  * }
  * ```
  */
-export abstract class ExclusiveProcessError extends Error {
+export class ExclusiveProcessError extends Error {
   /** A stable code, such as `'ERR_LOCK_HELD'` (messages may change between versions, codes may not). */
   declare readonly code: string;
 
@@ -49,7 +49,7 @@ export abstract class ExclusiveProcessError extends Error {
 }
 
 /** Brands the errors of a class (on its prototype: invisible in logs, JSON and `Object.keys`). */
-function brand(errorClass: abstract new (...args: never[]) => Error): void {
+function brand(errorClass: new (...args: never[]) => Error): void {
   Object.defineProperty(errorClass.prototype, BRAND, { value: true });
 }
 brand(ExclusiveProcessError);
