@@ -10,6 +10,7 @@ import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
 import { displayCommand } from '../src/cli/holder-command.js';
+import { procStat } from '../src/shared/process-identity.js';
 import { ROOT } from './helpers/processes.js';
 import { Client } from 'pg';
 import { startPostgres } from './helpers/postgres-server.js';
@@ -436,12 +437,8 @@ function trapping(log: string, stop: string, signals: string[]): string[] {
 
 /** True while `pid` runs (not gone, not a zombie waiting for its new parent to reap it). */
 function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
-  } catch {
-    return false;
-  }
+  const state = procStat(pid)?.state;
+  return state !== undefined && state !== 'Z' && state !== 'X';
 }
 
 /** A second run of the lock: its command says "alone" or "overlap" depending on whether `pid` still runs. */
