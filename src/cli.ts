@@ -12,6 +12,7 @@ import { say } from './cli/say.js';
 import { sayError } from './cli/messages.js';
 import { collectStatus, emptyMessage, formatJson, formatTable } from './cli/status.js';
 import { HELP, TRY_HELP } from './cli/usage.js';
+import { ExclusiveProcessError } from './shared/errors.js';
 
 async function main(argv: readonly string[]): Promise<void> {
   const request = parseArgs(argv);
@@ -46,10 +47,9 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     say(`exclusive: ${error.message}\n${TRY_HELP}\n`);
     process.exit(EXIT.usage);
   }
-  // Our own errors (LockFileError, LockDriverError...) have messages that name the fix; anything else gets its stack.
-  const code = (error as { code?: unknown } | null)?.code;
-  const known = error instanceof Error && typeof code === 'string' && code.startsWith('ERR_');
-  if (known) sayError(error.message);
+  // Our own errors (LockFileError, LockDriverError...) have messages that name the fix; anything else
+  // (Node's own errors too, though their codes also start with ERR_) gets its stack.
+  if (error instanceof ExclusiveProcessError) sayError(error.message);
   else say(`exclusive: ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(EXIT.failure);
 });

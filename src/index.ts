@@ -5,6 +5,7 @@ export type { ExclusiveOptions } from './api/options.js';
 export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows/index.js';
 export {
   CannotAcquireLock,
+  ExclusiveProcessError,
   InvalidArgumentError,
   LockDriverError,
   LockFileError,

@@ -10,6 +10,7 @@ import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
 import { displayCommand } from '../src/cli/holder-command.js';
+import { procStat } from '../src/shared/process-identity.js';
 import { ROOT } from './helpers/processes.js';
 import { Client } from 'pg';
 import { startPostgres } from './helpers/postgres-server.js';
@@ -436,12 +437,8 @@ function trapping(log: string, stop: string, signals: string[]): string[] {
 
 /** True while `pid` runs (not gone, not a zombie waiting for its new parent to reap it). */
 function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
-  } catch {
-    return false;
-  }
+  const state = procStat(pid)?.state;
+  return state !== undefined && state !== 'Z' && state !== 'X';
 }
 
 /** A second run of the lock: its command says "alone" or "overlap" depending on whether `pid` still runs. */
@@ -806,6 +803,23 @@ cliTest('a driver that cannot run here, or an unusable directory, exits 125', as
     stderr: 'exclusive: The lock directory /proc does not accept new files (creating exclusive-process.job.lock there fails with ENOENT): ' +
       'it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with --dir or EXCLUSIVE_PROCESS_DIR.\n',
   });
+});
+
+cliTest("a Node error with an ERR_ code is not taken for one of the tool's: it is reported with its stack, exit 125", async (t) => {
+  // Preloaded into the tool: starting the command `true` passes spawn() an
+  // argument holding a NUL byte, so Node itself throws (TypeError
+  // [ERR_INVALID_ARG_VALUE]) as an unexpected failure of the tool would.
+  const preload = join(root, 'nul-argument.cjs');
+  writeFileSync(preload, `const childProcess = require('node:child_process');
+const spawn = childProcess.spawn;
+childProcess.spawn = (file, args, options) => spawn(file, file === 'true' ? ['a\\0b'] : args, options);
+`);
+  const result = await exclusive(['--dir', lockDir(), 'node-error', '--', 'true'], { env: { NODE_OPTIONS: `--require ${preload}` } });
+  t.is(result.code, 125, result.stderr);
+  t.is(result.stdout, '');
+  // Not `exclusive: The argument 'args[0]' must be...` alone, as the tool's own errors (whose messages name the fix) are said.
+  t.true(result.stderr.startsWith("exclusive: TypeError [ERR_INVALID_ARG_VALUE]: The argument 'args[0]' must be a string without null bytes."), result.stderr);
+  t.regex(result.stderr, /\n {4}at .*spawn/, 'with its stack');
 });
 
 // ---------------------------------------------------------------- verbose

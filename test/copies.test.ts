@@ -59,6 +59,33 @@ test('two copies of the package in one process: sync and async waits and conflic
   t.deepEqual(byScenario.mixed, { crossWait: own, counter: 40 }, 'posix through one copy, portable through the other: one lock');
 });
 
+test("each copy's ExclusiveProcessError recognises the other copy's errors (instanceof); the subclasses stay per copy", async (t) => {
+  const [a, b] = await twoCopies();
+  const dir = lockDir();
+  const script = `
+    const [A, B] = [require(process.argv[1]), require(process.argv[2])];
+    const caught = (call) => { try { call(); } catch (error) { return error; } };
+    const held = A.Exclusive.lock({ name: 'brand', dir: process.argv[3] });
+    const conflict = caught(() => B.Exclusive.lock({ name: 'brand', dir: process.argv[3] })); // B's CannotAcquireLock
+    held.release();
+    const argument = caught(() => B.exclusive(() => 1, { wiat: 1 })); // B's InvalidArgumentError
+    const node = caught(() => require('node:fs').readFileSync('a\\0b')); // Node's ERR_INVALID_ARG_VALUE
+    const is = (error, Class) => error instanceof Class;
+    console.log(JSON.stringify({
+      codes: [conflict.code, argument.code, node.code],
+      conflict: [is(conflict, A.ExclusiveProcessError), is(conflict, B.ExclusiveProcessError), is(conflict, A.CannotAcquireLock), is(conflict, B.CannotAcquireLock)],
+      argument: [is(argument, A.ExclusiveProcessError), is(argument, B.ExclusiveProcessError), is(argument, TypeError)],
+      node: [is(node, A.ExclusiveProcessError), is(node, B.ExclusiveProcessError)],
+    }));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', script, a, b, dir], { timeout: 30_000 });
+  t.deepEqual(JSON.parse(stdout), {
+    codes: ['ERR_LOCK_HELD', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_ARG_VALUE'],
+    conflict: [true, true, false, true],
+    argument: [true, true, true],
+    node: [false, false],
+  });
+});
+
 test('two copies each holding a lock with forever(): SIGTERM still ends the process, and both lock files are removed', async (t) => {
   const [a, b] = await twoCopies();
   const dir = lockDir();

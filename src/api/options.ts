@@ -3,7 +3,7 @@ import { driverByName } from '../drivers/select.js';
 import type { DriverName, LockDriver } from '../drivers/types.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { validateName } from '../drivers/file/path.js';
-import { didYouMean } from '../shared/suggest.js';
+import { integerInRange, MAX_WAIT_MS, optionalBoolean, optionalSignal, optionalString, optionsRecord, type OptionsShape } from '../shared/validate.js';
 
 /**
  * Options accepted by every form: `@Exclusive()`, `exclusive(fn)`,
@@ -105,71 +105,37 @@ export interface LockSettings {
   readonly command?: string;
 }
 
-const KNOWN = new Set(['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async']);
+const KNOWN = ['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async'];
+
+/** Other lock libraries' words for our options, suggested when they are not a typo of one. */
+const ALIASES: Readonly<Record<string, string>> = { timeout: 'wait', directory: 'dir' };
+
+const OPTIONS: OptionsShape = { known: KNOWN, aliases: ALIASES, notObject: 'options must be an object', notAnOption: 'is not an option' };
 
 /** Validates options eagerly, throwing a TypeError with a Node-style `code` naming the exact option. */
 export function parseOptions(options: unknown): LockSettings {
-  const o = checkKeys(options, KNOWN);
+  const o = optionsRecord(options, OPTIONS);
   return {
     name: o.name === undefined ? undefined : validateName(o.name),
     die: optionalBoolean(o.die, 'die') ?? false,
-    exitCode: parseExitCode(o.exitCode),
+    exitCode: o.exitCode === undefined ? 1 : integerInRange(o.exitCode, 'exitCode', 0, 255),
     waitMs: parseWait(o.wait),
-    signal: parseSignal(o.signal),
+    signal: optionalSignal(o.signal, 'signal'),
     dir: parseDir(o.dir),
     driver: parseDriver(o.driver),
     async: optionalBoolean(o.async, 'async'),
   };
 }
 
-/** Other lock libraries' words for our options, suggested when they are not a typo of one. */
-const ALIASES: Readonly<Record<string, string>> = { timeout: 'wait', directory: 'dir' };
-
-const HOLDER_KNOWN = new Set(['dir', 'driver']);
+const HOLDER_OPTIONS: OptionsShape = { ...OPTIONS, known: ['dir', 'driver'], notAnOption: 'is not an option of holder()' };
 
 /** The options of `Exclusive.holder()`: `dir` and `driver` only, checked like the others (a typo is an error). */
 export function parseHolderOptions(options: unknown): LockSettings {
-  const o = checkKeys(options, HOLDER_KNOWN);
+  const o = optionsRecord(options, HOLDER_OPTIONS);
   return parseOptions({ dir: o.dir, driver: o.driver });
 }
 
-/** `options` as a record whose keys are all in `known` (undefined: none). */
-function checkKeys(options: unknown, known: ReadonlySet<string>): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options must be an object, got ${describe(options)}`);
-  }
-  const o = options as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!known.has(key)) {
-      const hint = didYouMean(key, known, ALIASES);
-      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option${known === KNOWN ? '' : ' of holder()'}${hint} (known: ${[...known].join(', ')})`);
-    }
-  }
-  return o;
-}
-
-function optionalBoolean(value: unknown, key: string): boolean | undefined {
-  if (value === undefined || typeof value === 'boolean') return value;
-  throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.${key} must be a boolean, got ${describe(value)}`);
-}
-
-function parseExitCode(value: unknown): number {
-  if (value === undefined) return 1;
-  if (typeof value !== 'number') {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.exitCode must be a number, got ${describe(value)}`);
-  }
-  if (!Number.isInteger(value) || value < 0 || value > 255) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.exitCode must be an integer from 0 to 255, got ${value}`);
-  }
-  return value;
-}
-
-/**
- * The longest finite `wait`: 2^31 - 1 ms (about 24.8 days), the longest delay
- * Node's timers (and AbortSignal.timeout) can keep; longer is `true`.
- */
-export const MAX_WAIT_MS = 0x7fffffff;
+export { MAX_WAIT_MS };
 
 function parseWait(value: unknown): number {
   if (value === undefined || value === false) return 0;
@@ -187,20 +153,12 @@ function parseWait(value: unknown): number {
   return value;
 }
 
-function parseSignal(value: unknown): AbortSignal | undefined {
-  if (value === undefined || value instanceof AbortSignal) return value;
-  throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.signal must be an AbortSignal, got ${describe(value)}`);
-}
-
 function parseDir(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string') {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.dir must be a string, got ${describe(value)}`);
+  const dir = optionalString(value, 'dir');
+  if (dir !== undefined && (dir.length === 0 || dir.includes('\0'))) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.dir must be a non-empty path without NUL bytes, got ${describe(dir)}`);
   }
-  if (value.length === 0 || value.includes('\0')) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.dir must be a non-empty path without NUL bytes, got ${describe(value)}`);
-  }
-  return value;
+  return dir;
 }
 
 function parseDriver(value: unknown): LockDriver {

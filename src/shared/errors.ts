@@ -7,6 +7,54 @@ import type { HolderRecord } from '../drivers/types.js';
 import { isThisHost, isThisProcess } from './holder-record.js';
 
 /**
+ * Marks every error of this package, on its prototype. A registered symbol
+ * (`Symbol.for`), so that errors thrown by another copy of the package (two
+ * versions in one `node_modules` tree) are recognised too.
+ */
+const BRAND = Symbol.for('exclusive-process.error');
+
+/**
+ * The base of every error this package throws ({@link CannotAcquireLock},
+ * {@link LockFileError}, {@link LockDriverError}, {@link InvalidArgumentError},
+ * {@link LockLostError}, {@link NotHoldingError}), to tell them from other
+ * errors (Node's own, whose codes also start with `ERR_`) with `instanceof`.
+ * It is never thrown by itself. `error instanceof ExclusiveProcessError` is
+ * true for the errors of any copy of the package loaded in the process, and
+ * for {@link InvalidArgumentError}, which extends `TypeError` (as Node's
+ * argument errors do) and so cannot extend this class.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await Exclusive.run({ name: 'nightly' }, job);
+ * } catch (error) {
+ *   if (!(error instanceof ExclusiveProcessError)) throw error; // a bug of the job, not of the lock
+ *   console.error(`lock: ${error.message} (${error.code})`);
+ * }
+ * ```
+ */
+export class ExclusiveProcessError extends Error {
+  /** A stable code, such as `'ERR_LOCK_HELD'` (messages may change between versions, codes may not). */
+  declare readonly code: string;
+
+  /**
+   * `instanceof ExclusiveProcessError` looks for the brand, which every error
+   * of every copy of the package has; `instanceof` a subclass stays the
+   * ordinary prototype check (static methods are inherited, hence the test on `this`).
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== ExclusiveProcessError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return (typeof value === 'object' || typeof value === 'function') && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
+  }
+}
+
+/** Brands the errors of a class (on its prototype: invisible in logs, JSON and `Object.keys`). */
+function brand(errorClass: new (...args: never[]) => Error): void {
+  Object.defineProperty(errorClass.prototype, BRAND, { value: true });
+}
+brand(ExclusiveProcessError);
+
+/**
  * Why a lock could not be acquired ({@link CannotAcquireLock}'s `reason`):
  * - `'held-elsewhere'`: another process holds it and the call did not wait
  *   (the message is `Another '<name>' process is already running (pid <pid>).`);
@@ -63,9 +111,9 @@ export interface ConflictDetails {
  * }
  * ```
  */
-export class CannotAcquireLock extends Error {
+export class CannotAcquireLock extends ExclusiveProcessError {
   /** Always `'ERR_LOCK_HELD'`, whatever the `reason`. */
-  readonly code = 'ERR_LOCK_HELD';
+  override readonly code = 'ERR_LOCK_HELD';
   /** The lock's name, as given or derived. */
   readonly lockName: string;
   /** Where the lock lives: a file path, mutex name or advisory key. */
@@ -182,8 +230,8 @@ export type LockFileErrorCode =
  * catch (error) { if (error instanceof LockFileError) console.error(error.code, error.path); }
  * ```
  */
-export class LockFileError extends Error {
-  readonly code: LockFileErrorCode;
+export class LockFileError extends ExclusiveProcessError {
+  override readonly code: LockFileErrorCode;
   /** The file or directory at fault. */
   readonly path: string;
 
@@ -205,8 +253,8 @@ export class LockFileError extends Error {
  * Exclusive.lock({ name: 'x', driver: 'windows' }); // on Linux: throws LockDriverError
  * ```
  */
-export class LockDriverError extends Error {
-  readonly code: 'ERR_DRIVER_UNAVAILABLE' | 'ERR_DRIVER_UNSUPPORTED';
+export class LockDriverError extends ExclusiveProcessError {
+  override readonly code: 'ERR_DRIVER_UNAVAILABLE' | 'ERR_DRIVER_UNSUPPORTED';
 
   constructor(code: LockDriverError['code'], message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
@@ -244,6 +292,8 @@ export class InvalidArgumentError extends TypeError {
     this.code = code;
   }
 }
+// A TypeError (as Node's own argument errors), and also an ExclusiveProcessError.
+brand(InvalidArgumentError);
 
 /**
  * The lock was lost while held (its database session ended, a frozen
@@ -257,9 +307,9 @@ export class InvalidArgumentError extends TypeError {
  * });
  * ```
  */
-export class LockLostError extends Error {
+export class LockLostError extends ExclusiveProcessError {
   /** Always `'ERR_LOCK_LOST'`. */
-  readonly code = 'ERR_LOCK_LOST';
+  override readonly code = 'ERR_LOCK_LOST';
   /** The lock's name. */
   readonly lockName: string;
   /** Where the lock lived (`postgres://host:port/db#key`). */
@@ -282,8 +332,8 @@ export class LockLostError extends Error {
  * exclusive.signal(); // at top level: throws NotHoldingError
  * ```
  */
-export class NotHoldingError extends Error {
-  readonly code = 'ERR_NOT_HOLDING';
+export class NotHoldingError extends ExclusiveProcessError {
+  override readonly code = 'ERR_NOT_HOLDING';
 
   constructor(message: string) {
     super(message);

@@ -17,15 +17,21 @@ export function processStartTime(pid: number): string | undefined {
       return undefined;
     }
   }
-  return linuxStat(pid)?.start;
+  return procStat(pid)?.start;
 }
 
 /**
  * Linux: the state and start time of `pid` from /proc/PID/stat (undefined
- * elsewhere, or when it cannot be read). The start time (field 22, clock
- * ticks since boot) is as seen from this process's time namespace.
+ * elsewhere, or when it cannot be read). The state is field 3 (`R`, `S`,
+ * `Z` for a zombie...); the start time (field 22, clock ticks since boot) is
+ * as seen from this process's time namespace. The one parser of that file.
+ *
+ * @example
+ * ```ts
+ * procStat(process.pid); // { state: 'R', start: '1234567' }
+ * ```
  */
-function linuxStat(pid: number): { state: string; start: string } | undefined {
+export function procStat(pid: number): { state: string; start: string } | undefined {
   if (process.platform !== 'linux') return undefined;
   try {
     // The command name (field 2) may hold spaces and parentheses, so count from the last ')'.
@@ -63,7 +69,7 @@ export function pidExists(pid: number): boolean {
 export function isRunning(pid: number, start: string | undefined, visibleIfRunning = false): boolean {
   if (!pidExists(pid)) return false;
   if (process.platform === 'linux') {
-    const stat = linuxStat(pid);
+    const stat = procStat(pid);
     // Hidden from us (/proc mounted hidepid=2), or no /proc: it exists, and
     // may be the holder, unless the holder would be visible to us.
     if (stat === undefined) return !(visibleIfRunning && procShowsSelf());

@@ -1,6 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import { describe } from '../../shared/describe.js';
-import { didYouMean } from '../../shared/suggest.js';
+import { integerInRange, MAX_WAIT_MS, optionalString, optionsRecord, type OptionsShape } from '../../shared/validate.js';
 import { APPLICATION_NAME, createPostgresDriver } from './driver.js';
 import { LockLostError } from '../../shared/errors.js';
 import { advisoryKeyOf } from './key.js';
@@ -74,7 +74,9 @@ export interface PostgresOptions {
 /** pg's own words for our options (`new pg.Client()` takes `connectionTimeoutMillis`), suggested when not a typo. */
 const PG_ALIASES: Readonly<Record<string, string>> = { url: 'connectionString', databaseUrl: 'connectionString', connectionTimeoutMillis: 'connectTimeout' };
 
-const KNOWN = new Set(['connectionString', 'host', 'port', 'user', 'password', 'database', 'ssl', 'sessionTimeout', 'heartbeat', 'connectTimeout', 'maxIdle', 'clientConfig']);
+const KNOWN = ['connectionString', 'host', 'port', 'user', 'password', 'database', 'ssl', 'sessionTimeout', 'heartbeat', 'connectTimeout', 'maxIdle', 'clientConfig'];
+
+const POSTGRES_OPTIONS: OptionsShape = { known: KNOWN, aliases: PG_ALIASES, notObject: 'postgres(options) needs an object', notAnOption: 'is not a postgres() option' };
 
 /**
  * A driver that keeps locks in PostgreSQL (session advisory locks), for
@@ -112,23 +114,14 @@ const KNOWN = new Set(['connectionString', 'host', 'port', 'user', 'password', '
  * ```
  */
 export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `postgres(options) needs an object, got ${describe(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) {
-      throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-        `options.${key} is not a postgres() option${didYouMean(key, KNOWN, PG_ALIASES)} (known: ${[...KNOWN].join(', ')})`);
-    }
-  }
-  const o = options as Record<string, unknown>;
+  const o = optionsRecord(options, POSTGRES_OPTIONS);
   const connectionString = optionalString(o.connectionString, 'connectionString');
   if (connectionString !== undefined && !/^postgres(ql)?:\/\//i.test(connectionString) && !connectionString.startsWith('/')) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
       "options.connectionString must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)");
   }
   const host = optionalString(o.host, 'host');
-  const port = o.port === undefined ? undefined : integer(o.port, 'port', 1, 65535);
+  const port = o.port === undefined ? undefined : integerInRange(o.port, 'port', 1, 65535);
   const user = optionalString(o.user, 'user');
   const database = optionalString(o.database, 'database');
   if (o.password !== undefined && typeof o.password !== 'string' && typeof o.password !== 'function') {
@@ -140,14 +133,14 @@ export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
   if (o.clientConfig !== undefined && (typeof o.clientConfig !== 'object' || o.clientConfig === null)) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.clientConfig must be an object, got ${describe(o.clientConfig)}`);
   }
-  const sessionTimeoutMs = o.sessionTimeout === undefined ? 5000 : integer(o.sessionTimeout, 'sessionTimeout', 100, 0x7fffffff);
-  const heartbeatMs = o.heartbeat === undefined ? Math.min(1000, Math.floor(sessionTimeoutMs / 2)) : integer(o.heartbeat, 'heartbeat', 10, 0x7fffffff);
+  const sessionTimeoutMs = o.sessionTimeout === undefined ? 5000 : integerInRange(o.sessionTimeout, 'sessionTimeout', 100, MAX_WAIT_MS);
+  const heartbeatMs = o.heartbeat === undefined ? Math.min(1000, Math.floor(sessionTimeoutMs / 2)) : integerInRange(o.heartbeat, 'heartbeat', 10, MAX_WAIT_MS);
   if (heartbeatMs * 2 > sessionTimeoutMs) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
       `options.heartbeat (${heartbeatMs} ms) must be at most half of options.sessionTimeout (${sessionTimeoutMs} ms)`);
   }
-  const queryTimeoutMs = o.connectTimeout === undefined ? 5000 : integer(o.connectTimeout, 'connectTimeout', 1, 0x7fffffff);
-  const maxIdle = o.maxIdle === undefined ? 2 : integer(o.maxIdle, 'maxIdle', 0, 1000);
+  const queryTimeoutMs = o.connectTimeout === undefined ? 5000 : integerInRange(o.connectTimeout, 'connectTimeout', 1, MAX_WAIT_MS);
+  const maxIdle = o.maxIdle === undefined ? 2 : integerInRange(o.maxIdle, 'maxIdle', 0, 1000);
 
   const pg = loadPg();
   const clientConfig: Record<string, unknown> = { ...(o.clientConfig as Record<string, unknown> | undefined), application_name: APPLICATION_NAME };
@@ -205,17 +198,4 @@ function loadPg(): PgModule {
       ? "The postgres driver needs the 'pg' package: npm install pg"
       : `The 'pg' package cannot load: ${(error as Error).message}`, error);
   }
-}
-
-function optionalString(value: unknown, key: string): string | undefined {
-  if (value === undefined || typeof value === 'string') return value;
-  throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.${key} must be a string, got ${describe(value)}`);
-}
-
-function integer(value: unknown, key: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.${key} must be a number, got ${describe(value)}`);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} must be an integer from ${min} to ${max}, got ${value}`);
-  }
-  return value;
 }

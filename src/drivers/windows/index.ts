@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe } from '../../shared/describe.js';
-import { InvalidArgumentError, LockDriverError, LockFileError } from '../../shared/errors.js';
+import { LockDriverError, LockFileError } from '../../shared/errors.js';
 import { encodeRecord } from '../../shared/holder-record.js';
 import { chosenDirectory, LOCK_FILE_SUFFIX, lockDirectory, lockFileName, lockNamesIn, systemLockDirectory } from '../file/path.js';
 import { isRunning } from '../../shared/process-identity.js';
-import { didYouMean } from '../../shared/suggest.js';
+import { oneOf, optionsRecord, type OptionsShape } from '../../shared/validate.js';
 import { openLockFile, readRecordAt, writeRecord } from '../file/lock-file.js';
 import type { DriverLock, HolderRecord, SyncLockDriver } from '../types.js';
 import {
@@ -172,17 +171,10 @@ export function infoFileName(resource: string): string {
   return `${base}${global}${folded}${INFO_FILE_SUFFIX}`;
 }
 
+const WINDOWS_OPTIONS: OptionsShape = { known: ['scope'], notObject: 'windows() options must be an object', notAnOption: 'is not an option of windows()' };
+
 function parseScope(options: unknown): WindowsScope {
-  if (options === undefined) return 'local';
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `windows() options must be an object, got ${describe(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (key !== 'scope') throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} is not an option of windows()${didYouMean(key, ['scope'])} (known: scope)`);
-  }
-  const scope = (options as WindowsDriverOptions).scope;
-  if (scope === undefined || scope === 'local' || scope === 'global') return scope ?? 'local';
-  throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.scope must be 'local' or 'global', got ${describe(scope)}`);
+  return oneOf(optionsRecord(options, WINDOWS_OPTIONS).scope, 'scope', ['local', 'global'] as const) ?? 'local';
 }
 
 /** Idle waiter threads kept for the next wait (starting one takes about 30 ms). */
