@@ -13,7 +13,7 @@ import type { DriverName, LockDriver } from './types.js';
  * without FFI): the default driver then fails with ERR_DRIVER_UNAVAILABLE,
  * whose message says how to choose `portable`. A process that switched
  * drivers on its own would share lock names with processes it may not
- * exclude (outside Linux, see portable.ts).
+ * exclude (outside Linux, see portable/index.ts).
  */
 
 const drivers = new Map<DriverName, LockDriver>();

@@ -1,5 +1,5 @@
 /**
- * The contract between the shared lock logic (src/lock.ts) and the per-OS
+ * The contract between the shared lock logic (src/core/lock.ts) and the per-OS
  * drivers. Drivers only talk to the OS: reentrancy, in-process queueing,
  * wait policy, holder records and exit cleanup are shared and live elsewhere.
  */

@@ -9,23 +9,9 @@ import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, 
 import type { HolderRecord } from '../types.js';
 
 /**
- * Claim files: the building block of the portable driver (src/drivers/portable.ts).
- *
- * A claim file says "this process owns this name". Its content is complete
- * the moment it appears under its name: it is written to a private temp file
- * first and then `link(2)`ed into place, which fails with EEXIST atomically
- * when the name is taken (also on NFS, where open(O_EXCL) was long unsafe).
- * So a reader never sees an empty or half-written claim of ours, and needs no
- * grace period or clock to judge one.
- *
- * Content: line 1 is the holder record (src/holder-record.ts, what `holder()`
- * reports and other tools read); line 2 is ours: a random token naming this
- * claim, plus the boot and pid namespace of its creator (and its ids, see
- * visibilityKey in process-identity.ts), so a record is not
- * believed after a reboot (pid and start ticks repeat from boot to boot) and
- * not judged from a pid namespace it does not belong to.
- *
- * Claims are never modified after they appear, only unlinked.
+ * Claim files, the portable driver's building block: a claim says "this
+ * process owns this name", appears complete (temp file + link(2)), and is
+ * never modified, only unlinked. See docs/internals/portable-reclaim.md.
  */
 
 const { O_RDONLY, O_WRONLY } = constants;
@@ -90,7 +76,7 @@ export const CLAIM_FILE_SUFFIX = '.pid';
  * file name) `lockPath`: the same name ending in `.pid` instead of `.lock`.
  * Two files, so neither driver misreads the other's: a posix lock file stays
  * after release, and a claim must never be opened and flocked. Each driver
- * looks at the other's file to exclude it (see portable.ts and posix.ts).
+ * looks at the other's file to exclude it (see portable/index.ts and posix/index.ts).
  *
  * @example
  * ```ts
@@ -238,7 +224,7 @@ function linkCount(path: string): number {
  * Reads the claim file at `path`: undefined when there is none. Never
  * follows a symlink; refuses anything but a regular file (ERR_LOCK_FILE_UNSAFE).
  *
- * Unlike openLockFile (lock-file.ts) a second hard link is accepted: our own
+ * Unlike openLockFile (file/lock-file.ts) a second hard link is accepted: our own
  * claims have two links for the instant between link() and the unlink of
  * the temp file (or for good, when the creator died in that instant). The
  * one-link rule guards against *writing* through a planted link; this

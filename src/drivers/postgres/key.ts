@@ -27,3 +27,8 @@ export function lockIds(key: bigint): { classid: string; objid: string } {
   const unsigned = BigInt.asUintN(64, key);
   return { classid: (unsigned >> 32n).toString(), objid: (unsigned & 0xffffffffn).toString() };
 }
+
+/** The advisory lock key of a resource (`postgres://host:port/database#<key>`, see `locate`). */
+export function keyOf(resource: string): bigint {
+  return BigInt(resource.slice(resource.lastIndexOf('#') + 1));
+}

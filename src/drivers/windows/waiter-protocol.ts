@@ -1,5 +1,5 @@
 /**
- * What the Windows driver and its waiter thread (windows-waiter.ts) share:
+ * What the Windows driver and its waiter thread (waiter.ts) share:
  * a SharedArrayBuffer of Int32 slots for the synchronous parts (cancel,
  * release, exit, state), messages for the asynchronous ones.
  */

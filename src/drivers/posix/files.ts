@@ -1,0 +1,189 @@
+import { closeSync, futimesSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { constants } from 'node:os';
+import { encodeRecord } from '../../shared/holder-record.js';
+import { LockFileError } from '../../shared/errors.js';
+import { lockFileError, openLockFile, writeRecord, type OpenLockFile } from '../file/lock-file.js';
+import { evictIdle } from '../file/idle-cache.js';
+import { watchLockFile } from '../file/watch.js';
+import { claimPathFor, liveClaimAt } from '../portable/claim.js';
+import type { Native } from '../../native/libc.js';
+import type { DriverLock, HolderRecord } from '../types.js';
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+const { EWOULDBLOCK, EAGAIN, EINTR } = constants.errno;
+/** How often a blocking wait looks again while a portable-driver process holds the name. */
+const PORTABLE_POLL_MS = 10;
+/** Attempts when the file keeps being replaced under us (only a hostile process does that). */
+const MAX_REOPEN = 100;
+
+interface CachedFile extends OpenLockFile {
+  held: boolean;
+}
+
+/**
+ * The lock files this thread keeps open between acquisitions (most
+ * recently used last), and flock on them. Idle ones beyond the cache's
+ * bound are unlinked if free and closed.
+ */
+export class LockFiles {
+  readonly #flock: Native['flock'];
+  readonly #files = new Map<string, CachedFile>(); // insertion order = least recently used first
+  /** Paths a wait watches, with how many: their files stay open until it ends, so its retries do not reopen them. */
+  readonly #waiting = new Map<string, number>();
+
+  constructor(flock: Native['flock']) {
+    this.#flock = flock;
+  }
+
+  /** Locks `path` (blocking, or failing at once with LOCK_NB): the lock, or null when held elsewhere. */
+  lock(path: string, record: HolderRecord, operation: number): DriverLock | null {
+    for (let reopened = 0; reopened < MAX_REOPEN; ) {
+      const cached = this.#use(path);
+      const errno = this.#flock(cached.fd, operation);
+      if (errno !== 0) {
+        if (errno === EWOULDBLOCK || errno === EAGAIN) {
+          this.#evict(); // failed tries on many names keep no descriptor each (waits keep theirs, see watch)
+          return null;
+        }
+        if (errno === EINTR) continue; // a signal interrupted a blocking wait: wait again
+        throw lockFileError(Object.assign(new Error(`flock failed (errno ${errno})`), { code: errnoName(errno) }), path);
+      }
+      if (namesFile(path, cached)) {
+        if (portableHolds(path, () => this.#flock(cached.fd, LOCK_UN))) {
+          // A portable-driver process holds this name (see portable/index.ts): not ours after all.
+          this.#flock(cached.fd, LOCK_UN);
+          if ((operation & LOCK_NB) !== 0) return null;
+          sleepSync(PORTABLE_POLL_MS); // a blocking wait: its release does not touch our file, so poll
+          continue;
+        }
+        return this.#held(path, cached, record);
+      }
+      // Unlinked (by a process cleaning up) between our open and our lock: that file is dead.
+      this.#flock(cached.fd, LOCK_UN);
+      this.#drop(path, cached);
+      reopened++;
+    }
+    throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
+      `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`);
+  }
+
+  /** Watches `path` for a wait, keeping its file open until the returned stop is called. */
+  watch(path: string, onChange: () => void): (() => void) | undefined {
+    const stop = watchLockFile(path, onChange);
+    if (stop === undefined) return undefined;
+    this.#waiting.set(path, (this.#waiting.get(path) ?? 0) + 1);
+    return () => {
+      stop();
+      const left = this.#waiting.get(path)! - 1;
+      if (left > 0) return void this.#waiting.set(path, left);
+      this.#waiting.delete(path);
+      this.#evict();
+    };
+  }
+
+  heldByThisThread(path: string): boolean {
+    let stat;
+    try {
+      stat = statSync(path);
+    } catch {
+      return false; // no file there: nothing held through it
+    }
+    for (const file of this.#files.values()) if (file.held && file.ino === stat.ino && file.dev === stat.dev) return true;
+    return false;
+  }
+
+  cleanup(): void {
+    for (const [path, file] of [...this.#files]) this.#removeIfFree(path, file);
+  }
+
+  /** The open file of `path` (opened on first use), now the most recently used. */
+  #use(path: string): CachedFile {
+    let cached = this.#files.get(path);
+    if (cached === undefined) cached = { ...openLockFile(path), held: false };
+    else this.#files.delete(path);
+    this.#files.set(path, cached); // most recently used last
+    return cached;
+  }
+
+  #held(path: string, cached: CachedFile, record: HolderRecord): DriverLock {
+    cached.held = true;
+    // Another user's file, opened read-only: held all the same; holder() then has the pid from the kernel but no record.
+    if (cached.writable) writeRecord(cached.fd, encodeRecord(record));
+    return { release: () => this.#release(path, cached), descriptor: cached.fd };
+  }
+
+  #release(path: string, file: CachedFile): void {
+    file.held = false;
+    this.#flock(file.fd, LOCK_UN);
+    // Wake waiters watching the file. Touching the time (not the content)
+    // after unlocking cannot clobber the record of whoever locks it next.
+    try {
+      const now = Date.now() / 1000;
+      futimesSync(file.fd, now, now);
+    } catch {
+      // Not the owner: waiters fall back to their poll.
+    }
+    if (this.#files.get(path) === file) this.#evict();
+  }
+
+  #evict(): void {
+    evictIdle(this.#files, (path, file) => this.#removeIfFree(path, file), (path, file) => file.held || this.#waiting.has(path));
+  }
+
+  /** Unlinks the file if we can lock it and it is still the file at `path`, then closes it. */
+  #removeIfFree(path: string, file: CachedFile): void {
+    if (file.held || this.#flock(file.fd, LOCK_EX | LOCK_NB) === 0) {
+      try {
+        if (namesFile(path, file)) unlinkSync(path);
+      } catch {
+        // Already gone, or the directory became read-only: nothing to clean.
+      }
+    }
+    this.#drop(path, file);
+  }
+
+  #drop(path: string, file: CachedFile): void {
+    if (this.#files.get(path) === file) this.#files.delete(path);
+    try {
+      closeSync(file.fd);
+    } catch {
+      // Closed already.
+    }
+  }
+}
+
+/**
+ * True when a live portable-driver claim holds the name of the lock file
+ * `path`, which we have just flocked. A claim we may not read (another
+ * user's 0600 file) is never taken for free: `unlock` drops our flock, then
+ * its ERR_LOCK_PERMISSION is thrown.
+ */
+function portableHolds(path: string, unlock: () => void): boolean {
+  try {
+    return liveClaimAt(claimPathFor(path)) !== null;
+  } catch (error) {
+    unlock();
+    throw error;
+  }
+}
+
+/** True when `path` still names the open file (same device and inode). */
+function namesFile(path: string, file: OpenLockFile): boolean {
+  try {
+    const stat = lstatSync(path);
+    return stat.ino === file.ino && stat.dev === file.dev;
+  } catch {
+    return false;
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function errnoName(errno: number): string | undefined {
+  return Object.entries(constants.errno).find(([, value]) => value === errno)?.[0];
+}

@@ -1,0 +1,62 @@
+/**
+ * The SQL text of the PostgreSQL driver. Why each statement is shaped as it
+ * is (guard, fencing token, WAL message): see docs/internals/postgres-lease.md.
+ */
+
+/**
+ * The session guard, part of every statement that takes a lock: true only
+ * in the session we prepared ($3, $4: its backend pid and random marker)
+ * while it holds no lock of ours (`exclusive_process.holding`). So a lock is
+ * never taken in a session that a transaction-mode pooler (PgBouncer)
+ * happened to pick, nor re-entered (advisory locks are reentrant) in a
+ * pooled server session that already holds it for another client.
+ */
+const OUR_SESSION = "pg_backend_pid() = $3::int AND current_setting('exclusive_process.session', true) = $4::text " +
+  "AND coalesce(current_setting('exclusive_process.holding', true), '') = ''";
+
+/**
+ * Columns computed once the lock is granted (`<granted>`): the fencing
+ * token; a transactional WAL message, so that this statement's commit is
+ * flushed like any write before we return (the session forces
+ * synchronous_commit on, see Session), and the token can never be handed
+ * out again after a server crash or failover (a transaction that only takes
+ * an id writes no WAL, commits asynchronously, and its id may be reissued
+ * after a crash; so may any under synchronous_commit = off); the holder's name tag; the
+ * holding flag.
+ */
+const AFTER_GRANT = (granted: string): string =>
+  `CASE WHEN ${granted} THEN pg_current_xact_id()::text END AS token, ` +
+  `CASE WHEN ${granted} THEN pg_logical_emit_message(true, 'exclusive-process', $1::bigint::text)::text END AS wal, ` +
+  `CASE WHEN ${granted} THEN set_config('application_name', $2::text, false) END AS app, ` +
+  `CASE WHEN ${granted} THEN set_config('exclusive_process.holding', $1::bigint::text, false) END AS holding`;
+
+// OFFSET 0 keeps the subquery (the lock) evaluated before the outer
+// projection, so the token is taken after the lock is granted.
+// `ok` is null when the guard failed.
+export const TRY_SQL = `SELECT t.ok, ${AFTER_GRANT('t.ok')} ` +
+  `FROM (SELECT CASE WHEN ${OUR_SESSION} THEN pg_try_advisory_lock($1::bigint) END AS ok OFFSET 0) t`;
+
+// The same as a wait: `locked` is '' once granted, null when the guard failed.
+export const WAIT_SQL = `SELECT t.locked, ${AFTER_GRANT('t.locked IS NOT NULL')} ` +
+  `FROM (SELECT CASE WHEN ${OUR_SESSION} THEN pg_advisory_lock($1::bigint)::text END AS locked OFFSET 0) t`;
+
+export const UNLOCK_SQL = "SELECT pg_advisory_unlock($1::bigint) AS ok, set_config('exclusive_process.holding', '', false) AS holding";
+
+export const HELD_BY_US_SQL =
+  "SELECT pg_backend_pid() AS pid, current_setting('exclusive_process.session', true) AS marker, " +
+  "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted " +
+  'AND pid = pg_backend_pid() AND classid = $1::oid AND objid = $2::oid AND objsubid = 1 ' +
+  'AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS held';
+
+export const HOLDER_SQL =
+  'SELECT l.pid AS backend_pid, a.application_name, host(a.client_addr) AS client_addr, a.client_port, a.usename, a.query ' +
+  'FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid ' +
+  "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1 " +
+  'AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) ' +
+  'ORDER BY l.pid LIMIT 1';
+
+/** `SET lock_timeout` for a wait of `timeoutMs`: 0 = wait for ever; otherwise the server gives up itself (SQLSTATE 55P03). */
+export function lockTimeoutSql(timeoutMs: number | undefined): string {
+  const ms = timeoutMs === undefined || !Number.isFinite(timeoutMs) ? 0 : Math.min(0x7fffffff, Math.max(1, Math.ceil(timeoutMs)));
+  return `SET lock_timeout = ${ms}`;
+}

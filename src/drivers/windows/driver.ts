@@ -1,0 +1,89 @@
+import { isRunning } from '../../shared/process-identity.js';
+import { LockFileError } from '../../shared/errors.js';
+import { lockDirectory, lockNamesIn } from '../file/path.js';
+import { readRecordAt } from '../file/lock-file.js';
+import { ERROR_FILE_NOT_FOUND, INFINITE } from '../../native/kernel32.js';
+import { infoFileName, readInfo, removeInfo, removeInfoIfFree } from './info-file.js';
+import { lockHere, mutexHeld } from './mutex.js';
+import { directoryKey, mutexName } from './mutex-name.js';
+import { infoPath, newDriverState, type DriverState } from './state.js';
+import { releaseWaiters, waitOnWaiter } from './waiting.js';
+import type { WindowsScope } from './index.js';
+import type { HolderRecord, SyncLockDriver } from '../types.js';
+
+/**
+ * The named-mutex driver of one scope for this thread. A mutex belongs to
+ * the thread that acquired it: `tryLock` and `waitLockSync` acquire on the
+ * calling thread (mutex.ts), `waitLock` on a waiter thread (waiting.ts).
+ * See docs/internals/windows-mutex.md.
+ */
+export function buildDriver(scope: WindowsScope): SyncLockDriver {
+  const state = newDriverState(scope);
+  return {
+    kind: 'windows',
+    synchronous: true,
+    locate: (name, dir) => locate(state, name, dir),
+    tryLock: (resource, record) => lockHere(state, resource, record, 0),
+    waitLock: (resource, record, signal) => waitOnWaiter(state, resource, record, signal),
+    // Blocks this thread in the kernel, as flock does for the posix driver: the release (or the owner's death) hands
+    // the mutex over at once. The shared code never calls it while this thread holds the lock (that is a conflict).
+    waitLockSync(resource, record) {
+      const lock = lockHere(state, resource, record, INFINITE);
+      if (lock === null) throw new LockFileError('ERR_LOCK_IO', resource, `This thread already holds the mutex ${resource}: waiting for it would never end.`);
+      return lock;
+    },
+    holder: (resource, name) => holderOf(state, resource, name),
+    list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name, (name) => infoFileName(mutexName(name, dir, scope))),
+    cleanup: () => cleanup(state),
+  };
+}
+
+/** The mutex name of a lock, remembering its directory for the info file. */
+function locate(state: DriverState, name: string, dir: string | undefined): string {
+  const resource = mutexName(name, dir, state.scope);
+  const key = directoryKey(resource);
+  if (!state.directories.has(key)) state.directories.set(key, lockDirectory(dir));
+  return resource;
+}
+
+function holderOf(state: DriverState, resource: string, name: string): HolderRecord | null {
+  const { k } = state;
+  const info = infoPath(state, resource);
+  const unknown = (record: HolderRecord | null): HolderRecord => ({ name: record?.name ?? name, pid: null });
+  const live = (record: HolderRecord | null): HolderRecord | null =>
+    record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : null;
+  if (state.handles.get(resource)?.held || state.waiterHeld.has(resource)) return readInfo(info) ?? { ...unknown(null), pid: process.pid };
+  const opened = k.openMutex(resource);
+  if (opened.handle === 0) {
+    if (opened.error === ERROR_FILE_NOT_FOUND) return null; // no process has it open, so nobody holds it
+    const record = live(readInfo(info)); // another user's mutex: we may not look at it, so trust a live record
+    return record;
+  }
+  let held: boolean;
+  try {
+    held = mutexHeld(k, opened.handle);
+  } finally {
+    k.closeHandle(opened.handle);
+  }
+  if (!held) return null;
+  const record = readInfo(info);
+  return live(record) ?? unknown(record);
+}
+
+/** At exit: releases what this thread and its waiters hold, removing their records first, and closes every handle. */
+function cleanup(state: DriverState): void {
+  const { k } = state;
+  releaseWaiters(state);
+  for (const [resource, cached] of state.handles) {
+    if (cached.held) {
+      removeInfo(cached.info!);
+      cached.held = false;
+      k.releaseMutex(cached.handle);
+      k.closeHandle(cached.handle);
+    } else {
+      k.closeHandle(cached.handle);
+      if (cached.info !== undefined) removeInfoIfFree(k, resource, cached.info);
+    }
+  }
+  state.handles.clear();
+}
