@@ -4,29 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../shared/errors.js';
 
 /**
- * Default lock names, from the file of the code that asked for the lock.
- *
- * The rule (documented in the README):
- * 1. The caller's file is the first stack frame outside this package and
- *    outside the libraries that apply decorators for the class's file (for
- *    a decorator, the first one below the compiler's code that applies
- *    decorators, when its frame is found):
- *    helpers (tslib, @swc/helpers, @babel/runtime) and `Reflect.decorate`
- *    (reflect-metadata and its kin), which tsc's, SWC's and Bun's legacy
- *    decorator helpers call. They are told by the name of their package,
- *    so any install layout (npm, pnpm, Yarn, Bun's and Deno's caches) counts.
- * 2. A compiled `.js` file with a `.js.map` beside it (or an inline map)
- *    naming one source is replaced by that source, so `tsx src/job.ts` and
- *    `node dist/job.js` share a name; only a source in the compiled file's
- *    own package counts (an absolute path from the build machine is
- *    re-rooted there, or ignored).
- * 3. The file's path is its canonical one (symbolic links resolved, spelt as
- *    on disk, so one file has one name on case-insensitive file systems).
- *    Hard links are not: each path of a hard-linked file has its own name.
- * 4. The extension is dropped, and the path is made relative to the nearest
- *    `package.json` that has a `name`: `my-app/scripts/backup`. Without one,
- *    the absolute path (with `/` separators) is the name.
- * Decorators append `:Class.method`.
+ * Default lock names, from the file of the code that asked for the lock: the
+ * first stack frame outside this package and the decorator helpers, followed
+ * through its source map, canonical path without extension, relative to its
+ * package (`my-app/scripts/backup`); decorators append `:Class.method`.
+ * The full rule, as users rely on it: docs/guarantees.md#default-names.
  */
 
 /** This library's own code (src/ under tsx, dist/ once built; this file is in its api/): its frames are never the caller. */

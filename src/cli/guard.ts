@@ -4,30 +4,10 @@ import { FORWARDED_SIGNALS, type ForwardedSignal } from './signals.js';
 
 /**
  * The guard: a tiny `/bin/sh` started next to the command, in the tool's
- * process group, with two jobs the tool cannot do itself.
- *
- * 1. It notices the tool's death. Its stdin is a pipe whose other end only
- *    the tool holds, so it reads end-of-file when the tool dies, however it
- *    died (kill -9, an OOM kill, a real-time signal). It then kills the
- *    command and its descendants, frozen first so none can fork away (Linux;
- *    elsewhere the command alone): a command never runs on without its lock.
- *    With every driver, posix included: the descriptor 3 posix hands the
- *    command (as flock(1) does) keeps the lock only while the command keeps
- *    it open, and many close every descriptor above 2 (sudo, daemons).
- *
- * 2. It tells the tool whether a signal the tool received was sent to the
- *    whole group (a terminal's Ctrl-C, `kill %1`, `kill -- -PGID`,
- *    `timeout`, systemd killing every process of a unit): the guard got it
- *    too, and so did the command, which must not get it a second time. A
- *    signal sent to the tool's pid alone is forwarded. The guard reports each
- *    signal it traps; a query ("?id") is answered (".id") only after the traps
- *    of signals delivered before it have run (the shell runs pending traps
- *    before its next command), so the answer is exact, not a matter of time.
- *    Each report stands for one group delivery, so it accounts for one of
- *    the tool's deliveries and is then used up: a signal sent to the tool's
- *    pid a moment after a group one is forwarded. The one exception is
- *    timeout(1), which signals the tool, then the group, microseconds apart:
- *    a delivery that follows a matched one by less than TWIN_MS is its twin.
+ * process group. It kills the command and its descendants when the tool dies
+ * however it died (its stdin pipe reads end-of-file), and tells the tool
+ * whether a signal the tool got was sent to the whole group (then the command
+ * got it too and must not get it twice). See docs/internals/cli-guard.md.
  */
 
 /** A running guard (see the file comment). */
@@ -100,66 +80,11 @@ export function startGuard(): Guard | undefined {
 }
 
 function connect(child: ChildProcess): Guard {
-  /** Reports not yet matched to a delivery to the tool, oldest first (`at`: when read, `performance.now()`). */
-  let reports: Array<{ signal: number; at: number }> = [];
-  /** Per signal number, when the tool received the last delivery that used up a report. */
-  const matched = new Map<number, number>();
-  const answers = new Map<number, () => void>();
-  let nextQuery = 0;
-  let buffered = '';
-  let onReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => (onReady = resolve));
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    const lines = buffered.split('\n');
-    buffered = lines.pop()!;
-    for (const line of lines) {
-      if (line.startsWith('.')) answers.get(Number(line.slice(1)))?.();
-      else if (line === 'ready') onReady();
-      else reports.push({ signal: Number(line), at: performance.now() });
-    }
-  });
-  const alive = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('error', onReady); // never started
-  void alive.then(onReady);
-  const send = (line: string): void => {
-    if (child.stdin!.writable) child.stdin!.write(`${line}\n`);
-  };
-
-  /** Waits until the guard has reported every signal delivered to it before now. */
-  const settled = (): Promise<void> => {
-    const id = nextQuery++;
-    return new Promise<void>((resolve) => {
-      const timer = setInterval(() => send(`?${id}`), REPEAT_QUERY_MS);
-      const done = (): void => {
-        clearInterval(timer);
-        answers.delete(id);
-        resolve();
-      };
-      answers.set(id, done);
-      void alive.then(done); // a dead guard answers nothing: treat its reports so far as all
-      send(`?${id}`);
-    });
-  };
-
+  const connection = new GuardConnection(child);
   return {
-    ready,
-    watch: (pid) => send(`pid ${pid}`),
-    async reachedGroup(signal, receivedAt) {
-      if (child.pid === undefined) return false;
-      await settled();
-      const number = constants.signals[signal];
-      reports = reports.filter((r) => r.at > receivedAt - UNMATCHED_MS);
-      const report = reports.find((r) => r.signal === number);
-      if (report !== undefined) {
-        // Used up, with any report of a burst the kernel merged into this one delivery to the tool.
-        reports = reports.filter((r) => r.signal !== number || r.at - report.at >= TWIN_MS);
-        matched.set(number, receivedAt);
-        return true;
-      }
-      const last = matched.get(number);
-      return last !== undefined && receivedAt - last < TWIN_MS;
-    },
+    ready: connection.ready,
+    watch: (pid) => connection.send(`pid ${pid}`),
+    reachedGroup: (signal, receivedAt) => connection.reachedGroup(signal, receivedAt),
     end() {
       // Killed, not told by a line: a line could be lost, and the guard would
       // then take our exit for a death and kill a pid that may be reused.
@@ -168,4 +93,75 @@ function connect(child: ChildProcess): Guard {
       child.unref();
     },
   };
+}
+
+/** The tool's side of the guard's line protocol: its reports, queries and answers. */
+class GuardConnection {
+  readonly ready: Promise<void>;
+  /** Settles when the guard has ended (or never started). */
+  readonly #alive: Promise<void>;
+  /** Reports not yet matched to a delivery to the tool, oldest first (`at`: when read, `performance.now()`). */
+  #reports: Array<{ signal: number; at: number }> = [];
+  /** Per signal number, when the tool received the last delivery that used up a report. */
+  readonly #matched = new Map<number, number>();
+  readonly #answers = new Map<number, () => void>();
+  #nextQuery = 0;
+  #buffered = '';
+  #onReady: () => void = () => {};
+
+  constructor(readonly child: ChildProcess) {
+    this.ready = new Promise<void>((resolve) => (this.#onReady = resolve));
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.#read(chunk));
+    this.#alive = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.once('error', () => this.#onReady()); // never started
+    void this.#alive.then(() => this.#onReady());
+  }
+
+  send(line: string): void {
+    if (this.child.stdin!.writable) this.child.stdin!.write(`${line}\n`);
+  }
+
+  /** See Guard.reachedGroup. */
+  async reachedGroup(signal: ForwardedSignal, receivedAt: number): Promise<boolean> {
+    if (this.child.pid === undefined) return false;
+    await this.#settled();
+    const number = constants.signals[signal];
+    this.#reports = this.#reports.filter((r) => r.at > receivedAt - UNMATCHED_MS);
+    const report = this.#reports.find((r) => r.signal === number);
+    if (report !== undefined) {
+      // Used up, with any report of a burst the kernel merged into this one delivery to the tool.
+      this.#reports = this.#reports.filter((r) => r.signal !== number || r.at - report.at >= TWIN_MS);
+      this.#matched.set(number, receivedAt);
+      return true;
+    }
+    const last = this.#matched.get(number);
+    return last !== undefined && receivedAt - last < TWIN_MS;
+  }
+
+  #read(chunk: string): void {
+    this.#buffered += chunk;
+    const lines = this.#buffered.split('\n');
+    this.#buffered = lines.pop()!;
+    for (const line of lines) {
+      if (line.startsWith('.')) this.#answers.get(Number(line.slice(1)))?.();
+      else if (line === 'ready') this.#onReady();
+      else this.#reports.push({ signal: Number(line), at: performance.now() });
+    }
+  }
+
+  /** Waits until the guard has reported every signal delivered to it before now. */
+  #settled(): Promise<void> {
+    const id = this.#nextQuery++;
+    return new Promise<void>((resolve) => {
+      const timer = setInterval(() => this.send(`?${id}`), REPEAT_QUERY_MS);
+      const done = (): void => {
+        clearInterval(timer);
+        this.#answers.delete(id);
+        resolve();
+      };
+      this.#answers.set(id, done);
+      void this.#alive.then(done); // a dead guard answers nothing: treat its reports so far as all
+      this.send(`?${id}`);
+    });
+  }
 }

@@ -63,17 +63,7 @@ export async function runCommand(request: RunRequest): Promise<never> {
 
   const verbose = request.verbose ? (text: string): void => say(`exclusive: ${text}\n`) : undefined;
   const asked = performance.now();
-  let lock: ExclusiveLock;
-  try {
-    lock = await take(settings, request.name, verbose);
-  } catch (error) {
-    if (fatal !== undefined) await endBySignal(undefined, driver, fatal);
-    if (!(error instanceof CannotAcquireLock)) throw error;
-    if (settings.waitMs > 0) verbose?.(`gave up waiting after ${seconds(performance.now() - asked)}`);
-    // The library's `die` message, but `-q` may silence it and `-E` picks the code.
-    if (!request.quiet) sayError(error.message);
-    process.exit(request.conflictExitCode);
-  }
+  const lock = await takeOrExit(settings, request, verbose, () => fatal, driver);
   const took = performance.now();
   verbose?.(`got the lock after ${seconds(took - asked)}; running ${displayCommand(request.command)}`);
   // The command never runs without the lock: the guard stops it when we die.
@@ -89,31 +79,69 @@ export async function runCommand(request: RunRequest): Promise<never> {
   const child = startChild(request.command, descriptor);
   childPid = child.pid;
   if (childPid !== undefined) guard?.watch(childPid);
-  // A lock can be lost while held (a database session ended): the command
-  // must not go on unprotected, so it is stopped and we report a failure.
-  // One that ignores SIGTERM is killed LOST_KILL_AFTER_MS later (as `timeout -k`
-  // does): someone else may hold the lock by then.
+  const loss = stopOnLoss(lock, childPid);
+  const end = await child.ended;
+  guard?.end();
+  loss.stop();
+  childPid = undefined; // it is gone (and reaped): never signal a reused pid
+  await release(lock);
+  verbose?.(`${describeEnd(end)} after ${seconds(performance.now() - took)}; released the lock`);
+  if (loss.lost) process.exit(EXIT.failure);
+  return exitLike(end, request.command[0], driver);
+}
+
+/**
+ * Takes the lock, or ends the tool: by the signal that interrupted the wait
+ * (`fatal()`), or as a conflict (the library's `die` message, which `-q`
+ * silences, with the `-E` code).
+ */
+async function takeOrExit(
+  settings: LockSettings,
+  request: RunRequest,
+  verbose: ((text: string) => void) | undefined,
+  fatal: () => ForwardedSignal | undefined,
+  driver: LockDriver,
+): Promise<ExclusiveLock> {
+  const asked = performance.now();
+  try {
+    return await take(settings, request.name, verbose);
+  } catch (error) {
+    const signal = fatal();
+    if (signal !== undefined) await endBySignal(undefined, driver, signal);
+    if (!(error instanceof CannotAcquireLock)) throw error;
+    if (settings.waitMs > 0) verbose?.(`gave up waiting after ${seconds(performance.now() - asked)}`);
+    if (!request.quiet) sayError(error.message);
+    process.exit(request.conflictExitCode);
+  }
+}
+
+/**
+ * A lock can be lost while held (a database session ended): the command
+ * must not go on unprotected, so it gets SIGTERM, and SIGKILL
+ * LOST_KILL_AFTER_MS later if it ignores that (as `timeout -k` does):
+ * someone else may hold the lock by then. `lost` tells the tool to report a failure.
+ */
+function stopOnLoss(lock: ExclusiveLock, pid: number | undefined): { readonly lost: boolean; stop(): void } {
   let lost = false;
   let kill: NodeJS.Timeout | undefined;
   const onLost = (): void => {
-    if (!(lock.signal.reason instanceof LockLostError) || childPid === undefined) return;
+    if (!(lock.signal.reason instanceof LockLostError) || pid === undefined) return;
     lost = true;
-    const pid = childPid;
     forward(pid, 'SIGTERM');
     kill = setTimeout(() => forward(pid, 'SIGKILL'), LOST_KILL_AFTER_MS);
     say(`exclusive: ${lock.signal.reason.message} Stopping the command (SIGTERM, then SIGKILL after ${LOST_KILL_AFTER_MS / 1000} s).\n`);
   };
   if (lock.signal.aborted) onLost(); // lost before we looked
   else lock.signal.addEventListener('abort', onLost, { once: true });
-  const end = await child.ended;
-  guard?.end();
-  clearTimeout(kill);
-  lock.signal.removeEventListener('abort', onLost);
-  childPid = undefined; // it is gone (and reaped): never signal a reused pid
-  await release(lock);
-  verbose?.(`${describeEnd(end)} after ${seconds(performance.now() - took)}; released the lock`);
-  if (lost) process.exit(EXIT.failure);
-  return exitLike(end, request.command[0], driver);
+  return {
+    get lost() {
+      return lost;
+    },
+    stop() {
+      clearTimeout(kill);
+      lock.signal.removeEventListener('abort', onLost);
+    },
+  };
 }
 
 /**
