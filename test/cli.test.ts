@@ -90,16 +90,16 @@ interface LaunchOptions {
 function launch(file: string, args: string[], options: LaunchOptions = {}): Running {
   const child = spawn(file, args, { cwd: project, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: options.detached });
   started.add(child);
-  child.stdin!.on('error', () => {}); // EPIPE when it ends without reading
-  if (!options.keepStdin) child.stdin!.end(options.input ?? '');
+  child.stdin.on('error', () => {}); // EPIPE when it ends without reading
+  if (!options.keepStdin) child.stdin.end(options.input ?? '');
   let stdout = '';
   let stderr = '';
   const waiters = new Set<() => void>();
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk;
     for (const waiter of waiters) waiter();
   });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const done = new Promise<Result>((resolve) =>
     child.on('close', (code, signal) => {
       started.delete(child);

@@ -244,7 +244,7 @@ test('100 calls waiting on locks held by another process do not stall fs, dns or
 
 test('released lock files are kept open for reuse, at most 32 idle per process', async (t) => {
   const dir = lockDir();
-  for (let i = 0; i < 40; i++) Exclusive.lock({ name: `many-${i}`, dir }).release();
+  for (let i = 0; i < 40; i++) await Exclusive.lock({ name: `many-${i}`, dir }).release();
   t.is(lockFiles(dir).length, 32);
 });
 

@@ -76,8 +76,8 @@ test('Reflect.decorate is passed over wherever reflect-metadata is installed, al
     }
   }
   // What tsc's __decorate does with experimentalDecorators (decorators apply last to first).
-  const decorated = Reflect.decorate([Exclusive({ dir }) as unknown as MethodDecorator, probe], Jobs.prototype, 'run', Object.getOwnPropertyDescriptor(Jobs.prototype, 'run'));
-  Object.defineProperty(Jobs.prototype, 'run', decorated as PropertyDescriptor);
+  const decorated = Reflect.decorate([Exclusive({ dir }), probe], Jobs.prototype, 'run', Object.getOwnPropertyDescriptor(Jobs.prototype, 'run'));
+  Object.defineProperty(Jobs.prototype, 'run', decorated);
   t.true(stack.includes(cache), 'the decorators were called by the copy in the cache');
   t.is(new Jobs().run(), process.pid);
 });

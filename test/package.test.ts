@@ -31,7 +31,7 @@ async function runBoth(command: string, args: string[], cwd: string): Promise<{ 
     return await exec(command, args, { cwd, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`);
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`, { cause: error });
   }
 }
 

@@ -19,7 +19,7 @@ const SHOWN_PID = '4242';
 /** The code blocks marked `<!-- recipe: <file> -->`, by file. */
 function recipes(): Map<string, string> {
   const found = new Map<string, string>();
-  for (const [, file, code] of README.matchAll(/<!-- recipe: (\S+) -->\n```\w*\n([\s\S]*?)```/g)) found.set(file!, code!);
+  for (const [, file, code] of README.matchAll(/<!-- recipe: (\S+) -->\n```\w*\n([\s\S]*?)```/g)) found.set(file, code);
   return found;
 }
 
@@ -60,7 +60,7 @@ test.before(() => {
   for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
   const packed = JSON.parse(sh('npm', ['pack', '--json', '--pack-destination', work], pkg)) as Array<{ filename: string }>;
-  const tarball = join(work, packed[0]!.filename);
+  const tarball = join(work, packed[0].filename);
 
   project = join(work, 'my-app');
   mkdirSync(project);

@@ -60,7 +60,7 @@ test('a forever() handle taken inside run() and kept: every acquisition re-enter
   const later = Exclusive.lock({ name, dir });
   const refused = await Exclusive.acquire({ name, dir }).then(() => 'acquired', (error: unknown) => (error as Error).constructor.name);
   t.is(refused, 'CannotAcquireLock', 'no process-wide re-entry is left after the forever() handle is released');
-  later.release();
+  await later.release();
 });
 
 /** Starts a real holder process and runs behind-a-waiter.ts with `variant` against it. */
@@ -82,7 +82,7 @@ async function behindAWaiter(variant: string): Promise<{ holder: number; lines: 
 
 for (const [variant, reason] of [['try-async', 'held-elsewhere'], ['queued-async', 'timed-out'], ['sync-function', 'held-elsewhere']]) {
   test.serial(`behind an async call waiting for a holder process, ${variant} fails naming the holder, not this process`, async (t) => {
-    const { holder, lines, code, stderr } = await behindAWaiter(variant!);
+    const { holder, lines, code, stderr } = await behindAWaiter(variant);
     t.is(code, 0, stderr);
     t.like(lines[0], { code: 'ERR_LOCK_HELD', pid: holder, reason });
   });
@@ -92,7 +92,7 @@ test.serial('behind an async call waiting for a holder process, a synchronous lo
   const { holder, lines, code, stderr } = await behindAWaiter('sync-wait-ms');
   t.is(code, 0, stderr);
   t.like(lines[0], { code: 'ERR_LOCK_HELD', pid: holder, reason: 'timed-out' });
-  t.true((lines[0]!.ms as number) >= 290, `waited ${String(lines[0]!.ms)} ms`);
+  t.true((lines[0].ms as number) >= 290, `waited ${String(lines[0].ms)} ms`);
 });
 
 test.serial('behind an async call waiting for a holder process, die prints the holder\'s pid', async (t) => {
@@ -105,7 +105,7 @@ test.serial('behind an async call waiting for a holder process, a synchronous wa
   const { lines, code, stderr } = await behindAWaiter('sync-wait-forever');
   t.is(code, 0, stderr);
   t.is(lines.length, 3, JSON.stringify(lines));
-  const pid = lines[0]!.holder as number;
+  const pid = lines[0].holder as number;
   t.like(lines[0], { held: true });
   t.not(pid, undefined);
   t.deepEqual(lines[1], { waiterHeldWhileSyncHeld: false });
@@ -162,10 +162,10 @@ for (const driver of ['posix', 'portable']) {
       });
       t.is(child.signal, null, `the child hung and was killed after 30 s; stderr: ${child.stderr}`);
       t.is(child.status, 0, child.stderr);
-      const [first, message, second] = child.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+      const [first, message, second] = child.stdout.trim().split('\n').map((line): unknown => JSON.parse(line));
       const own = `ERR_LOCK_HELD ${child.pid}`;
       t.deepEqual(first, { forever: `${own} would-deadlock`, ms: `${own} would-deadlock`, none: `${own} held-in-process` });
-      t.regex(String(message), new RegExp(`^Waiting for the lock 'two-paths' would deadlock: this thread already holds it under another path to the same file, such as a bind mount \\(pid ${child.pid}, \\S`));
+      t.regex(message as string, new RegExp(`^Waiting for the lock 'two-paths' would deadlock: this thread already holds it under another path to the same file, such as a bind mount \\(pid ${child.pid}, \\S`));
       t.deepEqual(second, { afterRelease: true });
     } finally {
       mount.remove();

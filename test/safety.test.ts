@@ -97,7 +97,7 @@ test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => exclusive(function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE', message: /generator function cannot be made exclusive/ });
   // @ts-expect-error the types refuse generator functions too
   t.throws(() => exclusive(async function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE' });
-  t.throws(() => Exclusive.holder('' as string), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
+  t.throws(() => Exclusive.holder(''), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
   // holder() takes dir and driver only; a typo is an error, not a question to the default driver.
   t.throws(() => Exclusive.holder('x', { drvier: 'portable' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.drvier is not an option of holder(): did you mean 'driver'? (known: dir, driver)" });
   t.throws(() => Exclusive.holder('x', { Dir: '/tmp' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.Dir is not an option of holder(): did you mean 'dir'? (known: dir, driver)" });
@@ -164,7 +164,7 @@ test('a symlink at the lock path is refused and its target is not touched', (t) 
   symlinkSync(victim, join(dir, lockFileName('link')));
   const error = t.throws(() => Exclusive.lock({ name: 'link', dir }), { instanceOf: LockFileError });
   t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE');
-  t.regex(error!.message, /is a symbolic link; refusing to follow it/);
+  t.regex(error.message, /is a symbolic link; refusing to follow it/);
   t.is(readFileSync(victim, 'utf8'), 'precious');
   // A dangling symlink (the classic /tmp attack: make us create the target) is refused too.
   const dangling = join(lockDir(), 'created-by-attack');

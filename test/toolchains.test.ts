@@ -129,7 +129,7 @@ const bun = [join(BIN, 'bun'), 'src/jobs.ts'];
 const deno = [join(BIN, 'deno'), 'run', '-A', '--sloppy-imports', 'src/jobs.ts']; // sloppy: `./compose.js` is compose.ts, as under tsc
 
 function launch(app: App, [command, ...args]: string[], mode: string, caller = 'jobs'): Started {
-  return startCommand(command!, [...args, mode, caller], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
+  return startCommand(command, [...args, mode, caller], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
 }
 
 async function defaultName(app: App, command: string[]): Promise<unknown> {

@@ -54,7 +54,7 @@ function token(): string {
 
 function tryLock(name: string, dir: string): { acquired: true } | { acquired: false; pid: number | null } {
   try {
-    Exclusive.lock({ name, dir, ...portable }).release();
+    Exclusive.lock({ name, dir, ...portable })[Symbol.dispose](); // released now; a failure to release is thrown
     return { acquired: true };
   } catch (error) {
     if (error instanceof CannotAcquireLock) return { acquired: false, pid: error.pid };
@@ -71,7 +71,7 @@ test('a lock file naming a live process with another start time (a reused pid) i
   plant(path, { pid: sleep.pid, start: String(Number(realStart) + 1) });
   t.is(Exclusive.holder('reuse', { dir, ...portable }), null, 'a reused pid is reported free');
   const lock = Exclusive.lock({ name: 'reuse', dir, ...portable });
-  t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!), { name: 'reuse', pid: process.pid });
+  t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]), { name: 'reuse', pid: process.pid });
   await lock.release();
   t.false(existsSync(path));
   t.is(sleep.exitCode, null, 'the unrelated process was not touched');
@@ -171,7 +171,7 @@ test('20 processes racing to reclaim one stale lock file: exactly one wins, the 
     const named = messages.filter((m) => m === `Another 'starter' process is already running (pid ${won[0]}).\n`).length;
     const unknown = messages.filter((m) => m === "Another 'starter' process is already running (pid unknown).\n").length;
     t.is(named + unknown, 19, messages.join(''));
-    t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!), { pid: won[0] });
+    t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]), { pid: won[0] });
     t.deepEqual(readdirSync(dir).sort(), [`exclusive-process.starter.pid`, 'go'], 'no temp or guard file left, the stale temp file removed');
     t.log(`${ours ? 'our' : 'foreign'} stale file: ${named} losers named the winner, ${unknown} said unknown`);
   }
@@ -230,7 +230,7 @@ test('a symlink, directory or FIFO at the lock path is refused with ERR_LOCK_FIL
       const error = t.throws(attempt, { instanceOf: LockFileError }, what);
       t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE', what);
       t.is(error?.path, path, what);
-      t.true(error!.message.includes(path) && error!.message.includes('`dir` option'), error?.message);
+      t.true(error.message.includes(path) && error.message.includes('`dir` option'), error?.message);
     }
   }
   t.is(readFileSync(victim, 'utf8'), 'precious');
@@ -501,7 +501,7 @@ test('a holder in another time namespace (unshare -T) is not taken for a reused 
   const child = spawn('unshare', ['-T', '--boottime', '100000', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), 'timens', dir, 'portable'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill('SIGKILL'));
   const holder = await heldPid(child);
-  const record = JSON.parse(readFileSync(claimPath('timens', dir), 'utf8').split('\n')[0]!) as { start: string };
+  const record = JSON.parse(readFileSync(claimPath('timens', dir), 'utf8').split('\n')[0]) as { start: string };
   t.not(record.start, processStartTime(holder), 'the start times differ between the namespaces');
   t.like(tryLock('timens', dir), { acquired: false, pid: holder });
   child.kill('SIGKILL');
@@ -520,7 +520,7 @@ test('a claim that cannot be removed at release (read-only file system): release
   const lock = Exclusive.lock({ name: 'ro', dir, ...portable });
   execFileSync('mount', ['-o', 'remount,ro,bind', dir]);
   const error = await t.throwsAsync(lock.release(), { instanceOf: LockFileError });
-  t.true(['ERR_LOCK_PERMISSION', 'ERR_LOCK_IO'].includes(error!.code), error?.code);
+  t.true(['ERR_LOCK_PERMISSION', 'ERR_LOCK_IO'].includes(error.code), error?.code);
   t.like(tryLock('ro', dir), { acquired: false, pid: process.pid }, 'the claim is still there, and says so');
   execFileSync('mount', ['-o', 'remount,rw,bind', dir]);
   t.like(JSON.parse((await run('try-lock.ts', ['ro', dir, 'portable'])).stdout), { acquired: false, holder: process.pid }, 'held until this process exits, whose cleanup removes it');
@@ -568,10 +568,10 @@ test('under /proc mounted hidepid=2, a dead holder whose pid now runs another us
     return [what, { pid: Number(pid), result: JSON.parse(json.join(' ')) as Record<string, unknown> }];
   }));
   const { 'root-holder': hidden, 'nobody-holder': holder, 'root-process': reused } = lines;
-  t.like(hidden!.result, { acquired: false, holder: hidden!.pid }, 'root\'s live holder, hidden from nobody, is held');
-  t.like(holder!.result, { acquired: false, holder: holder!.pid }, 'nobody sees its own live holder');
-  t.is(reused!.pid, holder!.pid, 'the dead holder\'s pid now runs root\'s sleep');
-  t.like(reused!.result, { acquired: true }, 'a pid hidden from nobody is not the holder nobody recorded');
+  t.like(hidden.result, { acquired: false, holder: hidden.pid }, 'root\'s live holder, hidden from nobody, is held');
+  t.like(holder.result, { acquired: false, holder: holder.pid }, 'nobody sees its own live holder');
+  t.is(reused.pid, holder.pid, 'the dead holder\'s pid now runs root\'s sleep');
+  t.like(reused.result, { acquired: true }, 'a pid hidden from nobody is not the holder nobody recorded');
 });
 
 test('lock files and claims are 0644 whatever the umask (077 here), so other users can see them held', async (t) => {
@@ -580,6 +580,6 @@ test('lock files and claims are 0644 whatever the umask (077 here), so other use
     const holder = startCommand('/bin/sh', ['-c', 'umask 077 && exec "$@"', 'sh', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), `umask-${driver}`, dir, driver], { cwd: ROOT });
     t.teardown(() => holder.child.kill('SIGKILL'));
     const [, lockfile] = /held \d+ (\S+)/.exec(await holder.waitFor('held'))!;
-    t.is(statSync(lockfile!).mode & 0o777, 0o644, `the ${driver} driver's ${lockfile}`);
+    t.is(statSync(lockfile).mode & 0o777, 0o644, `the ${driver} driver's ${lockfile}`);
   }
 });

@@ -50,15 +50,15 @@ async function holdingBackend(name: string): Promise<number> {
   const rows = await sql<{ pid: number }>(
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid AND objid = $2::oid",
     [(key >> 32n).toString(), (key & 0xffffffffn).toString()]);
-  return rows[0]!.pid;
+  return rows[0].pid;
 }
 
 /** Resolves once a backend waits for `name` on the server; fails if `pending` settles first or after 10 s. */
 async function queued(name: string, pending: Promise<unknown>): Promise<void> {
-  let settled: unknown;
-  pending.then(() => (settled = new Error('the wait ended before it was queued')), (error: unknown) => (settled = error));
+  let settled: { error: unknown } | undefined;
+  pending.then(() => (settled = { error: new Error('the wait ended before it was queued') }), (error: unknown) => (settled = { error }));
   for (const end = performance.now() + 10_000; performance.now() < end;) {
-    if (settled !== undefined) throw settled;
+    if (settled !== undefined) throw settled.error;
     if ((await waiters(name)) > 0) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -371,7 +371,7 @@ test('fencing tokens are durable whatever the server\'s synchronous_commit: none
       await lock.release();
     }
     t.log(`before the crash: ${before.join(' ')}; after: ${after.join(' ')}`);
-    for (const token of after) t.true(token > before[before.length - 1]!, `${token} reissued (before the crash: ${before.join(' ')})`);
+    for (const token of after) t.true(token > before[before.length - 1], `${token} reissued (before the crash: ${before.join(' ')})`);
   } finally {
     await own.stop();
   }

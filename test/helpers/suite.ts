@@ -101,7 +101,7 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     const second = start('hold.ts', ['deleted', dir, driver]);
     await second.waitFor('held');
     first.child.stdin!.end('go\n');
-    const result = JSON.parse((await first.finished).stdout.split('\n')[1]!);
+    const result = JSON.parse((await first.finished).stdout.split('\n')[1]);
     t.deepEqual(result, { acquired: false, holder: second.child.pid });
     second.child.kill('SIGTERM');
     await second.finished;

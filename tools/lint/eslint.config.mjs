@@ -79,6 +79,10 @@ export default defineConfig(
     languageOptions: { globals: { ...globals.node } },
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     extends: [js.configs.recommended],
+    rules: {
+      // A variable a closure may read before its one assignment cannot be const (TDZ).
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
+    },
   },
   {
     basePath: root,
@@ -91,6 +95,10 @@ export default defineConfig(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/switch-exhaustiveness-check': 'error',
+      // The TypeScript convention (noUnusedParameters): a leading _ marks a deliberately unused name.
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' }],
+      // Rejecting with what a catch caught is rethrowing it.
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingUnknown: true }],
       // Lazy require() is how optional and platform-specific modules load
       // (pg, ffi-rs, one driver per platform) in this CommonJS package.
       '@typescript-eslint/no-require-imports': ['error', { allow: ['^\\.\\.?/', '^ffi-rs$', '^pg$'] }],
