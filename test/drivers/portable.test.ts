@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { encodeRecord } from '../../src/shared/holder-record.js';
 import { CannotAcquireLock, Exclusive, LockFileError } from '../../src/index.js';
 import { lockFilePath } from '../../src/drivers/file/path.js';
-import { claimPathFor } from '../../src/drivers/portable/claim.js';
+import { claimPathFor } from '../../src/drivers/file/claim.js';
 import { processStartTime } from '../../src/shared/process-identity.js';
 import { createPortableDriver } from '../../src/drivers/portable/index.js';
 import { driverSuite } from '../helpers/suite.js';

@@ -2,7 +2,7 @@ import { LockFileError } from '../../shared/errors.js';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { lockFilePath } from '../file/path.js';
-import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from './claim.js';
+import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from '../file/claim.js';
 import { flockHolderAt } from '../file/proc-locks.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
 import { watchLockFile } from '../file/watch.js';
@@ -13,8 +13,8 @@ import { watchLockFile } from '../file/watch.js';
  * native addons); chosen explicitly (`driver: 'portable'`), never silently.
  *
  * Held = the lock file exists and names a live holder (see `isLive` in
- * portable-claim.ts: pid + start time + boot, same host). Acquiring creates
- * the file complete and atomically (temp file + link, portable-claim.ts);
+ * drivers/file/claim.ts: pid + start time + boot, same host). Acquiring creates
+ * the file complete and atomically (temp file + link, drivers/file/claim.ts);
  * releasing removes it if it is still ours (same token).
  *
  * Reclaiming a dead holder's file, with exactly one winner. The classic bug

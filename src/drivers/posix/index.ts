@@ -10,7 +10,7 @@ import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
 import { evictIdle } from '../file/idle-cache.js';
 import { watchLockFile } from '../file/watch.js';
 import { flockHolderRecord } from '../file/proc-locks.js';
-import { claimPathFor, fileLockNamesIn, fileRegistryKey, liveClaimAt } from '../portable/claim.js';
+import { claimPathFor, fileLockNamesIn, fileRegistryKey, liveClaimAt } from '../file/claim.js';
 
 /**
  * The POSIX driver: `flock(2)` through ffi-rs on a lock file.

@@ -2,14 +2,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../../shared/holder-record.js';
-import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from '../file/path.js';
+import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from './path.js';
 import { LockFileError } from '../../shared/errors.js';
 import { currentProcess, isRunning, visibilityKey } from '../../shared/process-identity.js';
-import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from '../file/lock-file.js';
+import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from './lock-file.js';
 import type { HolderRecord } from '../types.js';
 
 /**
- * Claim files: the building block of the portable driver (src/drivers/portable.ts).
+ * Claim files: the building block of the portable driver (drivers/portable/),
+ * which the posix driver reads too, so both exclude each other on one name.
  *
  * A claim file says "this process owns this name". Its content is complete
  * the moment it appears under its name: it is written to a private temp file
