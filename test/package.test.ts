@@ -31,7 +31,9 @@ async function runBoth(command: string, args: string[], cwd: string): Promise<{ 
     return await exec(command, args, { cwd, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`, { cause: error });
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`, {
+      cause: error,
+    });
   }
 }
 
@@ -56,8 +58,14 @@ test.before(async () => {
   });
   symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'), 'dir');
   await run('npm', ['pack', '--pack-destination', work], source);
-  const tarball = join(work, readdirSync(work).find((file) => file.endsWith('.tgz'))!);
-  packed = (await run('tar', ['-tzf', tarball], work)).split('\n').filter(Boolean).map((path) => path.replace(/^package\//, ''));
+  const tarball = join(
+    work,
+    readdirSync(work).find((file) => file.endsWith('.tgz'))!
+  );
+  packed = (await run('tar', ['-tzf', tarball], work))
+    .split('\n')
+    .filter(Boolean)
+    .map((path) => path.replace(/^package\//, ''));
 
   project = join(work, 'project');
   lockDir = join(work, 'locks');
@@ -65,7 +73,11 @@ test.before(async () => {
   mkdirSync(lockDir);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'package-consumer', private: true, type: 'module' }));
   for (const file of readdirSync(CONSUMER)) cpSync(join(CONSUMER, file), join(project, file.replace(/\.txt$/, '')));
-  const installed = await runBoth('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', '@types/node@20'], project);
+  const installed = await runBoth(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', '@types/node@20'],
+    project
+  );
   installOutput = installed.stdout + installed.stderr;
 });
 
@@ -74,7 +86,10 @@ test.after.always(() => {
 });
 
 test('the tarball holds the build, without sources, tests or source maps', (t) => {
-  t.deepEqual(packed.filter((path) => path.startsWith('src/') || path.startsWith('test/') || path.endsWith('.map')), []);
+  t.deepEqual(
+    packed.filter((path) => path.startsWith('src/') || path.startsWith('test/') || path.endsWith('.map')),
+    []
+  );
   for (const file of ['package.json', 'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']) {
     t.true(packed.includes(file), `${file} is in the tarball`);
   }
@@ -83,9 +98,14 @@ test('the tarball holds the build, without sources, tests or source maps', (t) =
 test('installing the tarball prints no npm warning about the package (no install-time script such as `prepare`)', (t) => {
   // npm 11 warns about any install script of a dependency not covered by
   // allowScripts, `prepare` included, although it never runs for a tarball.
-  const manifest = JSON.parse(readFileSync(join(project, 'node_modules', 'exclusive-process', 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(join(project, 'node_modules', 'exclusive-process', 'package.json'), 'utf8')) as {
+    scripts?: Record<string, string>;
+  };
   const installTime = ['preinstall', 'install', 'postinstall', 'prepare'].filter((script) => manifest.scripts?.[script] !== undefined);
-  t.deepEqual(installOutput.split('\n').filter((line) => /npm warn/i.test(line) && line.includes('exclusive-process')), []);
+  t.deepEqual(
+    installOutput.split('\n').filter((line) => /npm warn/i.test(line) && line.includes('exclusive-process')),
+    []
+  );
   t.deepEqual(installTime, []);
 });
 

@@ -43,7 +43,11 @@ export function startArgv(argv: readonly string[], options: { cwd: string; env?:
 }
 
 /** Starts any command (node, bun, deno...) in `cwd`, watched like {@link start}. */
-export function startCommand(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }): Started {
+export function startCommand(
+  command: string,
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }
+): Started {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },

@@ -27,7 +27,9 @@ function refuse(regex, message, allowTypeImports = false) {
 const layers = [
   {
     files: ['src/shared/**'],
-    patterns: [refuse('^\\.\\./(api|cli|core|drivers|native)(/|$)', 'shared/ is a leaf: it imports nothing but node: modules and shared/.')],
+    patterns: [
+      refuse('^\\.\\./(api|cli|core|drivers|native)(/|$)', 'shared/ is a leaf: it imports nothing but node: modules and shared/.'),
+    ],
   },
   {
     files: ['src/native/**'],
