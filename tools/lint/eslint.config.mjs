@@ -17,7 +17,7 @@ function refuse(regex, message, allowTypeImports = false) {
 }
 
 /**
- * The layering of src/ (see docs and COMMON style notes): shared/ and native/
+ * The layering of src/ (docs/development.md): shared/ and native/
  * are leaves; drivers take shared/, native/, drivers/file/ and drivers/types.ts
  * (and only types from core/); core/ takes shared/ and driver types; api/ and
  * cli/ sit on top. A lazy `require()` (native/kernel32 from
