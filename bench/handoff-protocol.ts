@@ -2,9 +2,7 @@
 
 export type Waiter = 'exclusive-async' | 'exclusive-sync' | 'proper-lockfile-defaults' | 'proper-lockfile-tuned';
 
-export type ToPeer =
-  | { kind: 'wait'; waiter: Waiter; name: string; dir: string; file: string }
-  | { kind: 'exit' };
+export type ToPeer = { kind: 'wait'; waiter: Waiter; name: string; dir: string; file: string } | { kind: 'exit' };
 
 export type FromPeer =
   | { kind: 'ready' }

@@ -48,10 +48,12 @@ class Peer {
       this.#inbox.push(message);
       this.#wake?.();
     });
-    this.#exited = new Promise((resolve) => this.#child.once('exit', () => {
-      this.#wake?.();
-      resolve();
-    }));
+    this.#exited = new Promise((resolve) =>
+      this.#child.once('exit', () => {
+        this.#wake?.();
+        resolve();
+      })
+    );
   }
 
   send(message: ToPeer): void {
@@ -144,7 +146,13 @@ export async function crossProcessHandoffs(dir: string): Promise<HandoffResult[]
     await run(LABELS.exclusiveAsync, 'exclusive-async', exclusiveHolder('handoff-async', dir), 'handoff-async');
     await run(LABELS.exclusiveSync, 'exclusive-sync', exclusiveHolder('handoff-sync', dir), 'handoff-sync');
     await run(LABELS.properTuned, 'proper-lockfile-tuned', properLockfileHolder(join(dir, 'pl-tuned')), 'pl-tuned');
-    await run(LABELS.properDefaults, 'proper-lockfile-defaults', properLockfileHolder(join(dir, 'pl-defaults')), 'pl-defaults', SLOW_ROUNDS);
+    await run(
+      LABELS.properDefaults,
+      'proper-lockfile-defaults',
+      properLockfileHolder(join(dir, 'pl-defaults')),
+      'pl-defaults',
+      SLOW_ROUNDS
+    );
     return results;
   } finally {
     await peer.close();
@@ -155,9 +163,12 @@ export async function crossProcessHandoffs(dir: string): Promise<HandoffResult[]
 export async function inProcessHandoff(dir: string): Promise<HandoffResult> {
   const name = 'handoff-in-process';
   let t1 = 0n;
-  const waiter = exclusive(async () => {
-    t1 = process.hrtime.bigint();
-  }, { name, dir, wait: true });
+  const waiter = exclusive(
+    async () => {
+      t1 = process.hrtime.bigint();
+    },
+    { name, dir, wait: true }
+  );
   const latencies: number[] = [];
   for (let round = 0; round < 50; round++) {
     const lock = await Exclusive.acquire({ name, dir });

@@ -13,10 +13,24 @@ import { crossProcessHandoffs, inProcessHandoff, LABELS, type HandoffResult } fr
 import { ms, ratio, us } from './stats.js';
 import { waitCosts } from './wait-cost.js';
 import { allChecks, check, note, printTable } from './table.js';
-import { exclusiveContenders, measure, portableContenders, properLockfileContenders, roundRatios, ROUNDS, type Measured } from './uncontended.js';
+import {
+  exclusiveContenders,
+  measure,
+  portableContenders,
+  properLockfileContenders,
+  roundRatios,
+  ROUNDS,
+  type Measured,
+} from './uncontended.js';
 
 /** Names of the file systems a lock directory is likely to be on (statfs f_type). */
-const FS_TYPES: Record<number, string> = { 0xef53: 'ext4', 0x01021994: 'tmpfs', 0x794c7630: 'overlayfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs' };
+const FS_TYPES: Record<number, string> = {
+  0xef53: 'ext4',
+  0x01021994: 'tmpfs',
+  0x794c7630: 'overlayfs',
+  0x58465342: 'xfs',
+  0x9123683e: 'btrfs',
+};
 
 async function main(): Promise<void> {
   const started = performance.now();
@@ -24,12 +38,20 @@ async function main(): Promise<void> {
   try {
     const fsType = statfsSync(dir).type;
     console.log('## exclusive-process benchmark\n');
-    console.log(`node ${process.version}, ${process.platform}-${process.arch}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(
+      `node ${process.version}, ${process.platform}-${process.arch}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`
+    );
     const [load] = loadavg();
     if (load > cpus().length) {
-      console.log(`WARNING: busy machine (load ${load.toFixed(1)} on ${cpus().length} CPUs): I/O contention inflates proper-lockfile's times, so ratios read high. Rerun on a quiet machine.`);
+      console.log(
+        `WARNING: busy machine (load ${load.toFixed(1)} on ${cpus().length} CPUs): I/O contention inflates proper-lockfile's times, so ratios read high. Rerun on a quiet machine.`
+      );
     }
-    console.log(`lock dir ${dir} on ${FS_TYPES[fsType] ?? `fs type 0x${fsType.toString(16)}`}; ${['ffi-rs', 'proper-lockfile'].map((p) => `${p} ${version(p)}`).join(', ')}`);
+    console.log(
+      `lock dir ${dir} on ${FS_TYPES[fsType] ?? `fs type 0x${fsType.toString(16)}`}; ${['ffi-rs', 'proper-lockfile'].map((p) => `${p} ${version(p)}`).join(', ')}`
+    );
 
     await uncontended(dir);
     await handoff(dir);
@@ -65,9 +87,14 @@ async function uncontended(dir: string): Promise<void> {
     results.map((m) => {
       const peer = peerOf(m);
       const r = peer && roundRatios(m, peer);
-      return [m.label, us(m.all.median), us(m.all.p95), `${us(Math.min(...m.roundMedians))}-${us(Math.max(...m.roundMedians))}`,
-        r === undefined ? '(baseline)' : `${times(r.median)} (${times(r.min)}-${times(r.max)})`];
-    }),
+      return [
+        m.label,
+        us(m.all.median),
+        us(m.all.p95),
+        `${us(Math.min(...m.roundMedians))}-${us(Math.max(...m.roundMedians))}`,
+        r === undefined ? '(baseline)' : `${times(r.median)} (${times(r.min)}-${times(r.max)})`,
+      ];
+    })
   );
   if (portable.skipped.length > 0) note(`portable driver skipped: ${portable.skipped.join('; ')}`);
   console.log();
@@ -75,12 +102,17 @@ async function uncontended(dir: string): Promise<void> {
     const measured = results.find((r) => r.label === m.label)!;
     const peer = peerOf(measured)!;
     const r = roundRatios(measured, peer);
-    check(`uncontended ${m.label}`, r.median >= 10,
-      `${times(r.median)} faster than ${peer.label} (median of per-round ratios, range ${times(r.min)}-${times(r.max)}; target >= 10x)`);
+    check(
+      `uncontended ${m.label}`,
+      r.median >= 10,
+      `${times(r.median)} faster than ${peer.label} (median of per-round ratios, range ${times(r.min)}-${times(r.max)}; target >= 10x)`
+    );
   }
   for (const m of portable.contenders) {
     const measured = results.find((r) => r.label === m.label)!;
-    console.log(`${m.label}: ${times(roundRatios(measured, peerOf(measured)!).median)} faster than proper-lockfile (fallback driver: no target)`);
+    console.log(
+      `${m.label}: ${times(roundRatios(measured, peerOf(measured)!).median)} faster than proper-lockfile (fallback driver: no target)`
+    );
   }
 }
 
@@ -88,13 +120,21 @@ async function handoff(dir: string): Promise<void> {
   const results: HandoffResult[] = [await inProcessHandoff(dir), ...(await crossProcessHandoffs(dir))];
   const tuned = results.find((r) => r.label === LABELS.properTuned)!;
   printTable(
-    'Hand-off latency, milliseconds from the holder\'s release to the waiter\'s acquisition (hold 5-204 ms)',
+    "Hand-off latency, milliseconds from the holder's release to the waiter's acquisition (hold 5-204 ms)",
     ['waiter', 'median', 'p95', 'max', 'rounds', 'proper-lockfile tuned slower by'],
-    results.map((r) => [r.label, ms(r.summary.median), ms(r.summary.p95), ms(r.summary.max), String(r.summary.n),
-      r === tuned ? '(baseline)' : r.label.startsWith('proper-lockfile') ? '' : ratio(tuned.summary.median, r.summary.median)]),
+    results.map((r) => [
+      r.label,
+      ms(r.summary.median),
+      ms(r.summary.p95),
+      ms(r.summary.max),
+      String(r.summary.n),
+      r === tuned ? '(baseline)' : r.label.startsWith('proper-lockfile') ? '' : ratio(tuned.summary.median, r.summary.median),
+    ])
   );
-  note('proper-lockfile cannot wait for a release: `retries` polls. Its default is no retry at all; `retries: 10` uses the retry ' +
-    'library\'s default timing (first retry after 1 s); the tuned setting retries after 1, 2, 4, 8, then every 10 ms.');
+  note(
+    'proper-lockfile cannot wait for a release: `retries` polls. Its default is no retry at all; `retries: 10` uses the retry ' +
+      "library's default timing (first retry after 1 s); the tuned setting retries after 1, 2, 4, 8, then every 10 ms."
+  );
   console.log();
   for (const label of [LABELS.inProcess, LABELS.exclusiveAsync, LABELS.exclusiveSync]) {
     const r = results.find((x) => x.label === label)!;
@@ -107,14 +147,25 @@ async function waitCost(dir: string): Promise<void> {
   printTable(
     'What waiting costs: CPU of a process whose `wait: true` waiters wait on locks another process holds (process.cpuUsage, steady state)',
     ['waiters', 'CPU ms per second', '% of one core', 'file watching'],
-    results.map((r) => [r.label, r.cpuMsPerSecond.toFixed(2), `${(r.cpuMsPerSecond / 10).toFixed(2)} %`, r.watching ? 'yes' : 'NO (all polling)']),
+    results.map((r) => [
+      r.label,
+      r.cpuMsPerSecond.toFixed(2),
+      `${(r.cpuMsPerSecond / 10).toFixed(2)} %`,
+      r.watching ? 'yes' : 'NO (all polling)',
+    ])
   );
-  note('Each distinct name waits on the OS (a watch on its lock file, and a slow poll for holders that die without a word); ' +
-    'waiters of one name queue in-process behind one. Without file watching (inotify instances are limited per user) waits poll.');
+  note(
+    'Each distinct name waits on the OS (a watch on its lock file, and a slow poll for holders that die without a word); ' +
+      'waiters of one name queue in-process behind one. Without file watching (inotify instances are limited per user) waits poll.'
+  );
   console.log();
   for (const r of results) {
     if (!r.watching) continue;
-    check(`waiting cost, ${r.label}`, r.cpuMsPerSecond < 20, `${(r.cpuMsPerSecond / 10).toFixed(2)} % of one core (target < 2 %, an idle process on a busy machine included)`);
+    check(
+      `waiting cost, ${r.label}`,
+      r.cpuMsPerSecond < 20,
+      `${(r.cpuMsPerSecond / 10).toFixed(2)} % of one core (target < 2 %, an idle process on a busy machine included)`
+    );
   }
 }
 

@@ -35,7 +35,16 @@ function quantile(samples: number[], q: number): number {
 export async function benchPostgres(): Promise<PostgresBench> {
   if (!postgresInstalled()) {
     const skipped = 'postgres: skipped (PostgreSQL 15 is not installed: apt-get install -y postgresql-15)';
-    return { skipped, acquireReleaseMs: NaN, acquireReleaseP95Ms: NaN, rawTryUnlockMs: NaN, handoffMs: NaN, handoffP95Ms: NaN, coldAcquireReleaseMs: NaN, text: skipped };
+    return {
+      skipped,
+      acquireReleaseMs: NaN,
+      acquireReleaseP95Ms: NaN,
+      rawTryUnlockMs: NaN,
+      handoffMs: NaN,
+      handoffP95Ms: NaN,
+      coldAcquireReleaseMs: NaN,
+      text: skipped,
+    };
   }
   const server = await startPostgres({ fsync: true });
   try {
@@ -128,8 +137,11 @@ export async function benchPostgres(): Promise<PostgresBench> {
 }
 
 if (require.main === module) {
-  benchPostgres().then((r) => console.log(r.text), (error: unknown) => {
-    console.error(error);
-    process.exitCode = 1;
-  });
+  benchPostgres().then(
+    (r) => console.log(r.text),
+    (error: unknown) => {
+      console.error(error);
+      process.exitCode = 1;
+    }
+  );
 }

@@ -51,7 +51,7 @@ async function main(): Promise<void> {
  */
 function canWatch(): boolean {
   try {
-    watch(dir!, { persistent: false });
+    watch(dir, { persistent: false });
     return true;
   } catch {
     return false;

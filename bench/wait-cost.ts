@@ -42,9 +42,20 @@ export async function waitCosts(dir: string): Promise<WaitCost[]> {
   for (const { names, waiters } of WAIT_COST_CASES) {
     const held: ExclusiveLock[] = Array.from({ length: names }, (_, i) => Exclusive.lock({ name: `wait-cost-${i}`, dir }));
     try {
-      const { stdout } = await promisify(execFile)(process.execPath,
-        ['--import', 'tsx', join(__dirname, 'wait-cost-peer.ts'), dir, String(names), String(waiters), String(SETTLE_MS), String(MEASURE_MS)],
-        { cwd: ROOT });
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(__dirname, 'wait-cost-peer.ts'),
+          dir,
+          String(names),
+          String(waiters),
+          String(SETTLE_MS),
+          String(MEASURE_MS),
+        ],
+        { cwd: ROOT }
+      );
       const { cpuMsPerSecond, watching } = JSON.parse(stdout) as { cpuMsPerSecond: number; watching: boolean };
       results.push({ label: waitCostLabel(names, waiters), cpuMsPerSecond, watching });
     } finally {

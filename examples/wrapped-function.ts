@@ -3,11 +3,14 @@
 //   npx tsx examples/wrapped-function.ts
 import { Exclusive, exclusive } from 'exclusive-process';
 
-const sync = exclusive(async (source: string) => {
-  const holder = Exclusive.holder('inventory-sync');
-  console.log(`syncing ${source}; holder pid ${holder?.pid} (this process: ${process.pid})`);
-  await new Promise((resolve) => setTimeout(resolve, 50));
-}, { name: 'inventory-sync', wait: true });
+const sync = exclusive(
+  async (source: string) => {
+    const holder = Exclusive.holder('inventory-sync');
+    console.log(`syncing ${source}; holder pid ${holder?.pid} (this process: ${process.pid})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  },
+  { name: 'inventory-sync', wait: true }
+);
 
 async function main(): Promise<void> {
   await Promise.all([sync('warehouse A'), sync('warehouse B')]); // one after the other

@@ -5,7 +5,19 @@
 // pid we signal is the tool's own).
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
@@ -32,9 +44,13 @@ test.before(() => {
   // Build a copy, so other work in the tree (and its dist/) is left alone.
   const pkg = join(root, 'pkg');
   mkdirSync(pkg);
-  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
+  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json'])
+    cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
-  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: pkg, encoding: 'utf8' });
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: pkg,
+    encoding: 'utf8',
+  });
   // tsc emits despite type errors; only errors in the tool's own files stop us (other files may be mid-edit by others).
   const ours = tsc.stdout.split('\n').filter((line) => /^src\/cli/.test(line));
   if (!existsSync(join(pkg, 'dist', 'cli.js')) || ours.length > 0) throw new Error(`build failed:\n${tsc.stdout}${tsc.stderr}`);
@@ -45,7 +61,10 @@ test.before(() => {
   project = join(root, 'project');
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), '{ "name": "cli-test-project", "private": true }\n');
-  const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball, PG], { cwd: project, encoding: 'utf8' });
+  const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball, PG], {
+    cwd: project,
+    encoding: 'utf8',
+  });
   if (install.status !== 0) throw new Error(`npm install failed:\n${install.stderr}`);
   bin = join(project, 'node_modules', '.bin', 'exclusive');
 });
@@ -89,24 +108,29 @@ interface LaunchOptions {
 }
 
 function launch(file: string, args: string[], options: LaunchOptions = {}): Running {
-  const child = spawn(file, args, { cwd: project, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: options.detached });
+  const child = spawn(file, args, {
+    cwd: project,
+    env: { ...process.env, ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: options.detached,
+  });
   started.add(child);
-  child.stdin!.on('error', () => {}); // EPIPE when it ends without reading
-  if (!options.keepStdin) child.stdin!.end(options.input ?? '');
+  child.stdin.on('error', () => {}); // EPIPE when it ends without reading
+  if (!options.keepStdin) child.stdin.end(options.input ?? '');
   let stdout = '';
   let stderr = '';
   const waiters = new Set<() => void>();
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk;
     for (const waiter of waiters) waiter();
   });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const done = new Promise<Result>((resolve) =>
     child.on('close', (code, signal) => {
       started.delete(child);
       for (const waiter of waiters) waiter();
       resolve({ code, signal, stdout, stderr });
-    }),
+    })
   );
   const waitFor = (text: string): Promise<string> =>
     new Promise((resolve, reject) => {
@@ -138,7 +162,13 @@ function exclusive(args: string[], options?: LaunchOptions): Promise<Result> {
 /** `npx exclusive args...`; npm's own warnings (this machine's npmrc) are dropped from stderr. */
 async function npx(args: string[]): Promise<Result> {
   const result = await launch('npx', ['--no-install', 'exclusive', ...args]).done;
-  return { ...result, stderr: result.stderr.split('\n').filter((line) => !line.startsWith('npm warn')).join('\n') };
+  return {
+    ...result,
+    stderr: result.stderr
+      .split('\n')
+      .filter((line) => !line.startsWith('npm warn'))
+      .join('\n'),
+  };
 }
 
 function lockDir(): string {
@@ -213,8 +243,10 @@ const conflictMessage = (name: string, pid: number): string => `exclusive: Anoth
 function timedOutMessage(dir: string, name: string, pid: number, after: string): string {
   const text = readFileSync(lockFile(dir, name), 'utf8');
   const { command, since } = JSON.parse(text.slice(0, text.indexOf('\n'))) as { command: string; since: string };
-  return `exclusive: Gave up waiting for the lock '${name}' after ${after}: it is still held by another process (pid ${pid}, \`${command}\`, since ${since}). ` +
-    'Wait longer (`wait`), or find out why the holder keeps it so long.\n';
+  return (
+    `exclusive: Gave up waiting for the lock '${name}' after ${after}: it is still held by another process (pid ${pid}, \`${command}\`, since ${since}). ` +
+    'Wait longer (`wait`), or find out why the holder keeps it so long.\n'
+  );
 }
 
 // ---------------------------------------------------------------- packaging
@@ -236,14 +268,28 @@ cliTest('npx exclusive --help prints the usage on stdout', async (t) => {
   t.is(result.code, 0);
   t.is(result.stderr, '');
   t.true(result.stdout.startsWith('Usage:\n  exclusive [options] <name> -- <command> [args...]\n  exclusive status [name] [--json]'));
-  for (const option of ['-n, --nonblock', '-w, --wait <seconds>', '-E, --conflict-exit-code <n>', '-q, --quiet', '-v, --verbose', '--dir <dir>', '--driver <driver>', '--json', '-h, --help', '-V, --version']) {
+  for (const option of [
+    '-n, --nonblock',
+    '-w, --wait <seconds>',
+    '-E, --conflict-exit-code <n>',
+    '-q, --quiet',
+    '-v, --verbose',
+    '--dir <dir>',
+    '--driver <driver>',
+    '--json',
+    '-h, --help',
+    '-V, --version',
+  ]) {
     t.true(result.stdout.includes(option), option);
   }
   // The unit where a user looks for it, and what a flock(1) user would get wrong.
-  t.true(result.stdout.includes(`  -w, --wait <seconds>           wait up to <seconds> for the lock: seconds, not
+  t.true(
+    result.stdout.includes(`  -w, --wait <seconds>           wait up to <seconds> for the lock: seconds, not
                                  milliseconds (decimals allowed; 0 = for ever)
-`));
-  t.true(result.stdout.includes(`Differences from flock(1):
+`)
+  );
+  t.true(
+    result.stdout.includes(`Differences from flock(1):
   - <name> is a lock name, not a file: any string; exclusive keeps the lock
     in a file of the lock directory (or a mutex, or a database lock).
   - It does not wait by default (flock waits for ever): -w <seconds> waits,
@@ -253,7 +299,8 @@ cliTest('npx exclusive --help prints the usage on stdout', async (t) => {
   - No shared locks (-s), -o, -u, -F or -c: put 'sh -c "..."' after '--'.
   - Its own failures exit 125, and a command that cannot run 126 or 127.
   - The library (Exclusive.lock({ wait })) counts wait in milliseconds.
-`));
+`)
+  );
   t.is((await exclusive(['-h'])).stdout, result.stdout);
 });
 
@@ -294,12 +341,18 @@ cliTest('stdin passes through to the command', async (t) => {
 cliTest('a missing command exits 127 and a non-executable one 126, releasing the lock', async (t) => {
   const dir = lockDir();
   t.deepEqual(await exclusive(['--dir', dir, 'job', '--', 'no-such-command-xyz']), {
-    code: 127, signal: null, stdout: '', stderr: 'exclusive: no-such-command-xyz: command not found\n',
+    code: 127,
+    signal: null,
+    stdout: '',
+    stderr: 'exclusive: no-such-command-xyz: command not found\n',
   });
   const script = join(dir, 'not-executable.sh');
   writeFileSync(script, 'exit 0\n', { mode: 0o644 });
   t.deepEqual(await exclusive(['--dir', dir, 'job', '--', script]), {
-    code: 126, signal: null, stdout: '', stderr: `exclusive: ${script}: permission denied\n`,
+    code: 126,
+    signal: null,
+    stdout: '',
+    stderr: `exclusive: ${script}: permission denied\n`,
   });
   t.like(await exclusive(['--dir', dir, '-n', 'job', '--', 'true']), { code: 0 });
 });
@@ -336,7 +389,12 @@ cliTest('two copies racing: exactly one runs, the other exits with -E and the di
 cliTest('the conflict exit code defaults to 1; -q silences the message', async (t) => {
   const dir = lockDir();
   const holder = await holdLock(dir, 'busy');
-  t.deepEqual(await exclusive(['--dir', dir, 'busy', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('busy', holder.pid) });
+  t.deepEqual(await exclusive(['--dir', dir, 'busy', '--', 'true']), {
+    code: 1,
+    signal: null,
+    stdout: '',
+    stderr: conflictMessage('busy', holder.pid),
+  });
   t.deepEqual(await exclusive(['--dir', dir, '-q', '-E', '0', 'busy', '--', 'true']), { code: 0, signal: null, stdout: '', stderr: '' });
   t.like(await exclusive(['--dir', dir, '-nqE9', 'busy', '--', 'true']), { code: 9, stderr: '' });
   await holder.stop();
@@ -346,7 +404,15 @@ for (const wait of ['10', '0']) {
   cliTest(`-w ${wait} waits for the holder to finish, then runs${wait === '0' ? ' (0: for ever)' : ''}`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'order.log');
-    const first = start(['--dir', dir, 'queue', '--', 'sh', '-c', `echo ready; echo "start A" >> ${log}; sleep 0.7; echo "end A" >> ${log}`]);
+    const first = start([
+      '--dir',
+      dir,
+      'queue',
+      '--',
+      'sh',
+      '-c',
+      `echo ready; echo "start A" >> ${log}; sleep 0.7; echo "end A" >> ${log}`,
+    ]);
     await first.waitFor('ready');
     t.like(await exclusive(['--dir', dir, '-w', wait, 'queue', '--', ...node('log', log, 'B', '0')]), { code: 0, stderr: '' });
     t.like(await first.done, { code: 0 });
@@ -499,7 +565,12 @@ cliTest('every signal that would end the tool is forwarded once, and the tool li
   await tool.waitFor('ready');
   for (const name of names) {
     tool.child.kill(`SIG${name}` as NodeJS.Signals);
-    while (!(existsSync(log) && readFileSync(log, 'utf8').includes(`${name}\n`)) && tool.child.exitCode === null && tool.child.signalCode === null) await sleep(10);
+    while (
+      !(existsSync(log) && readFileSync(log, 'utf8').includes(`${name}\n`)) &&
+      tool.child.exitCode === null &&
+      tool.child.signalCode === null
+    )
+      await sleep(10);
     t.is(tool.child.signalCode, null, `the tool survived SIG${name}`);
     if (tool.child.signalCode !== null) return;
   }
@@ -532,23 +603,26 @@ async function lines(file: string, count: number, ms: number): Promise<void> {
 
 for (const driver of ['posix', 'portable'] as const) {
   for (const name of ['USR1', 'TERM', 'INT']) {
-    cliTest(`${driver}: a SIG${name} sent to the tool's pid soon after one sent to its group is forwarded, not taken for the group's`, async (t) => {
-      const dir = lockDir();
-      const log = join(dir, 'signals');
-      const stop = join(dir, 'stop');
-      const tool = start(['--driver', driver, '--dir', dir, 'soon', '--', ...trapping(log, stop, [name])], { detached: true });
-      await tool.waitFor('ready');
-      const signal = `SIG${name}` as NodeJS.Signals;
-      process.kill(-tool.child.pid!, signal); // the command gets this one directly
-      await lines(log, 1, 10_000);
-      await sleep(300);
-      tool.child.kill(signal); // this one only through the tool
-      await lines(log, 2, 5000);
-      await sleep(300); // a third (duplicate) delivery would be logged by now
-      writeFileSync(stop, '');
-      t.like(await tool.done, { code: 0, signal: null });
-      t.is(readFileSync(log, 'utf8'), `${name}\n${name}\n`);
-    });
+    cliTest(
+      `${driver}: a SIG${name} sent to the tool's pid soon after one sent to its group is forwarded, not taken for the group's`,
+      async (t) => {
+        const dir = lockDir();
+        const log = join(dir, 'signals');
+        const stop = join(dir, 'stop');
+        const tool = start(['--driver', driver, '--dir', dir, 'soon', '--', ...trapping(log, stop, [name])], { detached: true });
+        await tool.waitFor('ready');
+        const signal = `SIG${name}` as NodeJS.Signals;
+        process.kill(-tool.child.pid!, signal); // the command gets this one directly
+        await lines(log, 1, 10_000);
+        await sleep(300);
+        tool.child.kill(signal); // this one only through the tool
+        await lines(log, 2, 5000);
+        await sleep(300); // a third (duplicate) delivery would be logged by now
+        writeFileSync(stop, '');
+        t.like(await tool.done, { code: 0, signal: null });
+        t.is(readFileSync(log, 'utf8'), `${name}\n${name}\n`);
+      }
+    );
   }
 }
 
@@ -591,14 +665,21 @@ cliTest('status lists held and free locks as a table, the command being the chil
   const lines = table.stdout.split('\n');
   t.is(lines.length, 4);
   t.is(lines[3], '');
-  t.deepEqual(lines.map((line) => line.split(/ {2,}/)), [
-    ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'],
-    ['beta', 'free', '-', '-', '-', '-'],
-    [name, 'held', String(tool.child.pid), hostname(), lines[2].split(/ {2,}/)[4], `node ${CHILD} hold`],
-    [''],
-  ]);
+  t.deepEqual(
+    lines.map((line) => line.split(/ {2,}/)),
+    [
+      ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'],
+      ['beta', 'free', '-', '-', '-', '-'],
+      [name, 'held', String(tool.child.pid), hostname(), lines[2].split(/ {2,}/)[4], `node ${CHILD} hold`],
+      [''],
+    ]
+  );
   for (const column of ['STATE', 'PID', 'HOST', 'SINCE', 'COMMAND']) {
-    t.is(lines[2].indexOf(lines[2].split(/ {2,}/)[['STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'].indexOf(column) + 1]), lines[0].indexOf(column), `${column} aligned`);
+    t.is(
+      lines[2].indexOf(lines[2].split(/ {2,}/)[['STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'].indexOf(column) + 1]),
+      lines[0].indexOf(column),
+      `${column} aligned`
+    );
   }
   const since = Date.parse(lines[2].split(/ {2,}/)[4]);
   t.true(since >= Math.floor(before / 1000) * 1000 && since <= Date.now(), lines[2]);
@@ -617,10 +698,19 @@ cliTest('status --json gives the same facts; with a name, one object and exit 1 
   t.is(all.code, 0);
   const rows = JSON.parse(all.stdout) as Array<Record<string, unknown>>;
   const alpha = {
-    name: 'alpha', state: 'held', pid: tool.child.pid, command: `node ${CHILD} hold 600000 'it'\\''s "quoted"'`, host: hostname(),
-    since: rows[0].since, lockfile, driver: 'posix',
+    name: 'alpha',
+    state: 'held',
+    pid: tool.child.pid,
+    command: `node ${CHILD} hold 600000 'it'\\''s "quoted"'`,
+    host: hostname(),
+    since: rows[0].since,
+    lockfile,
+    driver: 'posix',
   };
-  t.deepEqual(rows, [alpha, { name: 'beta', state: 'free', pid: null, command: null, host: null, since: null, lockfile: lockFile(dir, 'beta'), driver: 'posix' }]);
+  t.deepEqual(rows, [
+    alpha,
+    { name: 'beta', state: 'free', pid: null, command: null, host: null, since: null, lockfile: lockFile(dir, 'beta'), driver: 'posix' },
+  ]);
   const since = Date.parse(rows[0].since as string);
   t.true(since >= before && since <= Date.now());
 
@@ -638,7 +728,12 @@ cliTest('status --json gives the same facts; with a name, one object and exit 1 
 
 cliTest('status of an empty directory says where it looked; EXCLUSIVE_PROCESS_DIR is the default directory', async (t) => {
   const dir = lockDir();
-  t.deepEqual(await exclusive(['status'], { env: { EXCLUSIVE_PROCESS_DIR: dir } }), { code: 0, signal: null, stdout: `No locks in ${dir}.\n`, stderr: '' });
+  t.deepEqual(await exclusive(['status'], { env: { EXCLUSIVE_PROCESS_DIR: dir } }), {
+    code: 0,
+    signal: null,
+    stdout: `No locks in ${dir}.\n`,
+    stderr: '',
+  });
   t.deepEqual(JSON.parse((await exclusive(['status', '--json', '--dir', dir])).stdout), []);
   const tool = start(['env-dir', '--', ...node('hold')], { env: { EXCLUSIVE_PROCESS_DIR: dir } });
   await tool.waitFor('ready');
@@ -663,7 +758,12 @@ cliTest('--driver portable: conflict, status with the command, forwarding', asyn
   const place = ['--driver', 'portable', '--dir', dir];
   const tool = start([...place, 'p', '--', ...node('hold')]);
   await tool.waitFor('ready');
-  t.deepEqual(await exclusive([...place, 'p', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('p', tool.child.pid!) });
+  t.deepEqual(await exclusive([...place, 'p', '--', 'true']), {
+    code: 1,
+    signal: null,
+    stdout: '',
+    stderr: conflictMessage('p', tool.child.pid!),
+  });
   const status = await exclusive([...place, 'status', 'p', '--json']);
   t.is(status.code, 1);
   t.like(JSON.parse(status.stdout), { name: 'p', state: 'held', pid: tool.child.pid, command: `node ${CHILD} hold`, driver: 'portable' });
@@ -679,12 +779,20 @@ cliTest('--driver postgres --database-url: one holder across the server, status 
   const place = ['--driver', 'postgres', '--database-url', server.connectionString];
   const tool = start([...place, 'pg-job', '--', ...node('hold')]);
   await tool.waitFor('ready');
-  t.deepEqual(await exclusive([...place, '-E', '75', 'pg-job', '--', 'true']), { code: 75, signal: null, stdout: '', stderr: conflictMessage('pg-job', tool.child.pid!) });
+  t.deepEqual(await exclusive([...place, '-E', '75', 'pg-job', '--', 'true']), {
+    code: 75,
+    signal: null,
+    stdout: '',
+    stderr: conflictMessage('pg-job', tool.child.pid!),
+  });
   const status = await exclusive([...place, 'status', 'pg-job', '--json']);
   t.is(status.code, 1);
   t.like(JSON.parse(status.stdout), { name: 'pg-job', state: 'held', pid: tool.child.pid, host: hostname(), driver: 'postgres' });
   t.deepEqual(await exclusive([...place, 'status']), {
-    code: 125, signal: null, stdout: '', stderr: 'exclusive: The postgres driver cannot list its locks; ask about one: exclusive status <name>\n',
+    code: 125,
+    signal: null,
+    stdout: '',
+    stderr: 'exclusive: The postgres driver cannot list its locks; ask about one: exclusive status <name>\n',
   });
   tool.child.kill('SIGTERM');
   t.like(await tool.done, { signal: 'SIGTERM' });
@@ -713,32 +821,44 @@ cliTest('--driver postgres: a lock lost while the command runs stops the command
   t.is(readFileSync(record, 'utf8'), 'SIGTERM\n');
 });
 
-cliTest('--driver postgres: a command that ignores the SIGTERM of a lost lock is killed, and nothing is said to a closed stderr', async (t) => {
-  const server = await startPostgres();
-  t.teardown(() => server.stop());
-  const place = ['--driver', 'postgres', '--database-url', server.connectionString];
-  const tool = start([...place, 'pg-stubborn', '--', 'sh', '-c', 'trap "" TERM; echo ready $$; while :; do sleep 1; done']);
-  const command = readyPid(await tool.waitFor('ready'));
-  orphans.add(command);
-  tool.child.stderr!.destroy(); // whoever read the tool's stderr is gone: writing to it fails with EPIPE
-  const client = new Client({ connectionString: server.connectionString });
-  await client.connect();
-  try {
-    await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'exclusive-process%'");
-  } finally {
-    await client.end();
+cliTest(
+  '--driver postgres: a command that ignores the SIGTERM of a lost lock is killed, and nothing is said to a closed stderr',
+  async (t) => {
+    const server = await startPostgres();
+    t.teardown(() => server.stop());
+    const place = ['--driver', 'postgres', '--database-url', server.connectionString];
+    const tool = start([...place, 'pg-stubborn', '--', 'sh', '-c', 'trap "" TERM; echo ready $$; while :; do sleep 1; done']);
+    const command = readyPid(await tool.waitFor('ready'));
+    orphans.add(command);
+    tool.child.stderr!.destroy(); // whoever read the tool's stderr is gone: writing to it fails with EPIPE
+    const client = new Client({ connectionString: server.connectionString });
+    await client.connect();
+    try {
+      await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'exclusive-process%'");
+    } finally {
+      await client.end();
+    }
+    await tool.exited;
+    t.is(tool.child.exitCode, 125, 'the tool reports the loss by its exit code, having stopped the command');
+    t.throws(() => process.kill(command, 0), { code: 'ESRCH' }, 'the command was killed');
   }
-  await tool.exited;
-  t.is(tool.child.exitCode, 125, 'the tool reports the loss by its exit code, having stopped the command');
-  t.throws(() => process.kill(command, 0), { code: 'ESRCH' }, 'the command was killed');
-});
+);
 
 cliTest('--name gives a lock name that starts with a dash, to a run and to status', async (t) => {
   const dir = lockDir();
   const tool = start(['--dir', dir, '--name', '-x', '--', ...node('hold')]);
   await tool.waitFor('ready');
-  t.deepEqual(await exclusive(['--dir', dir, '--name=-x', '--', 'true']), { code: 1, signal: null, stdout: '', stderr: conflictMessage('-x', tool.child.pid!) });
-  t.like(JSON.parse((await exclusive(['--dir', dir, 'status', '--name', '-x', '--json'])).stdout), { name: '-x', state: 'held', pid: tool.child.pid });
+  t.deepEqual(await exclusive(['--dir', dir, '--name=-x', '--', 'true']), {
+    code: 1,
+    signal: null,
+    stdout: '',
+    stderr: conflictMessage('-x', tool.child.pid!),
+  });
+  t.like(JSON.parse((await exclusive(['--dir', dir, 'status', '--name', '-x', '--json'])).stdout), {
+    name: '-x',
+    state: 'held',
+    pid: tool.child.pid,
+  });
   t.true(existsSync(lockFile(dir, '-x')));
   tool.child.kill('SIGTERM');
   await tool.done;
@@ -775,7 +895,10 @@ const usageErrors: Array<[string[], string]> = [
   [['status', 'a', 'b'], `'status' takes at most one lock name, got 2: "a" "b"`],
   [['', '--', 'true'], 'the lock name must not be empty'],
   [['job', '--', ''], "the command after '--' is empty"],
-  [['--driver', 'postgres', '--database-url', 'bogus', 'job', '--', 'true'], "option '--database-url' must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)"],
+  [
+    ['--driver', 'postgres', '--database-url', 'bogus', 'job', '--', 'true'],
+    "option '--database-url' must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)",
+  ],
   [['--driver', 'postgres', '--database-url', 'postgres://h:99999/d', 'status'], "option '--database-url' cannot be parsed: Invalid URL"],
   [['--name', 'a', 'b', '--', 'true'], `give the lock name once: option '--name' and "b"`],
   [['--name=', '--', 'true'], 'the lock name must not be empty'],
@@ -785,7 +908,11 @@ const usageErrors: Array<[string[], string]> = [
 cliTest('bad command lines exit 2 with a clear message and a pointer to --help', async (t) => {
   const results = await Promise.all(usageErrors.map(([args]) => exclusive(args)));
   results.forEach((result, i) => {
-    t.deepEqual(result, { code: 2, signal: null, stdout: '', stderr: `exclusive: ${usageErrors[i][1]}\n${TRY_HELP}` }, usageErrors[i][0].join(' '));
+    t.deepEqual(
+      result,
+      { code: 2, signal: null, stdout: '', stderr: `exclusive: ${usageErrors[i][1]}\n${TRY_HELP}` },
+      usageErrors[i][0].join(' ')
+    );
   });
 });
 
@@ -799,8 +926,11 @@ cliTest('a driver that cannot run here, or an unusable directory, exits 125', as
   t.is(result.stderr, `exclusive: The lock directory ${file} is not a directory: point --dir or EXCLUSIVE_PROCESS_DIR at a directory.\n`);
   // A directory that exists but takes no files says so, and names the flag, not the API option.
   t.deepEqual(await exclusive(['--dir', '/proc', 'job', '--', 'true']), {
-    code: 125, signal: null, stdout: '',
-    stderr: 'exclusive: The lock directory /proc does not accept new files (creating exclusive-process.job.lock there fails with ENOENT): ' +
+    code: 125,
+    signal: null,
+    stdout: '',
+    stderr:
+      'exclusive: The lock directory /proc does not accept new files (creating exclusive-process.job.lock there fails with ENOENT): ' +
       'it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with --dir or EXCLUSIVE_PROCESS_DIR.\n',
   });
 });
@@ -833,12 +963,18 @@ cliTest('-v says which file it locks, that it waits and for whom, and how long i
   const dir = lockDir();
   const file = lockFile(dir, 'verbose');
   const free = await exclusive(['-v', '--dir', dir, 'verbose', '--', 'sh', '-c', 'echo out; exit 3']);
-  t.deepEqual({ ...free, stderr: verboseLines(free.stderr) }, {
-    code: 3, signal: null, stdout: 'out\n',
-    stderr: `exclusive: lock 'verbose': ${file} (posix driver)\n` +
-      "exclusive: got the lock after N s; running sh -c 'echo out; exit 3'\n" +
-      'exclusive: the command exited with code 3 after N s; released the lock\n',
-  });
+  t.deepEqual(
+    { ...free, stderr: verboseLines(free.stderr) },
+    {
+      code: 3,
+      signal: null,
+      stdout: 'out\n',
+      stderr:
+        `exclusive: lock 'verbose': ${file} (posix driver)\n` +
+        "exclusive: got the lock after N s; running sh -c 'echo out; exit 3'\n" +
+        'exclusive: the command exited with code 3 after N s; released the lock\n',
+    }
+  );
 
   const holder = await holdLock(dir, 'verbose');
   // Waiting, then getting it when the holder ends.
@@ -848,24 +984,36 @@ cliTest('-v says which file it locks, that it waits and for whom, and how long i
   await holder.stop();
   const waited = await waiter.done;
   t.is(waited.code, 0, waited.stderr);
-  t.is(verboseLines(waited.stderr), `exclusive: lock 'verbose': ${file} (posix driver)\n` +
-    `exclusive: held by pid ${holder.pid}; waiting up to N s (10 min)\n` +
-    'exclusive: got the lock after N s; running true\n' +
-    'exclusive: the command exited with code 0 after N s; released the lock\n');
+  t.is(
+    verboseLines(waited.stderr),
+    `exclusive: lock 'verbose': ${file} (posix driver)\n` +
+      `exclusive: held by pid ${holder.pid}; waiting up to N s (10 min)\n` +
+      'exclusive: got the lock after N s; running true\n' +
+      'exclusive: the command exited with code 0 after N s; released the lock\n'
+  );
   t.true(Number(/got the lock after ([\d.]+) s/.exec(waited.stderr)![1]) >= 0.3, waited.stderr);
 
   // Giving up: the wait's end, then the conflict line; -n says nothing about waiting.
   const second = await holdLock(dir, 'verbose');
   const gaveUp = await exclusive(['-v', '--dir', dir, '-w', '0.2', 'verbose', '--', 'true']);
-  t.deepEqual({ ...gaveUp, stderr: verboseLines(gaveUp.stderr).replace(/ after \d+ ms: /, ' after N ms: ') }, {
-    code: 1, signal: null, stdout: '',
-    stderr: `exclusive: lock 'verbose': ${file} (posix driver)\n` +
-      `exclusive: held by pid ${second.pid}; waiting up to N s\n` +
-      'exclusive: gave up waiting after N s\n' +
-      timedOutMessage(dir, 'verbose', second.pid, 'N ms'),
-  });
+  t.deepEqual(
+    { ...gaveUp, stderr: verboseLines(gaveUp.stderr).replace(/ after \d+ ms: /, ' after N ms: ') },
+    {
+      code: 1,
+      signal: null,
+      stdout: '',
+      stderr:
+        `exclusive: lock 'verbose': ${file} (posix driver)\n` +
+        `exclusive: held by pid ${second.pid}; waiting up to N s\n` +
+        'exclusive: gave up waiting after N s\n' +
+        timedOutMessage(dir, 'verbose', second.pid, 'N ms'),
+    }
+  );
   t.deepEqual(await exclusive(['-v', '--dir', dir, 'verbose', '--', 'true']), {
-    code: 1, signal: null, stdout: '', stderr: `exclusive: lock 'verbose': ${file} (posix driver)\n${conflictMessage('verbose', second.pid)}`,
+    code: 1,
+    signal: null,
+    stdout: '',
+    stderr: `exclusive: lock 'verbose': ${file} (posix driver)\n${conflictMessage('verbose', second.pid)}`,
   });
   await second.stop();
   // Without -v, nothing but the command's output.
@@ -877,22 +1025,81 @@ cliTest('-v says which file it locks, that it waits and for whom, and how long i
 cliTest('parseArgs: options in any order, grouped short flags, inline values', (t) => {
   const run = (args: string[]): RunRequest => parseArgs(args) as RunRequest;
   t.deepEqual(parseArgs(['-nqw', '2.5', '--dir=/l', '--driver', 'portable', 'job', '-E75', '--', 'cmd', '-n', '--', 'x']), {
-    kind: 'run', name: 'job', command: ['cmd', '-n', '--', 'x'], waitMs: 2500, conflictExitCode: 75, quiet: true, verbose: false, dir: '/l', driver: 'portable', databaseUrl: undefined,
+    kind: 'run',
+    name: 'job',
+    command: ['cmd', '-n', '--', 'x'],
+    waitMs: 2500,
+    conflictExitCode: 75,
+    quiet: true,
+    verbose: false,
+    dir: '/l',
+    driver: 'portable',
+    databaseUrl: undefined,
   });
-  t.like(run(['job', '--', 'c']), { waitMs: 0, conflictExitCode: 1, quiet: false, verbose: false, dir: undefined, driver: undefined, databaseUrl: undefined });
-  t.like(run(['--driver=postgres', '--database-url', 'postgres://h/d', 'job', '--', 'c']), { driver: 'postgres', databaseUrl: 'postgres://h/d' });
+  t.like(run(['job', '--', 'c']), {
+    waitMs: 0,
+    conflictExitCode: 1,
+    quiet: false,
+    verbose: false,
+    dir: undefined,
+    driver: undefined,
+    databaseUrl: undefined,
+  });
+  t.like(run(['--driver=postgres', '--database-url', 'postgres://h/d', 'job', '--', 'c']), {
+    driver: 'postgres',
+    databaseUrl: 'postgres://h/d',
+  });
   t.is(run(['-w', '0', 'j', '--', 'c']).waitMs, Infinity);
   t.is(run(['-w', '.5', 'j', '--', 'c']).waitMs, 500);
   t.like(run(['-qv', 'j', '--', 'c']), { quiet: true, verbose: true });
   t.like(run(['--verbose', 'j', '--', 'c']), { verbose: true });
   t.is(run(['-w', '3', '-n', 'j', '--', 'c']).waitMs, 0);
-  t.deepEqual(parseArgs(['status', '--', 'c']), { kind: 'run', name: 'status', command: ['c'], waitMs: 0, conflictExitCode: 1, quiet: false, verbose: false, dir: undefined, driver: undefined, databaseUrl: undefined });
-  t.deepEqual(parseArgs(['status']), { kind: 'status', name: undefined, json: false, dir: undefined, driver: undefined, databaseUrl: undefined });
-  t.deepEqual(parseArgs(['--json', 'status', 'x']), { kind: 'status', name: 'x', json: true, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.deepEqual(parseArgs(['status', '--', 'c']), {
+    kind: 'run',
+    name: 'status',
+    command: ['c'],
+    waitMs: 0,
+    conflictExitCode: 1,
+    quiet: false,
+    verbose: false,
+    dir: undefined,
+    driver: undefined,
+    databaseUrl: undefined,
+  });
+  t.deepEqual(parseArgs(['status']), {
+    kind: 'status',
+    name: undefined,
+    json: false,
+    dir: undefined,
+    driver: undefined,
+    databaseUrl: undefined,
+  });
+  t.deepEqual(parseArgs(['--json', 'status', 'x']), {
+    kind: 'status',
+    name: 'x',
+    json: true,
+    dir: undefined,
+    driver: undefined,
+    databaseUrl: undefined,
+  });
   t.deepEqual(parseArgs(['job', '--help', '--', 'c']), { kind: 'help' });
-  t.deepEqual(parseArgs(['job', '--', 'c', '--help']), { kind: 'run', name: 'job', command: ['c', '--help'], waitMs: 0, conflictExitCode: 1, quiet: false, verbose: false, dir: undefined, driver: undefined, databaseUrl: undefined });
+  t.deepEqual(parseArgs(['job', '--', 'c', '--help']), {
+    kind: 'run',
+    name: 'job',
+    command: ['c', '--help'],
+    waitMs: 0,
+    conflictExitCode: 1,
+    quiet: false,
+    verbose: false,
+    dir: undefined,
+    driver: undefined,
+    databaseUrl: undefined,
+  });
   t.throws(() => parseArgs(['--frob', '--help']), { instanceOf: UsageError, message: "unknown option '--frob'" });
-  t.throws(() => parseArgs(['-w', '2147484', 'j', '--', 'c']), { instanceOf: UsageError, message: "option '-w' must be at most 2147483 seconds (use 0 to wait for ever), got 2147484" });
+  t.throws(() => parseArgs(['-w', '2147484', 'j', '--', 'c']), {
+    instanceOf: UsageError,
+    message: "option '-w' must be at most 2147483 seconds (use 0 to wait for ever), got 2147484",
+  });
 });
 
 cliTest('displayCommand quotes what a shell would split and caps the length', (t) => {

@@ -25,7 +25,8 @@ const timedOut = (name: string, after: string, holder: string): string =>
 
 /** The held-in-process message; `synchronous`: the refused call could not wait either, as this thread holds the lock. */
 const heldInProcess = (name: string, holder: string, synchronous = false): string =>
-  `The lock '${name}' is held by another call in this process (${holder}). ` + (synchronous
+  `The lock '${name}' is held by another call in this process (${holder}). ` +
+  (synchronous
     ? 'To queue this call behind it, pass `wait` in an async function or to Exclusive.acquire() (a synchronous wait would block the thread that must release it), or do not start it again before that call ends.'
     : 'Pass `wait` to queue this call behind it, or do not start it again before that call ends.');
 
@@ -41,11 +42,16 @@ async function stop(holder: Started): Promise<void> {
   await holder.finished;
 }
 
-test('held-elsewhere: another process holds it and the call does not wait; the Python model\'s message, sync and async', async (t) => {
+test("held-elsewhere: another process holds it and the call does not wait; the Python model's message, sync and async", async (t) => {
   const dir = lockDir();
   const holder = await holderProcess('elsewhere', dir);
   try {
-    const expected = { code: 'ERR_LOCK_HELD', reason: 'held-elsewhere', pid: holder.pid, message: `Another 'elsewhere' process is already running (pid ${holder.pid}).` };
+    const expected = {
+      code: 'ERR_LOCK_HELD',
+      reason: 'held-elsewhere',
+      pid: holder.pid,
+      message: `Another 'elsewhere' process is already running (pid ${holder.pid}).`,
+    };
     const sync = t.throws(() => Exclusive.lock({ name: 'elsewhere', dir }), { instanceOf: CannotAcquireLock });
     const async = await t.throwsAsync(Exclusive.acquire({ name: 'elsewhere', dir }), { instanceOf: CannotAcquireLock });
     for (const error of [sync, async]) {
@@ -58,7 +64,7 @@ test('held-elsewhere: another process holds it and the call does not wait; the P
   }
 });
 
-test('timed-out: a wait on another process\'s lock ran out; the message names the holder, its command, since when, and the wait', async (t) => {
+test("timed-out: a wait on another process's lock ran out; the message names the holder, its command, since when, and the wait", async (t) => {
   const dir = lockDir();
   const holder = await holderProcess('slow', dir);
   try {
@@ -73,7 +79,7 @@ test('timed-out: a wait on another process\'s lock ran out; the message names th
   }
 });
 
-test('timed-out with die: a wait on another process\'s lock that ran out still exits with exitCode, printing the timed-out message', async (t) => {
+test("timed-out with die: a wait on another process's lock that ran out still exits with exitCode, printing the timed-out message", async (t) => {
   const dir = lockDir();
   const holder = await holderProcess('slow-die', dir);
   try {
@@ -97,7 +103,11 @@ test('held-in-process: another call of this process holds it and the call does n
   t.like(await t.throwsAsync(job(), { instanceOf: CannotAcquireLock }), expected);
   t.like(await t.throwsAsync(Exclusive.acquire({ name: 'own', dir }), { instanceOf: CannotAcquireLock }), expected);
   const sync = t.throws(() => Exclusive.lock({ name: 'own', dir }), { instanceOf: CannotAcquireLock });
-  t.like(sync, { ...expected, message: heldInProcess('own', who(dir, 'own'), true) }, 'a synchronous call is told how to wait without blocking');
+  t.like(
+    sync,
+    { ...expected, message: heldInProcess('own', who(dir, 'own'), true) },
+    'a synchronous call is told how to wait without blocking'
+  );
   t.like(sync?.holder, { pid: process.pid, command: recordOnDisk(dir, 'own').command });
   release();
   await first;
@@ -108,7 +118,12 @@ test('timed-out on a lock another call of this process holds: the message says s
   await using held = await Exclusive.acquire({ name: 'own-slow', dir });
   t.true(held.held);
   const error = await t.throwsAsync(Exclusive.acquire({ name: 'own-slow', dir, wait: 50 }), { instanceOf: CannotAcquireLock });
-  t.like(error, { code: 'ERR_LOCK_HELD', reason: 'timed-out', pid: process.pid, message: timedOut('own-slow', '50 ms', `another call in this process (${who(dir, 'own-slow')})`) });
+  t.like(error, {
+    code: 'ERR_LOCK_HELD',
+    reason: 'timed-out',
+    pid: process.pid,
+    message: timedOut('own-slow', '50 ms', `another call in this process (${who(dir, 'own-slow')})`),
+  });
 });
 
 test('would-deadlock: a synchronous wait on a lock this thread holds is refused at once, saying why and what to do', async (t) => {
@@ -123,7 +138,8 @@ test('would-deadlock: a synchronous wait on a lock this thread holds is refused 
       code: 'ERR_LOCK_HELD',
       reason: 'would-deadlock',
       pid: process.pid,
-      message: `Waiting for the lock 'self' would deadlock: this thread already holds it (${who(dir, 'self')}), and a synchronous wait blocks the thread that must release it. ` +
+      message:
+        `Waiting for the lock 'self' would deadlock: this thread already holds it (${who(dir, 'self')}), and a synchronous wait blocks the thread that must release it. ` +
         'Release it first, or take it in an async function or with Exclusive.acquire(), which wait without blocking the thread.',
     });
   }
@@ -149,15 +165,19 @@ test('die on a server: a second concurrent request to a die: true method gets Ca
       t.is(second.status, 409, second.body);
       if (second.status !== 409) return;
       // A plain function that returned a promise: the wrapper explains what is likely (its `async` compiled away).
-      const message = route === 'plain'
-        ? `'${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
-          'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.'
-        : heldInProcess(name, who(dir, name));
+      const message =
+        route === 'plain'
+          ? `'${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+            'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.'
+          : heldInProcess(name, who(dir, name));
       t.deepEqual(JSON.parse(second.body), { code: 'ERR_LOCK_HELD', reason: 'held-in-process', pid, message }, route);
       for (const form of ['sync', 'async']) {
         const other = await run('conflict.ts', [name, dir, form, JSON.stringify({ die: true })]);
-        t.deepEqual({ code: other.code, stdout: other.stdout, stderr: other.stderr },
-          { code: 1, stdout: '', stderr: `Another '${name}' process is already running (pid ${pid}).\n` }, `${route}, another process (${form})`);
+        t.deepEqual(
+          { code: other.code, stdout: other.stdout, stderr: other.stderr },
+          { code: 1, stdout: '', stderr: `Another '${name}' process is already running (pid ${pid}).\n` },
+          `${route}, another process (${form})`
+        );
       }
       await get(port, '/finish');
       t.deepEqual(await first, { status: 200, body: 'done' }, `${route}: the first request completes`);

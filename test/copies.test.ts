@@ -15,10 +15,17 @@ async function buildTwoCopies(): Promise<[string, string, () => void]> {
   const base = mkdtempSync(join(tmpdir(), 'exclusive-copies-'));
   symlinkSync(join(ROOT, 'node_modules'), join(base, 'node_modules'), 'dir');
   const a = join(base, 'a');
-  await promisify(execFile)(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(a, 'dist')], { cwd: ROOT });
+  await promisify(execFile)(
+    process.execPath,
+    [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(a, 'dist')],
+    { cwd: ROOT }
+  );
   const b = join(base, 'b');
   cpSync(join(a, 'dist'), join(b, 'dist'), { recursive: true });
-  for (const [dir, version] of [[a, '0.1.0'], [b, '0.2.0']] as const) {
+  for (const [dir, version] of [
+    [a, '0.1.0'],
+    [b, '0.2.0'],
+  ] as const) {
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'exclusive-process', version, main: './dist/index.js' }));
   }
   return [a, b, () => rmSync(base, { recursive: true, force: true })];
@@ -39,14 +46,24 @@ test('two copies of the package in one process: sync and async waits and conflic
   // In a child with a time limit: a copy blocking on the other's lock would otherwise hang the suite.
   let pid: number | undefined;
   const { stdout, stderr, error } = await new Promise<{ stdout: string; stderr: string; error: Error | null }>((resolve) => {
-    pid = execFile(process.execPath, [join(FIXTURES, 'two-copies.cjs'), a, b, dir], { timeout: 60_000, killSignal: 'SIGKILL' },
-      (error, stdout, stderr) => resolve({ stdout, stderr, error })).pid;
+    pid = execFile(
+      process.execPath,
+      [join(FIXTURES, 'two-copies.cjs'), a, b, dir],
+      { timeout: 60_000, killSignal: 'SIGKILL' },
+      (error, stdout, stderr) => resolve({ stdout, stderr, error })
+    ).pid;
   });
   t.is(error, null, `the child failed or hung (killed after 60 s): ${stderr}; stdout: ${stdout}`);
-  const byScenario = Object.fromEntries(stdout.trim().split('\n').filter(Boolean).map((line) => {
-    const { scenario, ...outcome } = JSON.parse(line) as { scenario: string };
-    return [scenario, outcome];
-  }));
+  const byScenario = Object.fromEntries(
+    stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const { scenario, ...outcome } = JSON.parse(line) as { scenario: string };
+        return [scenario, outcome];
+      })
+  );
   const own = `ERR_LOCK_HELD ${pid}`; // refused, naming this very process
   t.deepEqual(byScenario.sync, { waitForever: own, waitMs: own, none: own, afterRelease: true });
   t.deepEqual(byScenario.async, { refused: own, gotWhileHeld: false, next: true, holder: pid, afterRelease: null });

@@ -34,9 +34,10 @@ for (const [mode, env, decoratorArguments] of modes) {
       // decorators learn an instance method's class at its first instance:
       // before, its record is not on the prototype yet, and the function's
       // record has no name (not a wrong one).
-      early: decoratorArguments === 3
-        ? { prototype: { name: nameOf('here') }, static: { name: nameOf('make') }, fn: { name: nameOf('here') } }
-        : { prototype: null, static: { name: nameOf('make') }, fn: {} },
+      early:
+        decoratorArguments === 3
+          ? { prototype: { name: nameOf('here') }, static: { name: nameOf('make') }, fn: { name: nameOf('here') } }
+          : { prototype: null, static: { name: nameOf('make') }, fn: {} },
       metadata: {
         here: { name: nameOf('here') },
         prototype: { name: 'shared', dir },
@@ -51,7 +52,8 @@ function nameOf(method: string): string {
   return `exclusive-process/test/fixtures/decorators:Jobs.${method}`;
 }
 
-const generator = 'ERR_INVALID_ARG_VALUE A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.';
+const generator =
+  'ERR_INVALID_ARG_VALUE A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.';
 for (const [mode, env] of modes) {
   test(`${mode}: getters, setters, fields and generators are refused, each error saying what it got`, async (t) => {
     const result = await run('decorator-misuse.ts', [], env);

@@ -27,15 +27,18 @@ test('service: the second concurrent build is refused, migrations queue', async 
   const [, pid, command, since] = /\(pid (\d+), `([^`]*)`, since (\S+)\)/.exec(result.stdout) ?? [];
   t.regex(String(command), /examples\/service\.ts$/);
   t.false(Number.isNaN(Date.parse(String(since))));
-  t.is(result.stdout, [
-    'report 1 built',
-    `second build refused (held-in-process): The lock 'exclusive-process/examples/service:ReportService.build' is held by another call in this process (pid ${pid}, \`${command}\`, since ${since}). ` +
-      'Pass `wait` to queue this call behind it, or do not start it again before that call ends.',
-    'migration step 1 applied',
-    'migration step 2 applied',
-    'migration step 3 applied',
-    '',
-  ].join('\n'));
+  t.is(
+    result.stdout,
+    [
+      'report 1 built',
+      `second build refused (held-in-process): The lock 'exclusive-process/examples/service:ReportService.build' is held by another call in this process (pid ${pid}, \`${command}\`, since ${since}). ` +
+        'Pass `wait` to queue this call behind it, or do not start it again before that call ends.',
+      'migration step 1 applied',
+      'migration step 2 applied',
+      'migration step 3 applied',
+      '',
+    ].join('\n')
+  );
 });
 
 test('wrapped-function: calls run one after the other; the holder is this process, then nobody', async (t) => {
@@ -43,11 +46,14 @@ test('wrapped-function: calls run one after the other; the holder is this proces
   const result = await run(example('wrapped-function'), [], { EXCLUSIVE_PROCESS_DIR: dir });
   t.is(result.code, 0, result.stderr);
   const pid = String(result.stdout.match(/this process: (\d+)/)?.[1]);
-  t.is(result.stdout, [
-    `syncing warehouse A; holder pid ${pid} (this process: ${pid})`,
-    `syncing warehouse B; holder pid ${pid} (this process: ${pid})`,
-    'after: holder null',
-    `held by hand: inventory-sync at ${dir}/exclusive-process.inventory-sync.lock`,
-    '',
-  ].join('\n'));
+  t.is(
+    result.stdout,
+    [
+      `syncing warehouse A; holder pid ${pid} (this process: ${pid})`,
+      `syncing warehouse B; holder pid ${pid} (this process: ${pid})`,
+      'after: holder null',
+      `held by hand: inventory-sync at ${dir}/exclusive-process.inventory-sync.lock`,
+      '',
+    ].join('\n')
+  );
 });

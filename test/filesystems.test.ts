@@ -31,7 +31,7 @@ function loopImage(root: string, size: string, mkfs: string[]): Mounted {
   const mountPoint = join(root, 'mnt');
   mkdirSync(mountPoint);
   execFileSync('truncate', ['-s', size, image]);
-  execFileSync(mkfs[0]!, [...mkfs.slice(1), image], { stdio: 'ignore' });
+  execFileSync(mkfs[0], [...mkfs.slice(1), image], { stdio: 'ignore' });
   execFileSync('mount', ['-o', 'loop', image, mountPoint]);
   return { dir: mountPoint, unmount: () => execFileSync('umount', ['-l', mountPoint]) };
 }
@@ -54,9 +54,9 @@ const FILE_SYSTEMS: Record<string, (root: string) => Mounted> = {
   },
   overlayfs(root) {
     const [lower, upper, work, dir] = ['lower', 'upper', 'work', 'merged'].map((part) => join(root, part));
-    for (const part of [lower, upper, work, dir]) mkdirSync(part!);
-    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, dir!]);
-    return { dir: dir!, unmount: () => execFileSync('umount', ['-l', dir!]) };
+    for (const part of [lower, upper, work, dir]) mkdirSync(part);
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, dir]);
+    return { dir, unmount: () => execFileSync('umount', ['-l', dir]) };
   },
 };
 

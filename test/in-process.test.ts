@@ -16,14 +16,17 @@ test('100 concurrent async calls in one process run one at a time and lose no up
   let counter = 0;
   let running = 0;
   let maxRunning = 0;
-  const increment = exclusive(async () => {
-    running++;
-    maxRunning = Math.max(maxRunning, running);
-    const value = counter;
-    await tick();
-    counter = value + 1;
-    running--;
-  }, { name: 'in-process', dir, wait: true });
+  const increment = exclusive(
+    async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      const value = counter;
+      await tick();
+      counter = value + 1;
+      running--;
+    },
+    { name: 'in-process', dir, wait: true }
+  );
   await Promise.all(Array.from({ length: 100 }, () => increment()));
   t.is(counter, 100);
   t.is(maxRunning, 1);
@@ -32,12 +35,18 @@ test('100 concurrent async calls in one process run one at a time and lose no up
 test('in-process waiters are served first come, first served', async (t) => {
   const dir = lockDir();
   const order: number[] = [];
-  const job = exclusive(async (i: number) => {
-    order.push(i);
-    await tick();
-  }, { name: 'fifo', dir, wait: true });
+  const job = exclusive(
+    async (i: number) => {
+      order.push(i);
+      await tick();
+    },
+    { name: 'fifo', dir, wait: true }
+  );
   await Promise.all(Array.from({ length: 20 }, (_, i) => job(i)));
-  t.deepEqual(order, Array.from({ length: 20 }, (_, i) => i));
+  t.deepEqual(
+    order,
+    Array.from({ length: 20 }, (_, i) => i)
+  );
 });
 
 test('a second call while the first runs fails at once with CannotAcquireLock naming this process', async (t) => {
@@ -81,15 +90,21 @@ test('a held lock is handed to the next in-process waiter when released', async 
 test('the same call chain re-enters a lock it holds; other chains still wait', async (t) => {
   const dir = lockDir();
   const log: string[] = [];
-  const inner = exclusive(async (who: string) => {
-    log.push(`inner ${who}`);
-  }, { name: 'nested', dir, wait: true });
-  const outer = exclusive(async (who: string) => {
-    log.push(`outer ${who} start`);
-    await inner(who);
-    await tick(5);
-    log.push(`outer ${who} end`);
-  }, { name: 'nested', dir, wait: true });
+  const inner = exclusive(
+    async (who: string) => {
+      log.push(`inner ${who}`);
+    },
+    { name: 'nested', dir, wait: true }
+  );
+  const outer = exclusive(
+    async (who: string) => {
+      log.push(`outer ${who} start`);
+      await inner(who);
+      await tick(5);
+      log.push(`outer ${who} end`);
+    },
+    { name: 'nested', dir, wait: true }
+  );
   await Promise.all([outer('a'), outer('b')]);
   t.deepEqual(log, ['outer a start', 'inner a', 'outer a end', 'outer b start', 'inner b', 'outer b end']);
   const recursive = exclusive((n: number): number => (n <= 0 ? 0 : n + recursive(n - 1)), { name: 'recursive', dir });
@@ -100,20 +115,32 @@ test('synchronous functions stay synchronous; this, arguments, results and error
   const dir = lockDir();
   const target = {
     base: 10,
-    add: exclusive(function (this: { base: number }, x: number) {
-      return this.base + x;
-    }, { name: 'sync', dir }),
+    add: exclusive(
+      function (this: { base: number }, x: number) {
+        return this.base + x;
+      },
+      { name: 'sync', dir }
+    ),
   };
   t.is(target.add(5), 15);
   t.is(target.add.name, '');
-  const named = exclusive(function scale(x: number, y: number) {
-    return x * y;
-  }, { name: 'sync', dir });
+  const named = exclusive(
+    function scale(x: number, y: number) {
+      return x * y;
+    },
+    { name: 'sync', dir }
+  );
   t.is(named.name, 'scale');
   t.is(named.length, 2);
-  t.throws(exclusive(() => {
-    throw new TypeError('sync failure');
-  }, { name: 'sync', dir }), { instanceOf: TypeError, message: 'sync failure' });
+  t.throws(
+    exclusive(
+      () => {
+        throw new TypeError('sync failure');
+      },
+      { name: 'sync', dir }
+    ),
+    { instanceOf: TypeError, message: 'sync failure' }
+  );
   t.is(Exclusive.holder('sync', { dir }), null, 'released after a throw');
   // A plain function returning a promise keeps the lock until it settles.
   let release!: () => void;
@@ -164,15 +191,21 @@ test('forever() makes every later acquisition in the process re-enter', async (t
 test('a re-entered call that outlives its caller keeps the lock until it ends', async (t) => {
   const dir = lockDir();
   const log: string[] = [];
-  const child = exclusive(async () => {
-    log.push('child in');
-    await tick(150);
-    log.push('child out');
-  }, { name: 'outlive', dir });
+  const child = exclusive(
+    async () => {
+      log.push('child in');
+      await tick(150);
+      log.push('child out');
+    },
+    { name: 'outlive', dir }
+  );
   let started!: Promise<void>;
-  const parent = exclusive(async () => {
-    started = child(); // not awaited: re-enters now, ends after the parent
-  }, { name: 'outlive', dir });
+  const parent = exclusive(
+    async () => {
+      started = child(); // not awaited: re-enters now, ends after the parent
+    },
+    { name: 'outlive', dir }
+  );
   await parent();
   t.is(Exclusive.holder('outlive', { dir })?.pid, process.pid, 'still held for the child');
   const other = exclusive(async () => void log.push('other'), { name: 'outlive', dir, wait: true });
@@ -187,23 +220,32 @@ test('a callback set up while holding that runs after the hold ended does not re
   let late: Promise<void> | undefined;
   let fired!: () => void;
   const timerRan = new Promise<void>((resolve) => (fired = resolve));
-  const lateJob = exclusive(async () => {
-    log.push('late in');
-    await tick(20);
-    log.push('late out');
-  }, { name: 'stale', dir, wait: true });
-  const first = exclusive(async () => {
-    setTimeout(() => {
-      late = lateJob(); // this call chain's hold has ended by now
-      fired();
-    }, 10);
-  }, { name: 'stale', dir, wait: true });
-  const second = exclusive(async () => {
-    log.push('second in');
-    await timerRan;
-    await tick(50);
-    log.push('second out');
-  }, { name: 'stale', dir, wait: true });
+  const lateJob = exclusive(
+    async () => {
+      log.push('late in');
+      await tick(20);
+      log.push('late out');
+    },
+    { name: 'stale', dir, wait: true }
+  );
+  const first = exclusive(
+    async () => {
+      setTimeout(() => {
+        late = lateJob(); // this call chain's hold has ended by now
+        fired();
+      }, 10);
+    },
+    { name: 'stale', dir, wait: true }
+  );
+  const second = exclusive(
+    async () => {
+      log.push('second in');
+      await timerRan;
+      await tick(50);
+      log.push('second out');
+    },
+    { name: 'stale', dir, wait: true }
+  );
   // second queues behind first, so the in-process entry passes straight from first to second.
   await Promise.all([first(), second()]);
   await late;
@@ -229,11 +271,15 @@ test('100 calls waiting on locks held by another process do not stall fs, dns or
     Exclusive.acquire({ name: `held-${i % 4}`, dir, wait: true }).then(async (lock) => {
       acquired++;
       await lock.release();
-    }));
+    })
+  );
   // libuv's pool has 4 threads: these would queue behind blocked waiters if any used it.
   await Promise.all([
     ...Array.from({ length: 8 }, () => readFile(__filename)),
-    ...Array.from({ length: 8 }, () => new Promise((resolve, reject) => pbkdf2('x', 'y', 1000, 32, 'sha256', (e, k) => (e ? reject(e) : resolve(k))))),
+    ...Array.from(
+      { length: 8 },
+      () => new Promise((resolve, reject) => pbkdf2('x', 'y', 1000, 32, 'sha256', (e, k) => (e ? reject(e) : resolve(k))))
+    ),
     lookup('localhost'),
   ]);
   t.is(acquired, 0, 'the waiters are still waiting while the I/O completed');
@@ -244,17 +290,21 @@ test('100 calls waiting on locks held by another process do not stall fs, dns or
 
 test('released lock files are kept open for reuse, at most 32 idle per process', async (t) => {
   const dir = lockDir();
-  for (let i = 0; i < 40; i++) Exclusive.lock({ name: `many-${i}`, dir }).release();
+  // Synchronous releases ([Symbol.dispose]() throws a failure to release): no other test's lock may enter the idle cache in between.
+  for (let i = 0; i < 40; i++) Exclusive.lock({ name: `many-${i}`, dir })[Symbol.dispose]();
   t.is(lockFiles(dir).length, 32);
 });
 
 test('exclusive.signal() inside an exclusive function aborts when its lock is released; outside it throws', async (t) => {
   const dir = lockDir();
   let inside: AbortSignal | undefined;
-  await exclusive(async () => {
-    inside = exclusive.signal();
-    t.false(inside.aborted);
-  }, { name: 'signal-chain', dir })();
+  await exclusive(
+    async () => {
+      inside = exclusive.signal();
+      t.false(inside.aborted);
+    },
+    { name: 'signal-chain', dir }
+  )();
   t.true(inside!.aborted);
   t.regex(String((inside!.reason as Error).message), /The lock 'signal-chain' was released/);
   t.throws(() => exclusive.signal(), { code: 'ERR_NOT_HOLDING', name: 'NotHoldingError' });
@@ -280,7 +330,8 @@ test.serial('the in-process registry forgets free locks: 1 000 distinct names le
 
 test('a synchronous wait that had to wait holds the lock like any other: the process sees it held, other processes too', async (t) => {
   const dir = lockDir();
-  for (const wait of [10_000, true]) { // a polled wait, and a wait for ever blocked in the kernel
+  for (const wait of [10_000, true]) {
+    // a polled wait, and a wait for ever blocked in the kernel
     const name = `waited-${wait}`;
     const holder = start('hold.ts', [name, dir, '', '300']); // exits, releasing, after 300 ms
     await holder.waitFor('held');
@@ -314,10 +365,13 @@ test('a callback set by a nested (re-entered) call still re-enters while the out
     later = new Promise((resolve) => setTimeout(() => resolve(inner().catch((error: Error) => `inner failed: ${error.message}`)), 20));
   };
   const helper = exclusive(async () => schedule(), options); // its own hold ends before the callback runs
-  t.is(await exclusive(async () => {
-    await helper();
-    return later;
-  }, options)(), 'inner re-entered');
+  t.is(
+    await exclusive(async () => {
+      await helper();
+      return later;
+    }, options)(),
+    'inner re-entered'
+  );
 });
 
 test('a driver whose release fails: the error reaches the caller, and the lock is not stuck in this process', async (t) => {
@@ -347,10 +401,13 @@ test('a driver whose release fails: the error reaches the caller, and the lock i
   failures = 1;
   t.throws(() => exclusive(() => 42, { name: 'x', driver })(), { message: 'EIO on unlock' }, 'thrown, not an unhandled rejection');
   failures = 1;
-  t.throws(() => {
-    using lock = Exclusive.lock({ name: 'x', driver });
-    void lock;
-  }, { message: 'EIO on unlock' });
+  t.throws(
+    () => {
+      using lock = Exclusive.lock({ name: 'x', driver });
+      void lock;
+    },
+    { message: 'EIO on unlock' }
+  );
   t.is(exclusive(() => 42, { name: 'x', driver })(), 42);
 });
 
@@ -363,10 +420,18 @@ test('two spellings of one directory (through a symlink) are one lock: re-entere
     await Exclusive.run({ ...viaAlias, wait: true }, (inner) => t.is(inner.lockfile, outer.lockfile, 're-entered, not waiting for itself'));
   });
   const held = Exclusive.lock({ name: 'spelled', dir: real });
-  const error = t.throws(() => Exclusive.lock({ ...viaAlias, wait: true }), { instanceOf: CannotAcquireLock }, 'refused at once, not blocked for ever');
+  const error = t.throws(
+    () => Exclusive.lock({ ...viaAlias, wait: true }),
+    { instanceOf: CannotAcquireLock },
+    'refused at once, not blocked for ever'
+  );
   t.is(error?.lockfile, held.lockfile);
   await held.release();
-  t.is(Exclusive.lock({ name: 'spelled', dir: `${alias}/missing/sub` }).lockfile, `${real}/missing/sub/exclusive-process.spelled.lock`, 'a directory still to be created, under the alias');
+  t.is(
+    Exclusive.lock({ name: 'spelled', dir: `${alias}/missing/sub` }).lockfile,
+    `${real}/missing/sub/exclusive-process.spelled.lock`,
+    'a directory still to be created, under the alias'
+  );
 });
 
 test('attempts that fail on many names keep no descriptor per name', async (t) => {

@@ -19,13 +19,19 @@ async function runBounded(args: string[], ms = 30_000): Promise<Finished> {
 
 /** The JSON lines a fixture printed, by scenario. */
 function outcomes(stdout: string): Record<string, unknown> {
-  return Object.fromEntries(stdout.trim().split('\n').filter(Boolean).map((line) => {
-    const { scenario, outcome } = JSON.parse(line) as { scenario: string; outcome: unknown };
-    return [scenario, outcome];
-  }));
+  return Object.fromEntries(
+    stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const { scenario, outcome } = JSON.parse(line) as { scenario: string; outcome: unknown };
+        return [scenario, outcome];
+      })
+  );
 }
 
-test('an asynchronous portable wait for a posix process\'s lock leaves the event loop running, and gets the lock when it is released', async (t) => {
+test("an asynchronous portable wait for a posix process's lock leaves the event loop running, and gets the lock when it is released", async (t) => {
   const dir = lockDir();
   const holder = start('hold.ts', ['cross', dir, 'posix']);
   t.teardown(() => holder.child.kill('SIGKILL'));
@@ -78,7 +84,18 @@ test('the exclusive command waiting with --driver portable for a posix holder di
   const holder = start('hold.ts', ['cli', dir, 'posix']);
   t.teardown(() => holder.child.kill('SIGKILL'));
   await holder.waitFor('held');
-  const waiter = start(join(__dirname, '..', 'src', 'cli.ts'), ['--dir', dir, '--driver', 'portable', '-w', '0', 'cli', '--', 'echo', 'RAN']);
+  const waiter = start(join(__dirname, '..', 'src', 'cli.ts'), [
+    '--dir',
+    dir,
+    '--driver',
+    'portable',
+    '-w',
+    '0',
+    'cli',
+    '--',
+    'echo',
+    'RAN',
+  ]);
   t.teardown(() => waiter.child.kill('SIGKILL'));
   while (!watching(waiter.child.pid!)) await new Promise((resolve) => setTimeout(resolve, 20));
   await new Promise((resolve) => setTimeout(resolve, 300)); // well into the wait

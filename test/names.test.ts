@@ -22,7 +22,16 @@ test('a compiled file with a source map gets the name of its TypeScript source, 
   const dir = project({ name: 'my-app' });
   mkdirSync(join(dir, 'src'));
   writeFileSync(join(dir, 'src', 'job.ts'), 'export const job = 1;\n');
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--ignoreConfig', '--sourceMap', '--outDir', join(dir, 'dist'), '--rootDir', join(dir, 'src'), join(dir, 'src', 'job.ts')]);
+  execFileSync(process.execPath, [
+    join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+    '--ignoreConfig',
+    '--sourceMap',
+    '--outDir',
+    join(dir, 'dist'),
+    '--rootDir',
+    join(dir, 'src'),
+    join(dir, 'src', 'job.ts'),
+  ]);
   t.is(nameForFile(join(dir, 'src', 'job.ts')), 'my-app/src/job');
   t.is(nameForFile(join(dir, 'dist', 'job.js')), 'my-app/src/job');
   // Without a map, the compiled path is the name (stable, just different).
@@ -30,7 +39,7 @@ test('a compiled file with a source map gets the name of its TypeScript source, 
   t.is(nameForFile(join(dir, 'dist', 'other.js')), 'my-app/dist/other');
 });
 
-test('unrelated projects\' index files do not collide; a package.json without a name is passed over', (t) => {
+test("unrelated projects' index files do not collide; a package.json without a name is passed over", (t) => {
   const a = project({ name: 'service-a' });
   const b = project({ name: 'service-b' });
   t.is(nameForFile(join(a, 'index.ts')), 'service-a/index');
@@ -54,14 +63,19 @@ test('exclusive(fn) takes its default name from the file that called it', async 
 test('code without a file (node -e) gets no default name: a clear error asks for one, instead of a name shared by every snippet', (t) => {
   const snippet = (options: string): string =>
     `const { Exclusive } = require('./src/index.ts'); try { console.log(Exclusive.forever(${options}).name); } catch (e) { console.log(e.code, e.message); }`;
-  const run = (options: string): string => execFileSync(process.execPath, ['--import', 'tsx', '-e', snippet(options), 'backup'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  const run = (options: string): string =>
+    execFileSync(process.execPath, ['--import', 'tsx', '-e', snippet(options), 'backup'], { cwd: ROOT, encoding: 'utf8' }).trim();
   t.is(run(''), 'ERR_INVALID_LOCK_NAME No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
   const esm = `import { Exclusive } from './src/index.mts'; try { Exclusive.forever(); } catch (e) { console.log(e.code); }`;
-  t.is(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', esm], { cwd: ROOT, encoding: 'utf8' }).trim(), 'ERR_INVALID_LOCK_NAME', 'ESM -e too');
+  t.is(
+    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', esm], { cwd: ROOT, encoding: 'utf8' }).trim(),
+    'ERR_INVALID_LOCK_NAME',
+    'ESM -e too'
+  );
   t.is(run(`{ name: 'snippet', dir: ${JSON.stringify(mkdtempSync(join(tmpdir(), 'exclusive-eval-')))} }`), 'snippet');
 });
 
-test('Reflect.decorate is passed over wherever reflect-metadata is installed, also outside node_modules (Bun\'s and Deno\'s caches)', (t) => {
+test("Reflect.decorate is passed over wherever reflect-metadata is installed, also outside node_modules (Bun's and Deno's caches)", (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'exclusive-reflect-'));
   const cache = join(dir, 'registry.npmjs.org', 'reflect-metadata', '0.2.2');
   cpSync(join(ROOT, 'node_modules', 'reflect-metadata'), cache, { recursive: true });
@@ -76,8 +90,13 @@ test('Reflect.decorate is passed over wherever reflect-metadata is installed, al
     }
   }
   // What tsc's __decorate does with experimentalDecorators (decorators apply last to first).
-  const decorated = Reflect.decorate([Exclusive({ dir }) as unknown as MethodDecorator, probe], Jobs.prototype, 'run', Object.getOwnPropertyDescriptor(Jobs.prototype, 'run'));
-  Object.defineProperty(Jobs.prototype, 'run', decorated as PropertyDescriptor);
+  const decorated = Reflect.decorate(
+    [Exclusive({ dir }), probe],
+    Jobs.prototype,
+    'run',
+    Object.getOwnPropertyDescriptor(Jobs.prototype, 'run')
+  );
+  Object.defineProperty(Jobs.prototype, 'run', decorated);
   t.true(stack.includes(cache), 'the decorators were called by the copy in the cache');
   t.is(new Jobs().run(), process.pid);
 });
@@ -95,10 +114,19 @@ test('a symbolic link to a script shares its name; a hard link is another path w
 function compileJob(dir: string, ...flags: string[]): void {
   mkdirSync(join(dir, 'src'), { recursive: true });
   writeFileSync(join(dir, 'src', 'job.ts'), 'export const job = 1;\n');
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--ignoreConfig', ...flags, '--outDir', join(dir, 'dist'), '--rootDir', join(dir, 'src'), join(dir, 'src', 'job.ts')]);
+  execFileSync(process.execPath, [
+    join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+    '--ignoreConfig',
+    ...flags,
+    '--outDir',
+    join(dir, 'dist'),
+    '--rootDir',
+    join(dir, 'src'),
+    join(dir, 'src', 'job.ts'),
+  ]);
 }
 
-test('a source map naming a build machine\'s absolute path (sourceRoot, file:// URL) is re-rooted in the compiled file\'s package', (t) => {
+test("a source map naming a build machine's absolute path (sourceRoot, file:// URL) is re-rooted in the compiled file's package", (t) => {
   const dir = project({ name: 'built-elsewhere' });
   compileJob(dir, '--sourceMap', '--sourceRoot', '/app/src');
   t.is(nameForFile(join(dir, 'dist', 'job.js')), 'built-elsewhere/src/job');

@@ -36,7 +36,9 @@ async function runBoth(command: string, args: string[], cwd: string): Promise<{ 
     return await exec(command, args, { cwd, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`);
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}: ${(error as Error).message}\n${stdout ?? ''}\n${stderr ?? ''}`, {
+      cause: error,
+    });
   }
 }
 
@@ -86,7 +88,10 @@ test.after.always(() => {
 });
 
 test('the tarball holds the build, without sources, tests or source maps', (t) => {
-  t.deepEqual(packed.filter((path) => path.startsWith('src/') || path.startsWith('test/') || path.endsWith('.map')), []);
+  t.deepEqual(
+    packed.filter((path) => path.startsWith('src/') || path.startsWith('test/') || path.endsWith('.map')),
+    []
+  );
   for (const file of ['package.json', 'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']) {
     t.true(packed.includes(file), `${file} is in the tarball`);
   }
@@ -95,9 +100,14 @@ test('the tarball holds the build, without sources, tests or source maps', (t) =
 test('installing the tarball prints no npm warning about the package (no install-time script such as `prepare`)', (t) => {
   // npm 11 warns about any install script of a dependency not covered by
   // allowScripts, `prepare` included, although it never runs for a tarball.
-  const manifest = JSON.parse(readFileSync(join(project, 'node_modules', 'exclusive-process', 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(join(project, 'node_modules', 'exclusive-process', 'package.json'), 'utf8')) as {
+    scripts?: Record<string, string>;
+  };
   const installTime = ['preinstall', 'install', 'postinstall', 'prepare'].filter((script) => manifest.scripts?.[script] !== undefined);
-  t.deepEqual(installOutput.split('\n').filter((line) => /npm warn/i.test(line) && line.includes('exclusive-process')), []);
+  t.deepEqual(
+    installOutput.split('\n').filter((line) => /npm warn/i.test(line) && line.includes('exclusive-process')),
+    []
+  );
   t.deepEqual(installTime, []);
 });
 

@@ -19,7 +19,7 @@ const SHOWN_PID = '4242';
 /** The code blocks marked `<!-- recipe: <file> -->`, by file. */
 function recipes(): Map<string, string> {
   const found = new Map<string, string>();
-  for (const [, file, code] of README.matchAll(/<!-- recipe: (\S+) -->\n```\w*\n([\s\S]*?)```/g)) found.set(file!, code!);
+  for (const [, file, code] of README.matchAll(/<!-- recipe: (\S+) -->\n```\w*\n([\s\S]*?)```/g)) found.set(file, code);
   return found;
 }
 
@@ -57,10 +57,11 @@ test.before(() => {
   // Build and pack a copy, so other work in the tree (and its dist/) is left alone.
   const pkg = join(work, 'pkg');
   mkdirSync(pkg);
-  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
+  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json'])
+    cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
   const packed = JSON.parse(sh('npm', ['pack', '--json', '--pack-destination', work], pkg)) as Array<{ filename: string }>;
-  const tarball = join(work, packed[0]!.filename);
+  const tarball = join(work, packed[0].filename);
 
   project = join(work, 'my-app');
   mkdirSync(project);
@@ -134,7 +135,9 @@ async function replay(name: string, lock: string): Promise<string> {
 
 /** The console block of a session as the README shows it. */
 function shown(name: string): string {
-  return session(name).map(({ command, output }) => `$ ${command}\n${output}`).join('');
+  return session(name)
+    .map(({ command, output }) => `$ ${command}\n${output}`)
+    .join('');
 }
 
 test.serial('the README has its three recipes and their sessions', (t) => {
@@ -158,6 +161,9 @@ test.serial('recipe 3: the crontab line, run while the lock is held, and by hand
   // The crontab's command (after the five schedule fields, `exclusive` by its full path) is one the session runs.
   const [, path, args] = /^(?:\S+\s+){5}(\S+) (.*)$/.exec(crontab) ?? [];
   t.is(basename(String(path)), 'exclusive');
-  t.true(session('cli').some(({ command }) => command === `exclusive ${String(args)}`), `the session runs the crontab's command: exclusive ${String(args)}`);
+  t.true(
+    session('cli').some(({ command }) => command === `exclusive ${String(args)}`),
+    `the session runs the crontab's command: exclusive ${String(args)}`
+  );
   t.is(await replay('cli', 'sync-mail'), shown('cli'));
 });

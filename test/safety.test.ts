@@ -22,17 +22,37 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [{ dir: '' }, 'ERR_INVALID_ARG_VALUE', /^options\.dir must be a non-empty path/],
   [{ dir: 'a\0b' }, 'ERR_INVALID_ARG_VALUE', /^options\.dir must be a non-empty path without NUL/],
   [{ dir: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.dir must be a string/],
-  [{ driver: 'nfs' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "nfs"$/],
+  [
+    { driver: 'nfs' },
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "nfs"$/,
+  ],
   [{ driver: { kind: 'fake' } }, 'ERR_INVALID_ARG_TYPE', /^options\.driver must be/],
   [{ async: 'yes' }, 'ERR_INVALID_ARG_TYPE', /^options\.async must be a boolean, got string "yes"$/],
-  [{ naem: 'typo' }, 'ERR_INVALID_ARG_VALUE', /^options\.naem is not an option: did you mean 'name'\? \(known: name, die, exitCode, wait, signal, dir, driver, async\)$/],
+  [
+    { naem: 'typo' },
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.naem is not an option: did you mean 'name'\? \(known: name, die, exitCode, wait, signal, dir, driver, async\)$/,
+  ],
   [{ Wait: 10 }, 'ERR_INVALID_ARG_VALUE', /^options\.Wait is not an option: did you mean 'wait'\? \(known: /],
   [{ exit_code: 3 }, 'ERR_INVALID_ARG_VALUE', /^options\.exit_code is not an option: did you mean 'exitCode'\? \(known: /],
   [{ timeout: 10 }, 'ERR_INVALID_ARG_VALUE', /^options\.timeout is not an option: did you mean 'wait'\? \(known: /],
   [{ sginal: null }, 'ERR_INVALID_ARG_VALUE', /^options\.sginal is not an option: did you mean 'signal'\? \(known: /],
-  [{ retries: 3 }, 'ERR_INVALID_ARG_VALUE', /^options\.retries is not an option \(known: name, die, exitCode, wait, signal, dir, driver, async\)$/],
-  [{ driver: 'postgres' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "postgres": the postgres driver is an object; import \{ postgres \} from 'exclusive-process\/postgres' and pass driver: postgres\(\{ connectionString \}\)$/],
-  [{ driver: 'Posix' }, 'ERR_INVALID_ARG_VALUE', /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "Posix": did you mean 'posix'\?$/],
+  [
+    { retries: 3 },
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.retries is not an option \(known: name, die, exitCode, wait, signal, dir, driver, async\)$/,
+  ],
+  [
+    { driver: 'postgres' },
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "postgres": the postgres driver is an object; import \{ postgres \} from 'exclusive-process\/postgres' and pass driver: postgres\(\{ connectionString \}\)$/,
+  ],
+  [
+    { driver: 'Posix' },
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.driver must be 'posix', 'windows', 'portable' or a driver object, got string "Posix": did you mean 'posix'\?$/,
+  ],
   [{ driver: 'portabel' }, 'ERR_INVALID_ARG_VALUE', /: did you mean 'portable'\?$/],
   [{ name: '' }, 'ERR_INVALID_LOCK_NAME', /^options\.name must not be empty$/],
   [{ name: 42 }, 'ERR_INVALID_ARG_TYPE', /^options\.name must be a string, got number 42$/],
@@ -48,7 +68,10 @@ for (const [options, code, message] of badOptions) {
     t.throws(() => Exclusive.lock(options as never), expectation);
     t.throws(() => Exclusive.forever(options as never), expectation);
     t.throws(() => Exclusive.acquire(options as never), expectation, 'thrown synchronously, not as a rejection');
-    await t.throwsAsync(Exclusive.run(options as never, () => {}), expectation);
+    await t.throwsAsync(
+      Exclusive.run(options as never, () => {}),
+      expectation
+    );
     const error = t.throws(() => Exclusive.lock(options as never));
     t.true(error instanceof InvalidArgumentError);
   });
@@ -56,11 +79,17 @@ for (const [options, code, message] of badOptions) {
 
 test('options.async describes a function: the forms that wrap none refuse it instead of ignoring it', async (t) => {
   const options = { name: 'async-refused', dir: lockDir(), async: true };
-  const refused = (form: string): { code: string; message: string } => ({ code: 'ERR_INVALID_ARG_VALUE', message: `options.async applies to exclusive(fn) and @Exclusive only, not to ${form}` });
+  const refused = (form: string): { code: string; message: string } => ({
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `options.async applies to exclusive(fn) and @Exclusive only, not to ${form}`,
+  });
   t.throws(() => Exclusive.forever(options), refused('Exclusive.forever()'));
   t.throws(() => Exclusive.lock(options), refused('Exclusive.lock()'));
   t.throws(() => Exclusive.acquire(options), refused('Exclusive.acquire()'), 'thrown synchronously, not as a rejection');
-  await t.throwsAsync(Exclusive.run(options, () => {}), refused('Exclusive.run() (it awaits what fn returns)'));
+  await t.throwsAsync(
+    Exclusive.run(options, () => {}),
+    refused('Exclusive.run() (it awaits what fn returns)')
+  );
   t.is(await exclusive(() => Promise.resolve(7), options)(), 7);
 });
 
@@ -69,13 +98,21 @@ test('a signal cannot stop a synchronous wait: every synchronous form refuses it
   // Another process holds the lock (for 60 s at most): a signal silently ignored would block here.
   const holder = start('hold.ts', ['sync-signal', dir, '', '60000']);
   await holder.waitFor('held');
-  const refused = { instanceOf: InvalidArgumentError, code: 'ERR_INVALID_ARG_VALUE', message: /^options\.signal cannot stop the wait of .*Use Exclusive\.acquire\(\) or an async function/ };
+  const refused = {
+    instanceOf: InvalidArgumentError,
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /^options\.signal cannot stop the wait of .*Use Exclusive\.acquire\(\) or an async function/,
+  };
   for (const wait of [1000, true]) {
     const options = { name: 'sync-signal', dir, wait, signal: AbortSignal.timeout(50) };
     t.throws(() => Exclusive.lock(options), refused, `lock() with wait: ${wait}`);
     t.throws(() => Exclusive.forever(options), refused, `forever() with wait: ${wait}`);
     t.throws(() => exclusive(() => {}, options), refused, `exclusive(syncFn) with wait: ${wait}, when wrapping`);
-    t.throws(() => Exclusive(options)({}, 'job', { value() {}, writable: true, configurable: true }), refused, `@Exclusive on a sync method with wait: ${wait}`);
+    t.throws(
+      () => Exclusive(options)({}, 'job', { value() {}, writable: true, configurable: true }),
+      refused,
+      `@Exclusive on a sync method with wait: ${wait}`
+    );
     // Asynchronous forms observe it; a synchronous form that does not wait has nothing to stop.
     const job = exclusive(async () => {}, options);
     await t.throwsAsync(job(), { any: true, name: 'TimeoutError' });
@@ -97,24 +134,58 @@ test('bad arguments: non-functions, generators, non-methods', (t) => {
   t.throws(() => exclusive(function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE', message: /generator function cannot be made exclusive/ });
   // @ts-expect-error the types refuse generator functions too
   t.throws(() => exclusive(async function* gen() {}), { code: 'ERR_INVALID_ARG_VALUE' });
-  t.throws(() => Exclusive.holder('' as string), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
+  t.throws(() => Exclusive.holder(''), { code: 'ERR_INVALID_LOCK_NAME', message: 'name must not be empty' });
   // holder() takes dir and driver only; a typo is an error, not a question to the default driver.
-  t.throws(() => Exclusive.holder('x', { drvier: 'portable' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.drvier is not an option of holder(): did you mean 'driver'? (known: dir, driver)" });
-  t.throws(() => Exclusive.holder('x', { Dir: '/tmp' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.Dir is not an option of holder(): did you mean 'dir'? (known: dir, driver)" });
-  t.throws(() => Exclusive.holder('x', { wait: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: 'options.wait is not an option of holder() (known: dir, driver)' });
+  t.throws(() => Exclusive.holder('x', { drvier: 'portable' } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: "options.drvier is not an option of holder(): did you mean 'driver'? (known: dir, driver)",
+  });
+  t.throws(() => Exclusive.holder('x', { Dir: '/tmp' } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: "options.Dir is not an option of holder(): did you mean 'dir'? (known: dir, driver)",
+  });
+  t.throws(() => Exclusive.holder('x', { wait: true } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'options.wait is not an option of holder() (known: dir, driver)',
+  });
   t.throws(() => Exclusive.holder('x', 42 as never), { code: 'ERR_INVALID_ARG_TYPE', message: 'options must be an object, got number 42' });
-  t.throws(() => Exclusive()(class {} as never, { kind: 'field', name: 'x' } as never), { code: 'ERR_INVALID_ARG_TYPE', message: /decorates methods/ });
-  t.throws(() => Exclusive()({}, 'x', { value: 42 } as never), { code: 'ERR_INVALID_ARG_TYPE', message: '@Exclusive decorates methods, not a property holding number 42' });
+  t.throws(() => Exclusive()(class {} as never, { kind: 'field', name: 'x' } as never), {
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: /decorates methods/,
+  });
+  t.throws(() => Exclusive()({}, 'x', { value: 42 } as never), {
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: '@Exclusive decorates methods, not a property holding number 42',
+  });
 });
 
 test('the driver factories suggest the option a typo meant, too', (t) => {
-  t.throws(() => windows({ Scope: 'global' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: "options.Scope is not an option of windows(): did you mean 'scope'? (known: scope)" });
-  t.throws(() => windows({ global: true } as never), { code: 'ERR_INVALID_ARG_VALUE', message: 'options.global is not an option of windows() (known: scope)' });
-  const known = 'connectionString, host, port, user, password, database, ssl, sessionTimeout, heartbeat, connectTimeout, maxIdle, clientConfig';
-  t.throws(() => postgres({ conectionString: 'postgres://h/d' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.conectionString is not a postgres() option: did you mean 'connectionString'? (known: ${known})` });
-  t.throws(() => postgres({ url: 'postgres://h/d' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.url is not a postgres() option: did you mean 'connectionString'? (known: ${known})` });
-  t.throws(() => postgres({ hots: 'h' } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.hots is not a postgres() option: did you mean 'host'? (known: ${known})` });
-  t.throws(() => postgres({ pool: 3 } as never), { code: 'ERR_INVALID_ARG_VALUE', message: `options.pool is not a postgres() option (known: ${known})` });
+  t.throws(() => windows({ Scope: 'global' } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: "options.Scope is not an option of windows(): did you mean 'scope'? (known: scope)",
+  });
+  t.throws(() => windows({ global: true } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: 'options.global is not an option of windows() (known: scope)',
+  });
+  const known =
+    'connectionString, host, port, user, password, database, ssl, sessionTimeout, heartbeat, connectTimeout, maxIdle, clientConfig';
+  t.throws(() => postgres({ conectionString: 'postgres://h/d' } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `options.conectionString is not a postgres() option: did you mean 'connectionString'? (known: ${known})`,
+  });
+  t.throws(() => postgres({ url: 'postgres://h/d' } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `options.url is not a postgres() option: did you mean 'connectionString'? (known: ${known})`,
+  });
+  t.throws(() => postgres({ hots: 'h' } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `options.hots is not a postgres() option: did you mean 'host'? (known: ${known})`,
+  });
+  t.throws(() => postgres({ pool: 3 } as never), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `options.pool is not a postgres() option (known: ${known})`,
+  });
 });
 
 /** The portable driver's claim is `<name>.pid`, the posix driver's file `<name>.lock`. */
@@ -125,15 +196,37 @@ const procMessage = (dir: string, name: string, suffix: 'lock' | 'pid'): string 
 test('a lock directory on /proc says what is wrong with it and what to do, with every file driver', async (t) => {
   for (const driver of ['posix', 'portable'] as const) {
     const suffix = driver === 'posix' ? 'lock' : 'pid';
-    const error = t.throws(() => Exclusive.lock({ name: 'in-proc', dir: '/proc', driver }), { instanceOf: LockFileError, code: 'ERR_LOCK_DIR', message: procMessage('/proc', 'in-proc', suffix) }, driver);
+    const error = t.throws(
+      () => Exclusive.lock({ name: 'in-proc', dir: '/proc', driver }),
+      { instanceOf: LockFileError, code: 'ERR_LOCK_DIR', message: procMessage('/proc', 'in-proc', suffix) },
+      driver
+    );
     t.is(error?.path, '/proc');
-    await t.throwsAsync(Exclusive.run({ name: 'in-proc', dir: '/proc/sys', driver }, () => {}), { code: 'ERR_LOCK_DIR', message: procMessage('/proc/sys', 'in-proc', suffix) }, driver);
+    await t.throwsAsync(
+      Exclusive.run({ name: 'in-proc', dir: '/proc/sys', driver }, () => {}),
+      { code: 'ERR_LOCK_DIR', message: procMessage('/proc/sys', 'in-proc', suffix) },
+      driver
+    );
   }
 });
 
 test('any name maps to one file inside the lock directory: slashes, .., NUL, unicode, 10 000 characters', (t) => {
   const dir = lockDir();
-  const names = ['../../etc/passwd', '/', '..', '.', 'a/b', 'a%2Fb', 'nul\0byte', 'ünï©ødé 🚀', 'x'.repeat(10_000), 'y'.repeat(10_000), 'CON', ' ', '-rf'];
+  const names = [
+    '../../etc/passwd',
+    '/',
+    '..',
+    '.',
+    'a/b',
+    'a%2Fb',
+    'nul\0byte',
+    'ünï©ødé 🚀',
+    'x'.repeat(10_000),
+    'y'.repeat(10_000),
+    'CON',
+    ' ',
+    '-rf',
+  ];
   const files = new Set<string>();
   for (const name of names) {
     using lock = Exclusive.lock({ name, dir });
@@ -164,7 +257,7 @@ test('a symlink at the lock path is refused and its target is not touched', (t) 
   symlinkSync(victim, join(dir, lockFileName('link')));
   const error = t.throws(() => Exclusive.lock({ name: 'link', dir }), { instanceOf: LockFileError });
   t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE');
-  t.regex(error!.message, /is a symbolic link; refusing to follow it/);
+  t.regex(error.message, /is a symbolic link; refusing to follow it/);
   t.is(readFileSync(victim, 'utf8'), 'precious');
   // A dangling symlink (the classic /tmp attack: make us create the target) is refused too.
   const dangling = join(lockDir(), 'created-by-attack');
@@ -222,7 +315,17 @@ test('asking who holds a lock, or listing locks, never creates the lock director
 
 test('garbage, 0, huge numbers and half-written records in a lock file are ignored', async (t) => {
   const dir = lockDir();
-  for (const content of ['garbage', '0', '0\n', '99999999999999999999\n', '{"v":1,"name":"x","pid":0}\n', '{"v":1,"name":"x","pid":-5}\n', '{"v":1,"name":"x","pid":1e300}\n', '{"v":1,"name":"x","pid":1', '\0\0\0\0']) {
+  for (const content of [
+    'garbage',
+    '0',
+    '0\n',
+    '99999999999999999999\n',
+    '{"v":1,"name":"x","pid":0}\n',
+    '{"v":1,"name":"x","pid":-5}\n',
+    '{"v":1,"name":"x","pid":1e300}\n',
+    '{"v":1,"name":"x","pid":1',
+    '\0\0\0\0',
+  ]) {
     writeFileSync(join(dir, lockFileName('tampered')), content);
     t.is(Exclusive.holder('tampered', { dir }), null, `free with ${JSON.stringify(content)}`);
     const holder = start('hold.ts', ['tampered', dir]);
@@ -237,7 +340,15 @@ test('garbage, 0, huge numbers and half-written records in a lock file are ignor
 test('a record naming a live unrelated process (pid reuse) does not make a free lock look held', async (t) => {
   const dir = lockDir();
   const sleeper = spawn('sleep', ['30']);
-  const fake = { v: 1, name: 'reuse', pid: sleeper.pid, start: '1', host: 'elsewhere', command: 'old holder', since: new Date().toISOString() };
+  const fake = {
+    v: 1,
+    name: 'reuse',
+    pid: sleeper.pid,
+    start: '1',
+    host: 'elsewhere',
+    command: 'old holder',
+    since: new Date().toISOString(),
+  };
   writeFileSync(join(dir, lockFileName('reuse')), `${JSON.stringify(fake)}\n`);
   t.is(Exclusive.holder('reuse', { dir }), null);
   const result = JSON.parse((await run('try-lock.ts', ['reuse', dir, 'posix'])).stdout);

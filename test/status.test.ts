@@ -24,7 +24,10 @@ function plantJunk(dir: string, suffix: string): void {
   writeFileSync(join(dir, `exclusive-process.${suffix}`), '');
 }
 
-for (const [driver, suffix] of [['posix', '.lock'], ['portable', '.pid']] as const) {
+for (const [driver, suffix] of [
+  ['posix', '.lock'],
+  ['portable', '.pid'],
+] as const) {
   test(`${driver}: junk named like a lock file is skipped and the real locks are listed`, async (t) => {
     const dir = lockDir();
     const holder = start('hold.ts', ['real', dir, driver]);
@@ -39,20 +42,39 @@ for (const [driver, suffix] of [['posix', '.lock'], ['portable', '.pid']] as con
 
     const json = exclusive(['status', '--dir', dir, '--driver', driver, '--json'], { NODE_DEBUG: 'exclusive-process' });
     t.is(json.status, 0, json.stderr);
-    t.deepEqual((JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({ name, state, pid })), expected);
+    t.deepEqual(
+      (JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({
+        name,
+        state,
+        pid,
+      })),
+      expected
+    );
     for (const junk of ['a-directory', 'a-fifo', 'a-symlink', 'a-dangling-symlink', '']) {
-      t.true(json.stderr.includes(`skipping ${join(dir, `exclusive-process.${junk}${suffix}`)}`), `NODE_DEBUG says why ${junk} is skipped: ${json.stderr}`);
+      t.true(
+        json.stderr.includes(`skipping ${join(dir, `exclusive-process.${junk}${suffix}`)}`),
+        `NODE_DEBUG says why ${junk} is skipped: ${json.stderr}`
+      );
     }
 
     const table = exclusive(['status', '--dir', dir, '--driver', driver]);
     t.is(table.status, 0, table.stderr);
     t.is(table.stderr, '');
-    t.deepEqual(table.stdout.split('\n').slice(1, -1).map((line) => line.split(/\s+/).slice(0, 3).join(' ')), expected.map((row) => `${row.name} ${row.state} ${row.pid ?? '-'}`));
+    t.deepEqual(
+      table.stdout
+        .split('\n')
+        .slice(1, -1)
+        .map((line) => line.split(/\s+/).slice(0, 3).join(' ')),
+      expected.map((row) => `${row.name} ${row.state} ${row.pid ?? '-'}`)
+    );
   });
 }
 
 // Each driver's holder() sees the other's holders (on Linux), so its listing must name them too.
-for (const [holding, listing] of [['portable', 'posix'], ['posix', 'portable']] as const) {
+for (const [holding, listing] of [
+  ['portable', 'posix'],
+  ['posix', 'portable'],
+] as const) {
   test(`a name held only through the ${holding} driver is listed held by the ${listing} driver's status`, async (t) => {
     const dir = lockDir();
     const holder = start('hold.ts', ['fresh', dir, holding]);
@@ -61,10 +83,22 @@ for (const [holding, listing] of [['portable', 'posix'], ['posix', 'portable']] 
 
     const json = exclusive(['status', '--dir', dir, '--driver', listing, '--json']);
     t.is(json.status, 0, json.stderr);
-    t.deepEqual((JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({ name, state, pid })),
-      [{ name: 'fresh', state: 'held', pid: holder.child.pid! }]);
+    t.deepEqual(
+      (JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({
+        name,
+        state,
+        pid,
+      })),
+      [{ name: 'fresh', state: 'held', pid: holder.child.pid! }]
+    );
     const table = exclusive(['status', '--dir', dir, '--driver', listing]);
     t.is(table.status, 0, table.stderr);
-    t.deepEqual(table.stdout.split('\n').slice(1, -1).map((line) => line.split(/\s+/).slice(0, 3).join(' ')), [`fresh held ${holder.child.pid}`]);
+    t.deepEqual(
+      table.stdout
+        .split('\n')
+        .slice(1, -1)
+        .map((line) => line.split(/\s+/).slice(0, 3).join(' ')),
+      [`fresh held ${holder.child.pid}`]
+    );
   });
 }

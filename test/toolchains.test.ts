@@ -64,14 +64,27 @@ function makeApp(options: AppOptions): App {
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, type: options.type }));
   cpSync(SOURCES, join(dir, 'src'), { recursive: true });
   const legacy = options.decorators === 'legacy';
-  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: {
-      target: options.target ?? 'es2022', module: 'nodenext', lib: ['es2023', 'esnext.disposable'], types: ['node'], strict: true, skipLibCheck: true,
-      rootDir: 'src', outDir: 'dist', sourceMap: options.sourceMap ?? false, importHelpers: options.importHelpers ?? false,
-      experimentalDecorators: legacy, emitDecoratorMetadata: legacy, ...options.compilerOptions,
-    },
-    include: ['src'],
-  }));
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        target: options.target ?? 'es2022',
+        module: 'nodenext',
+        lib: ['es2023', 'esnext.disposable'],
+        types: ['node'],
+        strict: true,
+        skipLibCheck: true,
+        rootDir: 'src',
+        outDir: 'dist',
+        sourceMap: options.sourceMap ?? false,
+        importHelpers: options.importHelpers ?? false,
+        experimentalDecorators: legacy,
+        emitDecoratorMetadata: legacy,
+        ...options.compilerOptions,
+      },
+      include: ['src'],
+    })
+  );
   writeFileSync(join(dir, 'deno.json'), JSON.stringify({ compilerOptions: { experimentalDecorators: legacy } }));
   symlinkSync(join(work, 'exclusive-process'), join(dir, 'node_modules', 'exclusive-process'), 'dir');
   for (const linked of ['@types', 'tslib']) symlinkSync(join(ROOT, 'node_modules', linked), join(dir, 'node_modules', linked), 'dir');
@@ -100,7 +113,8 @@ function swc(app: App, decorators: Decorators = 'legacy'): void {
       sourceMaps: true,
       outputPath: join(app.dir, 'dist', `${file}.js`),
       jsc: {
-        parser: { syntax: 'typescript', decorators: true }, target: 'es2022',
+        parser: { syntax: 'typescript', decorators: true },
+        target: 'es2022',
         transform: decorators === 'legacy' ? { legacyDecorator: true, decoratorMetadata: true } : { decoratorVersion: '2022-03' },
       },
       module: { type: 'commonjs' },
@@ -129,7 +143,11 @@ const bun = [join(BIN, 'bun'), 'src/jobs.ts'];
 const deno = [join(BIN, 'deno'), 'run', '-A', '--sloppy-imports', 'src/jobs.ts']; // sloppy: `./compose.js` is compose.ts, as under tsc
 
 function launch(app: App, [command, ...args]: string[], mode: string, caller = 'jobs'): Started {
-  return startCommand(command!, [...args, mode, caller], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' }, stdin: mode === 'hold' ? 'pipe' : 'ignore' });
+  return startCommand(command, [...args, mode, caller], {
+    cwd: app.dir,
+    env: { EXCLUSIVE_PROCESS_DIR: locks, NO_COLOR: '1' },
+    stdin: mode === 'hold' ? 'pipe' : 'ignore',
+  });
 }
 
 async function defaultName(app: App, command: string[]): Promise<unknown> {
@@ -139,21 +157,47 @@ async function defaultName(app: App, command: string[]): Promise<unknown> {
   return JSON.parse(line.slice('result '.length));
 }
 
-const toolchains: Array<[title: string, options: AppOptions, build: (app: App) => Promise<void> | void, command: string[], from: 'src' | 'dist']> = [
+const toolchains: Array<
+  [title: string, options: AppOptions, build: (app: App) => Promise<void> | void, command: string[], from: 'src' | 'dist']
+> = [
   ['tsc, CommonJS, source maps', { type: 'commonjs', decorators: 'legacy', sourceMap: true }, tsc, node, 'src'],
   ['tsc, CommonJS, no source maps', { type: 'commonjs', decorators: 'legacy' }, tsc, node, 'dist'],
   ['tsc, ESM, source maps', { type: 'module', decorators: 'legacy', sourceMap: true }, tsc, node, 'src'],
   ['tsc, ESM, no source maps', { type: 'module', decorators: 'legacy' }, tsc, node, 'dist'],
-  ['tsc with importHelpers (tslib), CommonJS, source maps', { type: 'commonjs', decorators: 'legacy', sourceMap: true, importHelpers: true }, tsc, node, 'src'],
+  [
+    'tsc with importHelpers (tslib), CommonJS, source maps',
+    { type: 'commonjs', decorators: 'legacy', sourceMap: true, importHelpers: true },
+    tsc,
+    node,
+    'src',
+  ],
   ['tsc, CommonJS, source maps', { type: 'commonjs', decorators: 'standard', sourceMap: true }, tsc, node, 'src'],
-  ['tsc with importHelpers (tslib), ESM, no source maps', { type: 'module', decorators: 'standard', importHelpers: true }, tsc, node, 'dist'],
+  [
+    'tsc with importHelpers (tslib), ESM, no source maps',
+    { type: 'module', decorators: 'standard', importHelpers: true },
+    tsc,
+    node,
+    'dist',
+  ],
   ['tsx', { type: 'commonjs', decorators: 'legacy' }, () => {}, tsx, 'src'],
   ['tsx', { type: 'module', decorators: 'standard' }, () => {}, tsx, 'src'],
   ['SWC, CommonJS, source maps', { type: 'commonjs', decorators: 'legacy' }, swc, node, 'src'],
   ['Babel, ESM, source maps', { type: 'module', decorators: 'legacy' }, (app) => babel(app, 'legacy'), node, 'src'],
   ['SWC (2022-03), CommonJS, source maps', { type: 'commonjs', decorators: 'standard' }, (app) => swc(app, 'standard'), node, 'src'],
-  ['Babel (2022-03: no context.metadata), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2022-03'), node, 'src'],
-  ['Babel (2023-01: no context.metadata), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2023-01'), node, 'src'],
+  [
+    'Babel (2022-03: no context.metadata), ESM, source maps',
+    { type: 'module', decorators: 'standard' },
+    (app) => babel(app, '2022-03'),
+    node,
+    'src',
+  ],
+  [
+    'Babel (2023-01: no context.metadata), ESM, source maps',
+    { type: 'module', decorators: 'standard' },
+    (app) => babel(app, '2023-01'),
+    node,
+    'src',
+  ],
   ['Babel (2023-11), ESM, source maps', { type: 'module', decorators: 'standard' }, (app) => babel(app, '2023-11'), node, 'src'],
   ['Bun', { type: 'module', decorators: 'legacy' }, () => {}, bun, 'src'],
   ['Bun', { type: 'module', decorators: 'standard' }, () => {}, bun, 'src'],
@@ -218,7 +262,7 @@ test('tsx and the tsc-compiled build (with source maps) of one app share the loc
 });
 
 for (const [how, compilerOptions] of [
-  ['built with a build machine\'s absolute sourceRoot', { sourceMap: true, sourceRoot: '/app/src' }],
+  ["built with a build machine's absolute sourceRoot", { sourceMap: true, sourceRoot: '/app/src' }],
   ['built with an inline source map', { inlineSourceMap: true }],
 ] as const) {
   test(`tsx and the tsc build ${how} share the lock; two unrelated packages built so do not`, async (t) => {
@@ -254,7 +298,10 @@ const downlevel = ['node', 'dist/downlevel.js'];
 
 /** Runs dist/downlevel.js (see the fixture) and parses its result line. */
 async function downlevelResult(app: App, args: string[]): Promise<unknown> {
-  const { code, stdout, stderr } = await startCommand('node', ['dist/downlevel.js', ...args], { cwd: app.dir, env: { EXCLUSIVE_PROCESS_DIR: locks } }).finished;
+  const { code, stdout, stderr } = await startCommand('node', ['dist/downlevel.js', ...args], {
+    cwd: app.dir,
+    env: { EXCLUSIVE_PROCESS_DIR: locks },
+  }).finished;
   const line = stdout.split('\n').find((l) => l.startsWith('result '));
   if (code !== 0 || line === undefined) throw new Error(`exit ${code}: ${stdout}\n${stderr}`);
   return JSON.parse(line.slice('result '.length));
@@ -266,10 +313,11 @@ test('async compiled away (tsc target es2016): with async: true, concurrent call
   t.deepEqual(await downlevelResult(app, ['same', 'async']), { function: ['done', 'done'], method: ['done', 'done'], maxRunning: 1 });
 });
 
-test('async compiled away, without async: true: the second concurrent call\'s error says why it failed and what to do', async (t) => {
+test("async compiled away, without async: true: the second concurrent call's error says why it failed and what to do", async (t) => {
   const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
   await tsc(app);
-  const explained = (name: string): string => `ERR_LOCK_HELD '${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+  const explained = (name: string): string =>
+    `ERR_LOCK_HELD '${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
     'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' +
     'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
   t.deepEqual(await downlevelResult(app, ['same']), {
@@ -279,10 +327,11 @@ test('async compiled away, without async: true: the second concurrent call\'s er
   });
 });
 
-test('async compiled away, without async: true nor wait: the second concurrent call\'s error says the holder is an earlier call and what to do', async (t) => {
+test("async compiled away, without async: true nor wait: the second concurrent call's error says the holder is an earlier call and what to do", async (t) => {
   const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
   await tsc(app);
-  const explained = (name: string): string => `ERR_LOCK_HELD '${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+  const explained = (name: string): string =>
+    `ERR_LOCK_HELD '${name}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
     'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
   t.deepEqual(await downlevelResult(app, ['same', 'nowait']), {
     function: ['done', explained(`${app.name}/src/downlevel`)],
@@ -291,7 +340,7 @@ test('async compiled away, without async: true nor wait: the second concurrent c
   });
 });
 
-test('async compiled away, with async: true: waiting for another process\'s holder does not block the event loop', async (t) => {
+test("async compiled away, with async: true: waiting for another process's holder does not block the event loop", async (t) => {
   const app = makeApp({ type: 'commonjs', decorators: 'legacy', sourceMap: true, target: 'es2016' });
   await tsc(app);
   const holder = launch(app, downlevel, 'hold', 'async');
@@ -308,6 +357,11 @@ test('async compiled away, with async: true: waiting for another process\'s hold
   const [held, waited] = await Promise.all([holder.finished, waiter.finished]);
   t.is(held.code, 0, held.stderr);
   t.is(waited.code, 0, waited.stderr);
-  const { ticks } = JSON.parse(waited.stdout.split('\n').find((l) => l.startsWith('result '))!.slice('result '.length)) as { ticks: number };
+  const { ticks } = JSON.parse(
+    waited.stdout
+      .split('\n')
+      .find((l) => l.startsWith('result '))!
+      .slice('result '.length)
+  ) as { ticks: number };
   t.true(ticks > 0, `timers ran during the wait (${ticks} ticks)`);
 });

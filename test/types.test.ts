@@ -18,7 +18,7 @@ const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 function typeCheck(config: string): Promise<string> {
   return exec(process.execPath, [TSC, '--noEmit', '-p', join(FIXTURES, config)]).then(
     ({ stdout }) => stdout,
-    (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}`,
+    (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}`
   );
 }
 

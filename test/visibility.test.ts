@@ -31,21 +31,24 @@ test('NODE_DEBUG=exclusive-process names each lock: where a default name came fr
   const pid = /^EXCLUSIVE-PROCESS (\d+): /.exec(lines[0] ?? '')?.[1];
   t.truthy(pid, result.stderr);
   const file = `${dir}/exclusive-process.${encodeURIComponent(NAME)}.lock`;
-  t.deepEqual(lines.map((line) => line.replace(`EXCLUSIVE-PROCESS ${pid}: `, '')), [
-    `name '${NAME}' resolved from file ${join(FIXTURES, 'visible-names.ts')} (exclusive())`,
-    `lock '${NAME}' is ${file} (posix driver)`,
-    `acquiring '${NAME}'`,
-    `acquiring '${NAME}'`,
-    `acquired '${NAME}' (${file})`,
-    `conflict on '${NAME}': held by pid ${pid}`,
-    `name '${NAME}' resolved from file ${join(FIXTURES, 'visible-names.ts')} (Exclusive.run())`,
-    `lock '${NAME}' is ${file} (posix driver)`,
-    `acquiring '${NAME}'`,
-    `acquired '${NAME}' (${file})`,
-    `lock 'visible-names-explicit' is ${dir}/exclusive-process.visible-names-explicit.lock (posix driver)`,
-    `acquiring 'visible-names-explicit'`,
-    `acquired 'visible-names-explicit' (${dir}/exclusive-process.visible-names-explicit.lock)`,
-  ]);
+  t.deepEqual(
+    lines.map((line) => line.replace(`EXCLUSIVE-PROCESS ${pid}: `, '')),
+    [
+      `name '${NAME}' resolved from file ${join(FIXTURES, 'visible-names.ts')} (exclusive())`,
+      `lock '${NAME}' is ${file} (posix driver)`,
+      `acquiring '${NAME}'`,
+      `acquiring '${NAME}'`,
+      `acquired '${NAME}' (${file})`,
+      `conflict on '${NAME}': held by pid ${pid}`,
+      `name '${NAME}' resolved from file ${join(FIXTURES, 'visible-names.ts')} (Exclusive.run())`,
+      `lock '${NAME}' is ${file} (posix driver)`,
+      `acquiring '${NAME}'`,
+      `acquired '${NAME}' (${file})`,
+      `lock 'visible-names-explicit' is ${dir}/exclusive-process.visible-names-explicit.lock (posix driver)`,
+      `acquiring 'visible-names-explicit'`,
+      `acquired 'visible-names-explicit' (${dir}/exclusive-process.visible-names-explicit.lock)`,
+    ]
+  );
 });
 
 for (const [mode, env] of [
@@ -58,7 +61,14 @@ for (const [mode, env] of [
     const line = (method: string): string =>
       `name 'exclusive-process/test/fixtures/decorators:Jobs.${method}' resolved from file ${join(FIXTURES, 'decorators.ts')} (@Exclusive)`;
     const logged = result.stderr.split('\n').map((l) => l.replace(/^EXCLUSIVE-PROCESS \d+: /, ''));
-    for (const method of ['backup', 'bare', 'make', 'later']) t.true(logged.includes(line(method)), `${line(method)}\n---\n${result.stderr}`);
-    t.true(logged.includes("conflict on 'exclusive-process/test/fixtures/decorators:Jobs.later': held by pid " + String(/^EXCLUSIVE-PROCESS (\d+)/.exec(result.stderr)?.[1])), result.stderr);
+    for (const method of ['backup', 'bare', 'make', 'later'])
+      t.true(logged.includes(line(method)), `${line(method)}\n---\n${result.stderr}`);
+    t.true(
+      logged.includes(
+        "conflict on 'exclusive-process/test/fixtures/decorators:Jobs.later': held by pid " +
+          String(/^EXCLUSIVE-PROCESS (\d+)/.exec(result.stderr)?.[1])
+      ),
+      result.stderr
+    );
   });
 }

@@ -75,7 +75,7 @@ export function startGuard(): Guard | undefined {
   const numbers = FORWARDED_SIGNALS.map((signal) => String(constants.signals[signal]));
   const child = spawn('/bin/sh', ['-c', SCRIPT, 'exclusive-guard', ...numbers], { stdio: ['pipe', 'pipe', 'ignore'] });
   child.on('error', () => {}); // no /bin/sh: we go on unguarded, forwarding every signal
-  child.stdin!.on('error', () => {});
+  child.stdin.on('error', () => {});
   return connect(child);
 }
 

@@ -206,7 +206,7 @@ async function endBySignal(lock: ExclusiveLock | undefined, driver: LockDriver, 
 function exitLike(end: ChildEnd, file: string, driver: LockDriver): never {
   switch (end.kind) {
     case 'exited':
-      process.exit(end.code);
+      return process.exit(end.code);
     case 'signaled':
       driver.cleanup?.();
       return dieBySignal(end.signal);

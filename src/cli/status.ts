@@ -104,6 +104,7 @@ function shortTime(iso: string | null): string {
 
 /** Lock names are any string: escape control characters so one row stays one line. */
 function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   return text.replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 

@@ -77,7 +77,7 @@ export function loadKernel32(): Kernel32 {
   const { DataType } = ffi;
   // Out-parameters: heap cells owned by ffi-rs, made once per thread and read back with restorePointer.
   const cell = (): unknown => ffi.createPointer({ paramsType: [DataType.BigInt], paramsValue: [0n] })[0];
-  const read = (pointer: unknown): bigint => BigInt(ffi.restorePointer({ retType: [DataType.BigInt], paramsValue: [pointer as never] })[0] as bigint);
+  const read = (pointer: unknown): bigint => BigInt(ffi.restorePointer({ retType: [DataType.BigInt], paramsValue: [pointer as never] })[0]);
   let mutantInfo: unknown;
   let times: unknown[] | undefined;
   let lastError = 0;

@@ -6,8 +6,8 @@ import { LockDriverError } from '../shared/errors.js';
  */
 
 export interface Native {
-  /** flock(2): 0 on success, else the errno. */
-  flock(fd: number, operation: number): number;
+  /** flock(2): 0 on success, else the errno. A plain function (no `this`): the driver keeps it detached. */
+  flock: (fd: number, operation: number) => number;
 }
 
 let native: Native | undefined;
@@ -39,7 +39,7 @@ export function loadNative(): Native {
   };
   const callWithErrno = { ...call, errno: true as const };
   native = {
-    flock(fd, operation) {
+    flock: (fd, operation) => {
       call.paramsValue = [fd, operation];
       if (ffi.load(call) === 0) return 0;
       callWithErrno.paramsValue = [fd, operation];

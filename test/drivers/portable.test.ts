@@ -1,12 +1,23 @@
 import test from 'ava';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, watch, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+  watch,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { encodeRecord } from '../../src/shared/holder-record.js';
 import { CannotAcquireLock, Exclusive, LockFileError } from '../../src/index.js';
 import { lockFilePath } from '../../src/drivers/file/path.js';
-import { claimPathFor } from '../../src/drivers/portable/claim.js';
+import { claimPathFor } from '../../src/drivers/file/claim.js';
 import { processStartTime } from '../../src/shared/process-identity.js';
 import { createPortableDriver } from '../../src/drivers/portable/index.js';
 import { driverSuite } from '../helpers/suite.js';
@@ -45,7 +56,9 @@ async function deadPid(): Promise<number> {
 
 /** The pid that hold.ts, started by `child` (directly or through a shell), prints once it holds its lock. */
 function heldPid(child: ChildProcess): Promise<number> {
-  return new Promise((resolve) => child.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(Number(chunk.split(' ')[1]))));
+  return new Promise((resolve) =>
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => chunk.startsWith('held') && resolve(Number(chunk.split(' ')[1])))
+  );
 }
 
 function token(): string {
@@ -54,7 +67,7 @@ function token(): string {
 
 function tryLock(name: string, dir: string): { acquired: true } | { acquired: false; pid: number | null } {
   try {
-    Exclusive.lock({ name, dir, ...portable }).release();
+    Exclusive.lock({ name, dir, ...portable })[Symbol.dispose](); // released now; a failure to release is thrown
     return { acquired: true };
   } catch (error) {
     if (error instanceof CannotAcquireLock) return { acquired: false, pid: error.pid };
@@ -71,7 +84,7 @@ test('a lock file naming a live process with another start time (a reused pid) i
   plant(path, { pid: sleep.pid, start: String(Number(realStart) + 1) });
   t.is(Exclusive.holder('reuse', { dir, ...portable }), null, 'a reused pid is reported free');
   const lock = Exclusive.lock({ name: 'reuse', dir, ...portable });
-  t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!), { name: 'reuse', pid: process.pid });
+  t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]), { name: 'reuse', pid: process.pid });
   await lock.release();
   t.false(existsSync(path));
   t.is(sleep.exitCode, null, 'the unrelated process was not touched');
@@ -125,9 +138,21 @@ test('garbage, 0, huge numbers, bare pids and truncated records are reclaimed (t
   const path = claimPath('garbage', dir);
   const valid = encodeRecord({ name: 'garbage', pid: process.pid, host: hostname() });
   const contents: Array<string | Buffer> = [
-    '', '0', '0\n', '99999999999999999999999999\n', String(process.pid), `${process.pid}\n`, 'garbage', '\n\n\n',
-    '{"v":1,"name":"garbage","pid":0}\n', '{"v":1,"name":"garbage","pid":1e300}\n', '{"v":1,"name":"garbage","pid":-5}\n',
-    '[1]\n', 'null\n', valid.subarray(0, 20), Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a]),
+    '',
+    '0',
+    '0\n',
+    '99999999999999999999999999\n',
+    String(process.pid),
+    `${process.pid}\n`,
+    'garbage',
+    '\n\n\n',
+    '{"v":1,"name":"garbage","pid":0}\n',
+    '{"v":1,"name":"garbage","pid":1e300}\n',
+    '{"v":1,"name":"garbage","pid":-5}\n',
+    '[1]\n',
+    'null\n',
+    valid.subarray(0, 20),
+    Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a]),
   ];
   for (const content of contents) {
     writeFileSync(path, content);
@@ -155,15 +180,20 @@ test('20 processes racing to reclaim one stale lock file: exactly one wins, the 
     writeFileSync(go, '');
     const won: number[] = [];
     const messages: string[] = [];
-    await Promise.all(starters.map(async (s) => {
-      const outcome = await s.waitFor('running', 60_000).then(() => 'won', () => 'lost');
-      if (outcome === 'won') won.push(s.child.pid!);
-      else {
-        const end = await s.finished;
-        t.is(end.code, 1, end.stderr);
-        messages.push(end.stderr);
-      }
-    }));
+    await Promise.all(
+      starters.map(async (s) => {
+        const outcome = await s.waitFor('running', 60_000).then(
+          () => 'won',
+          () => 'lost'
+        );
+        if (outcome === 'won') won.push(s.child.pid!);
+        else {
+          const end = await s.finished;
+          t.is(end.code, 1, end.stderr);
+          messages.push(end.stderr);
+        }
+      })
+    );
     t.is(won.length, 1, `${ours ? 'our' : 'a foreign'} stale file: exactly one reclaimer acquired`);
     t.is(messages.length, 19);
     // A loser that saw the winner names it; one that gave up while the winner
@@ -171,8 +201,12 @@ test('20 processes racing to reclaim one stale lock file: exactly one wins, the 
     const named = messages.filter((m) => m === `Another 'starter' process is already running (pid ${won[0]}).\n`).length;
     const unknown = messages.filter((m) => m === "Another 'starter' process is already running (pid unknown).\n").length;
     t.is(named + unknown, 19, messages.join(''));
-    t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!), { pid: won[0] });
-    t.deepEqual(readdirSync(dir).sort(), [`exclusive-process.starter.pid`, 'go'], 'no temp or guard file left, the stale temp file removed');
+    t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]), { pid: won[0] });
+    t.deepEqual(
+      readdirSync(dir).sort(),
+      [`exclusive-process.starter.pid`, 'go'],
+      'no temp or guard file left, the stale temp file removed'
+    );
     t.log(`${ours ? 'our' : 'foreign'} stale file: ${named} losers named the winner, ${unknown} said unknown`);
   }
 });
@@ -182,8 +216,9 @@ test('6 processes x 100 turns, every turn ending with a stale lock file: the cou
   const counter = join(dir, 'counter');
   writeFileSync(counter, '0');
   const dead = await deadPid();
-  const results = await Promise.all(Array.from({ length: 6 }, (_, i) =>
-    run('portable-stale-counter.ts', [dir, counter, '100', String(dead), i < 2 ? 'sync' : 'async'])));
+  const results = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => run('portable-stale-counter.ts', [dir, counter, '100', String(dead), i < 2 ? 'sync' : 'async']))
+  );
   for (const result of results) t.is(result.code, 0, result.stderr);
   t.is(readFileSync(counter, 'utf8'), '600');
   const left = readdirSync(dir).filter((file) => file !== 'counter');
@@ -230,12 +265,15 @@ test('a symlink, directory or FIFO at the lock path is refused with ERR_LOCK_FIL
       const error = t.throws(attempt, { instanceOf: LockFileError }, what);
       t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE', what);
       t.is(error?.path, path, what);
-      t.true(error!.message.includes(path) && error!.message.includes('`dir` option'), error?.message);
+      t.true(error.message.includes(path) && error.message.includes('`dir` option'), error?.message);
     }
   }
   t.is(readFileSync(victim, 'utf8'), 'precious');
   t.false(existsSync(join(dir, 'nowhere')), 'the dangling symlink was not followed to create its target');
-  t.deepEqual(readdirSync(dir).filter((file) => file.endsWith('.tmp') || file.endsWith('.reclaim')), []);
+  t.deepEqual(
+    readdirSync(dir).filter((file) => file.endsWith('.tmp') || file.endsWith('.reclaim')),
+    []
+  );
 });
 
 test('a symlink planted at the reclaim guard of a stale lock is refused too', async (t) => {
@@ -328,9 +366,18 @@ test('without native addons the default driver fails with ERR_DRIVER_UNAVAILABLE
   const result = await run('try-lock.ts', ['no-addons', dir, ''], noAddons());
   t.not(result.code, 0);
   t.regex(result.stderr, /code: 'ERR_DRIVER_UNAVAILABLE'/);
-  t.true(result.stderr.includes("The native flock binding (ffi-rs) cannot load on linux-x64: Cannot load native addon because loading addons is disabled. Choose the portable driver explicitly: driver: 'portable' in code, --driver portable for the exclusive command"), result.stderr);
+  t.true(
+    result.stderr.includes(
+      "The native flock binding (ffi-rs) cannot load on linux-x64: Cannot load native addon because loading addons is disabled. Choose the portable driver explicitly: driver: 'portable' in code, --driver portable for the exclusive command"
+    ),
+    result.stderr
+  );
   t.deepEqual(readdirSync(dir), [], 'no lock file: it never switched drivers');
-  t.like(JSON.parse((await run('try-lock.ts', ['no-addons', dir, 'portable'], noAddons())).stdout), { acquired: true }, 'explicitly portable, it works');
+  t.like(
+    JSON.parse((await run('try-lock.ts', ['no-addons', dir, 'portable'], noAddons())).stdout),
+    { acquired: true },
+    'explicitly portable, it works'
+  );
 });
 
 test('a --no-addons process (portable) and a normal one (posix) never both hold a name, in either order', async (t) => {
@@ -339,7 +386,10 @@ test('a --no-addons process (portable) and a normal one (posix) never both hold 
   const posix = start('hold.ts', ['mixed', dir, 'posix']);
   t.teardown(() => posix.child.kill('SIGKILL'));
   await posix.waitFor('held');
-  t.like(JSON.parse((await run('try-lock.ts', ['mixed', dir, 'portable'], noAddons())).stdout), { acquired: false, holder: posix.child.pid });
+  t.like(JSON.parse((await run('try-lock.ts', ['mixed', dir, 'portable'], noAddons())).stdout), {
+    acquired: false,
+    holder: posix.child.pid,
+  });
   t.like(Exclusive.holder('mixed', { dir, ...portable }), { pid: posix.child.pid });
   posix.child.kill('SIGKILL');
   await posix.finished;
@@ -396,7 +446,7 @@ test('list() names held and stale lock files, long (hashed) names included', asy
   t.deepEqual((driver.list!(dir) as string[]).sort(), [long, 'stale'].sort());
 });
 
-test('leftovers of processes that died mid-acquisition (a temp file, a finished reclaim\'s guard) are swept by the next reclaim', async (t) => {
+test("leftovers of processes that died mid-acquisition (a temp file, a finished reclaim's guard) are swept by the next reclaim", async (t) => {
   const dir = lockDir();
   const path = claimPath('litter', dir);
   const deadToken = token();
@@ -413,13 +463,22 @@ test('leftovers of processes that died mid-acquisition (a temp file, a finished 
   // The stale claim whose reclaim shows a process died here.
   plant(path, { pid: await deadPid(), start: '1' }, { token: token(), boot: BOOT });
   t.deepEqual(tryLock('litter', dir), { acquired: true });
-  t.deepEqual(readdirSync(dir).map((file) => join(dir, file)).sort(), [liveGuard, otherLock].sort());
+  t.deepEqual(
+    readdirSync(dir)
+      .map((file) => join(dir, file))
+      .sort(),
+    [liveGuard, otherLock].sort()
+  );
 });
 
 test('a zombie holder (dead, never reaped by its parent) is dead: its lock is reclaimed at once', async (t) => {
   const dir = lockDir();
   // The shell execs `sleep`, which never reaps: the holder becomes a zombie when killed.
-  const parent = spawn('sh', ['-c', `"${process.execPath}" --import tsx "${join(FIXTURES, 'hold.ts')}" zombie "${dir}" portable & exec sleep 60`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const parent = spawn(
+    'sh',
+    ['-c', `"${process.execPath}" --import tsx "${join(FIXTURES, 'hold.ts')}" zombie "${dir}" portable & exec sleep 60`],
+    { stdio: ['ignore', 'pipe', 'inherit'] }
+  );
   t.teardown(() => parent.kill('SIGKILL'));
   const holder = await heldPid(parent);
   t.teardown(() => {
@@ -431,7 +490,8 @@ test('a zombie holder (dead, never reaped by its parent) is dead: its lock is re
   });
   t.like(tryLock('zombie', dir), { acquired: false, pid: holder });
   process.kill(holder, 'SIGKILL');
-  while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ') || otherThreads(holder).length > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  while (!readFileSync(`/proc/${holder}/stat`, 'latin1').includes(') Z ') || otherThreads(holder).length > 0)
+    await new Promise((resolve) => setTimeout(resolve, 5));
   t.deepEqual(tryLock('zombie', dir), { acquired: true });
 });
 
@@ -498,10 +558,14 @@ test('kill -9 of a multi-threaded holder doing I/O: the lock is never taken whil
 test('a holder in another time namespace (unshare -T) is not taken for a reused pid: its start time reads differently from here', async (t) => {
   if (process.getuid?.() !== 0) return t.pass('needs root for unshare -T');
   const dir = lockDir();
-  const child = spawn('unshare', ['-T', '--boottime', '100000', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), 'timens', dir, 'portable'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    'unshare',
+    ['-T', '--boottime', '100000', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), 'timens', dir, 'portable'],
+    { stdio: ['ignore', 'pipe', 'inherit'] }
+  );
   t.teardown(() => child.kill('SIGKILL'));
   const holder = await heldPid(child);
-  const record = JSON.parse(readFileSync(claimPath('timens', dir), 'utf8').split('\n')[0]!) as { start: string };
+  const record = JSON.parse(readFileSync(claimPath('timens', dir), 'utf8').split('\n')[0]) as { start: string };
   t.not(record.start, processStartTime(holder), 'the start times differ between the namespaces');
   t.like(tryLock('timens', dir), { acquired: false, pid: holder });
   child.kill('SIGKILL');
@@ -520,10 +584,14 @@ test('a claim that cannot be removed at release (read-only file system): release
   const lock = Exclusive.lock({ name: 'ro', dir, ...portable });
   execFileSync('mount', ['-o', 'remount,ro,bind', dir]);
   const error = await t.throwsAsync(lock.release(), { instanceOf: LockFileError });
-  t.true(['ERR_LOCK_PERMISSION', 'ERR_LOCK_IO'].includes(error!.code), error?.code);
+  t.true(['ERR_LOCK_PERMISSION', 'ERR_LOCK_IO'].includes(error.code), error?.code);
   t.like(tryLock('ro', dir), { acquired: false, pid: process.pid }, 'the claim is still there, and says so');
   execFileSync('mount', ['-o', 'remount,rw,bind', dir]);
-  t.like(JSON.parse((await run('try-lock.ts', ['ro', dir, 'portable'])).stdout), { acquired: false, holder: process.pid }, 'held until this process exits, whose cleanup removes it');
+  t.like(
+    JSON.parse((await run('try-lock.ts', ['ro', dir, 'portable'])).stdout),
+    { acquired: false, holder: process.pid },
+    'held until this process exits, whose cleanup removes it'
+  );
 });
 
 test('a process that cannot see its pid namespace (no /proc) does not judge a holder it cannot see dead', async (t) => {
@@ -533,11 +601,14 @@ test('a process that cannot see its pid namespace (no /proc) does not judge a ho
   t.teardown(() => void lock.release());
   // A new pid namespace, where our pid does not exist, and without /proc to tell it so.
   const script = `umount -l /proc && exec "${process.execPath}" --import tsx "${join(FIXTURES, 'try-lock.ts')}" blind "${dir}" portable`;
-  const output = execFileSync('unshare', ['-p', '-f', '-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', cwd: join(FIXTURES, '..', '..') });
+  const output = execFileSync('unshare', ['-p', '-f', '-m', '--propagation', 'private', 'sh', '-c', script], {
+    encoding: 'utf8',
+    cwd: join(FIXTURES, '..', '..'),
+  });
   t.like(JSON.parse(output), { acquired: false });
 });
 
-test('under /proc mounted hidepid=2, a dead holder whose pid now runs another user\'s process is dead; a live holder hidden from us is held', async (t) => {
+test("under /proc mounted hidepid=2, a dead holder whose pid now runs another user's process is dead; a live holder hidden from us is held", async (t) => {
   if (process.getuid?.() !== 0) return t.pass('needs root for unshare, runuser and ns_last_pid');
   const build = buildForUsers(['test/fixtures/hold.ts', 'test/fixtures/try-lock.ts']);
   t.teardown(() => build.remove());
@@ -561,25 +632,48 @@ test('under /proc mounted hidepid=2, a dead holder whose pid now runs another us
     echo "root-process $! $(try reused)"
   `;
   const output = execFileSync('unshare', ['-mpf', '--mount-proc', 'sh', '-c', script], {
-    encoding: 'utf8', cwd: build.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE: process.execPath, B: build.dir, D: dir },
+    encoding: 'utf8',
+    cwd: build.dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE: process.execPath, B: build.dir, D: dir },
   });
-  const lines = Object.fromEntries(output.trim().split('\n').map((line) => {
-    const [what, pid, ...json] = line.split(' ');
-    return [what, { pid: Number(pid), result: JSON.parse(json.join(' ')) as Record<string, unknown> }];
-  }));
+  const lines = Object.fromEntries(
+    output
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const [what, pid, ...json] = line.split(' ');
+        return [what, { pid: Number(pid), result: JSON.parse(json.join(' ')) as Record<string, unknown> }];
+      })
+  );
   const { 'root-holder': hidden, 'nobody-holder': holder, 'root-process': reused } = lines;
-  t.like(hidden!.result, { acquired: false, holder: hidden!.pid }, 'root\'s live holder, hidden from nobody, is held');
-  t.like(holder!.result, { acquired: false, holder: holder!.pid }, 'nobody sees its own live holder');
-  t.is(reused!.pid, holder!.pid, 'the dead holder\'s pid now runs root\'s sleep');
-  t.like(reused!.result, { acquired: true }, 'a pid hidden from nobody is not the holder nobody recorded');
+  t.like(hidden.result, { acquired: false, holder: hidden.pid }, "root's live holder, hidden from nobody, is held");
+  t.like(holder.result, { acquired: false, holder: holder.pid }, 'nobody sees its own live holder');
+  t.is(reused.pid, holder.pid, "the dead holder's pid now runs root's sleep");
+  t.like(reused.result, { acquired: true }, 'a pid hidden from nobody is not the holder nobody recorded');
 });
 
 test('lock files and claims are 0644 whatever the umask (077 here), so other users can see them held', async (t) => {
   const dir = lockDir();
   for (const driver of ['posix', 'portable'] as const) {
-    const holder = startCommand('/bin/sh', ['-c', 'umask 077 && exec "$@"', 'sh', process.execPath, '--import', 'tsx', join(FIXTURES, 'hold.ts'), `umask-${driver}`, dir, driver], { cwd: ROOT });
+    const holder = startCommand(
+      '/bin/sh',
+      [
+        '-c',
+        'umask 077 && exec "$@"',
+        'sh',
+        process.execPath,
+        '--import',
+        'tsx',
+        join(FIXTURES, 'hold.ts'),
+        `umask-${driver}`,
+        dir,
+        driver,
+      ],
+      { cwd: ROOT }
+    );
     t.teardown(() => holder.child.kill('SIGKILL'));
     const [, lockfile] = /held \d+ (\S+)/.exec(await holder.waitFor('held'))!;
-    t.is(statSync(lockfile!).mode & 0o777, 0o644, `the ${driver} driver's ${lockfile}`);
+    t.is(statSync(lockfile).mode & 0o777, 0o644, `the ${driver} driver's ${lockfile}`);
   }
 });

@@ -25,7 +25,11 @@ anyTest.after.always(async () => {
 });
 
 /** A plain pg client for looking at the server from outside the driver. */
-async function sql<T = Record<string, unknown>>(text: string, values?: unknown[], connectionString = server.connectionString): Promise<T[]> {
+async function sql<T = Record<string, unknown>>(
+  text: string,
+  values?: unknown[],
+  connectionString = server.connectionString
+): Promise<T[]> {
   const client = new Client({ connectionString });
   await client.connect();
   try {
@@ -40,7 +44,8 @@ async function waiters(name: string): Promise<number> {
   const key = BigInt.asUintN(64, advisoryKey(name));
   const rows = await sql<{ n: string }>(
     "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::oid AND objid = $2::oid",
-    [(key >> 32n).toString(), (key & 0xffffffffn).toString()]);
+    [(key >> 32n).toString(), (key & 0xffffffffn).toString()]
+  );
   return Number(rows[0].n);
 }
 
@@ -49,16 +54,20 @@ async function holdingBackend(name: string): Promise<number> {
   const key = BigInt.asUintN(64, advisoryKey(name));
   const rows = await sql<{ pid: number }>(
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid AND objid = $2::oid",
-    [(key >> 32n).toString(), (key & 0xffffffffn).toString()]);
-  return rows[0]!.pid;
+    [(key >> 32n).toString(), (key & 0xffffffffn).toString()]
+  );
+  return rows[0].pid;
 }
 
 /** Resolves once a backend waits for `name` on the server; fails if `pending` settles first or after 10 s. */
 async function queued(name: string, pending: Promise<unknown>): Promise<void> {
-  let settled: unknown;
-  pending.then(() => (settled = new Error('the wait ended before it was queued')), (error: unknown) => (settled = error));
+  let settled: { error: unknown } | undefined;
+  pending.then(
+    () => (settled = { error: new Error('the wait ended before it was queued') }),
+    (error: unknown) => (settled = { error })
+  );
   for (const end = performance.now() + 10_000; performance.now() < end;) {
-    if (settled !== undefined) throw settled;
+    if (settled !== undefined) throw settled.error;
     if ((await waiters(name)) > 0) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -75,15 +84,21 @@ async function rejection(promise: Promise<unknown>): Promise<Error & { code?: st
 }
 
 const aborted = (signal: AbortSignal): Promise<unknown> =>
-  new Promise((resolve) => signal.aborted ? resolve(signal.reason) : signal.addEventListener('abort', () => resolve(signal.reason), { once: true }));
+  new Promise((resolve) =>
+    signal.aborted ? resolve(signal.reason) : signal.addEventListener('abort', () => resolve(signal.reason), { once: true })
+  );
 
 test('advisoryKey is the documented hash: first 8 bytes of SHA-256 of the UTF-8 name, signed big-endian, equal to the SQL formula', async (t) => {
   t.is(advisoryKey('migrate'), 4307694844222389748n);
   const names = ['migrate', '', 'nightly-backup', 'ünïcødé ✓ 日本', 'x'.repeat(5000)];
   const rows = await sql<{ key: string }>(
     "SELECT (('x' || left(encode(sha256(convert_to(n, 'UTF8')), 'hex'), 16))::bit(64)::bigint)::text AS key FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i",
-    [names]);
-  t.deepEqual(rows.map((r) => BigInt(r.key)), names.map(advisoryKey));
+    [names]
+  );
+  t.deepEqual(
+    rows.map((r) => BigInt(r.key)),
+    names.map(advisoryKey)
+  );
 });
 
 test('lockfile names host, port, database and key, never the password', (t) => {
@@ -94,14 +109,29 @@ test('lockfile names host, port, database and key, never the password', (t) => {
 });
 
 test('bad options are TypeErrors at once', (t) => {
-  t.like(t.throws(() => postgres({ connectionString: 'host=db user=x' })), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
-  t.like(t.throws(() => postgres({ connectionString: 'postgres://u@:notaport/db' })), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
-  t.like(t.throws(() => postgres({ sessionTimeout: 1000, heartbeat: 600 })), {
-    code: 'ERR_INVALID_ARG_VALUE',
-    message: 'options.heartbeat (600 ms) must be at most half of options.sessionTimeout (1000 ms)',
-  });
-  t.like(t.throws(() => postgres({ port: '5432' } as never)), { code: 'ERR_INVALID_ARG_TYPE' });
-  t.like(t.throws(() => postgres({ url: 'x' } as never)), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.like(
+    t.throws(() => postgres({ connectionString: 'host=db user=x' })),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' }
+  );
+  t.like(
+    t.throws(() => postgres({ connectionString: 'postgres://u@:notaport/db' })),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' }
+  );
+  t.like(
+    t.throws(() => postgres({ sessionTimeout: 1000, heartbeat: 600 })),
+    {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: 'options.heartbeat (600 ms) must be at most half of options.sessionTimeout (1000 ms)',
+    }
+  );
+  t.like(
+    t.throws(() => postgres({ port: '5432' } as never)),
+    { code: 'ERR_INVALID_ARG_TYPE' }
+  );
+  t.like(
+    t.throws(() => postgres({ url: 'x' } as never)),
+    { code: 'ERR_INVALID_ARG_VALUE' }
+  );
 });
 
 test('an unreachable server, unknown host, silent server, missing database or role: a LockDriverError within the connect timeout, no hang', async (t) => {
@@ -112,9 +142,18 @@ test('an unreachable server, unknown host, silent server, missing database or ro
   let closedPort = await freePort();
   while (closedPort === silentPort) closedPort = await freePort();
   const cases: Array<[string, RegExp]> = [
-    [`postgres://postgres@127.0.0.1:${closedPort}/postgres`, new RegExp(`^Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${closedPort}/postgres: .*ECONNREFUSED`)],
-    ['postgres://postgres@no-such-host.invalid:5432/postgres', /^Cannot connect to PostgreSQL at no-such-host\.invalid:5432\/postgres: .*(ENOTFOUND|EAI_AGAIN|timeout)/],
-    [`postgres://postgres@127.0.0.1:${silentPort}/postgres`, new RegExp(`^Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${silentPort}/postgres: .*timeout`)],
+    [
+      `postgres://postgres@127.0.0.1:${closedPort}/postgres`,
+      new RegExp(`^Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${closedPort}/postgres: .*ECONNREFUSED`),
+    ],
+    [
+      'postgres://postgres@no-such-host.invalid:5432/postgres',
+      /^Cannot connect to PostgreSQL at no-such-host\.invalid:5432\/postgres: .*(ENOTFOUND|EAI_AGAIN|timeout)/,
+    ],
+    [
+      `postgres://postgres@127.0.0.1:${silentPort}/postgres`,
+      new RegExp(`^Cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${silentPort}/postgres: .*timeout`),
+    ],
     [`postgres://postgres@127.0.0.1:${server.port}/no_such_db`, /database "no_such_db" does not exist \(SQLSTATE 3D000\)/],
     [`postgres://nobody@127.0.0.1:${server.port}/postgres`, /role "nobody" does not exist \(SQLSTATE 28000\)/],
   ];
@@ -156,7 +195,9 @@ test('exclusion between processes; holder() names the holding process and sessio
   });
   t.true(since instanceof Date && Date.now() - since.getTime() < 60_000 && since.getTime() <= Date.now());
   const [session] = await sql<{ pid: number; application_name: string }>(
-    "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE $1", [`exclusive-process ${pid} %`]);
+    'SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE $1',
+    [`exclusive-process ${pid} %`]
+  );
   t.like(details, { backendPid: session.pid, applicationName: session.application_name, clientAddress: '127.0.0.1', user: 'postgres' });
   holder.child.kill('SIGTERM');
   await holder.finished;
@@ -222,7 +263,9 @@ test('exclusive status --json --driver postgres, from another process, shows the
 test('8 processes x 25 read-modify-write increments under the lock end at exactly 200, never two inside at once', async (t) => {
   const counter = join(lockDir(), 'counter');
   writeFileSync(counter, '0');
-  const results = await Promise.all(Array.from({ length: 8 }, () => run('pg-counter.ts', [server.connectionString, 'counter', counter, '25'])));
+  const results = await Promise.all(
+    Array.from({ length: 8 }, () => run('pg-counter.ts', [server.connectionString, 'counter', counter, '25']))
+  );
   for (const result of results) {
     t.is(result.code, 0, result.stderr);
     t.is(result.stdout, 'done 0\n');
@@ -266,7 +309,10 @@ test('a SIGSTOPped holder loses the lock within sessionTimeout, and is told so w
   holder.child.kill('SIGCONT');
   const told = await holder.waitFor('lost', 5000);
   t.log(told.split('\n')[1]);
-  t.regex(told, /lost ERR_LOCK_LOST The lock 'frozen' was lost: (PostgreSQL at 127\.0\.0\.1:\d+\/postgres answered no heartbeat for 1500 ms \(sessionTimeout\)|the connection to PostgreSQL .* ended: .*idle-session timeout)/);
+  t.regex(
+    told,
+    /lost ERR_LOCK_LOST The lock 'frozen' was lost: (PostgreSQL at 127\.0\.0\.1:\d+\/postgres answered no heartbeat for 1500 ms \(sessionTimeout\)|the connection to PostgreSQL .* ended: .*idle-session timeout)/
+  );
   t.is((await holder.finished).code, 0);
   t.is((await Exclusive.holder('frozen', { driver }))?.pid, process.pid);
   await lock.release();
@@ -283,7 +329,10 @@ test('a holder whose session is terminated learns it through lock.signal, and th
   t.log(`told ${(performance.now() - begin).toFixed(1)} ms after pg_terminate_backend`);
   t.true(reason instanceof LockLostError);
   t.like(reason, { code: 'ERR_LOCK_LOST', lockName: 'terminated' });
-  t.regex((reason as Error).message, /^The lock 'terminated' was lost: the connection to PostgreSQL at 127\.0\.0\.1:\d+\/postgres ended: terminating connection due to administrator command \(SQLSTATE 57P01\)\.$/);
+  t.regex(
+    (reason as Error).message,
+    /^The lock 'terminated' was lost: the connection to PostgreSQL at 127\.0\.0\.1:\d+\/postgres ended: terminating connection due to administrator command \(SQLSTATE 57P01\)\.$/
+  );
   const next = await Exclusive.acquire({ name: 'terminated', driver: other });
   await next.release();
   await lock.release(); // releasing a lost lock is harmless
@@ -294,13 +343,16 @@ test('a holder whose session is terminated learns it through lock.signal, and th
 test('exclusive(fn) hands the loss to the function: exclusive.signal() aborts with LockLostError', async (t) => {
   const driver = postgres({ connectionString: server.connectionString });
   const other = postgres({ connectionString: server.connectionString });
-  const job = exclusive(async () => {
-    const signal = exclusive.signal();
-    t.false(signal.aborted);
-    const backendPid = (await Exclusive.holder('signalled', { driver: other }))!.details!.backendPid;
-    await sql('SELECT pg_terminate_backend($1)', [backendPid]);
-    return aborted(signal);
-  }, { name: 'signalled', driver });
+  const job = exclusive(
+    async () => {
+      const signal = exclusive.signal();
+      t.false(signal.aborted);
+      const backendPid = (await Exclusive.holder('signalled', { driver: other }))!.details!.backendPid;
+      await sql('SELECT pg_terminate_backend($1)', [backendPid]);
+      return aborted(signal);
+    },
+    { name: 'signalled', driver }
+  );
   const reason = await job();
   t.true(reason instanceof LockLostError);
   t.like(reason, { code: 'ERR_LOCK_LOST', lockName: 'signalled' });
@@ -318,7 +370,10 @@ test('server restart: the holder is told, and locks work again once the server i
     const reason = await aborted(lock.signal);
     t.log((reason as Error).message);
     t.true(reason instanceof LockLostError);
-    t.regex((reason as Error).message, /^The lock 'restart' was lost: .*(terminating connection due to administrator command|Connection terminated unexpectedly)/);
+    t.regex(
+      (reason as Error).message,
+      /^The lock 'restart' was lost: .*(terminating connection due to administrator command|Connection terminated unexpectedly)/
+    );
     t.regex(await holder.waitFor('lost', 10_000), /lost ERR_LOCK_LOST The lock 'restart-child' was lost: /);
     await lock.release();
     const after = await Exclusive.acquire({ name: 'restart', driver });
@@ -348,7 +403,7 @@ test('fencing tokens only go up: every acquisition, across sessions and processe
   for (let i = 1; i < tokens.length; i++) t.true(tokens[i] > tokens[i - 1], `${tokens.join(' ')}`);
 });
 
-test('fencing tokens are durable whatever the server\'s synchronous_commit: none is reissued after a server crash', async (t) => {
+test("fencing tokens are durable whatever the server's synchronous_commit: none is reissued after a server crash", async (t) => {
   // The server commits asynchronously by default; its WAL writer flushes
   // only every 10 s, so a crash loses every commit it did not flush.
   const own = await startPostgres({ settings: { synchronous_commit: 'off', wal_writer_delay: '10s' } });
@@ -371,7 +426,7 @@ test('fencing tokens are durable whatever the server\'s synchronous_commit: none
       await lock.release();
     }
     t.log(`before the crash: ${before.join(' ')}; after: ${after.join(' ')}`);
-    for (const token of after) t.true(token > before[before.length - 1]!, `${token} reissued (before the crash: ${before.join(' ')})`);
+    for (const token of after) t.true(token > before[before.length - 1], `${token} reissued (before the crash: ${before.join(' ')})`);
   } finally {
     await own.stop();
   }
@@ -386,7 +441,12 @@ test('wait: the server times the wait out (lock_timeout), leaving no waiter behi
   const elapsed = performance.now() - begin;
   t.true(error instanceof CannotAcquireLock, String(error));
   t.like(error, { reason: 'timed-out', pid: process.pid });
-  t.true(error.message.startsWith(`Gave up waiting for the lock 'timeout' after 300 ms: it is still held by another call in this process (pid ${process.pid}, `), error.message);
+  t.true(
+    error.message.startsWith(
+      `Gave up waiting for the lock 'timeout' after 300 ms: it is still held by another call in this process (pid ${process.pid}, `
+    ),
+    error.message
+  );
   // It waited the whole timeout, and did not hang (a generous bound: the machine may be loaded).
   t.true(elapsed >= 299 && elapsed < 10_000, `${elapsed} ms`);
   t.is(await waiters('timeout'), 0);
@@ -520,15 +580,21 @@ test('exclusive(fn) runs an async function under the lock; a sync function is re
   const driver = postgres({ connectionString: server.connectionString });
   let inside = 0;
   let most = 0;
-  const job = exclusive(async (n: number) => {
-    most = Math.max(most, ++inside);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    inside--;
-    return n * 2;
-  }, { name: 'wrapped', driver, wait: true });
+  const job = exclusive(
+    async (n: number) => {
+      most = Math.max(most, ++inside);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      inside--;
+      return n * 2;
+    },
+    { name: 'wrapped', driver, wait: true }
+  );
   t.deepEqual(await Promise.all([1, 2, 3, 4].map((n) => job(n))), [2, 4, 6, 8]);
   t.is(most, 1);
-  t.like(t.throws(() => exclusive(() => 1, { name: 'wrapped', driver })), { code: 'ERR_DRIVER_UNSUPPORTED' });
+  t.like(
+    t.throws(() => exclusive(() => 1, { name: 'wrapped', driver })),
+    { code: 'ERR_DRIVER_UNSUPPORTED' }
+  );
 });
 
 test('a process that ends while holding frees the lock; neither idle sessions nor a held lock keep a process alive', async (t) => {
@@ -551,23 +617,29 @@ test('a process that ends while holding frees the lock; neither idle sessions no
 // PgBouncer is optional on the test machine (Debian package `pgbouncer`): without it these two are skipped.
 const withPgBouncer = existsSync(PGBOUNCER) ? test : test.skip;
 
-withPgBouncer('through a transaction-mode PgBouncer: a second client is refused (no lock taken), and the first is told at its next heartbeat', async (t) => {
-  const bouncer = await startPgBouncer(server, 'transaction');
-  try {
-    const first = postgres({ connectionString: bouncer.connectionString, sessionTimeout: 2000, heartbeat: 200 });
-    const lock = await Exclusive.acquire({ name: 'bouncer', driver: first });
-    const second = postgres({ connectionString: bouncer.connectionString, sessionTimeout: 2000, heartbeat: 200 });
-    const error = await rejection(Exclusive.acquire({ name: 'bouncer', driver: second }));
-    t.true(error instanceof LockDriverError);
-    t.is(error.code, 'ERR_DRIVER_UNSUPPORTED');
-    t.regex(error.message, /PgBouncer pool_mode=transaction.*No lock was taken\.$/);
-    const reason = await aborted(lock.signal);
-    t.regex((reason as Error).message, /^The lock 'bouncer' was lost: the connection now reaches another server session .*transaction-mode pooler/);
-    await lock.release();
-  } finally {
-    await bouncer.stop();
+withPgBouncer(
+  'through a transaction-mode PgBouncer: a second client is refused (no lock taken), and the first is told at its next heartbeat',
+  async (t) => {
+    const bouncer = await startPgBouncer(server, 'transaction');
+    try {
+      const first = postgres({ connectionString: bouncer.connectionString, sessionTimeout: 2000, heartbeat: 200 });
+      const lock = await Exclusive.acquire({ name: 'bouncer', driver: first });
+      const second = postgres({ connectionString: bouncer.connectionString, sessionTimeout: 2000, heartbeat: 200 });
+      const error = await rejection(Exclusive.acquire({ name: 'bouncer', driver: second }));
+      t.true(error instanceof LockDriverError);
+      t.is(error.code, 'ERR_DRIVER_UNSUPPORTED');
+      t.regex(error.message, /PgBouncer pool_mode=transaction.*No lock was taken\.$/);
+      const reason = await aborted(lock.signal);
+      t.regex(
+        (reason as Error).message,
+        /^The lock 'bouncer' was lost: the connection now reaches another server session .*transaction-mode pooler/
+      );
+      await lock.release();
+    } finally {
+      await bouncer.stop();
+    }
   }
-});
+);
 
 withPgBouncer('through a session-mode PgBouncer, locks work as direct ones', async (t) => {
   const bouncer = await startPgBouncer(server, 'session');

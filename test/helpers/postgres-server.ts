@@ -42,7 +42,9 @@ export function postgresInstalled(): boolean {
 /** Throws with the fix when the PostgreSQL 15 binaries are missing. */
 export function requirePostgres(): void {
   if (!postgresInstalled()) {
-    throw new Error(`PostgreSQL 15 is not installed (${join(PG_BIN, 'initdb')} is missing): run \`apt-get install -y postgresql-15\` (Debian/Ubuntu) to run the postgres tests.`);
+    throw new Error(
+      `PostgreSQL 15 is not installed (${join(PG_BIN, 'initdb')} is missing): run \`apt-get install -y postgresql-15\` (Debian/Ubuntu) to run the postgres tests.`
+    );
   }
 }
 
@@ -80,7 +82,9 @@ export function freePort(): Promise<number> {
  * cost of a durable commit. `settings`: more server configuration
  * (`-c name=value`), e.g. `{ synchronous_commit: 'off' }`.
  */
-export async function startPostgres(options: { fsync?: boolean; settings?: Readonly<Record<string, string>> } = {}): Promise<PostgresServer> {
+export async function startPostgres(
+  options: { fsync?: boolean; settings?: Readonly<Record<string, string>> } = {}
+): Promise<PostgresServer> {
   requirePostgres();
   const dir = mkdtempSync(join(tmpdir(), 'exclusive-pg-'));
   if (asRoot) {
@@ -91,7 +95,9 @@ export async function startPostgres(options: { fsync?: boolean; settings?: Reado
   const logFile = join(dir, 'server.log');
   await runPg('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-locale', '-E', 'UTF8']);
   const port = await freePort();
-  const extra = Object.entries(options.settings ?? {}).map(([name, value]) => ` -c ${name}=${value}`).join('');
+  const extra = Object.entries(options.settings ?? {})
+    .map(([name, value]) => ` -c ${name}=${value}`)
+    .join('');
   const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync ? 'on' : 'off'} -c max_connections=200${extra}`;
   const start = (): Promise<string> => runPg('pg_ctl', ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '30', 'start']);
   let stopped = false;
@@ -146,7 +152,9 @@ export async function startPostgres(options: { fsync?: boolean; settings?: Reado
 }
 
 function postgresIds(): { uid: number; gid: number } {
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
   if (line === undefined) throw new Error('There is no `postgres` user: run `apt-get install -y postgresql-15`, which creates it.');
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
@@ -168,20 +176,23 @@ export async function startPgBouncer(server: PostgresServer, poolMode: 'session'
   const dir = mkdtempSync(join(tmpdir(), 'exclusive-pgbouncer-'));
   const port = await freePort();
   writeFileSync(join(dir, 'users.txt'), '"postgres" ""\n');
-  writeFileSync(join(dir, 'pgbouncer.ini'), [
-    '[databases]',
-    `postgres = host=${server.host} port=${server.port} dbname=postgres user=postgres`,
-    '[pgbouncer]',
-    'listen_addr = 127.0.0.1',
-    `listen_port = ${port}`,
-    'unix_socket_dir =',
-    'auth_type = trust',
-    `auth_file = ${join(dir, 'users.txt')}`,
-    `pool_mode = ${poolMode}`,
-    'ignore_startup_parameters = extra_float_digits',
-    `logfile = ${join(dir, 'pgbouncer.log')}`,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `postgres = host=${server.host} port=${server.port} dbname=postgres user=postgres`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = trust',
+      `auth_file = ${join(dir, 'users.txt')}`,
+      `pool_mode = ${poolMode}`,
+      'ignore_startup_parameters = extra_float_digits',
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      '',
+    ].join('\n')
+  );
   if (asRoot) {
     const { uid, gid } = postgresIds();
     for (const file of ['', 'users.txt', 'pgbouncer.ini']) chownSync(join(dir, file), uid, gid);

@@ -39,11 +39,15 @@ export function start(script: string, args: string[] = [], env: NodeJS.ProcessEn
 
 /** Starts the command `argv` (program first), watched like {@link start}. */
 export function startArgv(argv: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }): Started {
-  return startCommand(argv[0]!, argv.slice(1), options);
+  return startCommand(argv[0], argv.slice(1), options);
 }
 
 /** Starts any command (node, bun, deno...) in `cwd`, watched like {@link start}. */
-export function startCommand(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }): Started {
+export function startCommand(
+  command: string,
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv; stdin?: 'ignore' | 'pipe' }
+): Started {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },

@@ -57,8 +57,14 @@ export function buildForUsers(entries: readonly string[]): UserBuild {
   const outFile = (entry: string): string => join(dir, 'bin', `${basename(entry).replace(/\.[cm]?ts$/, '')}.js`);
   for (const entry of entries) {
     buildSync({
-      entryPoints: [join(ROOT, entry)], outfile: outFile(entry), bundle: true, platform: 'node', format: 'cjs',
-      target: 'node20', external: ['ffi-rs'], logLevel: 'error',
+      entryPoints: [join(ROOT, entry)],
+      outfile: outFile(entry),
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      external: ['ffi-rs'],
+      logLevel: 'error',
     });
   }
   mkdirSync(join(dir, 'node_modules', '@yuuang'), { recursive: true });

@@ -15,8 +15,9 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     const dir = lockDir();
     const counter = join(dir, 'counter');
     writeFileSync(counter, '0');
-    const results = await Promise.all(Array.from({ length: 8 }, (_, i) =>
-      run('counter.ts', [dir, driver, counter, '500', i % 2 === 0 ? 'async' : 'sync'])));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => run('counter.ts', [dir, driver, counter, '500', i % 2 === 0 ? 'async' : 'sync']))
+    );
     for (const result of results) t.is(result.code, 0, result.stderr);
     t.is(readFileSync(counter, 'utf8'), '4000');
   });
@@ -38,11 +39,16 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     writeFileSync(go, '');
     const losers: Array<{ code: number | null; stderr: string }> = [];
     let winner: (typeof starters)[number] | undefined;
-    await Promise.all(starters.map(async (s) => {
-      const outcome = await s.waitFor('running', 60_000).then(() => 'won', () => 'lost');
-      if (outcome === 'won') winner = s;
-      else losers.push(await s.finished);
-    }));
+    await Promise.all(
+      starters.map(async (s) => {
+        const outcome = await s.waitFor('running', 60_000).then(
+          () => 'won',
+          () => 'lost'
+        );
+        if (outcome === 'won') winner = s;
+        else losers.push(await s.finished);
+      })
+    );
     t.truthy(winner);
     t.is(losers.length, 49);
     const pid = winner!.child.pid;
@@ -101,7 +107,7 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     const second = start('hold.ts', ['deleted', dir, driver]);
     await second.waitFor('held');
     first.child.stdin!.end('go\n');
-    const result = JSON.parse((await first.finished).stdout.split('\n')[1]!);
+    const result = JSON.parse((await first.finished).stdout.split('\n')[1]);
     t.deepEqual(result, { acquired: false, holder: second.child.pid });
     second.child.kill('SIGTERM');
     await second.finished;
@@ -188,7 +194,10 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
 /** The process's end if it comes within `ms`; else kills it and resolves undefined. */
 async function endsWithin(started: Started, ms: number): Promise<Finished | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const ended = await Promise.race([started.finished, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  const ended = await Promise.race([
+    started.finished,
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms))),
+  ]);
   clearTimeout(timer);
   if (ended === undefined) {
     started.child.kill('SIGKILL');

@@ -43,11 +43,17 @@ function child(options) {
   closeSync(stdout);
   closeSync(stderr);
   children.add(proc);
-  const exited = new Promise((resolve) => proc.on('exit', (code) => {
-    children.delete(proc);
-    resolve(code);
-  }));
-  const events = () => readFileSync(out, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  const exited = new Promise((resolve) =>
+    proc.on('exit', (code) => {
+      children.delete(proc);
+      resolve(code);
+    })
+  );
+  const events = () =>
+    readFileSync(out, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
   return {
     pid: proc.pid,
     proc,
@@ -61,10 +67,15 @@ function child(options) {
       for (;;) {
         const found = events().find((e) => e.event === kind);
         if (found) return found;
-        if (Date.now() > deadline) throw new Error(`no '${kind}' event from child ${proc.pid}; stdout: ${readFileSync(out, 'utf8')} stderr: ${readFileSync(err, 'utf8')}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `no '${kind}' event from child ${proc.pid}; stdout: ${readFileSync(out, 'utf8')} stderr: ${readFileSync(err, 'utf8')}`
+          );
         const code = await Promise.race([exited, sleep(10).then(() => undefined)]);
         if (code !== undefined && !events().some((e) => e.event === kind)) {
-          throw new Error(`child ${proc.pid} exited ${code} without '${kind}'; stdout: ${readFileSync(out, 'utf8')} stderr: ${readFileSync(err, 'utf8')}`);
+          throw new Error(
+            `child ${proc.pid} exited ${code} without '${kind}'; stdout: ${readFileSync(out, 'utf8')} stderr: ${readFileSync(err, 'utf8')}`
+          );
         }
       }
     },
@@ -96,9 +107,18 @@ test('mutex names: Local\\ by default, Global\\ on request, no backslash after t
   assert.match(mutexName('a', join(OUT, 'd1')), /^Local\\exclusive-process\.a@[0-9a-f]{16}$/);
   assert.notEqual(mutexName('a', join(OUT, 'd1')), mutexName('a', join(OUT, 'd2')));
   assert.equal(mutexName('a', 'C:\\Locks'), mutexName('a', 'c:\\locks\\')); // Windows paths ignore case
-  assert.throws(() => windows({ scope: 'session' }), (e) => e instanceof InvalidArgumentError && e.code === 'ERR_INVALID_ARG_VALUE');
-  assert.throws(() => windows({ scop: 'local' }), (e) => e instanceof InvalidArgumentError && e.code === 'ERR_INVALID_ARG_VALUE');
-  assert.throws(() => windows('global'), (e) => e instanceof InvalidArgumentError && e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(
+    () => windows({ scope: 'session' }),
+    (e) => e instanceof InvalidArgumentError && e.code === 'ERR_INVALID_ARG_VALUE'
+  );
+  assert.throws(
+    () => windows({ scop: 'local' }),
+    (e) => e instanceof InvalidArgumentError && e.code === 'ERR_INVALID_ARG_VALUE'
+  );
+  assert.throws(
+    () => windows('global'),
+    (e) => e instanceof InvalidArgumentError && e.code === 'ERR_INVALID_ARG_TYPE'
+  );
 });
 
 test('the default driver on Windows is the named mutex; a lock is free, held, then free again', () => {
@@ -114,11 +134,17 @@ test('the default driver on Windows is the named mutex; a lock is free, held, th
   Exclusive.lock({ name }).release(); // and again: the cached handle is reused
 });
 
-test('a second process is refused with the holder\'s pid, and holder() describes the holder', async () => {
+test("a second process is refused with the holder's pid, and holder() describes the holder", async () => {
   const name = unique('refused');
   const h = await holder(name);
-  assert.throws(() => Exclusive.lock({ name }), (e) => e instanceof CannotAcquireLock && e.pid === h.pid && e.lockName === name &&
-    e.message === `Another '${name}' process is already running (pid ${h.pid}).`);
+  assert.throws(
+    () => Exclusive.lock({ name }),
+    (e) =>
+      e instanceof CannotAcquireLock &&
+      e.pid === h.pid &&
+      e.lockName === name &&
+      e.message === `Another '${name}' process is already running (pid ${h.pid}).`
+  );
   await assert.rejects(Exclusive.acquire({ name }), (e) => e instanceof CannotAcquireLock && e.pid === h.pid);
   const info = Exclusive.holder(name);
   assert.equal(info.pid, h.pid);
@@ -132,7 +158,10 @@ test('a second process is refused with the holder\'s pid, and holder() describes
   assert.ok(existsSync(infoFile));
   unlinkSync(infoFile);
   assert.deepEqual(Exclusive.holder(name), { name, pid: null, lockfile: `Local\\exclusive-process.${name}`, driver: 'windows' });
-  assert.throws(() => Exclusive.lock({ name }), (e) => e instanceof CannotAcquireLock && e.pid === null);
+  assert.throws(
+    () => Exclusive.lock({ name }),
+    (e) => e instanceof CannotAcquireLock && e.pid === null
+  );
   // A record whose pid lives but with another start time (a reused pid) is not believed either.
   writeFileSync(infoFile, `${JSON.stringify({ v: 1, name, pid: h.pid, start: '1' })}\n`);
   assert.equal(Exclusive.holder(name).pid, null);
@@ -145,39 +174,58 @@ test('a name taken by another kind of kernel object is refused with ERR_LOCK_FIL
   const ffi = require('ffi-rs');
   ffi.open({ library: 'kernel32', path: 'kernel32.dll' });
   const { CreateEventW, CloseHandle } = ffi.define({
-    CreateEventW: { library: 'kernel32', retType: ffi.DataType.I64, paramsType: [ffi.DataType.I64, ffi.DataType.I32, ffi.DataType.I32, ffi.DataType.WString] },
+    CreateEventW: {
+      library: 'kernel32',
+      retType: ffi.DataType.I64,
+      paramsType: [ffi.DataType.I64, ffi.DataType.I32, ffi.DataType.I32, ffi.DataType.WString],
+    },
     CloseHandle: { library: 'kernel32', retType: ffi.DataType.I32, paramsType: [ffi.DataType.I64] },
   });
   const name = unique('squatted');
   const event = CreateEventW([0, 1, 0, `Local\\exclusive-process.${name}`]);
   assert.ok(event !== 0);
   try {
-    assert.throws(() => Exclusive.lock({ name }), (e) => e instanceof LockFileError && e.code === 'ERR_LOCK_FILE_UNSAFE' &&
-      e.path === `Local\\exclusive-process.${name}` && /another kind of kernel object/.test(e.message));
+    assert.throws(
+      () => Exclusive.lock({ name }),
+      (e) =>
+        e instanceof LockFileError &&
+        e.code === 'ERR_LOCK_FILE_UNSAFE' &&
+        e.path === `Local\\exclusive-process.${name}` &&
+        /another kind of kernel object/.test(e.message)
+    );
   } finally {
     CloseHandle([event]);
   }
   Exclusive.lock({ name }).release(); // the name is free again
 });
 
-test('die: a second process prints the message with the holder\'s pid and exits 1', async () => {
+test("die: a second process prints the message with the holder's pid and exits 1", async () => {
   const name = unique('die');
   const h = await holder(name);
   const second = child({ name, how: 'forever', die: true });
   assert.equal(await second.exited, 1);
   assert.equal(second.stderr().replace(/\r/g, ''), `Another '${name}' process is already running (pid ${h.pid}).\n`);
-  assert.deepEqual(second.events().map((e) => e.event), ['starting']);
+  assert.deepEqual(
+    second.events().map((e) => e.event),
+    ['starting']
+  );
   h.proc.kill();
 });
 
-for (const [how, label] of [['acquire', 'an async waiter (waiter thread)'], ['lock', 'a sync waiter (Exclusive.lock with wait)']]) {
+for (const [how, label] of [
+  ['acquire', 'an async waiter (waiter thread)'],
+  ['lock', 'a sync waiter (Exclusive.lock with wait)'],
+]) {
   test(`${label} in another process gets the lock when the holder releases it`, async (t) => {
     const name = unique(`release-${how}`);
     const h = await holder(name, { how: 'lock', after: 'release' });
     const waiter = child({ name, how, wait: 20_000, after: 'exit-now' });
     await waiter.until('starting');
     await sleep(how === 'acquire' ? 300 : 150); // let it start waiting (the waiter thread starts on the first wait)
-    assert.deepEqual(waiter.events().map((e) => e.event), ['starting']);
+    assert.deepEqual(
+      waiter.events().map((e) => e.event),
+      ['starting']
+    );
     h.go();
     const released = await h.until('released');
     const held = await waiter.until('held');
@@ -190,12 +238,17 @@ for (const [how, label] of [['acquire', 'an async waiter (waiter thread)'], ['lo
 
 test('a waiter in this process gets the lock when the holder releases, exits, or is killed (then abandoned)', async (t) => {
   const name = unique('handoff');
-  for (const [after, expectAbandoned] of [['release', false], ['exit', false], ['kill', true]]) {
+  for (const [after, expectAbandoned] of [
+    ['release', false],
+    ['exit', false],
+    ['kill', true],
+  ]) {
     const h = await holder(name, { how: after === 'release' ? 'lock' : 'forever', after });
     const waiting = Exclusive.acquire({ name, wait: 20_000 });
     await sleep(200);
     const start = now();
-    if (after === 'kill') h.proc.kill(); // TerminateProcess: the mutex is abandoned
+    if (after === 'kill')
+      h.proc.kill(); // TerminateProcess: the mutex is abandoned
     else h.go();
     const lock = await waiting;
     const latency = now() - start;
@@ -260,7 +313,10 @@ test('wait: ms times out with CannotAcquireLock naming the holder, on time', asy
     assert.ok(took >= wait - 5 && took < wait + 400, `${took} ms`);
   }
   const start = now();
-  assert.throws(() => Exclusive.lock({ name, wait: 300 }), (e) => e instanceof CannotAcquireLock && e.pid === h.pid);
+  assert.throws(
+    () => Exclusive.lock({ name, wait: 300 }),
+    (e) => e instanceof CannotAcquireLock && e.pid === h.pid
+  );
   assert.ok(now() - start >= 295);
   h.proc.kill();
 });
@@ -298,9 +354,12 @@ test('a pending wait does not delay process exit', async () => {
   assert.ok(now() - start < 2000);
   // And a waiter that exits by itself while waiting (process.exit from a timer) ends promptly.
   const script = join(OUT, 'exit-while-waiting.cjs');
-  writeFileSync(script, `const { Exclusive } = require(${JSON.stringify(join(import.meta.dirname, '..', 'dist', 'index.js'))});
+  writeFileSync(
+    script,
+    `const { Exclusive } = require(${JSON.stringify(join(import.meta.dirname, '..', 'dist', 'index.js'))});
     Exclusive.acquire({ name: ${JSON.stringify(name)}, wait: true });
-    setTimeout(() => { process.stdout.write('exiting ' + Date.now() + '\\n'); process.exit(7); }, 600);`);
+    setTimeout(() => { process.stdout.write('exiting ' + Date.now() + '\\n'); process.exit(7); }, 600);`
+  );
   const out = join(OUT, 'exit-while-waiting.out');
   const fd = openSync(out, 'w');
   const proc = spawn(process.execPath, [script], { stdio: ['ignore', fd, fd] });
@@ -314,11 +373,26 @@ test('a pending wait does not delay process exit', async () => {
 });
 
 test('names with odd characters: each maps to its own mutex and excludes across processes', async () => {
-  const names = ['back\\slash', 'a/b', 'a%2Fb', 'C:\\jobs\\nightly.js', 'Global\\not-a-scope', 'space and "quotes"', 'ünïcødé 😀', '%', '.', 'x'.repeat(3000)];
+  const names = [
+    'back\\slash',
+    'a/b',
+    'a%2Fb',
+    'C:\\jobs\\nightly.js',
+    'Global\\not-a-scope',
+    'space and "quotes"',
+    'ünïcødé 😀',
+    '%',
+    '.',
+    'x'.repeat(3000),
+  ];
   const holders = await Promise.all(names.map((name) => holder(`${name}-${process.pid}`)));
   for (const [i, name] of names.entries()) {
     const full = `${name}-${process.pid}`;
-    assert.throws(() => Exclusive.lock({ name: full }), (e) => e instanceof CannotAcquireLock && e.pid === holders[i].pid, name);
+    assert.throws(
+      () => Exclusive.lock({ name: full }),
+      (e) => e instanceof CannotAcquireLock && e.pid === holders[i].pid,
+      name
+    );
     assert.equal(Exclusive.holder(full).pid, holders[i].pid, name);
     assert.equal(Exclusive.holder(full).name, full);
   }
@@ -331,7 +405,10 @@ test('dir separates locks as it does for lock files; the info file goes there', 
   const dir2 = join(OUT, 'locks2');
   const h = await holder(name, { dir: dir1 });
   assert.ok(existsSync(join(dir1, `exclusive-process.${name}.mutex`)));
-  assert.throws(() => Exclusive.lock({ name, dir: dir1 }), (e) => e instanceof CannotAcquireLock && e.pid === h.pid);
+  assert.throws(
+    () => Exclusive.lock({ name, dir: dir1 }),
+    (e) => e instanceof CannotAcquireLock && e.pid === h.pid
+  );
   Exclusive.lock({ name, dir: dir2 }).release();
   Exclusive.lock({ name }).release();
   assert.deepEqual(windows().list(dir1), [name]);
@@ -343,7 +420,10 @@ test('scope global: Global\\ mutexes exclude each other and are apart from Local
   const h = await holder(name, { scope: 'global' });
   assert.equal(h.held.lockfile, `Global\\exclusive-process.${name}`);
   const driver = windows({ scope: 'global' });
-  assert.throws(() => Exclusive.lock({ name, driver }), (e) => e instanceof CannotAcquireLock && e.pid === h.pid);
+  assert.throws(
+    () => Exclusive.lock({ name, driver }),
+    (e) => e instanceof CannotAcquireLock && e.pid === h.pid
+  );
   assert.equal(Exclusive.holder(name, { driver }).pid, h.pid);
   Exclusive.lock({ name }).release(); // Local\ is another namespace
   h.proc.kill();
@@ -356,18 +436,22 @@ test('scope global: Global\\ mutexes exclude each other and are apart from Local
 test('threads: a worker thread of the same process is refused, then waits and gets it', async () => {
   const name = unique('threads');
   const lock = Exclusive.lock({ name });
-  const worker = new Worker(`
+  const worker = new Worker(
+    `
     const { parentPort } = require('node:worker_threads');
     const { Exclusive } = require(${JSON.stringify(join(import.meta.dirname, '..', 'dist', 'index.js'))});
     try { Exclusive.lock({ name: ${JSON.stringify(name)} }); parentPort.postMessage('acquired at once'); }
     catch (e) { parentPort.postMessage('refused ' + e.pid); }
     Exclusive.acquire({ name: ${JSON.stringify(name)}, wait: 20000 }).then((l) => { parentPort.postMessage('acquired'); l.release(); });
-  `, { eval: true });
+  `,
+    { eval: true }
+  );
   const messages = [];
-  const got = (text) => new Promise((resolve) => {
-    const check = () => (messages.includes(text) ? resolve() : setTimeout(check, 5));
-    check();
-  });
+  const got = (text) =>
+    new Promise((resolve) => {
+      const check = () => (messages.includes(text) ? resolve() : setTimeout(check, 5));
+      check();
+    });
   worker.on('message', (m) => messages.push(m));
   await got(`refused ${process.pid}`);
   await sleep(200);
@@ -381,14 +465,19 @@ test('20 waiters in one process queue: one waits on the mutex, and each gets the
   const name = unique('queue');
   const h = await holder(name, { how: 'lock', after: 'release' });
   const order = [];
-  const all = Array.from({ length: 20 }, (_, i) => Exclusive.run({ name, wait: 20_000 }, async () => {
-    order.push(i);
-    await sleep(1);
-  }));
+  const all = Array.from({ length: 20 }, (_, i) =>
+    Exclusive.run({ name, wait: 20_000 }, async () => {
+      order.push(i);
+      await sleep(1);
+    })
+  );
   await sleep(300);
   h.go();
   await Promise.all(all);
-  assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i));
+  assert.deepEqual(
+    order,
+    Array.from({ length: 20 }, (_, i) => i)
+  );
   h.proc.kill();
 });
 
@@ -419,7 +508,12 @@ test('Ctrl+C: forever() cleanup releases the mutex (not abandoned) and removes t
   const ffi = require('ffi-rs');
   ffi.open({ library: 'kernel32', path: 'kernel32.dll' });
   const { GenerateConsoleCtrlEvent } = ffi.define({
-    GenerateConsoleCtrlEvent: { library: 'kernel32', retType: ffi.DataType.I32, paramsType: [ffi.DataType.U32, ffi.DataType.U32], errno: true },
+    GenerateConsoleCtrlEvent: {
+      library: 'kernel32',
+      retType: ffi.DataType.I32,
+      paramsType: [ffi.DataType.U32, ffi.DataType.U32],
+      errno: true,
+    },
   });
   // The event goes to every process of the console: end children an earlier (failed) test left behind.
   await Promise.all([...children].map((c) => new Promise((resolve) => c.once('exit', resolve).kill())));
@@ -432,7 +526,11 @@ test('Ctrl+C: forever() cleanup releases the mutex (not abandoned) and removes t
   process.on('SIGINT', ignore);
   try {
     const sent = GenerateConsoleCtrlEvent([0 /* CTRL_C_EVENT */, 0]);
-    assert.equal(sent.value, 1, `GenerateConsoleCtrlEvent failed (error ${sent.errnoCode}): run the suite through run.sh, which provides a console`);
+    assert.equal(
+      sent.value,
+      1,
+      `GenerateConsoleCtrlEvent failed (error ${sent.errnoCode}): run the suite through run.sh, which provides a console`
+    );
     await h.exited;
     for (let i = 0; i < 100 && ours === 0; i++) await sleep(10);
   } finally {
@@ -452,11 +550,20 @@ function consoleEvents() {
   const ffi = require('ffi-rs');
   ffi.open({ library: 'kernel32', path: 'kernel32.dll' });
   const { GenerateConsoleCtrlEvent } = ffi.define({
-    GenerateConsoleCtrlEvent: { library: 'kernel32', retType: ffi.DataType.I32, paramsType: [ffi.DataType.U32, ffi.DataType.U32], errno: true },
+    GenerateConsoleCtrlEvent: {
+      library: 'kernel32',
+      retType: ffi.DataType.I32,
+      paramsType: [ffi.DataType.U32, ffi.DataType.U32],
+      errno: true,
+    },
   });
   return (event) => {
     const sent = GenerateConsoleCtrlEvent([event, 0]);
-    assert.equal(sent.value, 1, `GenerateConsoleCtrlEvent failed (error ${sent.errnoCode}): run the suite through run.sh, which provides a console`);
+    assert.equal(
+      sent.value,
+      1,
+      `GenerateConsoleCtrlEvent failed (error ${sent.errnoCode}): run the suite through run.sh, which provides a console`
+    );
   };
 }
 
@@ -504,15 +611,24 @@ test('Ctrl+Break, Ctrl+C and closing the console: forever() cleans up and the pr
             first ??= lock.abandoned;
             lock.release();
             const ended = await Promise.race([h.exited, sleep(5000).then(() => 'still running')]);
-            assert.notEqual(ended, 'still running', `${what}: another process got the lock while the holder still ran; its events: ${JSON.stringify(h.events())} stderr: ${h.stderr()}`);
+            assert.notEqual(
+              ended,
+              'still running',
+              `${what}: another process got the lock while the holder still ran; its events: ${JSON.stringify(h.events())} stderr: ${h.stderr()}`
+            );
           }
           await sleep(10);
         }
         const code = await Promise.race([h.exited, sleep(1).then(() => 'still running')]);
         assert.equal(code, STATUS_CONTROL_C_EXIT, `${what}: exit code ${code}; events ${JSON.stringify(h.events())} stderr: ${h.stderr()}`);
-        assert.deepEqual(h.events().map((e) => e.event), ['starting', 'held'], what);
+        assert.deepEqual(
+          h.events().map((e) => e.event),
+          ['starting', 'held'],
+          what
+        );
         assert.equal(h.stderr(), '', what);
-        if (first === undefined) { // (else the info file is ours now)
+        if (first === undefined) {
+          // (else the info file is ours now)
           assert.equal(existsSync(infoFile), false, `${what}: the info file is left`);
           const lock = Exclusive.lock({ name });
           first = lock.abandoned;
@@ -530,15 +646,21 @@ test('Ctrl+Break, Ctrl+C and closing the console: forever() cleans up and the pr
 
 // ---- A synchronous wait for ever blocks in the kernel ----
 
-test('a sync wait: true blocks in WaitForSingleObject: the release hands the mutex over at once, and a holder\'s death (abandoned) too', async (t) => {
-  for (const [after, expectAbandoned] of [['release-retry', false], ['kill', true]]) {
+test("a sync wait: true blocks in WaitForSingleObject: the release hands the mutex over at once, and a holder's death (abandoned) too", async (t) => {
+  for (const [after, expectAbandoned] of [
+    ['release-retry', false],
+    ['kill', true],
+  ]) {
     const name = unique(`sync-wait-${after}`);
     const h = await holder(name, { how: 'lock', after });
     const waiter = child({ name, how: 'lock', wait: true, after: 'exit-now' });
     let released;
     await waiter.until('starting');
     await sleep(1000); // let it reach its wait (nothing to observe from outside: it runs no JavaScript meanwhile)
-    assert.deepEqual(waiter.events().map((e) => e.event), ['starting']);
+    assert.deepEqual(
+      waiter.events().map((e) => e.event),
+      ['starting']
+    );
     if (after === 'kill') {
       h.proc.kill(); // TerminateProcess: the mutex is abandoned
     } else {
@@ -591,7 +713,13 @@ test('one script started under two spellings of its path has one default name: t
       closeSync(e);
       children.add(proc);
       const exited = new Promise((resolve) => proc.on('exit', (c) => resolve(c)));
-      return { proc, exited, out: () => readFileSync(out, 'utf8'), err: () => readFileSync(err, 'utf8'), go: () => writeFileSync(control, '') };
+      return {
+        proc,
+        exited,
+        out: () => readFileSync(out, 'utf8'),
+        err: () => readFileSync(err, 'utf8'),
+        go: () => writeFileSync(control, ''),
+      };
     };
     const first = start(join(dir, `nightly.${ext}`));
     for (let i = 0; !first.out().includes('\n'); i++) {
@@ -613,7 +741,7 @@ test('one script started under two spellings of its path has one default name: t
 
 // ---- One lock, one mutex, one info file ----
 
-test('names that differ only in case are two locks with two info files: holder() and refusals name each one\'s own holder', async () => {
+test("names that differ only in case are two locks with two info files: holder() and refusals name each one's own holder", async () => {
   const lower = unique('case-twin');
   const upper = lower.toUpperCase();
   const mixed = `${lower[0].toUpperCase()}${lower.slice(1)}`;
@@ -624,8 +752,14 @@ test('names that differ only in case are two locks with two info files: holder()
       if (!live[i]) continue;
       assert.equal(Exclusive.holder(name).pid, holders[i].pid, name);
       assert.equal(Exclusive.holder(name).name, name);
-      assert.throws(() => Exclusive.lock({ name }), (e) => e instanceof CannotAcquireLock && e.pid === holders[i].pid &&
-        e.message === `Another '${name}' process is already running (pid ${holders[i].pid}).`, name);
+      assert.throws(
+        () => Exclusive.lock({ name }),
+        (e) =>
+          e instanceof CannotAcquireLock &&
+          e.pid === holders[i].pid &&
+          e.message === `Another '${name}' process is already running (pid ${holders[i].pid}).`,
+        name
+      );
     }
   };
   check([true, true, true]);
@@ -634,7 +768,13 @@ test('names that differ only in case are two locks with two info files: holder()
   assert.equal(await holders[0].exited, 0);
   assert.equal(Exclusive.holder(lower), null);
   check([false, true, true]);
-  assert.deepEqual(windows().list(undefined).filter((n) => n.toLowerCase() === lower).sort(), [upper, mixed].sort());
+  assert.deepEqual(
+    windows()
+      .list(undefined)
+      .filter((n) => n.toLowerCase() === lower)
+      .sort(),
+    [upper, mixed].sort()
+  );
   for (const h of holders.slice(1)) h.proc.kill();
 });
 
@@ -644,10 +784,16 @@ test('dir equal to the default directory is the default lock (one mutex, one inf
   for (const dir of [defaultDir, defaultDir.toUpperCase(), `${defaultDir}\\`]) {
     assert.equal(mutexName(name, dir), mutexName(name, undefined), dir);
   }
-  for (const [holderDir, otherDir] of [[defaultDir, undefined], [undefined, defaultDir.toUpperCase()]]) {
+  for (const [holderDir, otherDir] of [
+    [defaultDir, undefined],
+    [undefined, defaultDir.toUpperCase()],
+  ]) {
     const h = await holder(name, holderDir === undefined ? {} : { dir: holderDir });
     assert.equal(h.held.lockfile, `Local\\exclusive-process.${name}`);
-    assert.throws(() => Exclusive.lock({ name, dir: otherDir }), (e) => e instanceof CannotAcquireLock && e.pid === h.pid);
+    assert.throws(
+      () => Exclusive.lock({ name, dir: otherDir }),
+      (e) => e instanceof CannotAcquireLock && e.pid === h.pid
+    );
     assert.equal(Exclusive.holder(name, { dir: otherDir }).pid, h.pid);
     h.proc.kill();
     await h.exited;
@@ -676,8 +822,14 @@ test('two copies of the package in one process: never two holders; a blocking wa
   };
   const own = `ERR_LOCK_HELD ${process.pid}`;
   const held = Exclusive.lock({ name });
-  assert.equal(outcome(() => B.Exclusive.lock({ name })), own);
-  assert.equal(outcome(() => B.Exclusive.lock({ name, wait: true })), own);
+  assert.equal(
+    outcome(() => B.Exclusive.lock({ name })),
+    own
+  );
+  assert.equal(
+    outcome(() => B.Exclusive.lock({ name, wait: true })),
+    own
+  );
   await assert.rejects(B.Exclusive.acquire({ name }), (error) => error.code === 'ERR_LOCK_HELD' && error.pid === process.pid);
   let got = false;
   const waiting = B.Exclusive.acquire({ name, wait: 20_000 }).then((lock) => ((got = true), lock));
@@ -685,7 +837,10 @@ test('two copies of the package in one process: never two holders; a blocking wa
   assert.equal(got, false);
   held.release();
   const next = await waiting;
-  assert.equal(outcome(() => Exclusive.lock({ name })), own);
+  assert.equal(
+    outcome(() => Exclusive.lock({ name })),
+    own
+  );
   await next.release();
   // Both copies increment one counter, each increment spanning an await.
   let counter = 0;

@@ -118,7 +118,7 @@ function mountDevice(fd: number): string | undefined {
       const [id, , device] = line.split(' ', 3);
       if (id !== mountId || device === undefined) continue;
       const [major, minor] = device.split(':');
-      return hexPair(BigInt(major!), BigInt(minor!));
+      return hexPair(BigInt(major), BigInt(minor));
     }
   } catch {
     // No procfs, or a mount table we cannot read: the stat device is all we have.

@@ -2,7 +2,7 @@ import { LockFileError } from '../../shared/errors.js';
 import { lockFilePath } from '../file/path.js';
 import { flockHolderAt } from '../file/proc-locks.js';
 import { watchLockFile } from '../file/watch.js';
-import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim } from './claim.js';
+import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim } from '../file/claim.js';
 import { MAX_ROUNDS, reclaim, removeOwn, sweepLeftovers } from './reclaim.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
 

@@ -5,7 +5,7 @@ import { LockFileError } from '../../shared/errors.js';
 import { lockFileError, openLockFile, writeRecord, type OpenLockFile } from '../file/lock-file.js';
 import { evictIdle } from '../file/idle-cache.js';
 import { watchLockFile } from '../file/watch.js';
-import { claimPathFor, liveClaimAt } from '../portable/claim.js';
+import { claimPathFor, liveClaimAt } from '../file/claim.js';
 import type { Native } from '../../native/libc.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 

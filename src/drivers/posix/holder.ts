@@ -3,7 +3,7 @@ import { decodeRecord } from '../../shared/holder-record.js';
 import { isRunning } from '../../shared/process-identity.js';
 import { locateLockFile, lockFileError, readHead } from '../file/lock-file.js';
 import { flockHolderRecord } from '../file/proc-locks.js';
-import { claimPathFor, liveClaimAt } from '../portable/claim.js';
+import { claimPathFor, liveClaimAt } from '../file/claim.js';
 import { LOCK_NB, LOCK_SH } from './files.js';
 import type { Native } from '../../native/libc.js';
 import type { HolderRecord } from '../types.js';

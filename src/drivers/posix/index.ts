@@ -1,6 +1,6 @@
 import { lockFilePath } from '../file/path.js';
 import { loadNative } from '../../native/libc.js';
-import { fileLockNamesIn, fileRegistryKey } from '../portable/claim.js';
+import { fileLockNamesIn, fileRegistryKey } from '../file/claim.js';
 import { LOCK_EX, LOCK_NB, LockFiles } from './files.js';
 import { flockHolder } from './holder.js';
 import type { LockDriver } from '../types.js';

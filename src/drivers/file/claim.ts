@@ -2,14 +2,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../../shared/holder-record.js';
-import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from '../file/path.js';
+import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from './path.js';
 import { LockFileError } from '../../shared/errors.js';
 import { currentProcess, isRunning, visibilityKey } from '../../shared/process-identity.js';
-import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from '../file/lock-file.js';
+import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from './lock-file.js';
 import type { HolderRecord } from '../types.js';
 
 /**
- * Claim files, the portable driver's building block: a claim says "this
+ * Claim files, the portable driver's building block (the posix driver reads
+ * them too, so both exclude each other on one name): a claim says "this
  * process owns this name", appears complete (temp file + link(2)), and is
  * never modified, only unlinked. See docs/internals/portable-reclaim.md.
  */
