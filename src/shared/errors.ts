@@ -3,7 +3,7 @@
  * (messages may change between versions, codes may not).
  */
 
-import type { HolderRecord } from '../drivers/types.js';
+import type { HolderRecord } from './holder-record.js';
 import { isThisHost, isThisProcess } from './holder-record.js';
 
 /**

@@ -1,5 +1,32 @@
-import type { HolderRecord } from '../drivers/types.js';
 import { currentProcess } from './process-identity.js';
+
+/**
+ * What a holder records about itself, and what `Exclusive.holder()` reports.
+ *
+ * @example
+ * ```ts
+ * const record: HolderRecord = { name: 'nightly', pid: 4242, host: 'db1', since: new Date() };
+ * ```
+ */
+export interface HolderRecord {
+  /** The lock name. */
+  name: string;
+  /** The holder's process id, or `null` when the lock is held but the holder is unknown. */
+  pid: number | null;
+  /** Host name of the holder. */
+  host?: string;
+  /** The holder's command line (truncated). */
+  command?: string;
+  /** When the holder acquired the lock. */
+  since?: Date;
+  /**
+   * Process start time as the OS reports it (Linux: clock ticks since boot;
+   * Windows: creation time), so a reused pid is not believed.
+   */
+  start?: string;
+  /** Extra details a driver knows (e.g. a database session's client address). */
+  details?: Readonly<Record<string, string | number | boolean | null>>;
+}
 
 /**
  * The holder record written into lock files (or beside a mutex) after a lock

@@ -2,7 +2,6 @@ import type { ConnectionOptions } from 'node:tls';
 import { describe } from '../../shared/describe.js';
 import { integerInRange, MAX_WAIT_MS, optionalString, optionsRecord, type OptionsShape } from '../../shared/validate.js';
 import { APPLICATION_NAME, createPostgresDriver } from './driver.js';
-import { LockLostError } from '../../shared/errors.js';
 import { advisoryKeyOf } from './key.js';
 import type { PgModule } from './session.js';
 import type { AsyncLockDriver } from '../types.js';
