@@ -53,7 +53,7 @@ if [ "${EXCLUSIVE_SKIP_WINDOWS:-}" = 1 ]; then
   log "Windows suite skipped (EXCLUSIVE_SKIP_WINDOWS=1)"
 else
   log "Windows suite under Wine"
-  bash test/windows/run.sh 2>&1 | tee .tmp/windows.tap
+  bash test/drivers/windows/run.sh 2>&1 | tee .tmp/windows.tap
   count .tmp/windows.tap windows
 fi
 

@@ -8,12 +8,12 @@
 #   the Windows build of the runtime dependencies into .tmp/windows/pkg,
 #   a Wine prefix set to Windows 10 (Node refuses Wine's default Windows 7).
 # Then builds the library into .tmp/windows/pkg/dist and runs
-# test/windows/*.spec.mjs there. Prints TAP (ending in "# pass N" and
+# test/drivers/windows/*.spec.mjs there. Prints TAP (ending in "# pass N" and
 # "# fail N") and exits non-zero when anything failed.
 set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" # dpkg needs sbin; a minimal PATH lacks it
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 BASE="$ROOT/.tmp/windows"
 CACHE="$BASE/cache"
 PKG="$BASE/pkg"
@@ -98,7 +98,7 @@ if [ "${EXCLUSIVE_WINE_NO_BUILD:-}" != 1 ]; then
   fi
 fi
 [ -f "$PKG/dist/drivers/windows/index.js" ] || { log "build produced no dist/drivers/windows/index.js"; exit 1; }
-rm -rf "$PKG/test" && mkdir -p "$PKG/test" && cp -r "$ROOT"/test/windows/. "$PKG/test/" && rm -f "$PKG/test/run.sh"
+rm -rf "$PKG/test" && mkdir -p "$PKG/test" && cp -r "$ROOT"/test/drivers/windows/. "$PKG/test/" && rm -f "$PKG/test/run.sh"
 
 # 7. Run. Windows node cannot write to a Linux pipe: everything goes to files.
 OUT="$BASE/out" && rm -rf "$OUT" && mkdir -p "$OUT"

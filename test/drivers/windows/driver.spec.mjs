@@ -1,5 +1,5 @@
 // The Windows named-mutex driver, tested for real: a Windows node.exe under
-// Wine, real kernel mutexes, real child processes. Run by test/windows/run.sh
+// Wine, real kernel mutexes, real child processes. Run by test/drivers/windows/run.sh
 // (which builds the library into ../dist beside this file).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
