@@ -1,6 +1,8 @@
-export { Exclusive, EXCLUSIVE_METADATA, type ExclusiveApi, type ExclusiveDecorator, type HolderOptions, type LockHolder, type SyncOptions } from './api/exclusive.js';
+export { Exclusive } from './api/exclusive.js';
+export { EXCLUSIVE_METADATA } from './api/decorator.js';
+export type { ExclusiveApi, ExclusiveDecorator, HolderOptions, LockHolder, SyncOptions } from './api/types.js';
 export { exclusive, type AsyncVersion, type ExclusiveFunction } from './api/wrap.js';
-export { ExclusiveLock } from './core/lock.js';
+export { ExclusiveLock } from './core/handle.js';
 export type { ExclusiveOptions } from './api/options.js';
 export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows/index.js';
 export {

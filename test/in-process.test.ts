@@ -6,7 +6,7 @@ import { lookup } from 'node:dns/promises';
 import { CannotAcquireLock, Exclusive, exclusive, type LockDriver } from '../src/index.js';
 import { lockFiles } from './helpers/suite.js';
 import { driverByName } from '../src/drivers/select.js';
-import { registeredLocks } from '../src/core/lock.js';
+import { registeredLocks } from '../src/core/registry.js';
 import { lockDir, run, start } from './helpers/processes.js';
 
 const tick = (ms = 1): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,6 +4,9 @@ import type { DriverName, LockDriver } from '../drivers/types.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { validateName } from '../drivers/file/path.js';
 import { integerInRange, MAX_WAIT_MS, optionalBoolean, optionalSignal, optionalString, optionsRecord, type OptionsShape } from '../shared/validate.js';
+import type { LockSettings } from '../core/settings.js';
+
+export type { LockSettings } from '../core/settings.js';
 
 /**
  * Options accepted by every form: `@Exclusive()`, `exclusive(fn)`,
@@ -87,22 +90,6 @@ export interface ExclusiveOptions {
    * ```
    */
   async?: boolean;
-}
-
-/** Options after validation, with defaults applied. */
-export interface LockSettings {
-  readonly name: string | undefined;
-  readonly die: boolean;
-  readonly exitCode: number;
-  /** Milliseconds to wait: 0 = fail at once, Infinity = for ever. */
-  readonly waitMs: number;
-  readonly signal: AbortSignal | undefined;
-  readonly dir: string | undefined;
-  readonly driver: LockDriver;
-  /** Treat the function as asynchronous (`true`), synchronous (`false`), or as declared (`undefined`). */
-  readonly async?: boolean;
-  /** The command line recorded as the holder's (internal: the CLI records the command it runs). Default: this process's. */
-  readonly command?: string;
 }
 
 const KNOWN = ['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async'];

@@ -2,8 +2,11 @@ import { describe } from '../shared/describe.js';
 import { callerFile, nameForFile } from './default-name.js';
 import { traced, tracedSync, traceName, traceTarget } from '../core/debug.js';
 import { CannotAcquireLock, InvalidArgumentError } from '../shared/errors.js';
-import { acquire, acquireSync, chainSignal, requireSynchronous, runHolding, target, type ExclusiveLock, type Target } from '../core/lock.js';
-import { parseOptions, type ExclusiveOptions, type LockSettings } from './options.js';
+import { acquire, acquireSync } from '../core/acquire.js';
+import type { ExclusiveLock } from '../core/handle.js';
+import { chainSignal, runHolding } from '../core/hold.js';
+import { requireSynchronous, target, type LockSettings, type Target } from '../core/settings.js';
+import { parseOptions, type ExclusiveOptions } from './options.js';
 
 const AsyncFunction = (async () => {}).constructor;
 const GeneratorFunction = function* () {}.constructor;

@@ -1,7 +1,9 @@
 import { CannotAcquireLock, LockLostError } from '../shared/errors.js';
-import { acquire, lockDescriptor, target } from '../core/lock.js';
-import { parseOptions, type LockSettings } from '../api/options.js';
-import type { ExclusiveLock } from '../core/lock.js';
+import { acquire } from '../core/acquire.js';
+import { lockDescriptor } from '../core/hold.js';
+import { target, type LockSettings } from '../core/settings.js';
+import { parseOptions } from '../api/options.js';
+import type { ExclusiveLock } from '../core/handle.js';
 import type { LockDriver } from '../drivers/types.js';
 import type { RunRequest } from './args.js';
 import { driverFor } from './driver.js';

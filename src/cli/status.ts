@@ -1,5 +1,6 @@
 import { debuglog } from 'node:util';
-import { holderOf, target, type Target } from '../core/lock.js';
+import { holderOf } from '../core/hold.js';
+import { target, type Target } from '../core/settings.js';
 import type { HolderRecord } from '../drivers/types.js';
 import { lockDirectory } from '../drivers/file/path.js';
 import { parseOptions } from '../api/options.js';

@@ -1,5 +1,6 @@
 import { debuglog } from 'node:util';
-import type { ExclusiveLock, Target } from './lock.js';
+import type { ExclusiveLock } from './handle.js';
+import type { Target } from './settings.js';
 import { CannotAcquireLock } from '../shared/errors.js';
 
 /**

@@ -2,22 +2,9 @@ import { isMainThread } from 'node:worker_threads';
 import type { LockDriver } from '../drivers/types.js';
 
 /**
- * Cleanup when the process (or worker thread) ends: every driver that held a
- * lock gets `cleanup()` on exit, `process.exit()` and uncaught exceptions.
- * Correctness never depends on it: the OS releases a dead process's locks.
- *
- * Signals are handled only once `Exclusive.forever()` is used (a script that
- * holds a lock for good wants its file removed on Ctrl+C or SIGTERM too). A
- * JavaScript signal handler changes the process for everyone: it runs only
- * when the event loop turns, so a busy process no longer dies at once. Mere
- * lock users are spared that, at the price of a harmless leftover file.
- *
- * We act on a signal only when nobody else listens: then we clean up and
- * end the process as it would have ended without us: re-raised with its
- * default action on POSIX (a shell sees 128 + the signal number), with the
- * exit code of Windows' own console handler on Windows. When the application
- * has its own handler, shutting down is its business, and the 'exit' hook
- * cleans up when it exits.
+ * Runs every driver's `cleanup()` when the process or thread ends and, after
+ * `forever()`, on signals nobody else handles, then ends as the signal would
+ * have. Correctness never depends on it. See docs/internals/exit-cleanup.md.
  */
 
 // SIGBREAK: Ctrl+Break on Windows, which would otherwise end the process without cleanup.
