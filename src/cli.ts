@@ -27,7 +27,11 @@ async function main(argv: readonly string[]): Promise<void> {
       return runCommand(request);
     case 'status': {
       const { driver, rows } = await collectStatus(request);
-      const text = request.json ? formatJson(rows, request.name !== undefined) : rows.length === 0 ? emptyMessage(request, driver) : formatTable(rows);
+      const text = request.json
+        ? formatJson(rows, request.name !== undefined)
+        : rows.length === 0
+          ? emptyMessage(request, driver)
+          : formatTable(rows);
       // With a name, the exit code answers "is it held?" for scripts. Exit once
       // written: a server driver's idle sessions would keep us alive.
       const code = request.name !== undefined && rows[0].state === 'held' ? 1 : 0;

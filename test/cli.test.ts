@@ -940,15 +940,21 @@ cliTest("a Node error with an ERR_ code is not taken for one of the tool's: it i
   // argument holding a NUL byte, so Node itself throws (TypeError
   // [ERR_INVALID_ARG_VALUE]) as an unexpected failure of the tool would.
   const preload = join(root, 'nul-argument.cjs');
-  writeFileSync(preload, `const childProcess = require('node:child_process');
+  writeFileSync(
+    preload,
+    `const childProcess = require('node:child_process');
 const spawn = childProcess.spawn;
 childProcess.spawn = (file, args, options) => spawn(file, file === 'true' ? ['a\\0b'] : args, options);
-`);
+`
+  );
   const result = await exclusive(['--dir', lockDir(), 'node-error', '--', 'true'], { env: { NODE_OPTIONS: `--require ${preload}` } });
   t.is(result.code, 125, result.stderr);
   t.is(result.stdout, '');
   // Not `exclusive: The argument 'args[0]' must be...` alone, as the tool's own errors (whose messages name the fix) are said.
-  t.true(result.stderr.startsWith("exclusive: TypeError [ERR_INVALID_ARG_VALUE]: The argument 'args[0]' must be a string without null bytes."), result.stderr);
+  t.true(
+    result.stderr.startsWith("exclusive: TypeError [ERR_INVALID_ARG_VALUE]: The argument 'args[0]' must be a string without null bytes."),
+    result.stderr
+  );
   t.regex(result.stderr, /\n {4}at .*spawn/, 'with its stack');
 });
 

@@ -63,8 +63,14 @@ test.before(async () => {
   });
   symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'), 'dir');
   await run('npm', ['pack', '--pack-destination', work], source);
-  tarball = join(work, readdirSync(work).find((file) => file.endsWith('.tgz'))!);
-  packed = (await run('tar', ['-tzf', tarball], work)).split('\n').filter(Boolean).map((path) => path.replace(/^package\//, ''));
+  tarball = join(
+    work,
+    readdirSync(work).find((file) => file.endsWith('.tgz'))!
+  );
+  packed = (await run('tar', ['-tzf', tarball], work))
+    .split('\n')
+    .filter(Boolean)
+    .map((path) => path.replace(/^package\//, ''));
 
   project = join(work, 'project');
   lockDir = join(work, 'locks');
@@ -77,8 +83,18 @@ test.before(async () => {
   // TypeScript 7 no longer has node10 resolution: the old-project check runs TypeScript 5.
   const installed = await runBoth(
     'npm',
-    ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'tsx', 'typescript@7', 'typescript5@npm:typescript@5.9', '@types/node@20'],
-    project,
+    [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--prefer-offline',
+      tarball,
+      'tsx',
+      'typescript@7',
+      'typescript5@npm:typescript@5.9',
+      '@types/node@20',
+    ],
+    project
   );
   installOutput = installed.stdout + installed.stderr;
 });
@@ -178,7 +194,11 @@ test('TypeScript 5 with "moduleResolution": "node" (node10) finds the types of b
   // node10 ignores "exports": `exclusive-process/postgres` resolves only through
   // the postgres/package.json stub. Fails on TS2307 (module not found) and on an
   // unused @ts-expect-error (the types are `any`).
-  const stdout = await run(join('..', 'node_modules', 'typescript5', 'bin', 'tsc'), ['--noEmit', '-p', 'tsconfig.json'], join(project, 'node10'));
+  const stdout = await run(
+    join('..', 'node_modules', 'typescript5', 'bin', 'tsc'),
+    ['--noEmit', '-p', 'tsconfig.json'],
+    join(project, 'node10')
+  );
   t.is(stdout, '');
 });
 
@@ -204,9 +224,12 @@ interface AttwReport {
 
 test('attw: every entry point resolves to its own types and code under node10, node16 (CJS, ESM) and bundler, with no problem', async (t) => {
   // attw exits non-zero when it finds a problem: read its JSON report either way.
-  const output = await exec(join(BIN, 'attw'), ['--profile', 'strict', '--format', 'json', tarball], { cwd: work, maxBuffer: 64 * 1024 * 1024 }).then(
+  const output = await exec(join(BIN, 'attw'), ['--profile', 'strict', '--format', 'json', tarball], {
+    cwd: work,
+    maxBuffer: 64 * 1024 * 1024,
+  }).then(
     (done) => done.stdout,
-    (error: { stdout?: string }) => error.stdout ?? '',
+    (error: { stdout?: string }) => error.stdout ?? ''
   );
   const report = JSON.parse(output) as AttwReport;
   const inPackage = (file: string | undefined): string => file?.replace('/node_modules/exclusive-process/', '') ?? 'unresolved';
@@ -214,9 +237,12 @@ test('attw: every entry point resolves to its own types and code under node10, n
     Object.entries(report.analysis.entrypoints).map(([entry, { resolutions }]) => [
       entry,
       Object.fromEntries(
-        Object.entries(resolutions).map(([mode, found]) => [mode, `${inPackage(found.resolution?.fileName)} -> ${inPackage(found.implementationResolution?.fileName)}`]),
+        Object.entries(resolutions).map(([mode, found]) => [
+          mode,
+          `${inPackage(found.resolution?.fileName)} -> ${inPackage(found.implementationResolution?.fileName)}`,
+        ])
       ),
-    ]),
+    ])
   );
   const cjs = (name: string): string => `dist/${name}.d.ts -> dist/${name}.js`;
   const esm = (name: string): string => `dist/${name}.d.mts -> dist/${name}.mjs`;

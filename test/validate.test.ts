@@ -3,11 +3,31 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import {
-  CannotAcquireLock, ExclusiveProcessError, InvalidArgumentError, LockDriverError, LockFileError, LockLostError, NotHoldingError,
+  CannotAcquireLock,
+  ExclusiveProcessError,
+  InvalidArgumentError,
+  LockDriverError,
+  LockFileError,
+  LockLostError,
+  NotHoldingError,
 } from '../src/index.js';
-import { integerInRange, MAX_WAIT_MS, oneOf, optionalBoolean, optionalSignal, optionalString, optionsRecord, type OptionsShape } from '../src/shared/validate.js';
+import {
+  integerInRange,
+  MAX_WAIT_MS,
+  oneOf,
+  optionalBoolean,
+  optionalSignal,
+  optionalString,
+  optionsRecord,
+  type OptionsShape,
+} from '../src/shared/validate.js';
 
-const SHAPE: OptionsShape = { known: ['wait', 'scope', 'dir'], aliases: { timeout: 'wait' }, notObject: 'f() options must be an object', notAnOption: 'is not an option of f()' };
+const SHAPE: OptionsShape = {
+  known: ['wait', 'scope', 'dir'],
+  aliases: { timeout: 'wait' },
+  notObject: 'f() options must be an object',
+  notAnOption: 'is not an option of f()',
+};
 
 /** Asserts that `call` throws an InvalidArgumentError (a TypeError) with `code` and exactly `message`. */
 function throwsArgument(t: import('ava').ExecutionContext, call: () => unknown, code: InvalidArgumentError['code'], message: string): void {
@@ -22,23 +42,53 @@ test('optionsRecord: undefined is no options, an object passes, anything else is
   t.is(optionsRecord(given, SHAPE), given);
   t.deepEqual(optionsRecord(Object.create(null) as object, SHAPE), {});
   throwsArgument(t, () => optionsRecord(null, SHAPE), 'ERR_INVALID_ARG_TYPE', 'f() options must be an object, got null');
-  throwsArgument(t, () => optionsRecord(['wait'], SHAPE), 'ERR_INVALID_ARG_TYPE', "f() options must be an object, got an instance of Array");
-  throwsArgument(t, () => optionsRecord('wait', SHAPE), 'ERR_INVALID_ARG_TYPE', "f() options must be an object, got string \"wait\"");
+  throwsArgument(
+    t,
+    () => optionsRecord(['wait'], SHAPE),
+    'ERR_INVALID_ARG_TYPE',
+    'f() options must be an object, got an instance of Array'
+  );
+  throwsArgument(t, () => optionsRecord('wait', SHAPE), 'ERR_INVALID_ARG_TYPE', 'f() options must be an object, got string "wait"');
 });
 
 test('optionsRecord: an unknown key is ERR_INVALID_ARG_VALUE, with the typo fixed, else an alias, and the known keys', (t) => {
-  throwsArgument(t, () => optionsRecord({ wiat: 1 }, SHAPE), 'ERR_INVALID_ARG_VALUE', "options.wiat is not an option of f(): did you mean 'wait'? (known: wait, scope, dir)");
-  throwsArgument(t, () => optionsRecord({ Scope: 'x' }, SHAPE), 'ERR_INVALID_ARG_VALUE', "options.Scope is not an option of f(): did you mean 'scope'? (known: wait, scope, dir)");
-  throwsArgument(t, () => optionsRecord({ timeout: 1 }, SHAPE), 'ERR_INVALID_ARG_VALUE', "options.timeout is not an option of f(): did you mean 'wait'? (known: wait, scope, dir)");
-  throwsArgument(t, () => optionsRecord({ wait: 1, color: 'red' }, SHAPE), 'ERR_INVALID_ARG_VALUE', 'options.color is not an option of f() (known: wait, scope, dir)');
+  throwsArgument(
+    t,
+    () => optionsRecord({ wiat: 1 }, SHAPE),
+    'ERR_INVALID_ARG_VALUE',
+    "options.wiat is not an option of f(): did you mean 'wait'? (known: wait, scope, dir)"
+  );
+  throwsArgument(
+    t,
+    () => optionsRecord({ Scope: 'x' }, SHAPE),
+    'ERR_INVALID_ARG_VALUE',
+    "options.Scope is not an option of f(): did you mean 'scope'? (known: wait, scope, dir)"
+  );
+  throwsArgument(
+    t,
+    () => optionsRecord({ timeout: 1 }, SHAPE),
+    'ERR_INVALID_ARG_VALUE',
+    "options.timeout is not an option of f(): did you mean 'wait'? (known: wait, scope, dir)"
+  );
+  throwsArgument(
+    t,
+    () => optionsRecord({ wait: 1, color: 'red' }, SHAPE),
+    'ERR_INVALID_ARG_VALUE',
+    'options.color is not an option of f() (known: wait, scope, dir)'
+  );
   const noAliases: OptionsShape = { ...SHAPE, aliases: undefined };
-  throwsArgument(t, () => optionsRecord({ timeout: 1 }, noAliases), 'ERR_INVALID_ARG_VALUE', 'options.timeout is not an option of f() (known: wait, scope, dir)');
+  throwsArgument(
+    t,
+    () => optionsRecord({ timeout: 1 }, noAliases),
+    'ERR_INVALID_ARG_VALUE',
+    'options.timeout is not an option of f() (known: wait, scope, dir)'
+  );
 });
 
 test('optionalBoolean and optionalString: undefined or the type, else ERR_INVALID_ARG_TYPE naming the option', (t) => {
   t.is(optionalBoolean(undefined, 'die'), undefined);
   t.is(optionalBoolean(false, 'die'), false);
-  throwsArgument(t, () => optionalBoolean('yes', 'die'), 'ERR_INVALID_ARG_TYPE', "options.die must be a boolean, got string \"yes\"");
+  throwsArgument(t, () => optionalBoolean('yes', 'die'), 'ERR_INVALID_ARG_TYPE', 'options.die must be a boolean, got string "yes"');
   t.is(optionalString(undefined, 'host'), undefined);
   t.is(optionalString('', 'host'), '');
   throwsArgument(t, () => optionalString(5432, 'host'), 'ERR_INVALID_ARG_TYPE', 'options.host must be a string, got number 5432');
@@ -50,18 +100,37 @@ test('integerInRange: both ends included; a non-number is ERR_INVALID_ARG_TYPE, 
   // The longest delay a Node timer keeps (a longer one fires after 1 ms).
   t.is(MAX_WAIT_MS, 2 ** 31 - 1);
   t.is(integerInRange(MAX_WAIT_MS, 'sessionTimeout', 100, MAX_WAIT_MS), 2147483647);
-  throwsArgument(t, () => integerInRange('1', 'exitCode', 0, 255), 'ERR_INVALID_ARG_TYPE', "options.exitCode must be a number, got string \"1\"");
+  throwsArgument(
+    t,
+    () => integerInRange('1', 'exitCode', 0, 255),
+    'ERR_INVALID_ARG_TYPE',
+    'options.exitCode must be a number, got string "1"'
+  );
   for (const bad of [-1, 256, 1.5, Number.NaN, Infinity]) {
-    throwsArgument(t, () => integerInRange(bad, 'exitCode', 0, 255), 'ERR_INVALID_ARG_VALUE', `options.exitCode must be an integer from 0 to 255, got ${bad}`);
+    throwsArgument(
+      t,
+      () => integerInRange(bad, 'exitCode', 0, 255),
+      'ERR_INVALID_ARG_VALUE',
+      `options.exitCode must be an integer from 0 to 255, got ${bad}`
+    );
   }
-  throwsArgument(t, () => integerInRange(MAX_WAIT_MS + 1, 'heartbeat', 10, MAX_WAIT_MS), 'ERR_INVALID_ARG_VALUE',
-    'options.heartbeat must be an integer from 10 to 2147483647, got 2147483648');
+  throwsArgument(
+    t,
+    () => integerInRange(MAX_WAIT_MS + 1, 'heartbeat', 10, MAX_WAIT_MS),
+    'ERR_INVALID_ARG_VALUE',
+    'options.heartbeat must be an integer from 10 to 2147483647, got 2147483648'
+  );
 });
 
 test('oneOf: undefined or a choice; anything else is ERR_INVALID_ARG_VALUE listing the choices', (t) => {
   t.is(oneOf(undefined, 'scope', ['local', 'global']), undefined);
   t.is(oneOf('global', 'scope', ['local', 'global']), 'global');
-  throwsArgument(t, () => oneOf('Global', 'scope', ['local', 'global']), 'ERR_INVALID_ARG_VALUE', "options.scope must be 'local' or 'global', got string \"Global\"");
+  throwsArgument(
+    t,
+    () => oneOf('Global', 'scope', ['local', 'global']),
+    'ERR_INVALID_ARG_VALUE',
+    "options.scope must be 'local' or 'global', got string \"Global\""
+  );
   throwsArgument(t, () => oneOf(1, 'mode', ['a', 'b', 'c']), 'ERR_INVALID_ARG_VALUE', "options.mode must be 'a', 'b' or 'c', got number 1");
   throwsArgument(t, () => oneOf(null, 'mode', ['only']), 'ERR_INVALID_ARG_VALUE', "options.mode must be 'only', got null");
 });
@@ -70,8 +139,18 @@ test('optionalSignal: undefined or an AbortSignal, else ERR_INVALID_ARG_TYPE', (
   const signal = AbortSignal.abort();
   t.is(optionalSignal(signal, 'signal'), signal);
   t.is(optionalSignal(undefined, 'signal'), undefined);
-  throwsArgument(t, () => optionalSignal(new AbortController(), 'signal'), 'ERR_INVALID_ARG_TYPE', 'options.signal must be an AbortSignal, got an instance of AbortController');
-  throwsArgument(t, () => optionalSignal({ aborted: false }, 'signal'), 'ERR_INVALID_ARG_TYPE', 'options.signal must be an AbortSignal, got an instance of Object');
+  throwsArgument(
+    t,
+    () => optionalSignal(new AbortController(), 'signal'),
+    'ERR_INVALID_ARG_TYPE',
+    'options.signal must be an AbortSignal, got an instance of AbortController'
+  );
+  throwsArgument(
+    t,
+    () => optionalSignal({ aborted: false }, 'signal'),
+    'ERR_INVALID_ARG_TYPE',
+    'options.signal must be an AbortSignal, got an instance of Object'
+  );
 });
 
 test('every error class of the package is an ExclusiveProcessError, InvalidArgumentError is also still a TypeError; Node errors are not', (t) => {
@@ -99,7 +178,8 @@ test('every error class of the package is an ExclusiveProcessError, InvalidArgum
   t.is((node as NodeJS.ErrnoException).code, 'ERR_INVALID_ARG_VALUE');
   t.false(node instanceof ExclusiveProcessError);
   t.false(new TypeError('x') instanceof ExclusiveProcessError);
-  for (const value of [null, undefined, 'ERR_LOCK_HELD', { code: 'ERR_LOCK_HELD' }, Object.create(null) as object]) t.false(value instanceof ExclusiveProcessError);
+  for (const value of [null, undefined, 'ERR_LOCK_HELD', { code: 'ERR_LOCK_HELD' }, Object.create(null) as object])
+    t.false(value instanceof ExclusiveProcessError);
   // The brand is invisible: not in keys, JSON or the inspected error.
   t.deepEqual(Object.getOwnPropertySymbols(errors[0]), []);
   t.false(JSON.stringify({ ...errors[4] }).includes('exclusive-process.error'));

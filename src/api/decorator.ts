@@ -80,7 +80,14 @@ function legacyMember(descriptor: PropertyDescriptor | undefined): string {
   return `a property holding ${describe(descriptor.value)}`;
 }
 
-function decorateLegacy(settings: LockSettings, metadata: object, file: string, target: object, key: string | symbol, descriptor: PropertyDescriptor | undefined): PropertyDescriptor {
+function decorateLegacy(
+  settings: LockSettings,
+  metadata: object,
+  file: string,
+  target: object,
+  key: string | symbol,
+  descriptor: PropertyDescriptor | undefined
+): PropertyDescriptor {
   if (typeof descriptor?.value !== 'function') throw notAMethod(legacyMember(descriptor));
   const owner = typeof target === 'function' ? target : target.constructor;
   const name = settings.name ?? `${nameForFile(file)}:${owner.name}.${String(key)}`;
@@ -92,8 +99,15 @@ function decorateLegacy(settings: LockSettings, metadata: object, file: string, 
   return descriptor;
 }
 
-function decorateStandard(settings: LockSettings, metadata: object, file: string, method: unknown, context: ClassMethodDecoratorContext): Method {
-  if (context.kind !== 'method' || typeof method !== 'function') throw notAMethod(`${/^[aeiou]/.test(context.kind) ? 'an' : 'a'} ${context.kind}`);
+function decorateStandard(
+  settings: LockSettings,
+  metadata: object,
+  file: string,
+  method: unknown,
+  context: ClassMethodDecoratorContext
+): Method {
+  if (context.kind !== 'method' || typeof method !== 'function')
+    throw notAMethod(`${/^[aeiou]/.test(context.kind) ? 'an' : 'a'} ${context.kind}`);
   const key = context.name;
   // The class is not known at decoration time: find the one that declares
   // the method from `this` on first call (a subclass instance must not get
@@ -113,7 +127,11 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
     }
     return name;
   };
-  const replacement: Method = guard(method as Method, settings, (self) => settings.name ?? nameFor(self == null || self === globalThis ? initialized : self));
+  const replacement: Method = guard(
+    method as Method,
+    settings,
+    (self) => settings.name ?? nameFor(self == null || self === globalThis ? initialized : self)
+  );
   const record = recordOf(metadata, settings, () => knownName ?? (initialized === undefined ? undefined : nameFor(initialized)));
   Reflect.defineMetadata(EXCLUSIVE_METADATA, record, replacement);
   let recorded = false;
@@ -138,7 +156,11 @@ function decorateStandard(settings: LockSettings, metadata: object, file: string
 function declaringWithMetadata(self: unknown, context: ClassMethodDecoratorContext): object | undefined {
   for (let o = self as object | null | undefined; o != null; o = Object.getPrototypeOf(o)) {
     const cls: unknown = context.static ? o : Object.hasOwn(o, 'constructor') ? (o as { constructor: unknown }).constructor : undefined;
-    if (typeof cls === 'function' && Object.hasOwn(cls, SYMBOL_METADATA) && (cls as unknown as Record<symbol, unknown>)[SYMBOL_METADATA] === context.metadata) {
+    if (
+      typeof cls === 'function' &&
+      Object.hasOwn(cls, SYMBOL_METADATA) &&
+      (cls as unknown as Record<symbol, unknown>)[SYMBOL_METADATA] === context.metadata
+    ) {
       return owning(o, context.name) ?? o;
     }
   }
@@ -159,8 +181,10 @@ function declaringWithoutMetadata(self: unknown, key: string | symbol, replaceme
     owners.push(o);
   }
   if (owners.length > 1) {
-    throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME',
-      `No default lock name for @Exclusive ${String(key)}(): it is wrapped by another decorator and overridden in a subclass, and this compiler gives decorators no context.metadata, so its declaring class cannot be told. Pass options.name.`);
+    throw new InvalidArgumentError(
+      'ERR_INVALID_LOCK_NAME',
+      `No default lock name for @Exclusive ${String(key)}(): it is wrapped by another decorator and overridden in a subclass, and this compiler gives decorators no context.metadata, so its declaring class cannot be told. Pass options.name.`
+    );
   }
   return owners[0];
 }
@@ -186,7 +210,9 @@ function declaringOrNone(declaring: (self: unknown) => object | undefined, self:
 function className(self: unknown, context: ClassMethodDecoratorContext, declaring: (self: unknown) => object | undefined): string {
   if (self == null) return 'anonymous'; // a detached call before any instance existed
   const owner = declaring(self) ?? (context.static ? self : Object.getPrototypeOf(self));
-  return (context.static ? (owner as { name?: string })?.name : (owner as { constructor?: { name?: string } })?.constructor?.name) ?? 'anonymous';
+  return (
+    (context.static ? (owner as { name?: string })?.name : (owner as { constructor?: { name?: string } })?.constructor?.name) ?? 'anonymous'
+  );
 }
 
 /**
@@ -199,4 +225,3 @@ function recordOf(metadata: object, settings: LockSettings, resolveName: () => s
   if (settings.name !== undefined) return { ...metadata, name: settings.name };
   return Object.defineProperty({ ...metadata }, 'name', { get: resolveName, enumerable: true });
 }
-

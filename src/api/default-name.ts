@@ -15,8 +15,13 @@ import { InvalidArgumentError } from '../shared/errors.js';
 const OWN_DIR = join(__dirname, '..');
 /** Packages whose code calls decorators on behalf of the class's file: decorator helpers and `Reflect.decorate` providers. */
 const DECORATOR_HELPERS = new Set([
-  'tslib', '@swc/helpers', '@babel/runtime', '@babel/runtime-corejs2', '@babel/runtime-corejs3',
-  'reflect-metadata', '@abraham/reflection',
+  'tslib',
+  '@swc/helpers',
+  '@babel/runtime',
+  '@babel/runtime-corejs2',
+  '@babel/runtime-corejs3',
+  'reflect-metadata',
+  '@abraham/reflection',
 ]);
 const SOURCE_EXT = /\.(?:[cm]?[jt]sx?)$/;
 
@@ -42,8 +47,10 @@ export function callerFile(decorating = false): string {
     // working directory): argv[1] or the working directory would give unrelated
     // snippets one name, or a real script's.
     if (NO_FILE.test(basename(file))) {
-      throw new InvalidArgumentError('ERR_INVALID_LOCK_NAME',
-        'No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.');
+      throw new InvalidArgumentError(
+        'ERR_INVALID_LOCK_NAME',
+        'No default lock name for code that has no file (node -e, stdin, the REPL): pass options.name.'
+      );
     }
     if (!isAbsolute(file)) continue;
     if (isInside(file, OWN_DIR) || isDecoratorHelper(file)) continue;
@@ -56,6 +63,7 @@ export function callerFile(decorating = false): string {
 
 /** The call stack of callerFile's caller. */
 function stackSites(): NodeJS.CallSite[] {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- saved and put back as it was, never called
   const original = Error.prepareStackTrace;
   const limit = Error.stackTraceLimit;
   try {
@@ -77,7 +85,8 @@ function stackSites(): NodeJS.CallSite[] {
  * `_applyDecoratedDescriptor` and `_applyDecs*` with their inner functions,
  * esbuild's (tsx) `__decorateClass` and `__decorateElement`.
  */
-const DECORATOR_RUNNER = /^(?:__decorate|__esDecorate|_ts_decorate|__decorateClass|__decorateElement|_applyDecoratedDescriptor|_?applyDecs\w*|_apply_decs\w*|applyMemberDecs?|applyDec|memberDec)$/;
+const DECORATOR_RUNNER =
+  /^(?:__decorate|__esDecorate|_ts_decorate|__decorateClass|__decorateElement|_applyDecoratedDescriptor|_?applyDecs\w*|_apply_decs\w*|applyMemberDecs?|applyDec|memberDec)$/;
 
 function isDecoratorRunner(site: NodeJS.CallSite): boolean {
   // Bun's own decorator helpers live in `bun:wrap` (with minified names).
@@ -88,7 +97,7 @@ function isDecoratorRunner(site: NodeJS.CallSite): boolean {
 function belowDecoratorRunner(sites: NodeJS.CallSite[]): NodeJS.CallSite[] | undefined {
   let i = sites.findIndex(isDecoratorRunner);
   if (i < 0) return undefined;
-  while (i < sites.length && isDecoratorRunner(sites[i]!)) i++;
+  while (i < sites.length && isDecoratorRunner(sites[i])) i++;
   return sites.slice(i);
 }
 
@@ -157,7 +166,9 @@ function readSourceMap(file: string): { sources?: unknown; sourceRoot?: unknown 
     if (existsSync(`${file}.map`)) return JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources?: unknown; sourceRoot?: unknown };
     const text = readFileSync(file, 'utf8');
     const inline = INLINE_MAP.exec(text.slice(text.trimEnd().lastIndexOf('\n') + 1));
-    return inline ? JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8')) as { sources?: unknown; sourceRoot?: unknown } : undefined;
+    return inline
+      ? (JSON.parse(Buffer.from(inline[1], 'base64').toString('utf8')) as { sources?: unknown; sourceRoot?: unknown })
+      : undefined;
   } catch {
     return undefined;
   }

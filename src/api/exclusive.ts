@@ -33,7 +33,9 @@ function forever(options?: ExclusiveOptions): ExclusiveLock {
   return tracedSync(t, () => acquireForProcess(t));
 }
 
-async function run<R>(...args: [ExclusiveOptions | undefined, (lock: ExclusiveLock) => R] | [(lock: ExclusiveLock) => R]): Promise<Awaited<R>> {
+async function run<R>(
+  ...args: [ExclusiveOptions | undefined, (lock: ExclusiveLock) => R] | [(lock: ExclusiveLock) => R]
+): Promise<Awaited<R>> {
   // `run(fn)`: a function alone is the callback (options are never a function).
   const [options, fn] = args.length === 1 && typeof args[0] === 'function' ? [undefined, args[0]] : args;
   if (typeof fn !== 'function') {
@@ -85,10 +87,13 @@ function holder(name: string, options?: HolderOptions): LockHolder | null | Prom
  * Exclusive.forever({ die: true });
  * ```
  */
-export const Exclusive: ExclusiveApi = Object.assign(decorate as ExclusiveDecorator & ((options?: ExclusiveOptions) => ExclusiveDecorator), {
-  forever: forever as ExclusiveApi['forever'],
-  run: run as ExclusiveApi['run'],
-  lock: lock as ExclusiveApi['lock'],
-  acquire: acquireLock,
-  holder: holder as ExclusiveApi['holder'],
-});
+export const Exclusive: ExclusiveApi = Object.assign(
+  decorate as ExclusiveDecorator & ((options?: ExclusiveOptions) => ExclusiveDecorator),
+  {
+    forever: forever,
+    run: run,
+    lock: lock,
+    acquire: acquireLock,
+    holder: holder as ExclusiveApi['holder'],
+  }
+);

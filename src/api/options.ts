@@ -3,7 +3,15 @@ import { driverByName } from '../drivers/select.js';
 import type { DriverName, LockDriver } from '../drivers/types.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { validateName } from '../drivers/file/path.js';
-import { integerInRange, MAX_WAIT_MS, optionalBoolean, optionalSignal, optionalString, optionsRecord, type OptionsShape } from '../shared/validate.js';
+import {
+  integerInRange,
+  MAX_WAIT_MS,
+  optionalBoolean,
+  optionalSignal,
+  optionalString,
+  optionsRecord,
+  type OptionsShape,
+} from '../shared/validate.js';
 import type { LockSettings } from '../core/settings.js';
 
 export type { LockSettings } from '../core/settings.js';
@@ -128,14 +136,19 @@ function parseWait(value: unknown): number {
   if (value === undefined || value === false) return 0;
   if (value === true) return Infinity;
   if (typeof value !== 'number') {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.wait must be a boolean or a number of milliseconds, got ${describe(value)}`);
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_TYPE',
+      `options.wait must be a boolean or a number of milliseconds, got ${describe(value)}`
+    );
   }
   if (Number.isNaN(value) || value < 0) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.wait must be >= 0 milliseconds, got ${value}`);
   }
   if (value > MAX_WAIT_MS) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-      `options.wait must be at most ${MAX_WAIT_MS} milliseconds (about 24.8 days, the longest timer Node has), got ${value}; use wait: true to wait for ever`);
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      `options.wait must be at most ${MAX_WAIT_MS} milliseconds (about 24.8 days, the longest timer Node has), got ${value}; use wait: true to wait for ever`
+    );
   }
   return value;
 }
@@ -151,12 +164,21 @@ function parseDir(value: unknown): string | undefined {
 function parseDriver(value: unknown): LockDriver {
   if (value === undefined || typeof value === 'string') return driverByName(value);
   if (isDriver(value)) return value;
-  throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE',
-    `options.driver must be 'posix', 'windows', 'portable' or a driver object, got ${describe(value)}`);
+  throw new InvalidArgumentError(
+    'ERR_INVALID_ARG_TYPE',
+    `options.driver must be 'posix', 'windows', 'portable' or a driver object, got ${describe(value)}`
+  );
 }
 
 function isDriver(value: unknown): value is LockDriver {
   const d = value as Partial<LockDriver> | null;
-  return typeof d === 'object' && d !== null && typeof d.kind === 'string' && typeof d.synchronous === 'boolean' &&
-    typeof d.locate === 'function' && typeof d.tryLock === 'function' && typeof d.holder === 'function';
+  return (
+    typeof d === 'object' &&
+    d !== null &&
+    typeof d.kind === 'string' &&
+    typeof d.synchronous === 'boolean' &&
+    typeof d.locate === 'function' &&
+    typeof d.tryLock === 'function' &&
+    typeof d.holder === 'function'
+  );
 }

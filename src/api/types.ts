@@ -49,7 +49,11 @@ export interface ExclusiveDecorator {
   /** Standard (TC39) decorators: methods only, not generator methods. */
   <M extends Method>(method: M & NotAGenerator<M>, context: ClassMethodDecoratorContext): M;
   /** `experimentalDecorators`: methods only (no getters, setters or generator methods). */
-  <M extends Method>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<M> & NotAGenerator<M>): TypedPropertyDescriptor<M>;
+  <M extends Method>(
+    target: object,
+    key: string | symbol,
+    descriptor: TypedPropertyDescriptor<M> & NotAGenerator<M>
+  ): TypedPropertyDescriptor<M>;
 }
 
 /**
@@ -179,4 +183,3 @@ export type SyncOptions<D extends DriverName | LockDriver = DriverName | LockDri
 type SynchronousOnly<D> = D extends { readonly synchronous: false }
   ? { 'an asynchronous driver cannot lock synchronously: use Exclusive.acquire() or Exclusive.run()': never }
   : unknown;
-

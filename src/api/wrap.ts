@@ -43,7 +43,10 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  */
 export const exclusive: {
   /** With `async: true` every call returns a promise (a conflict rejects), whatever `fn` is declared to return. */
-  <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options: ExclusiveOptions & { async: true }): ExclusiveFunction<AsyncVersion<F>>;
+  <F extends (...args: any[]) => any>(
+    fn: F & NotAGenerator<F>,
+    options: ExclusiveOptions & { async: true }
+  ): ExclusiveFunction<AsyncVersion<F>>;
   <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): ExclusiveFunction<F>;
   /**
    * Inside an exclusive function, method or `Exclusive.run()` callback: an
@@ -84,7 +87,10 @@ export type ExclusiveFunction<F extends (...args: any[]) => any> = F & {
  * const job: AsyncVersion<() => number> = exclusive(() => 1, { async: true }); // () => Promise<number>
  * ```
  */
-export type AsyncVersion<F extends (...args: any[]) => any> = (this: ThisParameterType<F>, ...args: Parameters<F>) => Promise<Awaited<ReturnType<F>>>;
+export type AsyncVersion<F extends (...args: any[]) => any> = (
+  this: ThisParameterType<F>,
+  ...args: Parameters<F>
+) => Promise<Awaited<ReturnType<F>>>;
 
 /**
  * `unknown` (no constraint) for any function except a generator function,
@@ -99,8 +105,8 @@ export type AsyncVersion<F extends (...args: any[]) => any> = (this: ThisParamet
  * only(function* () {}); // error: ... 'a generator function cannot be made exclusive: wrap the code that consumes it'
  * ```
  */
-export type NotAGenerator<F extends (...args: any[]) => any> =
-  [ReturnType<F>] extends [never] ? unknown // a function that only throws
+export type NotAGenerator<F extends (...args: any[]) => any> = [ReturnType<F>] extends [never]
+  ? unknown // a function that only throws
   : ReturnType<F> extends Generator<unknown, unknown, any> | AsyncGenerator<unknown, unknown, any>
     ? { 'a generator function cannot be made exclusive: wrap the code that consumes it': never }
     : unknown;
@@ -132,8 +138,10 @@ export function defaultName(form: string): string {
  */
 export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSettings, nameOf: (self: unknown) => string): F {
   if (fn instanceof GeneratorFunction || fn instanceof AsyncGeneratorFunction) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-      'A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.');
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      'A generator function cannot be made exclusive: the lock would be released before the generator runs. Wrap the code that consumes it.'
+    );
   }
   const isAsync = settings.async ?? fn instanceof AsyncFunction;
   if (!isAsync) requireSynchronous(settings, 'a synchronous function');
@@ -194,8 +202,11 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 function explainUnsettled(error: unknown, waited: boolean): unknown {
   if (!(error instanceof CannotAcquireLock) || error.pid !== process.pid) return error;
   const original = error.message;
-  error.message = `'${error.lockName}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
-    (waited ? 'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. ' : '') +
+  error.message =
+    `'${error.lockName}' is held by this process: an earlier call of this function returned a promise that has not settled. ` +
+    (waited
+      ? 'A function not declared `async` is locked synchronously, so a second call cannot wait for it without blocking the thread that must settle it. '
+      : '') +
     'If the function is asynchronous (its `async` compiled away by a TypeScript target of ES2016 or lower, or an older Babel or SWC target), pass `async: true` in its options.';
   error.stack = error.stack?.replace(original, error.message);
   return error;

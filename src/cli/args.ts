@@ -141,7 +141,12 @@ function statusRequest(given: Given[], positionals: string[], place: LockPlace):
     throw new UsageError(`'status' takes at most one lock name, got ${positionals.length}: ${positionals.map(quote).join(' ')}`);
   }
   const name = nameOption(given, positionals);
-  return { kind: 'status', name: name ?? (positionals.length === 0 ? undefined : lockName(positionals[0])), json: given.some((g) => g.spec.long === 'json'), ...place };
+  return {
+    kind: 'status',
+    name: name ?? (positionals.length === 0 ? undefined : lockName(positionals[0])),
+    json: given.some((g) => g.spec.long === 'json'),
+    ...place,
+  };
 }
 
 /** Splits options from positionals, expanding `-nq`, `-w5`, `--wait=5`. */
@@ -188,7 +193,11 @@ const FLOCK_NAMES: Readonly<Record<string, string>> = { timeout: 'wait', nb: 'no
 
 /** `: did you mean '--wait'?` for `--wiat`, `--Wait` or flock's `--timeout`; '' when nothing is close. */
 function suggestion(flag: string): string {
-  return didYouMean(flag.slice(2), OPTIONS.map((o) => o.long), FLOCK_NAMES).replace(/'(.*)'/, "'--$1'");
+  return didYouMean(
+    flag.slice(2),
+    OPTIONS.map((o) => o.long),
+    FLOCK_NAMES
+  ).replace(/'(.*)'/, "'--$1'");
 }
 
 function valueAfter(args: readonly string[], i: number, flag: string): string {

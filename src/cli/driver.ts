@@ -15,7 +15,8 @@ export function driverFor(place: LockPlace): LockDriver {
     return postgres(place.databaseUrl === undefined ? {} : { connectionString: place.databaseUrl });
   } catch (error) {
     // A malformed --database-url is a command-line mistake (exit 2), not a failure of the tool.
-    if (error instanceof InvalidArgumentError) throw new UsageError(`option '--database-url' ${error.message.replace(/^options\.connectionString /, '')}`);
+    if (error instanceof InvalidArgumentError)
+      throw new UsageError(`option '--database-url' ${error.message.replace(/^options\.connectionString /, '')}`);
     throw error;
   }
 }

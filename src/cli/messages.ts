@@ -15,6 +15,14 @@ export function seconds(ms: number): string {
   const text = `${Number((ms / 1000).toFixed(3))} s`;
   if (ms < 60_000) return text;
   const total = Math.round(ms / 1000);
-  const parts = [[Math.floor(total / 86_400), 'd'], [Math.floor(total / 3600) % 24, 'h'], [Math.floor(total / 60) % 60, 'min'], [total % 60, 's']] as const;
-  return `${text} (${parts.filter(([n]) => n > 0).map(([n, unit]) => `${n} ${unit}`).join(' ')})`;
+  const parts = [
+    [Math.floor(total / 86_400), 'd'],
+    [Math.floor(total / 3600) % 24, 'h'],
+    [Math.floor(total / 60) % 60, 'min'],
+    [total % 60, 's'],
+  ] as const;
+  return `${text} (${parts
+    .filter(([n]) => n > 0)
+    .map(([n, unit]) => `${n} ${unit}`)
+    .join(' ')})`;
 }

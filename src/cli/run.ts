@@ -102,7 +102,7 @@ async function takeOrExit(
   request: RunRequest,
   verbose: ((text: string) => void) | undefined,
   fatal: () => ForwardedSignal | undefined,
-  driver: LockDriver,
+  driver: LockDriver
 ): Promise<ExclusiveLock> {
   const asked = performance.now();
   try {
@@ -133,7 +133,8 @@ function stopOnLoss(lock: ExclusiveLock, pid: number | undefined): { readonly lo
     kill = setTimeout(() => forward(pid, 'SIGKILL'), LOST_KILL_AFTER_MS);
     say(`exclusive: ${lock.signal.reason.message} Stopping the command (SIGTERM, then SIGKILL after ${LOST_KILL_AFTER_MS / 1000} s).\n`);
   };
-  if (lock.signal.aborted) onLost(); // lost before we looked
+  if (lock.signal.aborted)
+    onLost(); // lost before we looked
   else lock.signal.addEventListener('abort', onLost, { once: true });
   return {
     get lost() {

@@ -15,14 +15,39 @@ import { constants } from 'node:os';
  * SIGPOLL is SIGIO; SIGPWR and SIGSTKFLT exist on Linux only.
  */
 export const FORWARDED_SIGNALS = (
-  ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGIO', 'SIGPWR', 'SIGSTKFLT'] as const
+  [
+    'SIGINT',
+    'SIGTERM',
+    'SIGHUP',
+    'SIGQUIT',
+    'SIGUSR1',
+    'SIGUSR2',
+    'SIGALRM',
+    'SIGVTALRM',
+    'SIGPROF',
+    'SIGIO',
+    'SIGPWR',
+    'SIGSTKFLT',
+  ] as const
 ).filter((signal) => constants.signals[signal as keyof typeof constants.signals] !== undefined);
 
 /** One of {@link FORWARDED_SIGNALS}. */
 export type ForwardedSignal = (typeof FORWARDED_SIGNALS)[number];
 
 /** Signals whose default action dumps core: re-raising one would dump a core of Node, not of the command. */
-const CORE_SIGNALS = new Set(['SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGIOT', 'SIGBUS', 'SIGFPE', 'SIGSEGV', 'SIGXCPU', 'SIGXFSZ', 'SIGSYS']);
+const CORE_SIGNALS = new Set([
+  'SIGQUIT',
+  'SIGILL',
+  'SIGTRAP',
+  'SIGABRT',
+  'SIGIOT',
+  'SIGBUS',
+  'SIGFPE',
+  'SIGSEGV',
+  'SIGXCPU',
+  'SIGXFSZ',
+  'SIGSYS',
+]);
 
 /** Calls `handler` for each forwarded signal until the returned function is called. */
 export function trapSignals(handler: (signal: ForwardedSignal) => void): () => void {

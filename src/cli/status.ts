@@ -39,7 +39,10 @@ export async function collectStatus(request: StatusRequest): Promise<{ driver: s
   let names: string[];
   if (request.name !== undefined) names = [request.name];
   else if (driver.list === undefined) {
-    throw new LockDriverError('ERR_DRIVER_UNSUPPORTED', `The ${driver.kind} driver cannot list its locks; ask about one: exclusive status <name>`);
+    throw new LockDriverError(
+      'ERR_DRIVER_UNSUPPORTED',
+      `The ${driver.kind} driver cannot list its locks; ask about one: exclusive status <name>`
+    );
   } else names = [...new Set(await driver.list(request.dir))].sort();
   const rows: LockStatus[] = [];
   for (const name of names) {
@@ -92,10 +95,28 @@ const COLUMNS = ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'] as const;
  * comes last so a long one does not push the others. Empty cells are `-`.
  */
 export function formatTable(rows: readonly LockStatus[]): string {
-  const cells = rows.map((r) => [r.name, r.state, r.pid === null ? (r.state === 'held' ? '?' : '-') : String(r.pid), r.host ?? '-', shortTime(r.since), r.command ?? '-'].map(printable));
+  const cells = rows.map((r) =>
+    [
+      r.name,
+      r.state,
+      r.pid === null ? (r.state === 'held' ? '?' : '-') : String(r.pid),
+      r.host ?? '-',
+      shortTime(r.since),
+      r.command ?? '-',
+    ].map(printable)
+  );
   const all = [[...COLUMNS] as string[], ...cells];
   const widths = COLUMNS.map((_, i) => Math.max(...all.map((row) => row[i].length)));
-  return all.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    all
+      .map((row) =>
+        row
+          .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i])))
+          .join('  ')
+          .trimEnd()
+      )
+      .join('\n') + '\n'
+  );
 }
 
 /** `2025-06-01T12:00:00Z`: seconds are enough in a table (JSON keeps milliseconds). */

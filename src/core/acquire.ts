@@ -96,7 +96,7 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
   const deadline = performance.now() + settings.waitMs;
   if (!entry.busy) entry.busy = true;
   else if (settings.waitMs === 0 || !(await turn(entry, deadline, signal))) return refused(t, entry);
-  let lock: DriverLock | null = null;
+  let lock: DriverLock | null;
   let record = recordForThisProcess(name, settings.command);
   try {
     // Not while a synchronous caller holds it on loan (see pausedWhileLent).
@@ -104,7 +104,9 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
     lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
     if (lock === null && settings.waitMs > 0) {
       record = recordForThisProcess(name, settings.command);
-      lock = await (driver.waitLock ? nativeWait(driver, resource, record, deadline, signal) : pollWait(pausedWhileLent(driver, entry), resource, record, deadline, signal));
+      lock = await (driver.waitLock
+        ? nativeWait(driver, resource, record, deadline, signal)
+        : pollWait(pausedWhileLent(driver, entry), resource, record, deadline, signal));
     }
   } catch (error) {
     endTurn(entry);

@@ -36,9 +36,7 @@ function conflictWith(t: Target, holder: HolderRecord | null, deadlock: Deadlock
  * failed wait ran out; without a wait, the holder is this process or another.
  */
 function conflictReason(waitMs: number, ours: boolean, deadlock: Deadlock): ConflictReason {
-  return deadlock !== undefined && waitMs > 0 ? 'would-deadlock'
-    : waitMs > 0 ? 'timed-out'
-    : ours ? 'held-in-process' : 'held-elsewhere';
+  return deadlock !== undefined && waitMs > 0 ? 'would-deadlock' : waitMs > 0 ? 'timed-out' : ours ? 'held-in-process' : 'held-elsewhere';
 }
 
 function conflictDetails(settings: LockSettings, holder: HolderRecord | null, ours: boolean, deadlock: Deadlock): ConflictDetails {

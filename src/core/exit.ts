@@ -8,7 +8,8 @@ import type { LockDriver } from '../drivers/types.js';
  */
 
 // SIGBREAK: Ctrl+Break on Windows, which would otherwise end the process without cleanup.
-const SIGNALS: readonly NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const SIGNALS: readonly NodeJS.Signals[] =
+  process.platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const drivers = new Set<LockDriver>();
 let exitHooked = false;
 let signalsHooked = false;
@@ -49,13 +50,16 @@ const OURS = Symbol.for('exclusive-process.signal-handler');
 
 // First in line (prependListener), so an application handler added with
 // `once` is still counted when we look: it is the one to shut down.
-const onSignal = Object.assign((signal: NodeJS.Signals): void => {
-  if (process.listeners(signal).some((listener) => !(OURS in listener))) return;
-  cleanupAll();
-  for (const s of SIGNALS) process.removeListener(s, onSignal);
-  signalsHooked = false;
-  endAsSignalWould(signal);
-}, { [OURS]: true });
+const onSignal = Object.assign(
+  (signal: NodeJS.Signals): void => {
+    if (process.listeners(signal).some((listener) => !(OURS in listener))) return;
+    cleanupAll();
+    for (const s of SIGNALS) process.removeListener(s, onSignal);
+    signalsHooked = false;
+    endAsSignalWould(signal);
+  },
+  { [OURS]: true }
+);
 
 /**
  * STATUS_CONTROL_C_EXIT: how Windows' default console handler ends a process

@@ -17,7 +17,10 @@ export function isReentry(entry: Entry): boolean {
 
 /** The innermost unreleased handle this call chain has for `entry`. */
 function heldHandle(entry: Entry): Handle | undefined {
-  return chain.getStore()?.get(entry)?.findLast((handle) => handle.held);
+  return chain
+    .getStore()
+    ?.get(entry)
+    ?.findLast((handle) => handle.held);
 }
 
 /** One more handle on a lock held through the caller's call chain (or `forever()`). */
@@ -27,7 +30,13 @@ export function reenter(name: string, driver: LockDriver, entry: Entry, processW
 }
 
 /** Records `lock` as `entry`'s hold, taken by `t`, and returns its first handle. */
-export function hold({ name, resource, settings: { driver } }: Target, entry: Entry, lock: DriverLock, record: HolderRecord, processWide: boolean): ExclusiveLock {
+export function hold(
+  { name, resource, settings: { driver } }: Target,
+  entry: Entry,
+  lock: DriverLock,
+  record: HolderRecord,
+  processWide: boolean
+): ExclusiveLock {
   entry.lock = lock;
   entry.kind = driver.kind;
   entry.resource = resource;
@@ -100,7 +109,7 @@ export function chainSignal(): AbortSignal {
   }
   // Per lock, the innermost handle still held (else the last, already released: its signal has aborted).
   const signals = [...held.values()].map((handles) => (handles.findLast((handle) => handle.held) ?? handles.at(-1)!).signal);
-  return signals.length === 1 ? signals[0]! : AbortSignal.any(signals);
+  return signals.length === 1 ? signals[0] : AbortSignal.any(signals);
 }
 
 /** The holder as this thread knows it (we hold it), or as the driver reports it. */

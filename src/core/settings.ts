@@ -39,12 +39,16 @@ export function target(settings: LockSettings, name: string): Target {
 export function requireSynchronous(settings: LockSettings, what: string): void {
   const { driver, signal } = settings;
   if (!driver.synchronous) {
-    throw new LockDriverError('ERR_DRIVER_UNSUPPORTED',
-      `The ${driver.kind} driver is asynchronous: ${what} needs a synchronous driver; use Exclusive.acquire() or an async function.`);
+    throw new LockDriverError(
+      'ERR_DRIVER_UNSUPPORTED',
+      `The ${driver.kind} driver is asynchronous: ${what} needs a synchronous driver; use Exclusive.acquire() or an async function.`
+    );
   }
   if (signal !== undefined && !signal.aborted && settings.waitMs > 0) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
       `options.signal cannot stop the wait of ${what}: a synchronous wait blocks the thread, so the signal would never be seen. ` +
-        'Use Exclusive.acquire() or an async function to wait with a signal, or a synchronous wait without one.');
+        'Use Exclusive.acquire() or an async function to wait with a signal, or a synchronous wait without one.'
+    );
   }
 }

@@ -60,7 +60,13 @@ export function turn(entry: Entry, deadline: number, signal: AbortSignal | undef
 }
 
 /** The driver's own wait (`waitLock`), stopped by `signal` or at the deadline. */
-export async function nativeWait(driver: LockDriver, resource: string, record: HolderRecord, deadline: number, signal: AbortSignal | undefined): Promise<DriverLock | null> {
+export async function nativeWait(
+  driver: LockDriver,
+  resource: string,
+  record: HolderRecord,
+  deadline: number,
+  signal: AbortSignal | undefined
+): Promise<DriverLock | null> {
   // AbortSignal.timeout() takes whole milliseconds only.
   const left = deadline === Infinity ? undefined : Math.max(0, Math.ceil(deadline - performance.now()));
   const timeout = left === undefined ? undefined : AbortSignal.timeout(left);
@@ -76,7 +82,13 @@ export async function nativeWait(driver: LockDriver, resource: string, record: H
  * may have been replaced) or when it could not be set up: waiting on many
  * names costs one watch each and a bounded poll, not a new watch per poll.
  */
-export async function pollWait(driver: LockDriver, resource: string, record: HolderRecord, deadline: number, signal: AbortSignal | undefined): Promise<DriverLock | null> {
+export async function pollWait(
+  driver: LockDriver,
+  resource: string,
+  record: HolderRecord,
+  deadline: number,
+  signal: AbortSignal | undefined
+): Promise<DriverLock | null> {
   let wake = (): void => {};
   const watch = new WaitWatch(driver, resource, () => wake());
   const onAbort = (): void => wake();

@@ -39,8 +39,10 @@ export function driverByName(name: string | undefined): LockDriver {
 function unknownDriver(name: string): InvalidArgumentError {
   const refused = `options.driver must be 'posix', 'windows', 'portable' or a driver object, got ${describe(name)}`;
   if (/^postgres(ql)?$|^pg$/i.test(name)) {
-    return new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-      `${refused}: the postgres driver is an object; import { postgres } from 'exclusive-process/postgres' and pass driver: postgres({ connectionString })`);
+    return new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      `${refused}: the postgres driver is an object; import { postgres } from 'exclusive-process/postgres' and pass driver: postgres({ connectionString })`
+    );
   }
   return new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `${refused}${didYouMean(name, Object.keys(factories))}`);
 }

@@ -71,8 +71,11 @@ export function loadKernel32(): Kernel32 {
     ffi.open({ library: 'ntdll', path: 'ntdll.dll' });
     k = define(ffi);
   } catch (error) {
-    throw new LockDriverError('ERR_DRIVER_UNAVAILABLE',
-      `The named-mutex binding (ffi-rs, kernel32) cannot load on ${process.platform}-${process.arch}: ${(error as Error).message}. Use driver: 'portable'.`, error);
+    throw new LockDriverError(
+      'ERR_DRIVER_UNAVAILABLE',
+      `The named-mutex binding (ffi-rs, kernel32) cannot load on ${process.platform}-${process.arch}: ${(error as Error).message}. Use driver: 'portable'.`,
+      error
+    );
   }
   const { DataType } = ffi;
   // Out-parameters: heap cells owned by ffi-rs, made once per thread and read back with restorePointer.
@@ -146,14 +149,27 @@ function define(ffi: typeof import('ffi-rs')) {
     CreateMutexW: { library: 'kernel32', retType: HANDLE, paramsType: [DataType.I64, DataType.I32, DataType.WString], errno: true },
     OpenMutexW: { library: 'kernel32', retType: HANDLE, paramsType: [DataType.U32, DataType.I32, DataType.WString], errno: true },
     WaitForSingleObject: { library: 'kernel32', retType: DataType.U32, paramsType: [HANDLE, DataType.U32], errno: true },
-    WaitForMultipleObjects: { library: 'kernel32', retType: DataType.U32, paramsType: [DataType.U32, DataType.U8Array, DataType.I32, DataType.U32], errno: true },
+    WaitForMultipleObjects: {
+      library: 'kernel32',
+      retType: DataType.U32,
+      paramsType: [DataType.U32, DataType.U8Array, DataType.I32, DataType.U32],
+      errno: true,
+    },
     ReleaseMutex: { library: 'kernel32', retType: DataType.I32, paramsType: [HANDLE], errno: true },
     CloseHandle: { library: 'kernel32', retType: DataType.I32, paramsType: [HANDLE] },
     CreateEventW: { library: 'kernel32', retType: HANDLE, paramsType: [DataType.I64, DataType.I32, DataType.I32, DataType.I64] },
     SetEvent: { library: 'kernel32', retType: DataType.I32, paramsType: [HANDLE] },
     ResetEvent: { library: 'kernel32', retType: DataType.I32, paramsType: [HANDLE] },
     OpenProcess: { library: 'kernel32', retType: HANDLE, paramsType: [DataType.U32, DataType.I32, DataType.U32], errno: true },
-    GetProcessTimes: { library: 'kernel32', retType: DataType.I32, paramsType: [HANDLE, DataType.External, DataType.External, DataType.External, DataType.External] },
-    NtQueryMutant: { library: 'ntdll', retType: DataType.I32, paramsType: [HANDLE, DataType.I32, DataType.External, DataType.U32, DataType.I64] },
+    GetProcessTimes: {
+      library: 'kernel32',
+      retType: DataType.I32,
+      paramsType: [HANDLE, DataType.External, DataType.External, DataType.External, DataType.External],
+    },
+    NtQueryMutant: {
+      library: 'ntdll',
+      retType: DataType.I32,
+      paramsType: [HANDLE, DataType.I32, DataType.External, DataType.U32, DataType.I64],
+    },
   });
 }

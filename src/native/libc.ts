@@ -20,10 +20,13 @@ export function loadNative(): Native {
     ffi = require('ffi-rs') as typeof import('ffi-rs');
     ffi.open({ library: 'libc', path: '' }); // '' is the main program, which links libc
   } catch (error) {
-    throw new LockDriverError('ERR_DRIVER_UNAVAILABLE',
+    throw new LockDriverError(
+      'ERR_DRIVER_UNAVAILABLE',
       `The native flock binding (ffi-rs) cannot load on ${process.platform}-${process.arch}: ${(error as Error).message.replace(/\.$/, '')}. ` +
         "Choose the portable driver explicitly: driver: 'portable' in code, --driver portable for the exclusive command " +
-        '(on Linux it excludes processes using the posix driver on the same lock; elsewhere every process using that lock must choose portable).', error);
+        '(on Linux it excludes processes using the posix driver on the same lock; elsewhere every process using that lock must choose portable).',
+      error
+    );
   }
   // One reused call description: ffi-rs's define() rebuilds it on every call,
   // which doubles the cost. Errno is asked for only after a failure (it costs

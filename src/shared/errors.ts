@@ -160,13 +160,18 @@ function conflictMessage(name: string, pid: number | null, details: ConflictDeta
     case 'held-elsewhere':
       return `Another '${name}' process is already running (pid ${pid ?? 'unknown'}).`;
     case 'held-in-process':
-      return `The lock '${name}' is held by another call in this process (${who}). ` + (details.deadlock === undefined
-        ? 'Pass `wait` to queue this call behind it, or do not start it again before that call ends.'
-        : 'To queue this call behind it, pass `wait` in an async function or to Exclusive.acquire() (a synchronous wait would block the thread that must release it), ' +
-          'or do not start it again before that call ends.');
+      return (
+        `The lock '${name}' is held by another call in this process (${who}). ` +
+        (details.deadlock === undefined
+          ? 'Pass `wait` to queue this call behind it, or do not start it again before that call ends.'
+          : 'To queue this call behind it, pass `wait` in an async function or to Exclusive.acquire() (a synchronous wait would block the thread that must release it), ' +
+            'or do not start it again before that call ends.')
+      );
     case 'timed-out':
-      return `Gave up waiting for the lock '${name}' after ${duration(details.waitedMs ?? 0)}: it is still held by ${holderKind(holder, who)}. ` +
-        'Wait longer (`wait`), or find out why the holder keeps it so long.';
+      return (
+        `Gave up waiting for the lock '${name}' after ${duration(details.waitedMs ?? 0)}: it is still held by ${holderKind(holder, who)}. ` +
+        'Wait longer (`wait`), or find out why the holder keeps it so long.'
+      );
     case 'would-deadlock':
       return deadlockMessage(name, who, details.deadlock ?? 'held');
   }
@@ -175,12 +180,16 @@ function conflictMessage(name: string, pid: number | null, details: ConflictDeta
 function deadlockMessage(name: string, who: string, deadlock: NonNullable<ConflictDetails['deadlock']>): string {
   const withoutBlocking = 'take it in an async function or with Exclusive.acquire(), which wait without blocking the thread.';
   if (deadlock === 'waiting') {
-    return `Waiting for the lock '${name}' synchronously could deadlock: another call in this process is waiting for it on a helper thread, ` +
-      `and could take it while this thread is blocked (held now by ${who}). Instead, ${withoutBlocking}`;
+    return (
+      `Waiting for the lock '${name}' synchronously could deadlock: another call in this process is waiting for it on a helper thread, ` +
+      `and could take it while this thread is blocked (held now by ${who}). Instead, ${withoutBlocking}`
+    );
   }
   const what = deadlock === 'other-path' ? 'it under another path to the same file, such as a bind mount' : 'it';
-  return `Waiting for the lock '${name}' would deadlock: this thread already holds ${what} (${who}), ` +
-    `and a synchronous wait blocks the thread that must release it. Release it first, or ${withoutBlocking}`;
+  return (
+    `Waiting for the lock '${name}' would deadlock: this thread already holds ${what} (${who}), ` +
+    `and a synchronous wait blocks the thread that must release it. Release it first, or ${withoutBlocking}`
+  );
 }
 
 /** `another process (pid 4242, ...)`, `another call in this process (...)` or `an unknown holder`. */

@@ -83,7 +83,11 @@ export function decodeRecord(bytes: Buffer | string): HolderRecord | null {
 /** True when `record` names this process: its pid, and its host and start time where recorded (a postgres holder may be another host's pid). */
 export function isThisProcess(record: HolderRecord): boolean {
   const self = currentProcess();
-  return record.pid === self.pid && isThisHost(record.host) && (record.start === undefined || self.start === undefined || record.start === self.start);
+  return (
+    record.pid === self.pid &&
+    isThisHost(record.host) &&
+    (record.start === undefined || self.start === undefined || record.start === self.start)
+  );
 }
 
 /** True when `host` (from a holder record) is this machine's name, or unknown. */

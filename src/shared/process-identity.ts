@@ -37,7 +37,7 @@ export function procStat(pid: number): { state: string; start: string } | undefi
     // The command name (field 2) may hold spaces and parentheses, so count from the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0]!, start: fields[19]! };
+    return { state: fields[0], start: fields[19] };
   } catch {
     return undefined;
   }

@@ -55,8 +55,10 @@ export function optionsRecord(options: unknown, shape: OptionsShape): Record<str
   const known = new Set(shape.known);
   for (const key of Object.keys(options)) {
     if (known.has(key)) continue;
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-      `options.${key} ${shape.notAnOption}${didYouMean(key, known, shape.aliases)} (known: ${[...known].join(', ')})`);
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      `options.${key} ${shape.notAnOption}${didYouMean(key, known, shape.aliases)} (known: ${[...known].join(', ')})`
+    );
   }
   return options as Record<string, unknown>;
 }
@@ -97,7 +99,8 @@ export function optionalString(value: unknown, key: string): string | undefined 
  * ```
  */
 export function integerInRange(value: unknown, key: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.${key} must be a number, got ${describe(value)}`);
+  if (typeof value !== 'number')
+    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.${key} must be a number, got ${describe(value)}`);
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.${key} must be an integer from ${min} to ${max}, got ${value}`);
   }

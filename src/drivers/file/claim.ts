@@ -1,5 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  unlinkSync,
+  writeSync,
+  type BigIntStats,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../../shared/holder-record.js';
 import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from './path.js';
@@ -149,7 +161,11 @@ export function liveClaimAt(path: string): HolderRecord | null {
 export function fileLockNamesIn(dir: string | undefined): string[] {
   return [
     ...lockNamesIn(dir, (path) => readRecordAt(path)?.name),
-    ...lockNamesIn(dir, (path) => readClaim(path)?.record?.name, (name) => claimPathFor(lockFileName(name))),
+    ...lockNamesIn(
+      dir,
+      (path) => readClaim(path)?.record?.name,
+      (name) => claimPathFor(lockFileName(name))
+    ),
   ];
 }
 
@@ -169,7 +185,9 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
   const self = identity();
   const bytes = Buffer.concat([
     encodeRecord(record),
-    Buffer.from(`${JSON.stringify({ token, boot: self.boot, pidns: self.pidns, timens: self.timens, ids: visibilityKey() ?? undefined })}\n`),
+    Buffer.from(
+      `${JSON.stringify({ token, boot: self.boot, pidns: self.pidns, timens: self.timens, ids: visibilityKey() ?? undefined })}\n`
+    ),
   ]);
   const temp = tempPath(lockPath, token);
   let fd: number;
@@ -201,9 +219,13 @@ export function createClaim(lockPath: string, target: string, record: HolderReco
     // truncated record would read as garbage, that is, as free.
     if (error instanceof LockFileError) throw error;
     if (code(error) === 'EPERM' || code(error) === 'ENOTSUP' || code(error) === 'ENOSYS' || code(error) === 'EOPNOTSUPP') {
-      throw new LockFileError('ERR_LOCK_IO', target,
+      throw new LockFileError(
+        'ERR_LOCK_IO',
+        target,
         `Cannot create the lock file ${target}: the file system refuses hard links (${code(error)}), which the portable driver needs. ` +
-          'Choose a directory on a local file system with the `dir` option or EXCLUSIVE_PROCESS_DIR.', error);
+          'Choose a directory on a local file system with the `dir` option or EXCLUSIVE_PROCESS_DIR.',
+        error
+      );
     }
     throw lockFileError(error, target);
   } finally {
@@ -251,8 +273,11 @@ export function readClaim(path: string): Claim | undefined {
   try {
     stat = fstatSync(fd, { bigint: true });
     if (!stat.isFile()) {
-      throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-        `The lock file ${path} is not a regular file; refusing to use it. Remove it, or use a directory only you can write (the \`dir\` option).`);
+      throw new LockFileError(
+        'ERR_LOCK_FILE_UNSAFE',
+        path,
+        `The lock file ${path} is not a regular file; refusing to use it. Remove it, or use a directory only you can write (the \`dir\` option).`
+      );
     }
     bytes = readHead(fd);
   } finally {
@@ -261,7 +286,8 @@ export function readClaim(path: string): Claim | undefined {
   const record = decodeRecord(bytes);
   const meta = parseMeta(bytes);
   const token = record !== null ? meta?.token : undefined;
-  const id = token ?? `x${createHash('sha256').update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
+  const id =
+    token ?? `x${createHash('sha256').update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
   return { id, token, record, boot: meta?.boot, pidns: meta?.pidns, timens: meta?.timens, ids: meta?.ids };
 }
 
@@ -343,10 +369,14 @@ export function unlinkStaleClaim(path: string, claim: Claim): boolean {
     if (code(cause) !== 'EPERM' && code(cause) !== 'EACCES') throw error;
     if (owner === undefined || owner === process.getuid?.()) throw error; // our own file: the directory is not writable
     const holder = claim.record?.pid == null ? 'a holder that is no longer running' : `pid ${claim.record.pid}, which is no longer running`;
-    throw new LockFileError('ERR_LOCK_PERMISSION', path,
+    throw new LockFileError(
+      'ERR_LOCK_PERMISSION',
+      path,
       `The lock ${claim.record?.name === undefined ? '' : `'${claim.record.name}' `}is free, but its file ${path} was left by ${holder}, and belongs to uid ${owner}: ` +
         `this user (uid ${uid()}) may not remove it from ${dirname(path)} (${code(cause)}), so cannot take the lock. ` +
-        `Remove the file as uid ${owner} or root, or use the posix driver, which can lock another user's file.`, cause);
+        `Remove the file as uid ${owner} or root, or use the posix driver, which can lock another user's file.`,
+      cause
+    );
   }
 }
 

@@ -11,8 +11,11 @@ export const MAX_IDLE = 32;
  * delete the entry from the map. `inUse` tells the entries that are not
  * idle (default: held ones).
  */
-export function evictIdle<K, V extends { held: boolean }>(entries: Map<K, V>, evict: (key: K, value: V) => void,
-  inUse: (key: K, value: V) => boolean = (_key, value) => value.held): void {
+export function evictIdle<K, V extends { held: boolean }>(
+  entries: Map<K, V>,
+  evict: (key: K, value: V) => void,
+  inUse: (key: K, value: V) => boolean = (_key, value) => value.held
+): void {
   if (entries.size <= MAX_IDLE) return;
   let idle = 0;
   for (const [key, value] of entries) if (!inUse(key, value)) idle++;

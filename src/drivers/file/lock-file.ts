@@ -177,8 +177,11 @@ function checkRegular(fd: number, path: string, writable: boolean): OpenLockFile
   if (!stat.isFile() || stat.nlink !== 1) {
     closeSync(fd);
     const what = stat.isFile() ? `has ${stat.nlink} hard links` : 'is not a regular file';
-    throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-      `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (${DIR_OPTION}).`);
+    throw new LockFileError(
+      'ERR_LOCK_FILE_UNSAFE',
+      path,
+      `The lock file ${path} ${what}; refusing to use it. Remove it, or use a directory only you can write (${DIR_OPTION}).`
+    );
   }
   return { fd, dev: stat.dev, ino: stat.ino, writable };
 }
@@ -231,34 +234,51 @@ export function lockFileError(error: unknown, path: string): LockFileError {
   switch (c) {
     case 'ELOOP':
     case 'EMLINK':
-      return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-        `The lock file ${path} is a symbolic link; refusing to follow it. Remove it, or use a directory only you can write (${DIR_OPTION}).`, error);
+      return new LockFileError(
+        'ERR_LOCK_FILE_UNSAFE',
+        path,
+        `The lock file ${path} is a symbolic link; refusing to follow it. Remove it, or use a directory only you can write (${DIR_OPTION}).`,
+        error
+      );
     case 'EISDIR':
     case 'ENXIO':
     case 'ETXTBSY':
-      return new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-        `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another directory with ${DIR_OPTION}.`, error);
+      return new LockFileError(
+        'ERR_LOCK_FILE_UNSAFE',
+        path,
+        `The lock file ${path} is not a regular file (${c}); refusing to use it. Remove it, or choose another directory with ${DIR_OPTION}.`,
+        error
+      );
     case 'EACCES':
     case 'EPERM':
     case 'EROFS': {
       const owner = ownerOf(path);
-      const problem = owner === undefined
-        ? `this user (uid ${uid()}) may not create files in ${dirname(path)}. Make it writable for every user of the lock ` +
-          `(a shared directory should be mode 1777, like /tmp), or choose one with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR`
-        : `it belongs to uid ${owner} and this user (uid ${uid()}) may not read it. ` +
-          `Run as uid ${owner} or root, or have them remove it or make it readable (chmod a+r)`;
+      const problem =
+        owner === undefined
+          ? `this user (uid ${uid()}) may not create files in ${dirname(path)}. Make it writable for every user of the lock ` +
+            `(a shared directory should be mode 1777, like /tmp), or choose one with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR`
+          : `it belongs to uid ${owner} and this user (uid ${uid()}) may not read it. ` +
+            `Run as uid ${owner} or root, or have them remove it or make it readable (chmod a+r)`;
       return new LockFileError('ERR_LOCK_PERMISSION', path, `No permission for the lock file ${path} (${c}): ${problem}.`, error);
     }
     case 'ENOTDIR':
       return notADirectory(dirname(path));
     case 'ENOENT':
       return isDirectory(dirname(path))
-        // /proc and /sys: the directory is there, but no file can be created in it.
-        ? new LockFileError('ERR_LOCK_DIR', dirname(path),
-          `The lock directory ${dirname(path)} does not accept new files (creating ${basename(path)} there fails with ENOENT): ` +
-            `it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`, error)
-        : new LockFileError('ERR_LOCK_DIR', path,
-          `The directory of the lock file ${path} does not exist (${c}). Set ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR to a directory.`, error);
+        ? // /proc and /sys: the directory is there, but no file can be created in it.
+          new LockFileError(
+            'ERR_LOCK_DIR',
+            dirname(path),
+            `The lock directory ${dirname(path)} does not accept new files (creating ${basename(path)} there fails with ENOENT): ` +
+              `it is on a virtual file system such as /proc or /sys. Choose a directory on an ordinary file system (such as /run/lock or /tmp) with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`,
+            error
+          )
+        : new LockFileError(
+            'ERR_LOCK_DIR',
+            path,
+            `The directory of the lock file ${path} does not exist (${c}). Set ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR to a directory.`,
+            error
+          );
     default:
       return new LockFileError('ERR_LOCK_IO', path, `Cannot use the lock file ${path} (${c}).`, error);
   }

@@ -66,8 +66,12 @@ export function lockFileName(name: string): string {
 
 function isPlain(byte: number): boolean {
   return (
-    (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) ||
-    byte === 0x2e || byte === 0x5f || byte === 0x2d
+    (byte >= 0x30 && byte <= 0x39) ||
+    (byte >= 0x41 && byte <= 0x5a) ||
+    (byte >= 0x61 && byte <= 0x7a) ||
+    byte === 0x2e ||
+    byte === 0x5f ||
+    byte === 0x2d
   );
 }
 
@@ -161,8 +165,12 @@ function createLockDirectory(path: string): void {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-      throw new LockFileError('ERR_LOCK_PERMISSION', path,
-        `Cannot create the lock directory ${path} (${code}): choose a writable directory with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`, error);
+      throw new LockFileError(
+        'ERR_LOCK_PERMISSION',
+        path,
+        `Cannot create the lock directory ${path} (${code}): choose a writable directory with ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR.`,
+        error
+      );
     }
     if (code !== 'EEXIST' && code !== 'ENOTDIR') {
       throw new LockFileError('ERR_LOCK_DIR', path, `Cannot use the lock directory ${path} (${code ?? String(error)}).`, error);
@@ -173,8 +181,11 @@ function createLockDirectory(path: string): void {
 
 /** The error for a lock directory path that names something else (a file...). */
 export function notADirectory(path: string): LockFileError {
-  return new LockFileError('ERR_LOCK_DIR', path,
-    `The lock directory ${path} is not a directory: point ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR at a directory.`);
+  return new LockFileError(
+    'ERR_LOCK_DIR',
+    path,
+    `The lock directory ${path} is not a directory: point ${DIR_OPTION} or EXCLUSIVE_PROCESS_DIR at a directory.`
+  );
 }
 
 /**
@@ -247,7 +258,7 @@ function isSharedDirectory(path: string): boolean {
 export function lockNamesIn(
   dir: string | undefined,
   readName: (path: string) => string | undefined,
-  fileName: (name: string) => string = lockFileName,
+  fileName: (name: string) => string = lockFileName
 ): string[] {
   const directory = lockDirectory(dir);
   const names: string[] = [];
@@ -292,7 +303,12 @@ function entriesIn(directory: string): Dirent[] {
     if (code === 'ENOENT') return [];
     if (code === 'ENOTDIR') throw notADirectory(directory);
     if (code === 'EACCES' || code === 'EPERM') {
-      throw new LockFileError('ERR_LOCK_PERMISSION', directory, `Cannot list the lock directory ${directory} (${code}): run as a user who may read it.`, error);
+      throw new LockFileError(
+        'ERR_LOCK_PERMISSION',
+        directory,
+        `Cannot list the lock directory ${directory} (${code}): run as a user who may read it.`,
+        error
+      );
     }
     throw new LockFileError('ERR_LOCK_DIR', directory, `Cannot list the lock directory ${directory} (${code ?? String(error)}).`, error);
   }

@@ -89,8 +89,11 @@ function tryClaim(held: Map<string, string>, path: string, record: HolderRecord)
     if (!reclaim(path, path, seen, record, 0)) return null;
     sweepLeftovers(path, record); // a holder died: it may have left a temp file or a guard too
   }
-  throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-    `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`);
+  throw new LockFileError(
+    'ERR_LOCK_FILE_UNSAFE',
+    path,
+    `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`
+  );
 }
 
 /** Removes our claim; a claim that cannot be removed (read-only file system...) throws and stays ours, for exit cleanup to retry. */

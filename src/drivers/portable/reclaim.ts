@@ -1,6 +1,16 @@
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { createClaim, isLive, newToken, readClaim, tempPath, unlinkClaim, unlinkQuietly, unlinkStaleClaim, type Claim } from '../file/claim.js';
+import {
+  createClaim,
+  isLive,
+  newToken,
+  readClaim,
+  tempPath,
+  unlinkClaim,
+  unlinkQuietly,
+  unlinkStaleClaim,
+  type Claim,
+} from '../file/claim.js';
 import type { HolderRecord } from '../types.js';
 
 /**

@@ -40,7 +40,7 @@ export class LockFiles {
 
   /** Locks `path` (blocking, or failing at once with LOCK_NB): the lock, or null when held elsewhere. */
   lock(path: string, record: HolderRecord, operation: number): DriverLock | null {
-    for (let reopened = 0; reopened < MAX_REOPEN; ) {
+    for (let reopened = 0; reopened < MAX_REOPEN;) {
       const cached = this.#use(path);
       const errno = this.#flock(cached.fd, operation);
       if (errno !== 0) {
@@ -66,8 +66,11 @@ export class LockFiles {
       this.#drop(path, cached);
       reopened++;
     }
-    throw new LockFileError('ERR_LOCK_FILE_UNSAFE', path,
-      `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`);
+    throw new LockFileError(
+      'ERR_LOCK_FILE_UNSAFE',
+      path,
+      `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`
+    );
   }
 
   /** Watches `path` for a wait, keeping its file open until the returned stop is called. */
@@ -130,7 +133,11 @@ export class LockFiles {
   }
 
   #evict(): void {
-    evictIdle(this.#files, (path, file) => this.#removeIfFree(path, file), (path, file) => file.held || this.#waiting.has(path));
+    evictIdle(
+      this.#files,
+      (path, file) => this.#removeIfFree(path, file),
+      (path, file) => file.held || this.#waiting.has(path)
+    );
   }
 
   /** Unlinks the file if we can lock it and it is still the file at `path`, then closes it. */

@@ -12,20 +12,31 @@ function lockParams(session: Session, key: bigint, record: HolderRecord): unknow
 }
 
 /** `pg_try_advisory_lock` on a dedicated session: the lock, or null when held elsewhere. */
-export async function tryLockOn(pool: SessionPool, resource: string, record: HolderRecord, signal?: AbortSignal): Promise<DriverLock | null> {
+export async function tryLockOn(
+  pool: SessionPool,
+  resource: string,
+  record: HolderRecord,
+  signal?: AbortSignal
+): Promise<DriverLock | null> {
   const key = keyOf(resource);
-  return unlessAborted(signal, () => pool.onSession('trying the lock', async (session) => {
-    // The server's idle clock (idle_session_timeout) starts when it ends the
-    // statement, which is after we sent it: the lease counts from then.
-    const leaseStart = performance.now();
-    const row = lastRow(await session.query(holderTag(record) + TRY_SQL, lockParams(session, key, record)));
-    if (row.ok === null) throw pool.foreignSession(session, 'trying the lock');
-    if (row.ok !== true) {
-      pool.give(session);
-      return null;
-    }
-    return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart });
-  }, signal));
+  return unlessAborted(signal, () =>
+    pool.onSession(
+      'trying the lock',
+      async (session) => {
+        // The server's idle clock (idle_session_timeout) starts when it ends the
+        // statement, which is after we sent it: the lease counts from then.
+        const leaseStart = performance.now();
+        const row = lastRow(await session.query(holderTag(record) + TRY_SQL, lockParams(session, key, record)));
+        if (row.ok === null) throw pool.foreignSession(session, 'trying the lock');
+        if (row.ok !== true) {
+          pool.give(session);
+          return null;
+        }
+        return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart });
+      },
+      signal
+    )
+  );
 }
 
 /** `null` instead of the error when `signal` aborted the attempt (a connection being opened is closed at once). */
@@ -43,20 +54,32 @@ async function unlessAborted(signal: AbortSignal | undefined, attempt: () => Pro
  * server's own queue. `signal` sends a CancelRequest. Null when the wait
  * timed out or was aborted.
  */
-export async function waitLockOn(pool: SessionPool, resource: string, record: HolderRecord, signal: AbortSignal, timeoutMs?: number): Promise<DriverLock | null> {
+export async function waitLockOn(
+  pool: SessionPool,
+  resource: string,
+  record: HolderRecord,
+  signal: AbortSignal,
+  timeoutMs?: number
+): Promise<DriverLock | null> {
   if (signal.aborted) return null;
   const key = keyOf(resource);
-  return unlessAborted(signal, () => pool.onSession('waiting for the lock', async (session) => {
-    if (signal.aborted) {
-      pool.give(session);
-      return null;
-    }
-    const row = await waitOnSession(pool, session, { key, record, signal, timeoutMs });
-    if (row === null) return null;
-    if (row.locked === null) throw pool.foreignSession(session, 'waiting for the lock');
-    const leaseStart = await restartIdleClock(session, record);
-    return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart });
-  }, signal));
+  return unlessAborted(signal, () =>
+    pool.onSession(
+      'waiting for the lock',
+      async (session) => {
+        if (signal.aborted) {
+          pool.give(session);
+          return null;
+        }
+        const row = await waitOnSession(pool, session, { key, record, signal, timeoutMs });
+        if (row === null) return null;
+        if (row.locked === null) throw pool.foreignSession(session, 'waiting for the lock');
+        const leaseStart = await restartIdleClock(session, record);
+        return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart });
+      },
+      signal
+    )
+  );
 }
 
 interface Wait {

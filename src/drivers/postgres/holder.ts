@@ -23,8 +23,10 @@ const TAG_RE = /^\/\* exclusive-process (\{.*?\}) \*\//;
 /** The comment that opens every statement of a session holding for `record`. */
 export function holderTag(record: HolderRecord): string {
   for (let command = record.command; ;) {
-    const json = JSON.stringify(command === undefined ? {} : { command })
-      .replace(/[/*\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    const json = JSON.stringify(command === undefined ? {} : { command }).replace(
+      /[/*\u007f-\uffff]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+    );
     if (command === undefined || TAG_START.length + json.length + 4 <= TAG_MAX) return `${TAG_START}${json} */ `;
     command = `${command.slice(0, Math.floor(command.length * 0.8))}…`;
   }
@@ -50,7 +52,11 @@ export function applicationName(record: HolderRecord): string {
 }
 
 /** `HolderRecord.details` of a holding session, the same whether the holder or another process asks. */
-export function holderDetails(backendPid: number, applicationName: string | null, seen: Session['seen']): NonNullable<HolderRecord['details']> {
+export function holderDetails(
+  backendPid: number,
+  applicationName: string | null,
+  seen: Session['seen']
+): NonNullable<HolderRecord['details']> {
   return { backendPid, applicationName, clientAddress: seen.clientAddress, clientPort: seen.clientPort, user: seen.user };
 }
 
@@ -70,7 +76,11 @@ function holderRecordOf(row: Record<string, unknown>, name: string): HolderRecor
   const applicationName = stringOrNull(row.application_name);
   const ours = applicationName === null ? null : APPLICATION_NAME_RE.exec(applicationName);
   const seen = { clientAddress: stringOrNull(row.client_addr), clientPort: numberOrNull(row.client_port), user: stringOrNull(row.usename) };
-  const record: HolderRecord = { name, pid: ours !== null ? Number(ours[1]) : null, details: holderDetails(Number(row.backend_pid), applicationName, seen) };
+  const record: HolderRecord = {
+    name,
+    pid: ours !== null ? Number(ours[1]) : null,
+    details: holderDetails(Number(row.backend_pid), applicationName, seen),
+  };
   const host = ours?.[3] || seen.clientAddress;
   if (host) record.host = host;
   if (ours !== null) record.since = new Date(Number(ours[2]));

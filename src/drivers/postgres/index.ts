@@ -14,7 +14,6 @@ import { InvalidArgumentError, LockDriverError } from '../../shared/errors.js';
  * loaded by this entry point only.
  */
 
-
 /**
  * Options of {@link postgres}. Where to connect is given as in `pg`: a
  * `connectionString`, separate fields, or the `PG*` environment variables
@@ -71,11 +70,33 @@ export interface PostgresOptions {
 }
 
 /** pg's own words for our options (`new pg.Client()` takes `connectionTimeoutMillis`), suggested when not a typo. */
-const PG_ALIASES: Readonly<Record<string, string>> = { url: 'connectionString', databaseUrl: 'connectionString', connectionTimeoutMillis: 'connectTimeout' };
+const PG_ALIASES: Readonly<Record<string, string>> = {
+  url: 'connectionString',
+  databaseUrl: 'connectionString',
+  connectionTimeoutMillis: 'connectTimeout',
+};
 
-const KNOWN = ['connectionString', 'host', 'port', 'user', 'password', 'database', 'ssl', 'sessionTimeout', 'heartbeat', 'connectTimeout', 'maxIdle', 'clientConfig'];
+const KNOWN = [
+  'connectionString',
+  'host',
+  'port',
+  'user',
+  'password',
+  'database',
+  'ssl',
+  'sessionTimeout',
+  'heartbeat',
+  'connectTimeout',
+  'maxIdle',
+  'clientConfig',
+];
 
-const POSTGRES_OPTIONS: OptionsShape = { known: KNOWN, aliases: PG_ALIASES, notObject: 'postgres(options) needs an object', notAnOption: 'is not a postgres() option' };
+const POSTGRES_OPTIONS: OptionsShape = {
+  known: KNOWN,
+  aliases: PG_ALIASES,
+  notObject: 'postgres(options) needs an object',
+  notAnOption: 'is not a postgres() option',
+};
 
 /**
  * A driver that keeps locks in PostgreSQL (session advisory locks), for
@@ -116,8 +137,10 @@ export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
   const o = optionsRecord(options, POSTGRES_OPTIONS);
   const connectionString = optionalString(o.connectionString, 'connectionString');
   if (connectionString !== undefined && !/^postgres(ql)?:\/\//i.test(connectionString) && !connectionString.startsWith('/')) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-      "options.connectionString must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)");
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      "options.connectionString must be a URL such as 'postgres://user:password@host:5432/database' (or a Unix socket directory)"
+    );
   }
   const host = optionalString(o.host, 'host');
   const port = o.port === undefined ? undefined : integerInRange(o.port, 'port', 1, 65535);
@@ -133,16 +156,24 @@ export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.clientConfig must be an object, got ${describe(o.clientConfig)}`);
   }
   const sessionTimeoutMs = o.sessionTimeout === undefined ? 5000 : integerInRange(o.sessionTimeout, 'sessionTimeout', 100, MAX_WAIT_MS);
-  const heartbeatMs = o.heartbeat === undefined ? Math.min(1000, Math.floor(sessionTimeoutMs / 2)) : integerInRange(o.heartbeat, 'heartbeat', 10, MAX_WAIT_MS);
+  const heartbeatMs =
+    o.heartbeat === undefined
+      ? Math.min(1000, Math.floor(sessionTimeoutMs / 2))
+      : integerInRange(o.heartbeat, 'heartbeat', 10, MAX_WAIT_MS);
   if (heartbeatMs * 2 > sessionTimeoutMs) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE',
-      `options.heartbeat (${heartbeatMs} ms) must be at most half of options.sessionTimeout (${sessionTimeoutMs} ms)`);
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      `options.heartbeat (${heartbeatMs} ms) must be at most half of options.sessionTimeout (${sessionTimeoutMs} ms)`
+    );
   }
   const queryTimeoutMs = o.connectTimeout === undefined ? 5000 : integerInRange(o.connectTimeout, 'connectTimeout', 1, MAX_WAIT_MS);
   const maxIdle = o.maxIdle === undefined ? 2 : integerInRange(o.maxIdle, 'maxIdle', 0, 1000);
 
   const pg = loadPg();
-  const clientConfig: Record<string, unknown> = { ...(o.clientConfig as Record<string, unknown> | undefined), application_name: APPLICATION_NAME };
+  const clientConfig: Record<string, unknown> = {
+    ...(o.clientConfig as Record<string, unknown> | undefined),
+    application_name: APPLICATION_NAME,
+  };
   for (const [key, value] of Object.entries({ connectionString, host, port, user, password: o.password, database, ssl: o.ssl })) {
     if (value !== undefined) clientConfig[key] = value;
   }
@@ -193,8 +224,10 @@ function loadPg(): PgModule {
     return require('pg') as PgModule;
   } catch (error) {
     const missing = (error as { code?: unknown }).code === 'MODULE_NOT_FOUND' && String((error as Error).message).includes("'pg'");
-    throw new LockDriverError('ERR_DRIVER_UNAVAILABLE', missing
-      ? "The postgres driver needs the 'pg' package: npm install pg"
-      : `The 'pg' package cannot load: ${(error as Error).message}`, error);
+    throw new LockDriverError(
+      'ERR_DRIVER_UNAVAILABLE',
+      missing ? "The postgres driver needs the 'pg' package: npm install pg" : `The 'pg' package cannot load: ${(error as Error).message}`,
+      error
+    );
   }
 }

@@ -59,7 +59,8 @@ class Lease {
     this.#heartbeat = setInterval(() => void this.#beat(), pool.config.heartbeatMs);
     this.#heartbeat.unref();
     this.#stopWatching = spec.session.onDeath((error) =>
-      this.#lose(`the connection to PostgreSQL at ${pool.config.where} ended: ${messageOf(error)}`, error));
+      this.#lose(`the connection to PostgreSQL at ${pool.config.where} ended: ${messageOf(error)}`, error)
+    );
   }
 
   get lost(): AbortSignal {
@@ -103,9 +104,14 @@ class Lease {
   #renew(sentAt: number): void {
     const { sessionTimeoutMs, where } = this.#pool.config;
     clearTimeout(this.#lease);
-    this.#lease = setTimeout(() => this.#lose(
-      `PostgreSQL at ${where} answered no heartbeat for ${sessionTimeoutMs} ms (sessionTimeout), so the server may have ended ` +
-      'the session (idle_session_timeout): this process was frozen or too busy, or the network is down'), sentAt + sessionTimeoutMs - this.#margin - performance.now());
+    this.#lease = setTimeout(
+      () =>
+        this.#lose(
+          `PostgreSQL at ${where} answered no heartbeat for ${sessionTimeoutMs} ms (sessionTimeout), so the server may have ended ` +
+            'the session (idle_session_timeout): this process was frozen or too busy, or the network is down'
+        ),
+      sentAt + sessionTimeoutMs - this.#margin - performance.now()
+    );
     this.#lease.unref();
   }
 
@@ -130,9 +136,14 @@ class Lease {
   #whyNotHeld(row: Record<string, unknown>): string | undefined {
     const { session } = this.#spec;
     if (Number(row.pid) !== session.backendPid || row.marker !== session.marker) {
-      const which = Number(row.pid) !== session.backendPid ? `backend ${String(row.pid)}, not ${session.backendPid}` : 'another client prepared it since';
-      return `the connection now reaches another server session (${which}): ` +
-        'a transaction-mode pooler such as PgBouncer is in the way, and the lock may stay held by a pooled server connection until it ends';
+      const which =
+        Number(row.pid) !== session.backendPid
+          ? `backend ${String(row.pid)}, not ${session.backendPid}`
+          : 'another client prepared it since';
+      return (
+        `the connection now reaches another server session (${which}): ` +
+        'a transaction-mode pooler such as PgBouncer is in the way, and the lock may stay held by a pooled server connection until it ends'
+      );
     }
     if (row.held !== true) return `the session (backend ${session.backendPid}) no longer holds the advisory lock`;
     return undefined;

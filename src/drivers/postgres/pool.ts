@@ -74,10 +74,12 @@ export class SessionPool {
   /** A session that changed under us: a transaction-mode pooler (PgBouncer) in front of the server. */
   foreignSession(session: Session, when: string): LockDriverError {
     session.destroy();
-    return new LockDriverError('ERR_DRIVER_UNSUPPORTED',
+    return new LockDriverError(
+      'ERR_DRIVER_UNSUPPORTED',
       `A statement on our connection to ${this.config.where} ran in another server session than the one we prepared (${when}): ` +
-      'a pooler in transaction or statement mode (e.g. PgBouncer pool_mode=transaction) sits in front of PostgreSQL, and session advisory locks cannot work through it. ' +
-      'Connect to PostgreSQL directly, or through a session-mode pool. No lock was taken.');
+        'a pooler in transaction or statement mode (e.g. PgBouncer pool_mode=transaction) sits in front of PostgreSQL, and session advisory locks cannot work through it. ' +
+        'Connect to PostgreSQL directly, or through a session-mode pool. No lock was taken.'
+    );
   }
 
   /**
@@ -97,6 +99,10 @@ export class SessionPool {
 
   #asDriverError(error: unknown, what: string): unknown {
     if (error instanceof LockDriverError || (error as { name?: unknown } | null)?.name === 'AbortError') return error;
-    return new LockDriverError('ERR_DRIVER_UNAVAILABLE', `PostgreSQL at ${this.config.where} failed while ${what}: ${messageOf(error)}`, error);
+    return new LockDriverError(
+      'ERR_DRIVER_UNAVAILABLE',
+      `PostgreSQL at ${this.config.where} failed while ${what}: ${messageOf(error)}`,
+      error
+    );
   }
 }

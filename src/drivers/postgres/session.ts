@@ -71,7 +71,11 @@ export class Session {
   /** The server process of this session (`pg_backend_pid()`), known once opened. */
   backendPid = 0;
   /** This session as `pg_stat_activity` shows it to others (client address and port, role), known once opened. */
-  seen: { clientAddress: string | null; clientPort: number | null; user: string | null } = { clientAddress: null, clientPort: null, user: null };
+  seen: { clientAddress: string | null; clientPort: number | null; user: string | null } = {
+    clientAddress: null,
+    clientPort: null,
+    user: null,
+  };
   /**
    * A random value set in the session (`exclusive_process.session`): with
    * the backend pid, what proves a statement runs in *this* session, and
@@ -162,15 +166,26 @@ export class Session {
     try {
       const row = lastRow(await this.query(setup));
       this.backendPid = Number(row.pid);
-      this.seen = { clientAddress: stringOrNull(row.client_addr), clientPort: numberOrNull(row.client_port), user: stringOrNull(row.usename) };
+      this.seen = {
+        clientAddress: stringOrNull(row.client_addr),
+        clientPort: numberOrNull(row.client_port),
+        user: stringOrNull(row.usename),
+      };
     } catch (error) {
       this.destroy();
       if (sqlState(error) === '42704') {
-        throw new LockDriverError('ERR_DRIVER_UNSUPPORTED',
-          `The PostgreSQL server at ${config.where} is too old: the postgres driver needs PostgreSQL 14 or later (idle_session_timeout). ${messageOf(error)}`, error);
+        throw new LockDriverError(
+          'ERR_DRIVER_UNSUPPORTED',
+          `The PostgreSQL server at ${config.where} is too old: the postgres driver needs PostgreSQL 14 or later (idle_session_timeout). ${messageOf(error)}`,
+          error
+        );
       }
       if (error instanceof LockDriverError) throw error;
-      throw new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Cannot prepare a PostgreSQL session at ${config.where}: ${messageOf(error)}`, error);
+      throw new LockDriverError(
+        'ERR_DRIVER_UNAVAILABLE',
+        `Cannot prepare a PostgreSQL session at ${config.where}: ${messageOf(error)}`,
+        error
+      );
     }
     return this;
   }
@@ -186,8 +201,13 @@ export class Session {
       this.#ref(1);
       let timer: NodeJS.Timeout | undefined;
       if (Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => this.destroy(new LockDriverError('ERR_DRIVER_UNAVAILABLE',
-          `PostgreSQL at ${this.config.where} did not answer within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () =>
+            this.destroy(
+              new LockDriverError('ERR_DRIVER_UNAVAILABLE', `PostgreSQL at ${this.config.where} did not answer within ${timeoutMs} ms`)
+            ),
+          timeoutMs
+        );
       }
       try {
         return await this.client.query(text, values);

@@ -11,7 +11,8 @@
  * happened to pick, nor re-entered (advisory locks are reentrant) in a
  * pooled server session that already holds it for another client.
  */
-const OUR_SESSION = "pg_backend_pid() = $3::int AND current_setting('exclusive_process.session', true) = $4::text " +
+const OUR_SESSION =
+  "pg_backend_pid() = $3::int AND current_setting('exclusive_process.session', true) = $4::text " +
   "AND coalesce(current_setting('exclusive_process.holding', true), '') = ''";
 
 /**
@@ -33,11 +34,13 @@ const AFTER_GRANT = (granted: string): string =>
 // OFFSET 0 keeps the subquery (the lock) evaluated before the outer
 // projection, so the token is taken after the lock is granted.
 // `ok` is null when the guard failed.
-export const TRY_SQL = `SELECT t.ok, ${AFTER_GRANT('t.ok')} ` +
+export const TRY_SQL =
+  `SELECT t.ok, ${AFTER_GRANT('t.ok')} ` +
   `FROM (SELECT CASE WHEN ${OUR_SESSION} THEN pg_try_advisory_lock($1::bigint) END AS ok OFFSET 0) t`;
 
 // The same as a wait: `locked` is '' once granted, null when the guard failed.
-export const WAIT_SQL = `SELECT t.locked, ${AFTER_GRANT('t.locked IS NOT NULL')} ` +
+export const WAIT_SQL =
+  `SELECT t.locked, ${AFTER_GRANT('t.locked IS NOT NULL')} ` +
   `FROM (SELECT CASE WHEN ${OUR_SESSION} THEN pg_advisory_lock($1::bigint)::text END AS locked OFFSET 0) t`;
 
 export const UNLOCK_SQL = "SELECT pg_advisory_unlock($1::bigint) AS ok, set_config('exclusive_process.holding', '', false) AS holding";

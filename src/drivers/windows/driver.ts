@@ -29,11 +29,21 @@ export function buildDriver(scope: WindowsScope): SyncLockDriver {
     // the mutex over at once. The shared code never calls it while this thread holds the lock (that is a conflict).
     waitLockSync(resource, record) {
       const lock = lockHere(state, resource, record, INFINITE);
-      if (lock === null) throw new LockFileError('ERR_LOCK_IO', resource, `This thread already holds the mutex ${resource}: waiting for it would never end.`);
+      if (lock === null)
+        throw new LockFileError(
+          'ERR_LOCK_IO',
+          resource,
+          `This thread already holds the mutex ${resource}: waiting for it would never end.`
+        );
       return lock;
     },
     holder: (resource, name) => holderOf(state, resource, name),
-    list: (dir) => lockNamesIn(dir, (path) => readRecordAt(path)?.name, (name) => infoFileName(mutexName(name, dir, scope))),
+    list: (dir) =>
+      lockNamesIn(
+        dir,
+        (path) => readRecordAt(path)?.name,
+        (name) => infoFileName(mutexName(name, dir, scope))
+      ),
     cleanup: () => cleanup(state),
   };
 }

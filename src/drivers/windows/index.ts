@@ -88,7 +88,11 @@ export function createWindowsDriver(): SyncLockDriver {
   return windows();
 }
 
-const WINDOWS_OPTIONS: OptionsShape = { known: ['scope'], notObject: 'windows() options must be an object', notAnOption: 'is not an option of windows()' };
+const WINDOWS_OPTIONS: OptionsShape = {
+  known: ['scope'],
+  notObject: 'windows() options must be an object',
+  notAnOption: 'is not an option of windows()',
+};
 
 function parseScope(options: unknown): WindowsScope {
   return oneOf(optionsRecord(options, WINDOWS_OPTIONS).scope, 'scope', ['local', 'global'] as const) ?? 'local';

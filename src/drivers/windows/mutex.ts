@@ -1,6 +1,13 @@
 import { LockFileError } from '../../shared/errors.js';
 import { evictIdle } from '../file/idle-cache.js';
-import { ERROR_ACCESS_DENIED, ERROR_INVALID_HANDLE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT, type Kernel32 } from '../../native/kernel32.js';
+import {
+  ERROR_ACCESS_DENIED,
+  ERROR_INVALID_HANDLE,
+  WAIT_ABANDONED,
+  WAIT_OBJECT_0,
+  WAIT_TIMEOUT,
+  type Kernel32,
+} from '../../native/kernel32.js';
 import { removeInfoIfFree, writeInfo } from './info-file.js';
 import { infoPath, type Cached, type DriverState } from './state.js';
 import type { WindowsScope } from './index.js';
@@ -75,15 +82,22 @@ export function mutexHeld(k: Kernel32, handle: number): boolean {
 /** A Windows error from CreateMutexW/WaitForSingleObject as a typed error naming the mutex and the fix. */
 export function mutexError(error: number, resource: string, scope: WindowsScope): LockFileError {
   if (error === ERROR_ACCESS_DENIED) {
-    return new LockFileError('ERR_LOCK_PERMISSION', resource, scope === 'global'
-      ? `Access denied to the global mutex ${resource}: creating objects in the Global\\ namespace needs SeCreateGlobalPrivilege ` +
-        '(services and elevated administrators have it), and a mutex another user created may refuse others. ' +
-        "Run elevated or as that user, or use windows({ scope: 'local' }) if the lock only has to hold within this session."
-      : `Access denied to the mutex ${resource}: it was created by another user or an elevated process. Run as that user, or choose another lock name.`);
+    return new LockFileError(
+      'ERR_LOCK_PERMISSION',
+      resource,
+      scope === 'global'
+        ? `Access denied to the global mutex ${resource}: creating objects in the Global\\ namespace needs SeCreateGlobalPrivilege ` +
+            '(services and elevated administrators have it), and a mutex another user created may refuse others. ' +
+            "Run elevated or as that user, or use windows({ scope: 'local' }) if the lock only has to hold within this session."
+        : `Access denied to the mutex ${resource}: it was created by another user or an elevated process. Run as that user, or choose another lock name.`
+    );
   }
   if (error === ERROR_INVALID_HANDLE) {
-    return new LockFileError('ERR_LOCK_FILE_UNSAFE', resource,
-      `The name ${resource} is taken by another kind of kernel object (an event, semaphore or section), not a mutex; refusing to use it. Choose another lock name.`);
+    return new LockFileError(
+      'ERR_LOCK_FILE_UNSAFE',
+      resource,
+      `The name ${resource} is taken by another kind of kernel object (an event, semaphore or section), not a mutex; refusing to use it. Choose another lock name.`
+    );
   }
   return new LockFileError('ERR_LOCK_IO', resource, `Cannot use the named mutex ${resource} (Windows error ${error}).`);
 }

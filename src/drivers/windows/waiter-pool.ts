@@ -37,7 +37,7 @@ export class Waiter {
     live++;
     this.#k = k;
     this.#cancelEvent = k.createEvent();
-    const data: WaiterData = { control: this.#control.buffer as SharedArrayBuffer, cancelEvent: this.#cancelEvent };
+    const data: WaiterData = { control: this.#control.buffer, cancelEvent: this.#cancelEvent };
     // The compiled .js next to this file, or the .ts one under a TypeScript loader (workers inherit execArgv).
     this.#worker = new Worker(join(__dirname, `waiter${extname(__filename)}`), { workerData: data, stdout: false, stderr: false });
     this.#worker.unref();

@@ -38,7 +38,4 @@ export interface WaiterJob {
 }
 
 /** Waiter -> driver: how a job ended (or that it now holds the mutex). */
-export type WaiterReply =
-  | { type: 'acquired'; abandoned: boolean }
-  | { type: 'cancelled' }
-  | { type: 'error'; error: number };
+export type WaiterReply = { type: 'acquired'; abandoned: boolean } | { type: 'cancelled' } | { type: 'error'; error: number };

@@ -12,7 +12,12 @@ const MAX_IDLE_WAITERS = 2;
  * blocking waits would stall `fs` and `dns`), which then holds it until
  * `release` asks it, synchronously. Null when `signal` cancelled the wait.
  */
-export async function waitOnWaiter(state: DriverState, resource: string, record: HolderRecord, signal: AbortSignal): Promise<DriverLock | null> {
+export async function waitOnWaiter(
+  state: DriverState,
+  resource: string,
+  record: HolderRecord,
+  signal: AbortSignal
+): Promise<DriverLock | null> {
   if (signal.aborted) return null;
   let waiter = state.waiters.find((w) => w.idle);
   if (waiter === undefined) state.waiters.push((waiter = new Waiter(state.k)));
