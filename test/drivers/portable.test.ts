@@ -173,11 +173,10 @@ test('20 processes racing to reclaim one stale lock file: exactly one wins, the 
     // Ours: as left by a holder killed between link() and removing its temp file.
     plant(path, { pid: dead, start: '1' }, ours ? { token: staleToken, boot: BOOT } : undefined);
     if (ours) writeFileSync(`${path}.${staleToken}.tmp`, readFileSync(path));
-    const go = join(dir, 'go');
-    const starters = Array.from({ length: 20 }, () => start('starter.ts', [dir, 'portable', go]));
+    const starters = Array.from({ length: 20 }, () => start('starter.ts', [dir, 'portable']));
     t.teardown(() => starters.forEach((s) => s.child.kill('SIGKILL')));
     await Promise.all(starters.map((s) => s.waitFor('ready', 60_000)));
-    writeFileSync(go, '');
+    for (const s of starters) s.child.kill('SIGUSR1');
     const won: number[] = [];
     const messages: string[] = [];
     await Promise.all(
@@ -202,11 +201,7 @@ test('20 processes racing to reclaim one stale lock file: exactly one wins, the 
     const unknown = messages.filter((m) => m === "Another 'starter' process is already running (pid unknown).\n").length;
     t.is(named + unknown, 19, messages.join(''));
     t.like(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]), { pid: won[0] });
-    t.deepEqual(
-      readdirSync(dir).sort(),
-      [`exclusive-process.starter.pid`, 'go'],
-      'no temp or guard file left, the stale temp file removed'
-    );
+    t.deepEqual(readdirSync(dir), [`exclusive-process.starter.pid`], 'no temp or guard file left, the stale temp file removed');
     t.log(`${ours ? 'our' : 'foreign'} stale file: ${named} losers named the winner, ${unknown} said unknown`);
   }
 });

@@ -33,10 +33,10 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
 
   test(`${driver}: 50 processes starting forever({ die: true }) at once: exactly one runs, 49 exit 1 with the message`, async (t) => {
     const dir = lockDir();
-    const go = join(dir, 'go');
-    const starters = Array.from({ length: 50 }, () => start('starter.ts', [dir, driver, go]));
+    const starters = Array.from({ length: 50 }, () => start('starter.ts', [dir, driver]));
+    t.teardown(() => starters.forEach((s) => s.child.kill('SIGKILL')));
     await Promise.all(starters.map((s) => s.waitFor('ready', 60_000)));
-    writeFileSync(go, '');
+    for (const s of starters) s.child.kill('SIGUSR1');
     const losers: Array<{ code: number | null; stderr: string }> = [];
     let winner: (typeof starters)[number] | undefined;
     await Promise.all(
