@@ -60,13 +60,16 @@ export interface Kernel32 {
 
 let kernel32: Kernel32 | undefined;
 
+type Ffi = typeof import('ffi-rs');
+type Functions = ReturnType<typeof define>;
+
 /** The native calls, or a LockDriverError (ERR_DRIVER_UNAVAILABLE) saying why they cannot load. */
 export function loadKernel32(): Kernel32 {
   if (kernel32 !== undefined) return kernel32;
-  let ffi: typeof import('ffi-rs');
-  let k: ReturnType<typeof define>;
+  let ffi: Ffi;
+  let k: Functions;
   try {
-    ffi = require('ffi-rs') as typeof import('ffi-rs');
+    ffi = require('ffi-rs') as Ffi;
     ffi.open({ library: 'kernel32', path: 'kernel32.dll' });
     ffi.open({ library: 'ntdll', path: 'ntdll.dll' });
     k = define(ffi);
@@ -77,31 +80,26 @@ export function loadKernel32(): Kernel32 {
       error
     );
   }
-  const { DataType } = ffi;
-  // Out-parameters: heap cells owned by ffi-rs, made once per thread and read back with restorePointer.
-  const cell = (): unknown => ffi.createPointer({ paramsType: [DataType.BigInt], paramsValue: [0n] })[0];
-  const read = (pointer: unknown): bigint => BigInt(ffi.restorePointer({ retType: [DataType.BigInt], paramsValue: [pointer as never] })[0]);
-  let mutantInfo: unknown;
-  let times: unknown[] | undefined;
+  kernel32 = { ...objectCalls(k), ...queries(ffi, k) };
+  return kernel32;
+}
+
+/** Mutexes, events, waits and handles; `lastError` is the last failure's GetLastError. */
+function objectCalls(k: Functions): Omit<Kernel32, 'mutexState' | 'processCreationTime'> {
   let lastError = 0;
   const handle = (result: { value: number; errnoCode: number }): HandleResult => {
     if (result.value === 0) lastError = result.errnoCode;
     return { handle: result.value, error: result.value === 0 ? result.errnoCode : 0 };
   };
-
-  kernel32 = {
+  const waited = (result: { value: number; errnoCode: number }): number => {
+    if (result.value === WAIT_FAILED) lastError = result.errnoCode;
+    return result.value;
+  };
+  return {
     createMutex: (name) => handle(k.CreateMutexW([0, 0, name])),
     openMutex: (name) => handle(k.OpenMutexW([SYNCHRONIZE | MUTANT_QUERY_STATE, 0, name])),
-    wait(h, ms) {
-      const result = k.WaitForSingleObject([h, ms]);
-      if (result.value === WAIT_FAILED) lastError = result.errnoCode;
-      return result.value;
-    },
-    waitAny(handles, ms) {
-      const result = k.WaitForMultipleObjects([handles.length / 8, handles, 0, ms]);
-      if (result.value === WAIT_FAILED) lastError = result.errnoCode;
-      return result.value;
-    },
+    wait: (h, ms) => waited(k.WaitForSingleObject([h, ms])),
+    waitAny: (handles, ms) => waited(k.WaitForMultipleObjects([handles.length / 8, handles, 0, ms])),
     releaseMutex(h) {
       const result = k.ReleaseMutex([h]);
       if (result.value === 0) lastError = result.errnoCode;
@@ -116,6 +114,17 @@ export function loadKernel32(): Kernel32 {
     setEvent: (h) => void k.SetEvent([h]),
     resetEvent: (h) => void k.ResetEvent([h]),
     lastError: () => lastError,
+  };
+}
+
+/** Calls that answer through out-parameters: heap cells owned by ffi-rs, made once per thread and read back with restorePointer. */
+function queries(ffi: Ffi, k: Functions): Pick<Kernel32, 'mutexState' | 'processCreationTime'> {
+  const { DataType } = ffi;
+  const cell = (): unknown => ffi.createPointer({ paramsType: [DataType.BigInt], paramsValue: [0n] })[0];
+  const read = (pointer: unknown): bigint => BigInt(ffi.restorePointer({ retType: [DataType.BigInt], paramsValue: [pointer as never] })[0]);
+  let mutantInfo: unknown;
+  let times: unknown[] | undefined;
+  return {
     mutexState(h) {
       try {
         mutantInfo ??= cell();
@@ -139,7 +148,6 @@ export function loadKernel32(): Kernel32 {
       }
     },
   };
-  return kernel32;
 }
 
 function define(ffi: typeof import('ffi-rs')) {

@@ -134,7 +134,51 @@ const POSTGRES_OPTIONS: OptionsShape = {
  * ```
  */
 export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
+  const { connection, timing } = parsePostgresOptions(options);
+  const pg = loadPg();
+  const clientConfig: Record<string, unknown> = { ...connection.clientConfig, application_name: APPLICATION_NAME };
+  for (const [key, value] of Object.entries(connection.fields)) {
+    if (value !== undefined) clientConfig[key] = value;
+  }
+  // The connection parameters as pg resolves them (string, fields, PG* variables), without connecting.
+  let probe: { host: string; port: number; database?: string };
+  try {
+    probe = new pg.Client(clientConfig);
+  } catch (error) {
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.connectionString cannot be parsed: ${(error as Error).message}`);
+  }
+  const database = probe.database ?? '';
+  const hostPart = probe.host.startsWith('/') ? encodeURIComponent(probe.host) : probe.host.includes(':') ? `[${probe.host}]` : probe.host;
+  return createPostgresDriver({
+    pg,
+    clientConfig,
+    where: `${probe.host}:${probe.port}/${database}`,
+    base: `postgres://${hostPart}:${probe.port}/${encodeURIComponent(database)}`,
+    ...timing,
+  });
+}
+
+/** The connection options given to pg, checked. */
+interface ConnectionSettings {
+  readonly fields: Readonly<Record<string, unknown>>;
+  readonly clientConfig: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** The driver's timing options, checked, with their defaults. */
+interface TimingSettings {
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatMs: number;
+  readonly queryTimeoutMs: number;
+  readonly maxIdle: number;
+}
+
+/** Validates every option of postgres() eagerly, with the option's name in each error. */
+function parsePostgresOptions(options: unknown): { connection: ConnectionSettings; timing: TimingSettings } {
   const o = optionsRecord(options, POSTGRES_OPTIONS);
+  return { connection: parseConnection(o), timing: parseTiming(o) };
+}
+
+function parseConnection(o: Record<string, unknown>): ConnectionSettings {
   const connectionString = optionalString(o.connectionString, 'connectionString');
   if (connectionString !== undefined && !/^postgres(ql)?:\/\//i.test(connectionString) && !connectionString.startsWith('/')) {
     throw new InvalidArgumentError(
@@ -155,6 +199,13 @@ export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
   if (o.clientConfig !== undefined && (typeof o.clientConfig !== 'object' || o.clientConfig === null)) {
     throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.clientConfig must be an object, got ${describe(o.clientConfig)}`);
   }
+  return {
+    fields: { connectionString, host, port, user, password: o.password, database, ssl: o.ssl },
+    clientConfig: o.clientConfig as Record<string, unknown> | undefined,
+  };
+}
+
+function parseTiming(o: Record<string, unknown>): TimingSettings {
   const sessionTimeoutMs = o.sessionTimeout === undefined ? 5000 : integerInRange(o.sessionTimeout, 'sessionTimeout', 100, MAX_WAIT_MS);
   const heartbeatMs =
     o.heartbeat === undefined
@@ -168,35 +219,7 @@ export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
   }
   const queryTimeoutMs = o.connectTimeout === undefined ? 5000 : integerInRange(o.connectTimeout, 'connectTimeout', 1, MAX_WAIT_MS);
   const maxIdle = o.maxIdle === undefined ? 2 : integerInRange(o.maxIdle, 'maxIdle', 0, 1000);
-
-  const pg = loadPg();
-  const clientConfig: Record<string, unknown> = {
-    ...(o.clientConfig as Record<string, unknown> | undefined),
-    application_name: APPLICATION_NAME,
-  };
-  for (const [key, value] of Object.entries({ connectionString, host, port, user, password: o.password, database, ssl: o.ssl })) {
-    if (value !== undefined) clientConfig[key] = value;
-  }
-  // The connection parameters as pg resolves them (string, fields, PG* variables), without connecting.
-  let probe: { host: string; port: number; database?: string };
-  try {
-    probe = new pg.Client(clientConfig);
-  } catch (error) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.connectionString cannot be parsed: ${(error as Error).message}`);
-  }
-  const database_ = probe.database ?? '';
-  const hostPart = probe.host.startsWith('/') ? encodeURIComponent(probe.host) : probe.host.includes(':') ? `[${probe.host}]` : probe.host;
-  const base = `postgres://${hostPart}:${probe.port}/${encodeURIComponent(database_)}`;
-  return createPostgresDriver({
-    pg,
-    clientConfig,
-    where: `${probe.host}:${probe.port}/${database_}`,
-    base,
-    sessionTimeoutMs,
-    heartbeatMs,
-    queryTimeoutMs,
-    maxIdle,
-  });
+  return { sessionTimeoutMs, heartbeatMs, queryTimeoutMs, maxIdle };
 }
 
 /**

@@ -127,44 +127,11 @@ export class Session {
   }
 
   async #prepare(): Promise<Session> {
-    const { config } = this;
-    this.#ref(1);
-    try {
-      await this.client.connect();
-    } catch (error) {
-      this.destroy();
-      throw new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Cannot connect to PostgreSQL at ${config.where}: ${messageOf(error)}`, error);
-    } finally {
-      this.#ref(-1);
-    }
+    await this.#connect();
     // The TLS upgrade replaces the stream: keep both for ref/unref/destroy.
     if (!this.#sockets.includes(this.client.connection.stream)) this.#sockets.push(this.client.connection.stream);
-    const t = config.sessionTimeoutMs;
-    // One round trip. idle_session_timeout is what ends the session of a
-    // frozen (SIGSTOP) or partitioned holder, and so frees its lock: the
-    // holder's heartbeat keeps it from firing while the holder is alive.
-    // client_connection_check_interval makes a backend waiting for a lock
-    // notice its client died. statement_timeout/lock_timeout from the role's
-    // defaults must not end our waits. synchronous_commit: a fencing token
-    // is returned only once its commit is flushed (see AFTER_GRANT), whatever
-    // the server's, role's or database's default; remote_apply, stronger, is kept.
-    const setup = [
-      `SET application_name = 'exclusive-process'`,
-      'SET statement_timeout = 0',
-      'SET lock_timeout = 0',
-      'SET idle_in_transaction_session_timeout = 0',
-      `SET idle_session_timeout = ${t}`,
-      `SET client_connection_check_interval = ${Math.min(1000, t)}`,
-      `SET tcp_keepalives_idle = ${Math.max(1, Math.floor(t / 2000))}`,
-      'SET tcp_keepalives_interval = 1',
-      'SET tcp_keepalives_count = 3',
-      "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)",
-      `SET exclusive_process.session = '${this.marker}'`,
-      'SELECT b.pid, host(a.client_addr) AS client_addr, a.client_port, a.usename ' +
-        'FROM (SELECT pg_backend_pid() AS pid) b LEFT JOIN pg_stat_activity a ON a.pid = b.pid',
-    ].join('; ');
     try {
-      const row = lastRow(await this.query(setup));
+      const row = lastRow(await this.query(sessionSetup(this.config.sessionTimeoutMs, this.marker)));
       this.backendPid = Number(row.pid);
       this.seen = {
         clientAddress: stringOrNull(row.client_addr),
@@ -173,21 +140,25 @@ export class Session {
       };
     } catch (error) {
       this.destroy();
-      if (sqlState(error) === '42704') {
-        throw new LockDriverError(
-          'ERR_DRIVER_UNSUPPORTED',
-          `The PostgreSQL server at ${config.where} is too old: the postgres driver needs PostgreSQL 14 or later (idle_session_timeout). ${messageOf(error)}`,
-          error
-        );
-      }
-      if (error instanceof LockDriverError) throw error;
-      throw new LockDriverError(
-        'ERR_DRIVER_UNAVAILABLE',
-        `Cannot prepare a PostgreSQL session at ${config.where}: ${messageOf(error)}`,
-        error
-      );
+      throw setupError(error, this.config.where);
     }
     return this;
+  }
+
+  async #connect(): Promise<void> {
+    this.#ref(1);
+    try {
+      await this.client.connect();
+    } catch (error) {
+      this.destroy();
+      throw new LockDriverError(
+        'ERR_DRIVER_UNAVAILABLE',
+        `Cannot connect to PostgreSQL at ${this.config.where}: ${messageOf(error)}`,
+        error
+      );
+    } finally {
+      this.#ref(-1);
+    }
   }
 
   /**
@@ -319,4 +290,47 @@ export function messageOf(error: unknown): string {
   const state = sqlState(error);
   const text = typeof message === 'string' && message !== '' ? message : String((error as { code?: unknown } | null)?.code ?? error);
   return state !== undefined ? `${text} (SQLSTATE ${state})` : text;
+}
+
+/**
+ * The session's setup, in one round trip. idle_session_timeout is what ends
+ * the session of a frozen (SIGSTOP) or partitioned holder, and so frees its
+ * lock: the holder's heartbeat keeps it from firing while the holder is
+ * alive. client_connection_check_interval makes a backend waiting for a lock
+ * notice its client died. statement_timeout/lock_timeout from the role's
+ * defaults must not end our waits. synchronous_commit: a fencing token is
+ * returned only once its commit is flushed (see AFTER_GRANT in sql.ts), whatever the
+ * server's, role's or database's default; remote_apply, stronger, is kept.
+ * The last statement reports the backend and how the server sees us.
+ */
+function sessionSetup(sessionTimeoutMs: number, marker: string): string {
+  const t = sessionTimeoutMs;
+  return [
+    `SET application_name = 'exclusive-process'`,
+    'SET statement_timeout = 0',
+    'SET lock_timeout = 0',
+    'SET idle_in_transaction_session_timeout = 0',
+    `SET idle_session_timeout = ${t}`,
+    `SET client_connection_check_interval = ${Math.min(1000, t)}`,
+    `SET tcp_keepalives_idle = ${Math.max(1, Math.floor(t / 2000))}`,
+    'SET tcp_keepalives_interval = 1',
+    'SET tcp_keepalives_count = 3',
+    "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)",
+    `SET exclusive_process.session = '${marker}'`,
+    'SELECT b.pid, host(a.client_addr) AS client_addr, a.client_port, a.usename ' +
+      'FROM (SELECT pg_backend_pid() AS pid) b LEFT JOIN pg_stat_activity a ON a.pid = b.pid',
+  ].join('; ');
+}
+
+/** The error for a failed session setup: a server too old for idle_session_timeout (42704) is unsupported. */
+function setupError(error: unknown, where: string): LockDriverError {
+  if (sqlState(error) === '42704') {
+    return new LockDriverError(
+      'ERR_DRIVER_UNSUPPORTED',
+      `The PostgreSQL server at ${where} is too old: the postgres driver needs PostgreSQL 14 or later (idle_session_timeout). ${messageOf(error)}`,
+      error
+    );
+  }
+  if (error instanceof LockDriverError) return error;
+  return new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Cannot prepare a PostgreSQL session at ${where}: ${messageOf(error)}`, error);
 }
