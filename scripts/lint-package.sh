@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run lint:package [-- TARBALL]`: lints the package as npm publishes it.
 # Without an argument it packs the work tree into a temporary folder first
-# (`npm pack` runs `prepack`, the real build, so dist/ is never stale); with
+# (`npm pack` runs `prepack`, the real build, which empties dist/ first, so nothing stale is packed); with
 # one it lints that tarball. publint checks package.json (exports, main,
 # types, bin, files) against the tarball's files and fails on any message,
 # suggestions included; attw (are the types wrong) checks that every entry

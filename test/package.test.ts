@@ -4,7 +4,7 @@
 // linted by publint and attw (are the types wrong), as `npm run lint:package` does.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
@@ -62,6 +62,9 @@ test.before(async () => {
     },
   });
   symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'), 'dir');
+  // A module left in dist/ by an older build (a file since moved or deleted) must not be packed.
+  mkdirSync(join(source, 'dist', 'drivers'), { recursive: true });
+  writeFileSync(join(source, 'dist', 'drivers', 'stale-old-layout.js'), 'module.exports = {};\n');
   await run('npm', ['pack', '--pack-destination', work], source);
   tarball = join(
     work,
@@ -111,6 +114,19 @@ test('the tarball holds the build, without sources, tests or source maps', (t) =
   for (const file of ['package.json', 'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']) {
     t.true(packed.includes(file), `${file} is in the tarball`);
   }
+});
+
+test('every module in the tarball is built from a source file of today: nothing left in dist/ by an older build', (t) => {
+  const modules = packed.filter((path) => /^dist\/.*\.m?js$/.test(path));
+  t.true(modules.length > 30);
+  const orphans = modules.filter((path) => {
+    const source = path
+      .replace(/^dist\//, 'src/')
+      .replace(/\.js$/, '.ts')
+      .replace(/\.mjs$/, '.mts');
+    return !existsSync(join(ROOT, source));
+  });
+  t.deepEqual(orphans, []);
 });
 
 test('installing the tarball prints no npm warning about the package (no install-time script such as `prepare`)', (t) => {
