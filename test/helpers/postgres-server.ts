@@ -53,11 +53,17 @@ const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 /** Root runs the server's programs as the postgres user (initdb refuses root). */
 const asPostgres = ([file, ...args]: string[]): [string, string[]] => (asRoot ? asUser('postgres', [file, ...args]) : [file, args]);
 
+/**
+ * The postgres user's working directory: not the checkout, which it may not
+ * enter (a clone in a 0700 folder): initdb's post-bootstrap step then fails.
+ */
+const POSTGRES_CWD = '/';
+
 function runPg(tool: string, args: string[]): Promise<string> {
   const file = join(PG_BIN, tool);
   const [command, argv] = asPostgres([file, ...args]);
   return new Promise((resolve, reject) => {
-    execFile(command, argv, { timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(command, argv, { timeout: 60_000, cwd: POSTGRES_CWD }, (error, stdout, stderr) => {
       if (error) reject(new Error(`${tool} ${args.join(' ')} failed: ${error.message}\n${stdout}${stderr}`));
       else resolve(stdout);
     });
@@ -199,7 +205,7 @@ export async function startPgBouncer(server: PostgresServer, poolMode: 'session'
   }
   const ini = join(dir, 'pgbouncer.ini');
   const [command, argv] = asPostgres([PGBOUNCER, ini]);
-  const child = spawn(command, argv, { stdio: 'ignore' });
+  const child = spawn(command, argv, { stdio: 'ignore', cwd: POSTGRES_CWD });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (const end = performance.now() + 10_000; ;) {
     const up = await new Promise<boolean>((resolve) => {
