@@ -181,7 +181,9 @@ function cliStartup(dir: string): void {
       ['exclusive NAME -- true (compiled CLI)', ms(exclusive.median), ms(exclusive.p95), ms(exclusive.min)],
     ]
   );
-  note("`node -e 0` is Node's own start, the floor; the difference is the tool's modules, the lock, and starting the guard and the command.");
+  note(
+    "`node -e 0` is Node's own start, the floor; the difference is the tool's modules, the lock, and starting the guard and the command."
+  );
   console.log();
   const times = exclusive.median / node.median;
   check('CLI start-up', times <= 1.2, `${times.toFixed(2)}x the time of node -e 0 (medians; target <= 1.2x)`);

@@ -22,10 +22,14 @@ const outDir = join(root, 'node_modules', '.cache', 'exclusive-bench-cli');
 
 /** Compiles src/ the way `npm run build` does, into outDir; returns the CLI's path. */
 export function buildCli(): string {
-  const tsc = spawnSync(process.execPath, [join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', outDir], {
-    cwd: root,
-    encoding: 'utf8',
-  });
+  const tsc = spawnSync(
+    process.execPath,
+    [join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', outDir],
+    {
+      cwd: root,
+      encoding: 'utf8',
+    }
+  );
   if (tsc.status !== 0) throw new Error(`building the CLI failed:\n${tsc.stdout}${tsc.stderr}`);
   return join(outDir, 'cli.js');
 }
