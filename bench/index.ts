@@ -4,13 +4,14 @@
 // steadier, though heavy I/O load slows proper-lockfile's mkdir/rmdir far
 // more than our CPU-bound path, hence the load warning).
 // Sections: uncontended acquire+release, hand-off latency, the CPU cost of
-// waiting on many names, then the optional ones (portable driver, postgres)
+// waiting on many names, the CLI's start-up against Node's own, then the optional ones (portable driver, postgres)
 // when they are available.
 import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crossProcessHandoffs, inProcessHandoff, LABELS, type HandoffResult } from './handoff.js';
 import { ms, ratio, us } from './stats.js';
+import { buildCli, measureStartup, STARTUP_RUNS } from './startup.js';
 import { waitCosts } from './wait-cost.js';
 import { allChecks, check, note, printTable } from './table.js';
 import {
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     await uncontended(dir);
     await handoff(dir);
     await waitCost(dir);
+    cliStartup(dir);
     await postgres();
 
     console.log('\n### Targets\n');
@@ -167,6 +169,24 @@ async function waitCost(dir: string): Promise<void> {
       `${(r.cpuMsPerSecond / 10).toFixed(2)} % of one core (target < 2 %, an idle process on a busy machine included)`
     );
   }
+}
+
+function cliStartup(dir: string): void {
+  const { node, exclusive } = measureStartup(buildCli(), dir);
+  printTable(
+    `CLI start-up, milliseconds per run (${STARTUP_RUNS} alternating runs each)`,
+    ['command', 'median', 'p95', 'min'],
+    [
+      ['node -e 0', ms(node.median), ms(node.p95), ms(node.min)],
+      ['exclusive NAME -- true (compiled CLI)', ms(exclusive.median), ms(exclusive.p95), ms(exclusive.min)],
+    ]
+  );
+  note(
+    "`node -e 0` is Node's own start, the floor; the difference is the tool's modules, the lock, and starting the guard and the command."
+  );
+  console.log();
+  const times = exclusive.median / node.median;
+  check('CLI start-up', times <= 1.2, `${times.toFixed(2)}x the time of node -e 0 (medians; target <= 1.2x)`);
 }
 
 /** bench/postgres.ts (optional) starts its own server; its section comes back as `text` (or a string). */

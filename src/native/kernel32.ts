@@ -1,4 +1,5 @@
 import { LockDriverError } from '../shared/errors.js';
+import { requireFfi } from './ffi.js';
 
 /**
  * The kernel32/ntdll calls of the Windows driver, through ffi-rs. Loaded
@@ -69,7 +70,7 @@ export function loadKernel32(): Kernel32 {
   let ffi: Ffi;
   let k: Functions;
   try {
-    ffi = require('ffi-rs') as Ffi;
+    ffi = requireFfi();
     ffi.open({ library: 'kernel32', path: 'kernel32.dll' });
     ffi.open({ library: 'ntdll', path: 'ntdll.dll' });
     k = define(ffi);

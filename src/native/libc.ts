@@ -1,4 +1,5 @@
 import { LockDriverError } from '../shared/errors.js';
+import { requireFfi } from './ffi.js';
 
 /**
  * The libc calls of the POSIX driver, through ffi-rs. Loaded lazily so that
@@ -17,7 +18,7 @@ export function loadNative(): Native {
   if (native !== undefined) return native;
   let ffi: typeof import('ffi-rs');
   try {
-    ffi = require('ffi-rs') as typeof import('ffi-rs');
+    ffi = requireFfi();
     ffi.open({ library: 'libc', path: '' }); // '' is the main program, which links libc
   } catch (error) {
     throw new LockDriverError(
