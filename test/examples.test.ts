@@ -65,7 +65,10 @@ test('opentelemetry: each acquisition is a span under the active one: a success,
   const spans = result.stdout
     .trim()
     .split('\n')
-    .map((line) => JSON.parse(line) as { name: string; status: string; parent: string | null; spanId: string; attributes: Record<string, unknown> });
+    .map(
+      (line) =>
+        JSON.parse(line) as { name: string; status: string; parent: string | null; spanId: string; attributes: Record<string, unknown> }
+    );
   t.is(spans.length, 4, result.stdout);
   const [success, conflict, waited, root] = spans;
   t.like(root, { name: 'example', status: 'UNSET', parent: null });

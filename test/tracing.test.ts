@@ -85,7 +85,7 @@ test('a success: start and end (sync), start, end, asyncStart, asyncEnd (async),
   const sync = await recording('ok-sync', () => {
     syncLock = Exclusive.lock({ name: 'ok-sync', dir });
   });
-  syncLock!.release();
+  await syncLock!.release();
   t.deepEqual(
     sync.map((s) => s.event),
     ['start', 'end']
@@ -194,7 +194,7 @@ test('releases: one message per handle, final only for the last; a re-entry is t
     Exclusive.run({ name: 'again', dir }, () => Exclusive.run({ name: 'again', dir }, () => t.pass()))
   );
   t.deepEqual(
-    seen.map((s) => `${s.event} ${String(s.context.reentered ?? '')}`),
+    seen.map((s) => `${s.event} ${(s.context.reentered as boolean | undefined) ?? ''}`),
     [
       'start false',
       'end false',

@@ -111,7 +111,8 @@ function canBorrow(entry: Entry, driver: LockDriver): boolean {
  */
 export function acquire(t: Target): Promise<ExclusiveLock> {
   const found = findEntry(t.settings.driver, t.resource);
-  if (found !== undefined && isReentry(found)) return observed(t, true, async () => reenter(t.name, t.settings.driver, found, false));
+  if (found !== undefined && isReentry(found))
+    return observed(t, true, () => Promise.resolve(reenter(t.name, t.settings.driver, found, false)));
   return observed(t, false, () => take(t, found));
 }
 

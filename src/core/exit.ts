@@ -32,7 +32,10 @@ export function cleanupOnSignals(): void {
 }
 
 function cleanupAll(when: string): void {
-  traceCleanup(when, [...drivers].map((driver) => driver.kind));
+  traceCleanup(
+    when,
+    [...drivers].map((driver) => driver.kind)
+  );
   for (const driver of drivers) {
     try {
       driver.cleanup!();

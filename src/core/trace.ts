@@ -17,7 +17,7 @@ import type { Target } from './settings.js';
  * @example
  * ```ts
  * import { subscribe, tracingChannel } from 'node:diagnostics_channel';
- * import { CHANNELS, type AcquireContext } from 'exclusive-process';
+ * import { CHANNELS, type AcquireContext, type LostMessage } from 'exclusive-process';
  *
  * tracingChannel<unknown, AcquireContext>(CHANNELS.acquire).subscribe({
  *   start() {},
@@ -125,7 +125,9 @@ const lostChannel = channel(CHANNELS.lost);
 /** Each sub-channel's own flag: `TracingChannel.hasSubscribers` is missing before Node 20.13. */
 function acquireObserved(): boolean {
   const c = acquireChannel;
-  return c.start.hasSubscribers || c.end.hasSubscribers || c.asyncStart.hasSubscribers || c.asyncEnd.hasSubscribers || c.error.hasSubscribers;
+  return (
+    c.start.hasSubscribers || c.end.hasSubscribers || c.asyncStart.hasSubscribers || c.asyncEnd.hasSubscribers || c.error.hasSubscribers
+  );
 }
 
 /** Runs a synchronous acquisition of `t`, inside the acquire tracing channel when someone listens. */

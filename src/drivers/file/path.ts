@@ -93,7 +93,8 @@ let systemDir: string | undefined;
 export function lockDirectory(dir: string | undefined): string {
   const chosen = chosenDirectory(dir);
   const directory = chosen ?? systemLockDirectory();
-  if (debug.enabled) traceDirectory(directory, dir !== undefined ? 'the `dir` option' : chosen !== undefined ? 'EXCLUSIVE_PROCESS_DIR' : defaultWhy());
+  if (debug.enabled)
+    traceDirectory(directory, dir !== undefined ? 'the `dir` option' : chosen !== undefined ? 'EXCLUSIVE_PROCESS_DIR' : defaultWhy());
   return directory;
 }
 
