@@ -1,7 +1,7 @@
 import { debuglog } from 'node:util';
 import type { ExclusiveLock } from './handle.js';
 import type { Target } from './settings.js';
-import type { HolderRecord } from '../drivers/types.js';
+import type { HolderRecord, LockDriver } from '../drivers/types.js';
 import { CannotAcquireLock } from '../shared/errors.js';
 
 /**
@@ -108,8 +108,8 @@ export function traceLost(name: string, reason: unknown): void {
 }
 
 /** Logs the cleanup of the drivers at exit (or on a signal). */
-export function traceCleanup(when: string, kinds: readonly string[]): void {
-  if (log.enabled) log('%s: cleaning up the %s driver(s)', when, kinds.join(', ') || 'no');
+export function traceCleanup(when: string, drivers: Iterable<LockDriver>): void {
+  if (log.enabled) log('%s: cleaning up the %s driver(s)', when, Array.from(drivers, (driver) => driver.kind).join(', ') || 'no');
 }
 
 function describeHolder(holder: HolderRecord | null): string {

@@ -32,10 +32,7 @@ export function cleanupOnSignals(): void {
 }
 
 function cleanupAll(when: string): void {
-  traceCleanup(
-    when,
-    [...drivers].map((driver) => driver.kind)
-  );
+  traceCleanup(when, drivers);
   for (const driver of drivers) {
     try {
       driver.cleanup!();

@@ -172,7 +172,6 @@ function settled(context: AcquireContext, began: number, lock: ExclusiveLock): E
 function failed(context: AcquireContext, began: number, { settings }: Target, error: unknown): unknown {
   context.outcome = outcomeOf(error, settings.signal);
   context.waitedMs = performance.now() - began;
-  context.reentered = false;
   return error;
 }
 
