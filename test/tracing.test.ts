@@ -246,11 +246,9 @@ test('a loss (postgres session terminated): one lost message with the LockLostEr
   }
 });
 
-test('NODE_DEBUG=exclusive-process explains a wait: the directory and why, who holds it, waiting, woken, handed over', async (t) => {
-  const dir = lockDir();
-  const held = await holder('explained', dir);
-  const lockfile = file(dir, 'explained');
-  const waiter = spawn(process.execPath, ['--import', 'tsx', `${FIXTURES}/try-lock.ts`, 'explained', dir, 'posix', '20000'], {
+/** Runs `argv` (a fixture and its arguments) under NODE_DEBUG=exclusive-process; once its log contains `waiting`, kills `held`. Its log, without the prefix. */
+async function debugLog(argv: readonly string[], waiting: string, held: { process: Started }): Promise<{ log: string; stdout: string }> {
+  const waiter = spawn(process.execPath, ['--import', 'tsx', `${FIXTURES}/${argv[0]}`, ...argv.slice(1)], {
     cwd: ROOT,
     env: { ...process.env, NODE_DEBUG: 'exclusive-process' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -258,41 +256,57 @@ test('NODE_DEBUG=exclusive-process explains a wait: the directory and why, who h
   let stderr = '';
   let stdout = '';
   waiter.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  const waiting = new Promise<void>((resolve) =>
+  const seen = new Promise<void>((resolve) =>
     waiter.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
-      if (stderr.includes('(attempt 2,')) resolve();
+      if (stderr.includes(waiting)) resolve();
     })
   );
   const ended = new Promise<number | null>((resolve) => waiter.on('close', resolve));
-  await Promise.race([waiting, ended]);
+  await Promise.race([seen, ended]);
   await stop(held); // the waiter is waiting: let it have the lock
-  t.is(await ended, 0, stderr);
+  if ((await ended) !== 0) throw new Error(`the waiter failed: ${stderr}`);
+  return { log: stderr.replaceAll(`EXCLUSIVE-PROCESS ${waiter.pid}: `, ''), stdout };
+}
+
+/** The log lines of a wait for `name` held by `held` in `dir`, as regular expressions: up to the wait, and from the hand-off. */
+function waitLines(name: string, dir: string, pid: number, how: string): { before: string[]; after: string[] } {
+  const quoted = `'${name}'`;
+  const lockfile = file(dir, name);
+  const holderLine = `pid ${pid} \\(\`[^\`]*hold\\.ts ${name} ${dir} posix\`, since \\S+Z\\)`;
+  return {
+    before: [
+      `lock directory ${dir}, from the \`dir\` option`,
+      `lock ${quoted} is ${lockfile} \\(posix driver\\)`,
+      `acquiring ${quoted}`,
+      `trying ${quoted} \\(attempt 1, first try\\)`,
+      `${quoted} is held by ${holderLine}: waiting up to 20000 ms \\(${how}\\)`,
+    ],
+    after: [
+      `acquired ${quoted} after waiting \\d+\\.\\d ms: handed over from ${holderLine}`,
+      `acquired ${quoted} \\(${lockfile}\\)`,
+      `released ${quoted} \\(${lockfile}\\)`,
+      'exit: cleaning up the posix driver\\(s\\)',
+    ],
+  };
+}
+
+test('NODE_DEBUG=exclusive-process explains a wait: the directory and why, who holds it, waiting, woken, handed over', async (t) => {
+  const dir = lockDir();
+  const held = await holder('explained', dir);
+  const { log, stdout } = await debugLog(['try-lock.ts', 'explained', dir, 'posix', '20000'], '(attempt 2,', held);
   t.is(JSON.parse(stdout).acquired, true, stdout);
-  const lines = stderr.replaceAll(`EXCLUSIVE-PROCESS ${waiter.pid}: `, '');
-  const name = "'explained'";
-  const holderLine = `pid ${held.pid} \\(\`[^\`]*hold\\.ts explained ${dir} posix\`, since \\S+Z\\)`;
-  const wake = `woken on ${name} \\((poll|the lock changed)\\)\ntrying ${name} \\(attempt \\d+, (poll|the lock changed)\\)\n`;
-  t.regex(
-    lines,
-    new RegExp(
-      '^' +
-        [
-          `lock directory ${dir}, from the \`dir\` option`,
-          `lock ${name} is ${lockfile} \\(posix driver\\)`,
-          `acquiring ${name}`,
-          `trying ${name} \\(attempt 1, first try\\)`,
-          `${name} is held by ${holderLine}: waiting up to 20000 ms \\(woken by each change of the lock file, polling for a holder that dies\\)`,
-          `trying ${name} \\(attempt 2, watching\\)`,
-        ].join('\n') +
-        `\n(${wake})+` +
-        [
-          `acquired ${name} after waiting \\d+\\.\\d ms: handed over from ${holderLine}`,
-          `acquired ${name} \\(${lockfile}\\)`,
-          `released ${name} \\(${lockfile}\\)`,
-          'exit: cleaning up the posix driver\\(s\\)',
-        ].join('\n') +
-        '\n$'
-    )
-  );
+  const { before, after } = waitLines('explained', dir, held.pid, 'woken by each change of the lock file, polling for a holder that dies');
+  const wake = "woken on 'explained' \\((poll|the lock changed)\\)\ntrying 'explained' \\(attempt \\d+, (poll|the lock changed)\\)\n";
+  const watching = "trying 'explained' \\(attempt 2, watching\\)";
+  t.regex(log, new RegExp(`^${[...before, watching].join('\n')}\n(${wake})+${after.join('\n')}\n$`));
+});
+
+test('NODE_DEBUG=exclusive-process explains a synchronous wait: who holds it, blocking, handed over', async (t) => {
+  const dir = lockDir();
+  const held = await holder('explained-sync', dir);
+  const { log, stdout } = await debugLog(['conflict.ts', 'explained-sync', dir, 'sync', '{"wait":20000}'], 'is held by', held);
+  t.is(stdout, '{"acquired":true}\n');
+  const { before, after } = waitLines('explained-sync', dir, held.pid, 'blocking this thread, polling every 2-10 ms');
+  t.regex(log, new RegExp(`^${[...before, ...after].join('\n')}\n$`));
 });

@@ -63,7 +63,8 @@ function attemptSync(t: Target, entry: Entry): SyncAttempt {
   let attempts = 0;
   const attempt = (block: boolean): DriverLock | null => {
     record = recordForThisProcess(name, settings.command);
-    traceAttempt(name, ++attempts, block ? 'blocking until it is released' : attempts === 1 ? 'first try' : 'poll');
+    // Not each poll of a blocked thread (up to 100 a second): the wait and its end say enough.
+    if (++attempts === 1 || block) traceAttempt(name, attempts, block ? 'blocking until it is released' : 'first try');
     return block ? driver.waitLockSync!(resource, record) : (driver.tryLock(resource, record) as DriverLock | null);
   };
   try {
