@@ -3,6 +3,7 @@ export { EXCLUSIVE_METADATA } from './api/decorator.js';
 export type { ExclusiveApi, ExclusiveDecorator, HolderOptions, LockHolder, SyncOptions } from './api/types.js';
 export { exclusive, type AsyncVersion, type ExclusiveFunction } from './api/wrap.js';
 export { ExclusiveLock } from './core/handle.js';
+export { CHANNELS, type AcquireContext, type AcquireOutcome, type LostMessage, type ReleaseMessage } from './core/trace.js';
 export type { ExclusiveOptions } from './api/options.js';
 export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers/windows/index.js';
 export {

@@ -57,3 +57,40 @@ test('wrapped-function: calls run one after the other; the holder is this proces
     ].join('\n')
   );
 });
+
+test('opentelemetry: each acquisition is a span under the active one: a success, a conflict (error status), a wait for another process', async (t) => {
+  const dir = lockDir();
+  const result = await run(example('opentelemetry'), [], { EXCLUSIVE_PROCESS_DIR: dir });
+  t.is(result.code, 0, result.stderr);
+  const spans = result.stdout
+    .trim()
+    .split('\n')
+    .map(
+      (line) =>
+        JSON.parse(line) as { name: string; status: string; parent: string | null; spanId: string; attributes: Record<string, unknown> }
+    );
+  t.is(spans.length, 4, result.stdout);
+  const [success, conflict, waited, root] = spans;
+  t.like(root, { name: 'example', status: 'UNSET', parent: null });
+  const name = 'exclusive-process acquire opentelemetry-example';
+  const attributes = {
+    'exclusive_process.lock_name': 'opentelemetry-example',
+    'exclusive_process.driver': 'posix',
+    'exclusive_process.mode': 'exclusive',
+    'exclusive_process.lockfile': `${dir}/exclusive-process.opentelemetry-example.lock`,
+    'exclusive_process.reentered': false,
+  };
+  const expected = [
+    [success, 'OK', 0, 'acquired'],
+    [conflict, 'ERROR', 0, 'held-elsewhere'],
+    [waited, 'OK', 10_000, 'acquired'],
+  ] as const;
+  for (const [span, status, wait, outcome] of expected) {
+    const { 'exclusive_process.waited_ms': waitedMs, ...rest } = span.attributes;
+    t.like(span, { name, status, parent: root.spanId });
+    t.deepEqual(rest, { ...attributes, 'exclusive_process.wait_ms': wait, 'exclusive_process.outcome': outcome });
+    t.is(typeof waitedMs, 'number');
+  }
+  // The other process let go 200 ms after the wait began.
+  t.true((waited.attributes['exclusive_process.waited_ms'] as number) >= 190, JSON.stringify(waited));
+});

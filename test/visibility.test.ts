@@ -23,7 +23,7 @@ test('exclusive(fn).lockName is the resolved (default or given) name, read-only;
   });
 });
 
-test('NODE_DEBUG=exclusive-process names each lock: where a default name came from, where it lives, acquisitions and conflicts', async (t) => {
+test('NODE_DEBUG=exclusive-process names each lock: where a default name came from, the directory and why, where it lives, attempts, acquisitions, conflicts, releases, exit cleanup', async (t) => {
   const dir = lockDir();
   const result = await run('visible-names.ts', [], { EXCLUSIVE_PROCESS_DIR: dir, NODE_DEBUG: 'exclusive-process' });
   t.is(result.code, 0, result.stderr);
@@ -35,18 +35,26 @@ test('NODE_DEBUG=exclusive-process names each lock: where a default name came fr
     lines.map((line) => line.replace(`EXCLUSIVE-PROCESS ${pid}: `, '')),
     [
       `name '${NAME}' resolved from file ${join(FIXTURES, 'visible-names.ts')} (exclusive())`,
+      `lock directory ${dir}, from EXCLUSIVE_PROCESS_DIR`,
       `lock '${NAME}' is ${file} (posix driver)`,
       `acquiring '${NAME}'`,
+      `trying '${NAME}' (attempt 1, first try)`,
       `acquiring '${NAME}'`,
       `acquired '${NAME}' (${file})`,
       `conflict on '${NAME}': held by pid ${pid}`,
+      `released '${NAME}' (${file})`,
       `name '${NAME}' resolved from file ${join(FIXTURES, 'visible-names.ts')} (Exclusive.run())`,
       `lock '${NAME}' is ${file} (posix driver)`,
       `acquiring '${NAME}'`,
+      `trying '${NAME}' (attempt 1, first try)`,
       `acquired '${NAME}' (${file})`,
+      `released '${NAME}' (${file})`,
       `lock 'visible-names-explicit' is ${dir}/exclusive-process.visible-names-explicit.lock (posix driver)`,
       `acquiring 'visible-names-explicit'`,
+      `trying 'visible-names-explicit' (attempt 1, first try)`,
       `acquired 'visible-names-explicit' (${dir}/exclusive-process.visible-names-explicit.lock)`,
+      `released 'visible-names-explicit' (${dir}/exclusive-process.visible-names-explicit.lock)`,
+      'exit: cleaning up the posix driver(s)',
     ]
   );
 });

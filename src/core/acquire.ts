@@ -2,24 +2,31 @@
 import { recordForThisProcess } from '../shared/holder-record.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 import { conflict, conflictSync } from './conflict.js';
+import { debugging, traceAttempt, traceHandoff, traceQueued, traceWaiting, traceWoken } from './debug.js';
 import { cleanupOnSignals, withoutOurSignalHandlers } from './exit.js';
 import type { ExclusiveLock } from './handle.js';
 import { hold, isReentry, reenter } from './hold.js';
 import { endTurn, entryFor, findEntry, type Entry } from './registry.js';
 import type { Target } from './settings.js';
-import { nativeWait, pollWait, turn, waitSync } from './wait.js';
+import { observed, observedSync } from './trace.js';
+import { nativeWait, pollWait, turn, waitsInKernel, waitSync } from './wait.js';
 
 /**
  * Takes the lock synchronously, waiting (blocking this thread) up to
  * `waitMs`. On conflict applies `die` or throws CannotAcquireLock.
  * `processWide` (forever()): every acquisition in this thread re-enters
- * until this handle is released.
+ * until this handle is released. Traced on the acquire channel (trace.ts).
  */
 export function acquireSync(t: Target, processWide = false): ExclusiveLock {
-  const { settings, name, resource } = t;
+  const found = findEntry(t.settings.driver, t.resource);
+  if (found !== undefined && isReentry(found)) return observedSync(t, true, () => reenter(t.name, t.settings.driver, found, processWide));
+  return observedSync(t, false, () => takeSync(t, found, processWide));
+}
+
+/** acquireSync() of a lock this call chain does not hold; `found` is its entry, if any. */
+function takeSync(t: Target, found: Entry | undefined, processWide: boolean): ExclusiveLock {
+  const { settings, resource } = t;
   const { driver } = settings;
-  const found = findEntry(driver, resource);
-  if (found !== undefined && isReentry(found)) return reenter(name, driver, found, processWide);
   if (settings.signal?.aborted) throw settings.signal.reason;
   // Held by another call chain of this thread (or waited for on another
   // thread, which could take it while we block): a blocking wait could never
@@ -49,24 +56,40 @@ interface SyncAttempt {
 }
 
 /** Tries the lock for the caller holding `entry`'s turn, then waits per `waitMs`; a throw ends the turn. */
-function attemptSync({ settings, name, resource }: Target, entry: Entry): SyncAttempt {
+function attemptSync(t: Target, entry: Entry): SyncAttempt {
+  const { settings, name, resource } = t;
   const { driver } = settings;
   let record!: HolderRecord;
+  let attempts = 0;
   const attempt = (block: boolean): DriverLock | null => {
     record = recordForThisProcess(name, settings.command);
+    // Not each poll of a blocked thread (up to 100 a second): the wait and its end say enough.
+    if (++attempts === 1 || block) traceAttempt(name, attempts, block ? 'blocking until it is released' : 'first try');
     return block ? driver.waitLockSync!(resource, record) : (driver.tryLock(resource, record) as DriverLock | null);
   };
   try {
-    const deadline = performance.now() + settings.waitMs;
+    const began = performance.now();
+    const deadline = began + settings.waitMs;
     let lock = attempt(false);
     // Held by this thread under another path to the same file: same as held by another chain.
     const otherPath = lock === null && settings.waitMs > 0 && driver.heldByThisThread?.(resource) === true;
-    if (lock === null && settings.waitMs > 0 && !otherPath) lock = withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline));
+    if (lock === null && settings.waitMs > 0 && !otherPath) {
+      const from = debugging() ? traceSyncWait(t) : '';
+      lock = withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline));
+      if (lock !== null) traceHandoff(name, performance.now() - began, from);
+    }
     return { lock, record, otherPath };
   } catch (error) {
     endTurn(entry);
     throw error;
   }
+}
+
+/** NODE_DEBUG: who holds the lock a synchronous caller is about to wait for, and how it waits; returns the holder's description. */
+function traceSyncWait({ settings, name, resource }: Target): string {
+  const holder = settings.driver.holder(resource, name) as HolderRecord | null;
+  const how = waitsInKernel(settings) ? 'blocking this thread in the kernel' : 'blocking this thread, polling every 2-10 ms';
+  return traceWaiting(name, holder, settings.waitMs, how);
 }
 
 /**
@@ -84,30 +107,44 @@ function canBorrow(entry: Entry, driver: LockDriver): boolean {
 /**
  * Takes the lock, waiting up to `waitMs` (in-process waiters queue; the
  * first one waits on the OS). On conflict applies `die` or throws
- * CannotAcquireLock; an aborted `signal` rejects with its reason.
+ * CannotAcquireLock; an aborted `signal` rejects with its reason. Traced on
+ * the acquire channel (trace.ts).
  */
-export async function acquire(t: Target): Promise<ExclusiveLock> {
+export function acquire(t: Target): Promise<ExclusiveLock> {
+  const found = findEntry(t.settings.driver, t.resource);
+  if (found !== undefined && isReentry(found))
+    return observed(t, true, () => Promise.resolve(reenter(t.name, t.settings.driver, found, false)));
+  return observed(t, false, () => take(t, found));
+}
+
+/** acquire() of a lock this call chain does not hold; `found` is its entry, if any. */
+async function take(t: Target, found: Entry | undefined): Promise<ExclusiveLock> {
   const { settings, name, resource } = t;
   const { driver, signal } = settings;
-  const found = findEntry(driver, resource);
-  if (found !== undefined && isReentry(found)) return reenter(name, driver, found, false);
   signal?.throwIfAborted();
   const entry = found ?? entryFor(driver, resource);
-  const deadline = performance.now() + settings.waitMs;
+  const began = performance.now();
+  const deadline = began + settings.waitMs;
+  // Who the lock was waited for (NODE_DEBUG), to tell a hand-off.
+  let from: string | undefined;
   if (!entry.busy) entry.busy = true;
-  else if (settings.waitMs === 0 || !(await turn(entry, deadline, signal))) return refused(t, entry);
+  else if (settings.waitMs === 0 || !(await queued(name, entry, deadline, settings.waitMs, signal))) return refused(t, entry);
+  else from = 'a caller of this process';
   let lock: DriverLock | null;
   let record = recordForThisProcess(name, settings.command);
   try {
+    traceAttempt(name, 1, entry.lock !== null ? 'lent to a synchronous caller of this thread' : 'first try');
     // Not while a synchronous caller holds it on loan (see pausedWhileLent).
     const tried = entry.lock !== null ? null : driver.tryLock(resource, record, signal);
     lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
     if (lock === null && settings.waitMs > 0) {
+      if (debugging()) from = await traceAsyncWait(t);
       record = recordForThisProcess(name, settings.command);
       lock = await (driver.waitLock
         ? nativeWait(driver, resource, record, deadline, signal)
         : pollWait(pausedWhileLent(driver, entry), resource, record, deadline, signal));
     }
+    if (lock !== null && from !== undefined) traceHandoff(name, performance.now() - began, from);
   } catch (error) {
     endTurn(entry);
     throw error;
@@ -115,6 +152,22 @@ export async function acquire(t: Target): Promise<ExclusiveLock> {
   if (lock !== null) return hold(t, entry, lock, record, false);
   endTurn(entry);
   return refused(t, entry);
+}
+
+/** Waits for the turn held by another caller of this thread (see turn()), logged. */
+async function queued(name: string, entry: Entry, deadline: number, waitMs: number, signal: AbortSignal | undefined): Promise<boolean> {
+  traceQueued(name, entry.queue.size + 1, waitMs);
+  const passed = await turn(entry, deadline, signal);
+  if (passed) traceWoken(name, 'the caller ahead in this process let go: its turn passed to this one');
+  return passed;
+}
+
+/** NODE_DEBUG: who holds the lock an asynchronous caller is about to wait for, and how it waits; returns the holder's description. */
+async function traceAsyncWait({ settings, name, resource }: Target): Promise<string> {
+  const { driver } = settings;
+  const holder = await driver.holder(resource, name);
+  const how = driver.waitLock ? 'the driver waits' : 'woken by each change of the lock file, polling for a holder that dies';
+  return traceWaiting(name, holder, settings.waitMs, how);
 }
 
 /**

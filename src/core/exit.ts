@@ -1,5 +1,6 @@
 import { isMainThread } from 'node:worker_threads';
 import type { LockDriver } from '../drivers/types.js';
+import { traceCleanup } from './debug.js';
 
 /**
  * Runs every driver's `cleanup()` when the process or thread ends and, after
@@ -20,7 +21,7 @@ export function registerCleanup(driver: LockDriver): void {
   drivers.add(driver);
   if (exitHooked) return;
   exitHooked = true;
-  process.once('exit', cleanupAll);
+  process.once('exit', () => cleanupAll('exit'));
 }
 
 /** Also cleans up on SIGINT, SIGTERM and SIGHUP (main thread only: workers get no signals). */
@@ -30,7 +31,8 @@ export function cleanupOnSignals(): void {
   for (const signal of SIGNALS) process.prependListener(signal, onSignal);
 }
 
-function cleanupAll(): void {
+function cleanupAll(when: string): void {
+  traceCleanup(when, drivers);
   for (const driver of drivers) {
     try {
       driver.cleanup!();
@@ -53,7 +55,7 @@ const OURS = Symbol.for('exclusive-process.signal-handler');
 const onSignal = Object.assign(
   (signal: NodeJS.Signals): void => {
     if (process.listeners(signal).some((listener) => !(OURS in listener))) return;
-    cleanupAll();
+    cleanupAll(`${signal}, before ending as the signal would`);
     for (const s of SIGNALS) process.removeListener(s, onSignal);
     signalsHooked = false;
     endAsSignalWould(signal);

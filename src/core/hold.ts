@@ -2,8 +2,10 @@ import { NotHoldingError } from '../shared/errors.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 import { registerCleanup } from './exit.js';
 import { ExclusiveLock } from './handle.js';
+import { traceLost, traceRelease, traceReentry } from './debug.js';
 import { chain, endTurn, findEntry, type Entry, type Handle } from './registry.js';
 import type { Target } from './settings.js';
+import { publishLost, publishRelease } from './trace.js';
 
 /**
  * True when this call chain holds the lock now: one of its handles for the
@@ -26,6 +28,7 @@ function heldHandle(entry: Entry): Handle | undefined {
 /** One more handle on a lock held through the caller's call chain (or `forever()`). */
 export function reenter(name: string, driver: LockDriver, entry: Entry, processWide: boolean): ExclusiveLock {
   entry.handles++;
+  traceReentry(name, entry.handles);
   return handle(name, entry.kind ?? driver.kind, entry, processWide);
 }
 
@@ -43,6 +46,7 @@ export function hold(
   entry.handles = 1;
   entry.record = lock.details === undefined ? record : { ...record, details: lock.details };
   registerCleanup(driver);
+  if (lock.lost !== undefined) reportLoss(lock.lost, name, driver.kind, resource);
   const held = handle(name, driver.kind, entry, processWide);
   if (lock.descriptor !== undefined) descriptors.set(held, lock.descriptor);
   return held;
@@ -54,12 +58,22 @@ export function hold(
  * with it, not with the hold (that may be a run() it was taken inside).
  */
 function handle(name: string, kind: string, entry: Entry, processWide: boolean): ExclusiveLock {
-  if (!processWide) return new ExclusiveLock(name, kind, entry, () => letGo(entry));
+  if (!processWide) return new ExclusiveLock(name, kind, entry, () => letGo(entry, name, kind));
   entry.processWide++;
   return new ExclusiveLock(name, kind, entry, () => {
     entry.processWide--;
-    return letGo(entry);
+    return letGo(entry, name, kind);
   });
+}
+
+/** Logs and publishes (lost channel) the loss of a hold, once, when the driver reports it. */
+function reportLoss(lost: AbortSignal, name: string, kind: string, resource: string): void {
+  const onLost = (): void => {
+    traceLost(name, lost.reason);
+    publishLost(name, kind, resource, lost.reason);
+  };
+  if (lost.aborted) onLost();
+  else lost.addEventListener('abort', onLost, { once: true });
 }
 
 /** The descriptors of held locks that live on one (see `DriverLock.descriptor`). */
@@ -70,9 +84,12 @@ export function lockDescriptor(lock: ExclusiveLock): number | undefined {
   return lock.held ? descriptors.get(lock) : undefined;
 }
 
-/** Releases one handle; the last one gives the lock up. */
-function letGo(entry: Entry): void | Promise<void> {
-  if (--entry.handles > 0) return;
+/** Releases one handle, logged and published (release channel) as `name`; the last one gives the lock up. */
+function letGo(entry: Entry, name: string, kind: string): void | Promise<void> {
+  const left = --entry.handles;
+  traceRelease(name, entry.resource, left);
+  publishRelease(name, kind, entry.resource, left === 0);
+  if (left > 0) return;
   const lock = entry.lock!;
   entry.lock = null;
   entry.record = null;

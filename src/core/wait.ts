@@ -1,5 +1,6 @@
 import { isMainThread } from 'node:worker_threads';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
+import { traceAttempt, traceWoken } from './debug.js';
 import type { Entry } from './registry.js';
 import type { LockSettings } from './settings.js';
 
@@ -27,7 +28,7 @@ const WATCH_RETRY_MS = 1000;
  * first, would hang until the lock came.
  */
 export function waitSync(attempt: (block: boolean) => DriverLock | null, settings: LockSettings, deadline: number): DriverLock | null {
-  if (settings.waitMs === Infinity && isMainThread && settings.driver.waitLockSync) return attempt(true);
+  if (waitsInKernel(settings)) return attempt(true);
   for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, SYNC_POLL_MAX_MS)) {
     const left = deadline - performance.now();
     if (left <= 0) return null;
@@ -35,6 +36,11 @@ export function waitSync(attempt: (block: boolean) => DriverLock | null, setting
     const lock = attempt(false);
     if (lock !== null) return lock;
   }
+}
+
+/** True when a synchronous wait blocks in the driver (the main thread waiting for ever), rather than polling. */
+export function waitsInKernel(settings: LockSettings): boolean {
+  return settings.waitMs === Infinity && isMainThread && settings.driver.waitLockSync !== undefined;
 }
 
 /** Blocks the thread for `ms` without burning CPU; `worker.terminate()` interrupts it. */
@@ -90,25 +96,34 @@ export async function pollWait(
   signal: AbortSignal | undefined
 ): Promise<DriverLock | null> {
   let wake = (): void => {};
-  const watch = new WaitWatch(driver, resource, () => wake());
-  const onAbort = (): void => wake();
+  let cause: WakeCause = 'watching';
+  const wakeFor = (why: WakeCause) => (): void => {
+    cause = why;
+    wake();
+  };
+  const watch = new WaitWatch(driver, resource, wakeFor('the lock changed'));
+  const onAbort = wakeFor('aborted');
+  const onTimer = wakeFor('poll');
   signal?.addEventListener('abort', onAbort, { once: true });
   pollingWaits++;
   try {
-    for (let delay = POLL_FIRST_MS; ;) {
+    // The caller's first try was attempt 1.
+    for (let delay = POLL_FIRST_MS, attempt = 2; ; attempt++) {
       const woken = new Promise<void>((resolve) => (wake = resolve));
       // Watch before trying, so a release between the try and the sleep still wakes us.
       const afterChange = watch.changed;
       watch.refresh();
+      traceAttempt(record.name, attempt, cause);
       const lock = await driver.tryLock(resource, { ...record, since: new Date() }, signal);
       if (lock !== null) return lock;
       // The change may have been the file being replaced, not there to watch a moment ago: watch it now, and try again under the watch.
       if (afterChange && watch.watchIfUnwatched()) continue;
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return null;
-      const timer = setTimeout(wake, Math.min(delay, left));
+      const timer = setTimeout(onTimer, Math.min(delay, left));
       await woken;
       clearTimeout(timer);
+      traceWoken(record.name, cause);
       delay = Math.min(delay * 2, pollMaxMs(watch.watching ? WATCHED_POLLS_PER_SECOND : UNWATCHED_POLLS_PER_SECOND));
     }
   } finally {
@@ -166,6 +181,9 @@ class WaitWatch {
     if (this.#unwatch === undefined) this.#retryAt = performance.now() + WATCH_RETRY_MS;
   }
 }
+
+/** What woke a pollWait() (NODE_DEBUG): the first try runs as the watch is set up. */
+type WakeCause = 'watching' | 'the lock changed' | 'poll' | 'aborted';
 
 /** Asynchronous waits of this thread in pollWait(), for the poll budget. */
 let pollingWaits = 0;

@@ -91,7 +91,26 @@ let systemDir: string | undefined;
  * ({@link inLockDirectory}), so asking who holds a lock never creates one.
  */
 export function lockDirectory(dir: string | undefined): string {
-  return chosenDirectory(dir) ?? systemLockDirectory();
+  const chosen = chosenDirectory(dir);
+  const directory = chosen ?? systemLockDirectory();
+  if (debug.enabled)
+    traceDirectory(directory, dir !== undefined ? 'the `dir` option' : chosen !== undefined ? 'EXCLUSIVE_PROCESS_DIR' : defaultWhy());
+  return directory;
+}
+
+/** Directories already logged, with why: each is said once (NODE_DEBUG=exclusive-process). */
+const loggedDirectories = new Set<string>();
+
+function traceDirectory(directory: string, why: string): void {
+  const line = `lock directory ${directory}, from ${why}`;
+  if (loggedDirectories.has(line)) return;
+  loggedDirectories.add(line);
+  debug('%s', line);
+}
+
+function defaultWhy(): string {
+  if (process.platform === 'win32') return 'the default (the temp directory)';
+  return `the default (the first shared directory of ${SHARED_LOCK_DIRECTORIES.join(', ')}, else ${SHARED_TEMP_DIRECTORY})`;
 }
 
 /** The lock directory when neither `dir` nor `$EXCLUSIVE_PROCESS_DIR` is set (canonical). */
