@@ -4,7 +4,8 @@
 // steadier, though heavy I/O load slows proper-lockfile's mkdir/rmdir far
 // more than our CPU-bound path, hence the load warning).
 // Sections: uncontended acquire+release, hand-off latency, the CPU cost of
-// waiting on many names, the CLI's start-up against Node's own, then the optional ones (portable driver, postgres)
+// waiting on many names, many locks and waiters in one process, the CLI's
+// start-up against Node's own, then the optional ones (portable driver, postgres)
 // when they are available.
 import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { crossProcessHandoffs, inProcessHandoff, LABELS, type HandoffResult } fr
 import { ms, ratio, us } from './stats.js';
 import { buildCli, measureStartup, STARTUP_RUNS } from './startup.js';
 import { waitCosts } from './wait-cost.js';
+import { HELD_LOCKS, heldCost, WAITERS, waitersCost } from './scale.js';
 import { allChecks, check, note, printTable } from './table.js';
 import {
   exclusiveContenders,
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
     await uncontended(dir);
     await handoff(dir);
     await waitCost(dir);
+    await scale(dir);
     cliStartup(dir);
     await postgres();
 
@@ -187,6 +190,53 @@ function cliStartup(dir: string): void {
   console.log();
   const times = exclusive.median / node.median;
   check('CLI start-up', times <= 1.2, `${times.toFixed(2)}x the time of node -e 0 (medians; target <= 1.2x)`);
+}
+
+async function scale(dir: string): Promise<void> {
+  const held = await heldCost(dir);
+  printTable(
+    `One process holding ${HELD_LOCKS.toLocaleString('en-US')} distinct locks at once (a fresh process; RSS after a GC)`,
+    ['measure', 'total', 'per lock'],
+    [
+      ['RSS growth', `${(held.rssDelta / 2 ** 20).toFixed(1)} MiB`, `${(held.rssDelta / HELD_LOCKS / 1024).toFixed(2)} KiB`],
+      ['open descriptors added', String(held.fdsDelta), (held.fdsDelta / HELD_LOCKS).toFixed(2)],
+      ['descriptors left open once all are released', String(held.idleFdsAfterRelease), '(idle cache)'],
+      [
+        'acquire all, then release all',
+        `${held.acquireMs.toFixed(0)} ms + ${held.releaseMs.toFixed(0)} ms`,
+        `${((held.acquireMs * 1000) / HELD_LOCKS).toFixed(1)} us + ${((held.releaseMs * 1000) / HELD_LOCKS).toFixed(1)} us`,
+      ],
+    ]
+  );
+  note(
+    'A held posix lock is an open descriptor (flock lives on it): a process holding N locks needs N descriptors (Node raises its soft limit to the hard one).'
+  );
+
+  const w = await waitersCost(dir);
+  const cell = (l: { median: number; p95: number }): string => `${l.median.toFixed(3)} / ${l.p95.toFixed(3)}`;
+  printTable(
+    `${WAITERS} async waiters (\`wait: true\`) on one lock another process holds, in one process: that process's own I/O while they wait`,
+    ['measure', 'no waiters', `${WAITERS} waiting`],
+    [
+      ['fs.stat latency, ms (median / p95)', cell(w.before.stat), cell(w.during.stat)],
+      ["dns.lookup('localhost') latency, ms (median / p95)", cell(w.before.dns), cell(w.during.dns)],
+      ['CPU while waiting, ms per second', '', w.cpuMsPerSecond.toFixed(2)],
+    ]
+  );
+  note(
+    'Waiters of one name queue in-process behind one OS-level waiter (a file watch plus a slow poll), which occupies no thread of the libuv pool: fs and dns calls keep their latency.'
+  );
+  console.log();
+  check(
+    `${WAITERS} waiters, fs.stat median`,
+    w.during.stat.median < Math.max(2 * w.before.stat.median, w.before.stat.median + 0.5),
+    `${w.during.stat.median.toFixed(3)} ms while waiting, ${w.before.stat.median.toFixed(3)} ms before (target: under twice, or +0.5 ms)`
+  );
+  check(
+    `${WAITERS} waiters, CPU`,
+    w.cpuMsPerSecond < 20,
+    `${(w.cpuMsPerSecond / 10).toFixed(2)} % of one core while waiting (target < 2 %, an idle process on a busy machine included)`
+  );
 }
 
 /** bench/postgres.ts (optional) starts its own server; its section comes back as `text` (or a string). */
