@@ -145,6 +145,39 @@ test('a conflict with another process: the error event carries the CannotAcquire
   }
 });
 
+test('conflicts inside this process: outcome held-in-process for another call chain, would-deadlock for a synchronous wait on a lock this thread holds', async (t) => {
+  const dir = lockDir();
+  const outer = Exclusive.lock({ name: 'inside', dir });
+  try {
+    const seen = await recording('inside', async () => {
+      // Another call chain of this process (not the one holding it: no re-entry).
+      await new Promise<void>((resolve) =>
+        setImmediate(() => {
+          t.throws(() => Exclusive.lock({ name: 'inside', dir, wait: 5000 }), { instanceOf: CannotAcquireLock });
+          resolve();
+        })
+      );
+      await t.throwsAsync(
+        new Promise<ExclusiveLock>((resolve, reject) =>
+          setImmediate(() => {
+            Exclusive.acquire({ name: 'inside', dir }).then(resolve, reject);
+          })
+        ),
+        { instanceOf: CannotAcquireLock }
+      );
+    });
+    const outcomes = seen
+      .filter((s) => (s.event === 'end' && s.context.synchronous === true) || s.event === 'asyncEnd')
+      .map((s) => [s.context.synchronous, s.context.outcome]);
+    t.deepEqual(outcomes, [
+      [true, 'would-deadlock'],
+      [false, 'held-in-process'],
+    ]);
+  } finally {
+    await outer.release();
+  }
+});
+
 test('a wait that times out: outcome timed-out, waitedMs at least the wait', async (t) => {
   const dir = lockDir();
   const held = await holder('slow', dir);
