@@ -83,10 +83,24 @@ async function rejection(promise: Promise<unknown>): Promise<Error & { code?: st
   throw new Error('expected a rejection');
 }
 
+/**
+ * The reason `signal` aborts with. A held lock keeps nothing alive (its
+ * socket and heartbeat are unref'd), so while waiting for the server's word
+ * a timer keeps this process from ending with the test unresolved.
+ */
 const aborted = (signal: AbortSignal): Promise<unknown> =>
-  new Promise((resolve) =>
-    signal.aborted ? resolve(signal.reason) : signal.addEventListener('abort', () => resolve(signal.reason), { once: true })
-  );
+  new Promise((resolve) => {
+    if (signal.aborted) return resolve(signal.reason);
+    const alive = setTimeout(() => {}, 60_000);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(alive);
+        resolve(signal.reason);
+      },
+      { once: true }
+    );
+  });
 
 test('advisoryKey is the documented hash: first 8 bytes of SHA-256 of the UTF-8 name, signed big-endian, equal to the SQL formula', async (t) => {
   t.is(advisoryKey('migrate'), 4307694844222389748n);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { asUser } from './run-as.js';
 
 /**
- * A private, real PostgreSQL 15 cluster for one test run (or bench): initdb
+ * A private, real PostgreSQL 15 cluster for one test run (or bench): a copy of one initdb per process
  * in a fresh temp directory, a free loopback port, its own socket
  * directory; stopped and deleted by `stop()`. PostgreSQL refuses to run as
  * root, so as root every server command runs as the `postgres` user
@@ -99,7 +99,7 @@ export async function startPostgres(
   }
   const dataDir = join(dir, 'data');
   const logFile = join(dir, 'server.log');
-  await runPg('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-locale', '-E', 'UTF8']);
+  await copyCluster(await template(), dataDir);
   const port = await freePort();
   const extra = Object.entries(options.settings ?? {})
     .map(([name, value]) => ` -c ${name}=${value}`)
@@ -155,6 +155,38 @@ export async function startPostgres(
       }
     },
   };
+}
+
+let templateDir: Promise<string> | undefined;
+
+/**
+ * One initdb per test process: every server starts from a copy of it.
+ * initdb takes seconds of CPU, and a test file that starts a server per
+ * test (the CLI's) ran several at once and hit initdb's timeout on a loaded
+ * machine. Removed at exit.
+ */
+function template(): Promise<string> {
+  templateDir ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'exclusive-pg-template-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    if (asRoot) {
+      const { uid, gid } = postgresIds();
+      chownSync(dir, uid, gid);
+    }
+    const dataDir = join(dir, 'data');
+    await runPg('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-locale', '-E', 'UTF8']);
+    return dataDir;
+  })();
+  return templateDir;
+}
+
+/** Copies a stopped cluster's data directory, owners and modes kept (PostgreSQL wants its files its own, mode 0700). */
+function copyCluster(from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('cp', ['-a', from, to], { cwd: POSTGRES_CWD }, (error) =>
+      error === null ? resolve() : reject(new Error(`cp -a ${from} ${to} failed: ${error.message}`))
+    );
+  });
 }
 
 function postgresIds(): { uid: number; gid: number } {
