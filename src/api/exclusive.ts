@@ -1,6 +1,6 @@
 import { decorate } from './decorator.js'; // first: it loads reflect-metadata
 import { describe } from '../shared/describe.js';
-import { traced, tracedSync, traceTarget } from '../core/debug.js';
+import { traceTarget } from '../core/debug.js';
 import { acquire, acquireForProcess, acquireSync } from '../core/acquire.js';
 import type { ExclusiveLock } from '../core/handle.js';
 import { holderOf, runHolding } from '../core/hold.js';
@@ -30,7 +30,7 @@ function forever(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseLockOptions(options, 'Exclusive.forever()');
   requireSynchronous(settings, 'Exclusive.forever()');
   const t = targetOf(settings, 'Exclusive.forever()');
-  return tracedSync(t, () => acquireForProcess(t));
+  return acquireForProcess(t);
 }
 
 async function run<R>(
@@ -43,7 +43,7 @@ async function run<R>(
   }
   const settings = parseLockOptions(options, 'Exclusive.run() (it awaits what fn returns)');
   const t = targetOf(settings, 'Exclusive.run()');
-  const lock = await traced(t, () => acquire(t));
+  const lock = await acquire(t);
   try {
     return await runHolding(lock, t, () => fn(lock));
   } finally {
@@ -55,13 +55,13 @@ function lock(options?: ExclusiveOptions): ExclusiveLock {
   const settings = parseLockOptions(options, 'Exclusive.lock()');
   requireSynchronous(settings, 'Exclusive.lock()');
   const t = targetOf(settings, 'Exclusive.lock()');
-  return tracedSync(t, () => acquireSync(t));
+  return acquireSync(t);
 }
 
 function acquireLock(options?: ExclusiveOptions): Promise<ExclusiveLock> {
   const settings = parseLockOptions(options, 'Exclusive.acquire()');
   const t = targetOf(settings, 'Exclusive.acquire()');
-  return traced(t, () => acquire(t));
+  return acquire(t);
 }
 
 function holder(name: string, options?: HolderOptions): LockHolder | null | Promise<LockHolder | null> {

@@ -1,6 +1,6 @@
 import { describe } from '../shared/describe.js';
 import { callerFile, nameForFile } from './default-name.js';
-import { traced, tracedSync, traceName, traceTarget } from '../core/debug.js';
+import { traceName, traceTarget } from '../core/debug.js';
 import { CannotAcquireLock, InvalidArgumentError } from '../shared/errors.js';
 import { acquire, acquireSync } from '../core/acquire.js';
 import type { ExclusiveLock } from '../core/handle.js';
@@ -151,7 +151,7 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 
   async function exclusiveAsync(this: unknown, ...args: unknown[]): Promise<unknown> {
     const t = targetFor(this);
-    const lock = await traced(t, () => acquire(t));
+    const lock = await acquire(t);
     try {
       return await runHolding(lock, t, () => fn.apply(this, args));
     } finally {
@@ -163,7 +163,7 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
     const t = targetFor(this);
     let lock: ExclusiveLock;
     try {
-      lock = tracedSync(t, () => acquireSync(t));
+      lock = acquireSync(t);
     } catch (error) {
       throw unsettled > 0 ? explainUnsettled(error, settings.waitMs > 0) : error;
     }

@@ -2,7 +2,7 @@
 import { recordForThisProcess } from '../shared/holder-record.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 import { conflict, conflictSync } from './conflict.js';
-import { debugging, traceAttempt, traceHandoff, traceQueued, traceWaiting, traceWoken } from './debug.js';
+import { debugging, traceAttempt, traced, tracedSync, traceHandoff, traceQueued, traceWaiting, traceWoken } from './debug.js';
 import { cleanupOnSignals, withoutOurSignalHandlers } from './exit.js';
 import type { ExclusiveLock } from './handle.js';
 import { hold, isReentry, reenter } from './hold.js';
@@ -15,9 +15,14 @@ import { nativeWait, pollWait, turn, waitsInKernel, waitSync } from './wait.js';
  * Takes the lock synchronously, waiting (blocking this thread) up to
  * `waitMs`. On conflict applies `die` or throws CannotAcquireLock.
  * `processWide` (forever()): every acquisition in this thread re-enters
- * until this handle is released. Traced on the acquire channel (trace.ts).
+ * until this handle is released. Logged (debug.ts) and traced on the
+ * acquire channel (trace.ts).
  */
 export function acquireSync(t: Target, processWide = false): ExclusiveLock {
+  return tracedSync(t, () => observedAcquireSync(t, processWide));
+}
+
+function observedAcquireSync(t: Target, processWide: boolean): ExclusiveLock {
   const found = findEntry(t.settings.driver, t.resource);
   if (found !== undefined && isReentry(found)) return observedSync(t, true, () => reenter(t.name, t.settings.driver, found, processWide));
   return observedSync(t, false, () => takeSync(t, found, processWide));
@@ -107,10 +112,14 @@ function canBorrow(entry: Entry, driver: LockDriver): boolean {
 /**
  * Takes the lock, waiting up to `waitMs` (in-process waiters queue; the
  * first one waits on the OS). On conflict applies `die` or throws
- * CannotAcquireLock; an aborted `signal` rejects with its reason. Traced on
- * the acquire channel (trace.ts).
+ * CannotAcquireLock; an aborted `signal` rejects with its reason. Logged
+ * (debug.ts) and traced on the acquire channel (trace.ts).
  */
 export function acquire(t: Target): Promise<ExclusiveLock> {
+  return traced(t, () => observedAcquire(t));
+}
+
+function observedAcquire(t: Target): Promise<ExclusiveLock> {
   const found = findEntry(t.settings.driver, t.resource);
   if (found !== undefined && isReentry(found))
     return observed(t, true, () => Promise.resolve(reenter(t.name, t.settings.driver, found, false)));
