@@ -5,10 +5,10 @@
 // loader does, to tell glibc from musl: 5-8 ms). No timing is asserted.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT } from './helpers/processes.js';
+import { compileCopy, packageCopy } from './helpers/package-copy.js';
 
 const PRELOAD = `
 const { writeFileSync } = require('node:fs');
@@ -28,17 +28,10 @@ let cli = '';
 
 test.before(() => {
   root = mkdtempSync(join(tmpdir(), 'exclusive-cli-startup-'));
-  const pkg = join(root, 'pkg');
-  mkdirSync(pkg);
-  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json'])
-    cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
-  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
-  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-    cwd: pkg,
-    encoding: 'utf8',
-  });
+  const pkg = packageCopy(root);
+  const output = compileCopy(pkg);
   cli = join(pkg, 'dist', 'cli.js');
-  if (!existsSync(cli)) throw new Error(`build failed:\n${tsc.stdout}${tsc.stderr}`);
+  if (!existsSync(cli)) throw new Error(`build failed:\n${output}`);
   writeFileSync(join(root, 'preload.cjs'), PRELOAD);
   mkdirSync(join(root, 'locks'));
 });

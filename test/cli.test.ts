@@ -5,24 +5,13 @@
 // pid we signal is the tool's own).
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import {
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
 import { displayCommand } from '../src/cli/holder-command.js';
 import { procStat } from '../src/shared/process-identity.js';
+import { compileCopy, packageCopy } from './helpers/package-copy.js';
 import { ROOT } from './helpers/processes.js';
 import { Client } from 'pg';
 import { startPostgres } from './helpers/postgres-server.js';
@@ -41,19 +30,11 @@ const orphans = new Set<number>();
 
 test.before(() => {
   root = mkdtempSync(join(tmpdir(), 'exclusive-cli-test-'));
-  // Build a copy, so other work in the tree (and its dist/) is left alone.
-  const pkg = join(root, 'pkg');
-  mkdirSync(pkg);
-  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json'])
-    cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
-  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
-  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-    cwd: pkg,
-    encoding: 'utf8',
-  });
-  // tsc emits despite type errors; only errors in the tool's own files stop us (other files may be mid-edit by others).
-  const ours = tsc.stdout.split('\n').filter((line) => /^src\/cli/.test(line));
-  if (!existsSync(join(pkg, 'dist', 'cli.js')) || ours.length > 0) throw new Error(`build failed:\n${tsc.stdout}${tsc.stderr}`);
+  const pkg = packageCopy(root);
+  const output = compileCopy(pkg);
+  // Only errors in the tool's own files stop us (other files may be mid-edit by others).
+  const ours = output.split('\n').filter((line) => /^src\/cli/.test(line));
+  if (!existsSync(join(pkg, 'dist', 'cli.js')) || ours.length > 0) throw new Error(`build failed:\n${output}`);
   const pack = spawnSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', root], { cwd: pkg, encoding: 'utf8' });
   if (pack.status !== 0) throw new Error(`npm pack failed:\n${pack.stderr}`);
   const tarball = join(root, (JSON.parse(pack.stdout) as Array<{ filename: string }>)[0].filename);

@@ -7,9 +7,10 @@
 // what the code does.
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { packageCopy } from './helpers/package-copy.js';
 import { ROOT } from './helpers/processes.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -54,12 +55,7 @@ function sh(command: string, args: string[], cwd: string): string {
 
 test.before(() => {
   work = mkdtempSync(join(tmpdir(), 'exclusive-readme-'));
-  // Build and pack a copy, so other work in the tree (and its dist/) is left alone.
-  const pkg = join(work, 'pkg');
-  mkdirSync(pkg);
-  for (const entry of ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json'])
-    cpSync(join(ROOT, entry), join(pkg, entry), { recursive: true });
-  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+  const pkg = packageCopy(work); // packed (and so built) there, leaving the tree's dist/ alone
   const packed = JSON.parse(sh('npm', ['pack', '--json', '--pack-destination', work], pkg)) as Array<{ filename: string }>;
   const tarball = join(work, packed[0].filename);
 

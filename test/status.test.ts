@@ -4,7 +4,7 @@ import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, lockDir, start } from './helpers/processes.js';
+import { ROOT, listedLocks, lockDir, start } from './helpers/processes.js';
 
 const CLI = join(ROOT, 'src', 'cli.ts');
 
@@ -42,14 +42,7 @@ for (const [driver, suffix] of [
 
     const json = exclusive(['status', '--dir', dir, '--driver', driver, '--json'], { NODE_DEBUG: 'exclusive-process' });
     t.is(json.status, 0, json.stderr);
-    t.deepEqual(
-      (JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({
-        name,
-        state,
-        pid,
-      })),
-      expected
-    );
+    t.deepEqual(listedLocks(json.stdout), expected);
     for (const junk of ['a-directory', 'a-fifo', 'a-symlink', 'a-dangling-symlink', '']) {
       t.true(
         json.stderr.includes(`skipping ${join(dir, `exclusive-process.${junk}${suffix}`)}`),
@@ -83,14 +76,7 @@ for (const [holding, listing] of [
 
     const json = exclusive(['status', '--dir', dir, '--driver', listing, '--json']);
     t.is(json.status, 0, json.stderr);
-    t.deepEqual(
-      (JSON.parse(json.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({
-        name,
-        state,
-        pid,
-      })),
-      [{ name: 'fresh', state: 'held', pid: holder.child.pid! }]
-    );
+    t.deepEqual(listedLocks(json.stdout), [{ name: 'fresh', state: 'held', pid: holder.child.pid! }]);
     const table = exclusive(['status', '--dir', dir, '--driver', listing]);
     t.is(table.status, 0, table.stderr);
     t.deepEqual(

@@ -7,7 +7,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, stat
 import { join } from 'node:path';
 import { lockFileName } from '../src/drivers/file/path.js';
 import { privateMounts } from './helpers/namespace.js';
-import { lockDir, startArgv, type Finished, type Started } from './helpers/processes.js';
+import { listedLocks, lockDir, startArgv, type Finished, type Started } from './helpers/processes.js';
 import { asUser, buildForUsers, ensureUser, uidOf, type UserBuild } from './helpers/run-as.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -369,11 +369,7 @@ rootTest(
     const listing = await finish(here, build.argv(CLI, ['status', '--dir', dir, '--json']), 'nobody');
     t.is(listing.code, 0, listing.stderr);
     t.deepEqual(
-      (JSON.parse(listing.stdout) as Array<{ name: string; state: string; pid: number | null }>).map(({ name, state, pid }) => ({
-        name,
-        state,
-        pid,
-      })),
+      listedLocks(listing.stdout),
       [
         { name: listed, state: 'held', pid: other.pid },
         { name, state: 'held', pid: posix.pid },

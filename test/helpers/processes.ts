@@ -102,3 +102,15 @@ export function catchesSignal(pid: number, signal: number): boolean {
   const caught = BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`);
   return (caught & (1n << BigInt(signal - 1))) !== 0n;
 }
+
+/** A lock as `exclusive status --json` lists it, cut to what the tests compare. */
+export interface ListedLock {
+  name: string;
+  state: string;
+  pid: number | null;
+}
+
+/** The name, state and pid of each lock in the output of `exclusive status --json`. */
+export function listedLocks(stdout: string): ListedLock[] {
+  return (JSON.parse(stdout) as ListedLock[]).map(({ name, state, pid }) => ({ name, state, pid }));
+}
