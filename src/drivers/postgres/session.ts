@@ -1,3 +1,4 @@
+import { sessionSetup } from './sql.js';
 import { randomUUID } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { LockDriverError } from '../../shared/errors.js';
@@ -290,36 +291,6 @@ export function messageOf(error: unknown): string {
   const state = sqlState(error);
   const text = typeof message === 'string' && message !== '' ? message : String((error as { code?: unknown } | null)?.code ?? error);
   return state !== undefined ? `${text} (SQLSTATE ${state})` : text;
-}
-
-/**
- * The session's setup, in one round trip. idle_session_timeout is what ends
- * the session of a frozen (SIGSTOP) or partitioned holder, and so frees its
- * lock: the holder's heartbeat keeps it from firing while the holder is
- * alive. client_connection_check_interval makes a backend waiting for a lock
- * notice its client died. statement_timeout/lock_timeout from the role's
- * defaults must not end our waits. synchronous_commit: a fencing token is
- * returned only once its commit is flushed (see AFTER_GRANT in sql.ts), whatever the
- * server's, role's or database's default; remote_apply, stronger, is kept.
- * The last statement reports the backend and how the server sees us.
- */
-function sessionSetup(sessionTimeoutMs: number, marker: string): string {
-  const t = sessionTimeoutMs;
-  return [
-    `SET application_name = 'exclusive-process'`,
-    'SET statement_timeout = 0',
-    'SET lock_timeout = 0',
-    'SET idle_in_transaction_session_timeout = 0',
-    `SET idle_session_timeout = ${t}`,
-    `SET client_connection_check_interval = ${Math.min(1000, t)}`,
-    `SET tcp_keepalives_idle = ${Math.max(1, Math.floor(t / 2000))}`,
-    'SET tcp_keepalives_interval = 1',
-    'SET tcp_keepalives_count = 3',
-    "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)",
-    `SET exclusive_process.session = '${marker}'`,
-    'SELECT b.pid, host(a.client_addr) AS client_addr, a.client_port, a.usename ' +
-      'FROM (SELECT pg_backend_pid() AS pid) b LEFT JOIN pg_stat_activity a ON a.pid = b.pid',
-  ].join('; ');
 }
 
 /** The error for a failed session setup: a server too old for idle_session_timeout (42704) is unsupported. */

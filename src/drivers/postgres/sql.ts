@@ -19,7 +19,7 @@ const OUR_SESSION =
  * Columns computed once the lock is granted (`<granted>`): the fencing
  * token; a transactional WAL message, so that this statement's commit is
  * flushed like any write before we return (the session forces
- * synchronous_commit on, see Session), and the token can never be handed
+ * synchronous_commit on, see sessionSetup), and the token can never be handed
  * out again after a server crash or failover (a transaction that only takes
  * an id writes no WAL, commits asynchronously, and its id may be reissued
  * after a crash; so may any under synchronous_commit = off); the holder's name tag; the
@@ -62,4 +62,34 @@ export const HOLDER_SQL =
 export function lockTimeoutSql(timeoutMs: number | undefined): string {
   const ms = timeoutMs === undefined || !Number.isFinite(timeoutMs) ? 0 : Math.min(0x7fffffff, Math.max(1, Math.ceil(timeoutMs)));
   return `SET lock_timeout = ${ms}`;
+}
+
+/**
+ * The session's setup, in one round trip. idle_session_timeout is what ends
+ * the session of a frozen (SIGSTOP) or partitioned holder, and so frees its
+ * lock: the holder's heartbeat keeps it from firing while the holder is
+ * alive. client_connection_check_interval makes a backend waiting for a lock
+ * notice its client died. statement_timeout/lock_timeout from the role's
+ * defaults must not end our waits. synchronous_commit: a fencing token is
+ * returned only once its commit is flushed (see AFTER_GRANT), whatever the
+ * server's, role's or database's default; remote_apply, stronger, is kept.
+ * The last statement reports the backend and how the server sees us.
+ */
+export function sessionSetup(sessionTimeoutMs: number, marker: string): string {
+  const t = sessionTimeoutMs;
+  return [
+    `SET application_name = 'exclusive-process'`,
+    'SET statement_timeout = 0',
+    'SET lock_timeout = 0',
+    'SET idle_in_transaction_session_timeout = 0',
+    `SET idle_session_timeout = ${t}`,
+    `SET client_connection_check_interval = ${Math.min(1000, t)}`,
+    `SET tcp_keepalives_idle = ${Math.max(1, Math.floor(t / 2000))}`,
+    'SET tcp_keepalives_interval = 1',
+    'SET tcp_keepalives_count = 3',
+    "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)",
+    `SET exclusive_process.session = '${marker}'`,
+    'SELECT b.pid, host(a.client_addr) AS client_addr, a.client_port, a.usename ' +
+      'FROM (SELECT pg_backend_pid() AS pid) b LEFT JOIN pg_stat_activity a ON a.pid = b.pid',
+  ].join('; ');
 }
