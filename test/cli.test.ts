@@ -14,7 +14,7 @@ import { procStat } from '../src/shared/process-identity.js';
 import { compileCopy, packageCopy } from './helpers/package-copy.js';
 import { ROOT } from './helpers/processes.js';
 import { Client } from 'pg';
-import { startPostgres } from './helpers/postgres-server.js';
+import { postgresInstalled, startPostgres, template } from './helpers/postgres-server.js';
 
 const CHILD = join(ROOT, 'test', 'fixtures', 'cli-child.cjs');
 const TRY_HELP = "Try 'exclusive --help' for more information.\n";
@@ -28,7 +28,9 @@ let bin = '';
 const started = new Set<ChildProcess>();
 const orphans = new Set<number>();
 
-test.before(() => {
+test.before(async () => {
+  // The postgres tests start a server each, all at once: initdb runs now, while the machine is quiet.
+  if (postgresInstalled()) await template();
   root = mkdtempSync(join(tmpdir(), 'exclusive-cli-test-'));
   const pkg = packageCopy(root);
   const output = compileCopy(pkg);

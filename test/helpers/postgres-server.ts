@@ -64,7 +64,8 @@ function runPg(tool: string, args: string[]): Promise<string> {
   const [command, argv] = asPostgres([file, ...args]);
   return new Promise((resolve, reject) => {
     execFile(command, argv, { timeout: 60_000, cwd: POSTGRES_CWD }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${tool} ${args.join(' ')} failed: ${error.message}\n${stdout}${stderr}`));
+      const killed = error?.killed === true ? ` (killed by ${error.signal} after the 60 s timeout)` : '';
+      if (error) reject(new Error(`${tool} ${args.join(' ')} failed${killed}: ${error.message}\n${stdout}${stderr}`));
       else resolve(stdout);
     });
   });
@@ -163,9 +164,10 @@ let templateDir: Promise<string> | undefined;
  * One initdb per test process: every server starts from a copy of it.
  * initdb takes seconds of CPU, and a test file that starts a server per
  * test (the CLI's) ran several at once and hit initdb's timeout on a loaded
- * machine. Removed at exit.
+ * machine. Removed at exit. A file whose tests start servers at once calls
+ * it in its before hook, while the machine is still quiet.
  */
-function template(): Promise<string> {
+export function template(): Promise<string> {
   templateDir ??= (async () => {
     const dir = mkdtempSync(join(tmpdir(), 'exclusive-pg-template-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
