@@ -64,7 +64,8 @@ for (const [mode, env] of [
   ['experimentalDecorators', { TSX_TSCONFIG_PATH: join(ROOT, 'test', 'fixtures', 'tsconfig.legacy.json') }],
 ] as const) {
   test(`${mode}: NODE_DEBUG=exclusive-process tells the default name of a decorated method and the file it came from`, async (t) => {
-    const result = await run('decorators.ts', [lockDir()], { ...env, NODE_DEBUG: 'exclusive-process' });
+    const dir = lockDir(); // also the default directory: other suites run this fixture at the same time
+    const result = await run('decorators.ts', [dir], { ...env, NODE_DEBUG: 'exclusive-process', EXCLUSIVE_PROCESS_DIR: dir });
     t.is(result.code, 0, result.stderr);
     const line = (method: string): string =>
       `name 'exclusive-process/test/fixtures/decorators:Jobs.${method}' resolved from file ${join(FIXTURES, 'decorators.ts')} (@Exclusive)`;
