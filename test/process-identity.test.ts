@@ -31,8 +31,8 @@ linux('procStat reads the state and start time past a command name holding ") Z 
 
   parent.kill('SIGKILL');
   await new Promise((resolve) => parent.once('exit', resolve));
-  // Gone, and its zombie child reaped by init: nothing to read.
-  while (procStat(zombie) !== undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+  // Gone (reaped by this process): nothing to read. Its zombie child is left
+  // to whoever adopts it: a container's pid 1 may never reap it, so it is not waited for.
   t.is(procStat(parent.pid!), undefined);
 });
 
