@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomUUID } from 'node:crypto';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
+import { randomUUID } from '../shared/crypto.js';
 
 /**
  * One lock of this thread, held or being acquired. Part of the shared

@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -15,6 +14,7 @@ import {
 import { dirname } from 'node:path';
 import { decodeRecord, encodeRecord } from '../../shared/holder-record.js';
 import { LOCK_FILE_SUFFIX, lockFileName, lockNamesIn } from './path.js';
+import { randomHex, sha256 } from '../../shared/crypto.js';
 import { LockFileError } from '../../shared/errors.js';
 import { currentProcess, isRunning, visibilityKey } from '../../shared/process-identity.js';
 import { code, createExclusive, lockFileError, ownerOf, readHead, readRecordAt, uid } from './lock-file.js';
@@ -65,7 +65,7 @@ export interface Claim {
  * ```
  */
 export function newToken(): string {
-  return randomBytes(12).toString('hex');
+  return randomHex(12);
 }
 
 /**
@@ -286,8 +286,7 @@ export function readClaim(path: string): Claim | undefined {
   const record = decodeRecord(bytes);
   const meta = parseMeta(bytes);
   const token = record !== null ? meta?.token : undefined;
-  const id =
-    token ?? `x${createHash('sha256').update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
+  const id = token ?? `x${sha256().update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}:`).update(bytes).digest('hex').slice(0, 23)}`;
   return { id, token, record, boot: meta?.boot, pidns: meta?.pidns, timens: meta?.timens, ids: meta?.ids };
 }
 

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { debuglog } from 'node:util';
 import { InvalidArgumentError, LockFileError } from '../../shared/errors.js';
+import { sha256 } from '../../shared/crypto.js';
 import { describe } from '../../shared/describe.js';
 
 /**
@@ -59,7 +59,7 @@ export function lockFileName(name: string): string {
     let cut = encoded.slice(0, MAX_READABLE - 40);
     const percent = cut.lastIndexOf('%');
     if (percent > cut.length - 3) cut = cut.slice(0, percent); // never split a %XX
-    encoded = `${cut}~${createHash('sha256').update(name).digest('hex').slice(0, 32)}`;
+    encoded = `${cut}~${sha256().update(name).digest('hex').slice(0, 32)}`;
   }
   return `${LOCK_FILE_PREFIX}${encoded}${LOCK_FILE_SUFFIX}`;
 }
