@@ -92,7 +92,7 @@ export const Exclusive: ExclusiveApi = Object.assign(
   decorate as ExclusiveDecorator & ((options?: ExclusiveOptions) => ExclusiveDecorator & SkippingDecorator),
   {
     forever: forever as ExclusiveApi['forever'],
-    run: run as ExclusiveApi['run'],
+    run: run,
     lock: lock as ExclusiveApi['lock'],
     acquire: acquireLock as ExclusiveApi['acquire'],
     holder: holder as ExclusiveApi['holder'],

@@ -83,9 +83,10 @@ export interface SkippingDecorator {
 }
 
 /** `unknown` for a method whose result admits `undefined` (what a skipped call gives); else a type none has, whose key says why. */
-type MaySkip<M extends Method> = undefined extends Awaited<ReturnType<M>>
-  ? unknown
-  : { "a skipped call returns undefined: declare the method's return type with `| undefined` (or void)": never };
+type MaySkip<M extends Method> =
+  undefined extends Awaited<ReturnType<M>>
+    ? unknown
+    : { "a skipped call returns undefined: declare the method's return type with `| undefined` (or void)": never };
 
 /**
  * Options with `skip: true`: a conflict skips the call quietly (see

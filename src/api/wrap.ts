@@ -54,7 +54,10 @@ export const exclusive: {
     options: ExclusiveOptions & { async: true }
   ): ExclusiveFunction<AsyncVersion<F>>;
   /** With `skip: true`: a skipped call returns `undefined` (an `async` function's promise resolves to it). */
-  <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options: ExclusiveOptions & { skip: true }): ExclusiveFunction<MaybeSkipped<F>>;
+  <F extends (...args: any[]) => any>(
+    fn: F & NotAGenerator<F>,
+    options: ExclusiveOptions & { skip: true }
+  ): ExclusiveFunction<MaybeSkipped<F>>;
   <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): ExclusiveFunction<F>;
   /**
    * Inside an exclusive function, method or `Exclusive.run()` callback: an
