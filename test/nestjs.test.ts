@@ -5,9 +5,10 @@
 // never in both at once; the other skips it quietly; the job's injected
 // JobLog writes the lines. And the discovery example lists both methods.
 import test from 'ava';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildNestExample, type BuiltApp } from './helpers/nest-app.js';
-import { lockDir, startArgv, type Finished } from './helpers/processes.js';
+import { lockDir, ROOT, startArgv, type Finished } from './helpers/processes.js';
 
 const JOBS = ['ReportsService.refresh', 'MailService.sendQueued']; // @Cron above @Exclusive, then below it
 const LOCK = (job: string): string => `exclusive-process-nestjs-example/dist/reports.service:${job}`;
@@ -91,4 +92,11 @@ test('the discovery example lists every exclusive method with its lock name and 
     .finished;
   t.is(listed.code, 0, listed.stderr);
   t.is(listed.stdout, JOBS.map((job) => `${job}: ${JSON.stringify({ skip: true, name: LOCK(job) })}\n`).join(''));
+});
+
+test("the README's NestJS code is the tested example's", (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const block = /<!-- excerpt: examples\/nestjs\/src\/reports.service.ts -->\n```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  t.truthy(block);
+  t.true(readFileSync(join(ROOT, 'examples', 'nestjs', 'src', 'reports.service.ts'), 'utf8').includes(block!));
 });

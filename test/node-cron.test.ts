@@ -1,16 +1,18 @@
 // exclusive-process/node-cron: coordinator() as node-cron 4's RunCoordinator.
-// Three real processes run the same every-second distributed task for 5 s:
+// Three real processes of examples/node-cron.ts run the same every-second
+// distributed task for 5 s:
 // every fire runs exactly once in total, with the posix driver and with a
 // real PostgreSQL server. A fire's lock is kept for its lease, so a process
 // asking after the run finished is told false; then it is released, and no
 // lock file is left once the processes end.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Exclusive } from '../src/index.js';
 import { coordinator } from '../src/node-cron.js';
 import { startPostgres, type PostgresServer } from './helpers/postgres-server.js';
-import { lockDir, start, type Started } from './helpers/processes.js';
+import { lockDir, ROOT, start, type Started } from './helpers/processes.js';
 
 const test = anyTest as TestFn<unknown>;
 let server: PostgresServer | undefined;
@@ -19,11 +21,13 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-/** Runs three fleet processes at once for 5 s; returns how many runs each fire had, by fire time, and the processes' outputs. */
-async function fleet(args: string[]): Promise<{ runs: Map<string, number>; outputs: string[] }> {
-  const ended = await Promise.all([0, 1, 2].map(() => start('cron-fleet.ts', args).finished));
+/** Runs three processes of examples/node-cron.ts at once for 5 s; returns how many runs each fire had, by fire time, and the processes' outputs. */
+async function fleet(env: NodeJS.ProcessEnv): Promise<{ runs: Map<string, number>; outputs: string[] }> {
+  const example = join(ROOT, 'examples', 'node-cron.ts');
+  const ended = await Promise.all([0, 1, 2].map(() => start(example, [], { ...env, EXAMPLE_RUN_MS: '5000' }).finished));
   const runs = new Map<string, number>();
-  for (const { stdout } of ended) for (const [, fire] of stdout.matchAll(/^ran (\S+) \d+$/gm)) runs.set(fire, (runs.get(fire) ?? 0) + 1);
+  for (const { stdout } of ended)
+    for (const [, fire] of stdout.matchAll(/^tick (\S+) ran in \d+$/gm)) runs.set(fire, (runs.get(fire) ?? 0) + 1);
   return { runs, outputs: ended.map((end) => `code ${end.code}\n${end.stdout}${end.stderr}`) };
 }
 
@@ -50,14 +54,14 @@ function assertEachFireOnce(t: ExecutionContext, runs: Map<string, number>, outp
 
 test('posix: three processes, one every-second distributed task for 5 s: every fire runs exactly once in total; no lock file left', async (t) => {
   const dir = lockDir();
-  const { runs, outputs } = await fleet([dir, '5000']);
+  const { runs, outputs } = await fleet({ EXCLUSIVE_PROCESS_DIR: dir });
   assertEachFireOnce(t, runs, outputs);
   t.deepEqual(readdirSync(dir), []);
 });
 
 test('postgres: three processes, one every-second distributed task for 5 s: every fire runs exactly once in total', async (t) => {
   server = await startPostgres();
-  const { runs, outputs } = await fleet([lockDir(), '5000', server.connectionString]);
+  const { runs, outputs } = await fleet({ EXCLUSIVE_PROCESS_DIR: lockDir(), DATABASE_URL: server.connectionString });
   assertEachFireOnce(t, runs, outputs);
 });
 
@@ -117,4 +121,12 @@ test('bad options are refused at once, a bad ttlMs at the call', async (t) => {
     message:
       "shouldRun(key, ttlMs): ttlMs must be an integer from 0 to 2147483647 milliseconds (node-cron's distributedLease), got number -1",
   });
+});
+
+test("the README's node-cron code is the tested example's", (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const block = /<!-- excerpt: examples\/node-cron.ts -->\n```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  const example = readFileSync(join(ROOT, 'examples', 'node-cron.ts'), 'utf8');
+  t.truthy(block);
+  t.true(example.includes(block!));
 });
