@@ -1,7 +1,15 @@
 export { Exclusive } from './api/exclusive.js';
 export { EXCLUSIVE_METADATA } from './api/decorator.js';
-export type { ExclusiveApi, ExclusiveDecorator, HolderOptions, LockHolder, SyncOptions } from './api/types.js';
-export { exclusive, type AsyncVersion, type ExclusiveFunction } from './api/wrap.js';
+export type {
+  ExclusiveApi,
+  ExclusiveDecorator,
+  HolderOptions,
+  LockHolder,
+  SkipOptions,
+  SkippingDecorator,
+  SyncOptions,
+} from './api/types.js';
+export { exclusive, type AsyncVersion, type ExclusiveFunction, type MaybeSkipped } from './api/wrap.js';
 export { ExclusiveLock } from './core/handle.js';
 export { CHANNELS, type AcquireContext, type AcquireOutcome, type LostMessage, type ReleaseMessage } from './core/trace.js';
 export type { ExclusiveOptions } from './api/options.js';

@@ -206,9 +206,9 @@ test('the types resolve from the installed package: tsc --noEmit passes for ESM 
   t.is(stdout, '');
 });
 
-test('TypeScript 5 with "moduleResolution": "node" (node10) finds the types of both entry points', async (t) => {
-  // node10 ignores "exports": `exclusive-process/postgres` resolves only through
-  // the postgres/package.json stub. Fails on TS2307 (module not found) and on an
+test('TypeScript 5 with "moduleResolution": "node" (node10) finds the types of every entry point', async (t) => {
+  // node10 ignores "exports": `exclusive-process/postgres` and `/node-cron` resolve only through
+  // the postgres/package.json and node-cron/package.json stubs. Fails on TS2307 (module not found) and on an
   // unused @ts-expect-error (the types are `any`).
   const stdout = await run(
     join('..', 'node_modules', 'typescript5', 'bin', 'tsc'),
@@ -266,6 +266,7 @@ test('attw: every entry point resolves to its own types and code under node10, n
   t.deepEqual(resolved, {
     '.': { node10: cjs('index'), 'node16-cjs': cjs('index'), 'node16-esm': esm('index'), bundler: esm('index') },
     './postgres': { node10: cjs('postgres'), 'node16-cjs': cjs('postgres'), 'node16-esm': esm('postgres'), bundler: esm('postgres') },
+    './node-cron': { node10: cjs('node-cron'), 'node16-cjs': cjs('node-cron'), 'node16-esm': esm('node-cron'), bundler: esm('node-cron') },
     './package.json': { node10: manifest, 'node16-cjs': manifest, 'node16-esm': manifest, bundler: manifest },
   });
   t.deepEqual(report.analysis.problems, []);

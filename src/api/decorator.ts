@@ -66,6 +66,19 @@ function decorator(settings: LockSettings, options: unknown): ExclusiveDecorator
   } as ExclusiveDecorator;
 }
 
+/**
+ * Copies the `reflect-metadata` entries that decorators applied before this
+ * one defined on the method itself to its replacement: frameworks read them
+ * from the function (NestJS's `@Cron`, `@Interval`, `SetMetadata`), so
+ * `@Exclusive()` written above them must not hide them. Returns `replacement`.
+ */
+function carryMetadata(method: Method, replacement: Method): Method {
+  for (const key of Reflect.getOwnMetadataKeys(method) as unknown[]) {
+    Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, method), replacement);
+  }
+  return replacement;
+}
+
 /** The error for a decorated member that is not a method; `what` says what it is: `a getter`. */
 function notAMethod(what: string): InvalidArgumentError {
   return new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `@Exclusive decorates methods, not ${what}`);
@@ -92,7 +105,10 @@ function decorateLegacy(
   const owner = typeof target === 'function' ? target : target.constructor;
   const name = settings.name ?? `${nameForFile(file)}:${owner.name}.${String(key)}`;
   if (settings.name === undefined) traceName(name, file, '@Exclusive');
-  descriptor.value = guard(descriptor.value, settings, () => name);
+  descriptor.value = carryMetadata(
+    descriptor.value as Method,
+    guard(descriptor.value, settings, () => name)
+  );
   const record = { ...metadata, name };
   Reflect.defineMetadata(EXCLUSIVE_METADATA, record, target, key);
   Reflect.defineMetadata(EXCLUSIVE_METADATA, record, descriptor.value);
@@ -127,10 +143,9 @@ function decorateStandard(
     }
     return name;
   };
-  const replacement: Method = guard(
+  const replacement: Method = carryMetadata(
     method as Method,
-    settings,
-    (self) => settings.name ?? nameFor(self == null || self === globalThis ? initialized : self)
+    guard(method as Method, settings, (self) => settings.name ?? nameFor(self == null || self === globalThis ? initialized : self))
   );
   const record = recordOf(metadata, settings, () => knownName ?? (initialized === undefined ? undefined : nameFor(initialized)));
   Reflect.defineMetadata(EXCLUSIVE_METADATA, record, replacement);

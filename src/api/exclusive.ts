@@ -1,7 +1,7 @@
 import { decorate } from './decorator.js'; // first: it loads reflect-metadata
 import { describe } from '../shared/describe.js';
 import { traceTarget } from '../core/debug.js';
-import { acquire, acquireForProcess, acquireSync } from '../core/acquire.js';
+import { acquireForProcess, acquireOrSkip, acquireOrSkipSync } from '../core/acquire.js';
 import type { ExclusiveLock } from '../core/handle.js';
 import { holderOf, runHolding } from '../core/hold.js';
 import { requireSynchronous, target, type LockSettings, type Target } from '../core/settings.js';
@@ -9,7 +9,7 @@ import type { HolderRecord } from '../drivers/types.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { validateName } from '../drivers/file/path.js';
 import { parseHolderOptions, parseOptions, type ExclusiveOptions } from './options.js';
-import type { ExclusiveApi, ExclusiveDecorator, HolderOptions, LockHolder } from './types.js';
+import type { ExclusiveApi, ExclusiveDecorator, HolderOptions, LockHolder, SkippingDecorator } from './types.js';
 import { defaultName } from './wrap.js';
 
 /** Options of the forms that wrap no function: `async` describes a function, so there it is refused, not ignored. */
@@ -26,7 +26,7 @@ function targetOf(settings: LockSettings, form: string): Target {
   return traceTarget(target(settings, settings.name ?? defaultName(form)));
 }
 
-function forever(options?: ExclusiveOptions): ExclusiveLock {
+function forever(options?: ExclusiveOptions): ExclusiveLock | null {
   const settings = parseLockOptions(options, 'Exclusive.forever()');
   requireSynchronous(settings, 'Exclusive.forever()');
   const t = targetOf(settings, 'Exclusive.forever()');
@@ -35,7 +35,7 @@ function forever(options?: ExclusiveOptions): ExclusiveLock {
 
 async function run<R>(
   ...args: [ExclusiveOptions | undefined, (lock: ExclusiveLock) => R] | [(lock: ExclusiveLock) => R]
-): Promise<Awaited<R>> {
+): Promise<Awaited<R> | undefined> {
   // `run(fn)`: a function alone is the callback (options are never a function).
   const [options, fn] = args.length === 1 && typeof args[0] === 'function' ? [undefined, args[0]] : args;
   if (typeof fn !== 'function') {
@@ -43,7 +43,8 @@ async function run<R>(
   }
   const settings = parseLockOptions(options, 'Exclusive.run() (it awaits what fn returns)');
   const t = targetOf(settings, 'Exclusive.run()');
-  const lock = await acquire(t);
+  const lock = await acquireOrSkip(t);
+  if (lock === null) return undefined; // skipped: held elsewhere
   try {
     return await runHolding(lock, t, () => fn(lock));
   } finally {
@@ -51,17 +52,17 @@ async function run<R>(
   }
 }
 
-function lock(options?: ExclusiveOptions): ExclusiveLock {
+function lock(options?: ExclusiveOptions): ExclusiveLock | null {
   const settings = parseLockOptions(options, 'Exclusive.lock()');
   requireSynchronous(settings, 'Exclusive.lock()');
   const t = targetOf(settings, 'Exclusive.lock()');
-  return acquireSync(t);
+  return acquireOrSkipSync(t);
 }
 
-function acquireLock(options?: ExclusiveOptions): Promise<ExclusiveLock> {
+function acquireLock(options?: ExclusiveOptions): Promise<ExclusiveLock | null> {
   const settings = parseLockOptions(options, 'Exclusive.acquire()');
   const t = targetOf(settings, 'Exclusive.acquire()');
-  return acquire(t);
+  return acquireOrSkip(t);
 }
 
 function holder(name: string, options?: HolderOptions): LockHolder | null | Promise<LockHolder | null> {
@@ -88,12 +89,12 @@ function holder(name: string, options?: HolderOptions): LockHolder | null | Prom
  * ```
  */
 export const Exclusive: ExclusiveApi = Object.assign(
-  decorate as ExclusiveDecorator & ((options?: ExclusiveOptions) => ExclusiveDecorator),
+  decorate as ExclusiveDecorator & ((options?: ExclusiveOptions) => ExclusiveDecorator & SkippingDecorator),
   {
-    forever: forever,
+    forever: forever as ExclusiveApi['forever'],
     run: run,
-    lock: lock,
-    acquire: acquireLock,
+    lock: lock as ExclusiveApi['lock'],
+    acquire: acquireLock as ExclusiveApi['acquire'],
     holder: holder as ExclusiveApi['holder'],
   }
 );

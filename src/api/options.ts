@@ -48,6 +48,23 @@ export interface ExclusiveOptions {
    * ```
    */
   die?: boolean;
+  /**
+   * When the lock is held (by another process, or by another call of this
+   * one), skip quietly instead of throwing: the call does not run and
+   * resolves (or returns) `undefined`; `Exclusive.lock()`, `acquire()` and
+   * `forever()` give `null` instead of a handle. For scheduled jobs whose
+   * every fire must run once somewhere, not everywhere. Logged
+   * (`NODE_DEBUG=exclusive-process`) and traced (outcome `'skipped'`). Not
+   * with `die` (another policy) nor `wait` (skipping gives up at once).
+   * Default: `false`.
+   *
+   * @example
+   * ```ts
+   * const sync = exclusive(async () => pullMail(), { name: 'sync-mail', skip: true });
+   * await sync(); // undefined, without running, when another process is syncing
+   * ```
+   */
+  skip?: boolean;
   /** The exit code used by `die`. Default: `1`. */
   exitCode?: number;
   /**
@@ -100,7 +117,7 @@ export interface ExclusiveOptions {
   async?: boolean;
 }
 
-const KNOWN = ['name', 'die', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async'];
+const KNOWN = ['name', 'die', 'skip', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async'];
 
 /** Other lock libraries' words for our options, suggested when they are not a typo of one. */
 const ALIASES: Readonly<Record<string, string>> = { timeout: 'wait', directory: 'dir' };
@@ -110,11 +127,14 @@ const OPTIONS: OptionsShape = { known: KNOWN, aliases: ALIASES, notObject: 'opti
 /** Validates options eagerly, throwing a TypeError with a Node-style `code` naming the exact option. */
 export function parseOptions(options: unknown): LockSettings {
   const o = optionsRecord(options, OPTIONS);
+  const die = optionalBoolean(o.die, 'die') ?? false;
+  const waitMs = parseWait(o.wait);
   return {
     name: o.name === undefined ? undefined : validateName(o.name),
-    die: optionalBoolean(o.die, 'die') ?? false,
+    die,
+    skip: parseSkip(o.skip, die, waitMs),
     exitCode: o.exitCode === undefined ? 1 : integerInRange(o.exitCode, 'exitCode', 0, 255),
-    waitMs: parseWait(o.wait),
+    waitMs,
     signal: optionalSignal(o.signal, 'signal'),
     dir: parseDir(o.dir),
     driver: parseDriver(o.driver),
@@ -131,6 +151,24 @@ export function parseHolderOptions(options: unknown): LockSettings {
 }
 
 export { MAX_WAIT_MS };
+
+/** `skip`, refused beside the options it contradicts: `die` (another conflict policy) and a `wait` (skipping gives up at once). */
+function parseSkip(value: unknown, die: boolean, waitMs: number): boolean {
+  const skip = optionalBoolean(value, 'skip') ?? false;
+  if (skip && die) {
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      'options.skip and options.die cannot be combined: on a conflict skip gives up quietly, die ends the process; choose one'
+    );
+  }
+  if (skip && waitMs > 0) {
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      `options.skip and options.wait cannot be combined: skip gives up at once when the lock is held; to wait and then give up, use wait and catch CannotAcquireLock (reason 'timed-out')`
+    );
+  }
+  return skip;
+}
 
 function parseWait(value: unknown): number {
   if (value === undefined || value === false) return 0;

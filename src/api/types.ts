@@ -57,6 +57,53 @@ export interface ExclusiveDecorator {
 }
 
 /**
+ * The decorator `Exclusive({ skip: true })` returns: as
+ * {@link ExclusiveDecorator}, but a skipped call returns (or resolves to)
+ * `undefined`, which the method's declared return type must admit
+ * (`void`, `Promise<void>`, `Promise<Report | undefined>`): TypeScript
+ * cannot change a decorated method's type, so it is checked instead.
+ *
+ * @example
+ * ```ts
+ * class Jobs {
+ *   @Exclusive({ skip: true }) async tick(): Promise<void> {} // compiles
+ *   @Exclusive({ skip: true }) async build(): Promise<string | undefined> { return 'built'; } // compiles
+ * }
+ * ```
+ */
+export interface SkippingDecorator {
+  /** Standard (TC39) decorators. */
+  <M extends Method>(method: M & NotAGenerator<M> & MaySkip<M>, context: ClassMethodDecoratorContext): M;
+  /** `experimentalDecorators`. */
+  <M extends Method>(
+    target: object,
+    key: string | symbol,
+    descriptor: TypedPropertyDescriptor<M> & NotAGenerator<M> & MaySkip<M>
+  ): TypedPropertyDescriptor<M>;
+}
+
+/** `unknown` for a method whose result admits `undefined` (what a skipped call gives); else a type none has, whose key says why. */
+type MaySkip<M extends Method> =
+  undefined extends Awaited<ReturnType<M>>
+    ? unknown
+    : { "a skipped call returns undefined: declare the method's return type with `| undefined` (or void)": never };
+
+/**
+ * Options with `skip: true`: a conflict skips the call quietly (see
+ * {@link ExclusiveOptions.skip}), so the forms' results admit `undefined`
+ * (functions) or `null` (handles). Only a literal `skip: true` is seen by
+ * the types: options typed as plain `ExclusiveOptions` are typed as if
+ * `skip` were false.
+ *
+ * @example
+ * ```ts
+ * const options: SkipOptions = { name: 'tick', skip: true };
+ * const lock = Exclusive.lock(options); // ExclusiveLock | null
+ * ```
+ */
+export type SkipOptions = ExclusiveOptions & { skip: true };
+
+/**
  * The type of {@link Exclusive}: the decorator and its static helpers.
  *
  * @example
@@ -81,6 +128,7 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * }
    * ```
    */
+  (options: SkipOptions): SkippingDecorator;
   (options?: ExclusiveOptions): ExclusiveDecorator;
 
   /**
@@ -88,7 +136,8 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * migration). Released, and its file removed, on exit, `process.exit()`,
    * uncaught exceptions, SIGINT, SIGTERM and SIGHUP (the process then ends
    * as the signal would have ended it). Every later acquisition of the same
-   * lock in this thread re-enters. Default name: the calling file.
+   * lock in this thread re-enters. Default name: the calling file. With
+   * `skip: true`, `null` when another holds the lock.
    *
    * @example
    * ```ts
@@ -98,27 +147,32 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * @throws {InvalidArgumentError} for bad options, or no default name (code without a file).
    * @throws {LockDriverError} `ERR_DRIVER_UNSUPPORTED` for an asynchronous driver (a type error too).
    */
+  forever<D extends DriverName | LockDriver = DriverName>(options: SyncOptions<D> & { skip: true }): ExclusiveLock | null;
   forever<D extends DriverName | LockDriver = DriverName>(options?: SyncOptions<D>): ExclusiveLock;
 
   /**
    * Runs `fn` holding the lock and releases it when `fn`'s promise settles.
    * Default name: the calling file. `options` may be left out:
-   * `Exclusive.run(fn)`.
+   * `Exclusive.run(fn)`. With `skip: true`, resolves to `undefined` without
+   * calling `fn` when another holds the lock.
    *
    * @example
    * ```ts
    * const file = await Exclusive.run({ name: 'x' }, async (lock) => lock.lockfile);
+   * await Exclusive.run({ name: 'tick', skip: true }, tick); // undefined, tick not called, when held elsewhere
    * await Exclusive.run(async () => migrate()); // default name and options
    * ```
    * @throws {CannotAcquireLock} (rejects) when another holds the lock, unless `die`.
    * @throws {InvalidArgumentError} (rejects) for bad options or a missing `fn`.
    */
+  run<R>(options: SkipOptions, fn: (lock: ExclusiveLock) => R): Promise<Awaited<R> | undefined>;
   run<R>(options: ExclusiveOptions | undefined, fn: (lock: ExclusiveLock) => R): Promise<Awaited<R>>;
   run<R>(fn: (lock: ExclusiveLock) => R): Promise<Awaited<R>>;
 
   /**
    * Takes the lock synchronously (a try, unless `wait` is set: then it
    * blocks this thread). For `using`. Default name: the calling file.
+   * With `skip: true`, `null` when another holds the lock (`using` accepts it).
    *
    * @example
    * ```ts
@@ -128,19 +182,23 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * @throws {InvalidArgumentError} for bad options, or no default name (code without a file).
    * @throws {LockDriverError} `ERR_DRIVER_UNSUPPORTED` for an asynchronous driver (a type error too).
    */
+  lock<D extends DriverName | LockDriver = DriverName>(options: SyncOptions<D> & { skip: true }): ExclusiveLock | null;
   lock<D extends DriverName | LockDriver = DriverName>(options?: SyncOptions<D>): ExclusiveLock;
 
   /**
    * Takes the lock, waiting without blocking per `wait` and `signal`.
-   * For `await using`. Default name: the calling file.
+   * For `await using`. Default name: the calling file. With `skip: true`,
+   * resolves to `null` when another holds the lock.
    *
    * @example
    * ```ts
    * await using held = await Exclusive.acquire({ name: 'x', wait: true });
+   * await using maybe = await Exclusive.acquire({ name: 'x', skip: true }); // null when held elsewhere
    * ```
    * @throws {CannotAcquireLock} (rejects) when another holds the lock, unless `die`.
    * @throws {InvalidArgumentError} for bad options (rejects).
    */
+  acquire(options: SkipOptions): Promise<ExclusiveLock | null>;
   acquire(options?: ExclusiveOptions): Promise<ExclusiveLock>;
 
   /**

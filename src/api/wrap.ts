@@ -2,7 +2,7 @@ import { describe } from '../shared/describe.js';
 import { callerFile, nameForFile } from './default-name.js';
 import { traceName, traceTarget } from '../core/debug.js';
 import { CannotAcquireLock, InvalidArgumentError } from '../shared/errors.js';
-import { acquire, acquireSync } from '../core/acquire.js';
+import { acquireOrSkip, acquireOrSkipSync } from '../core/acquire.js';
 import type { ExclusiveLock } from '../core/handle.js';
 import { chainSignal, runHolding } from '../core/hold.js';
 import { requireSynchronous, target, type LockSettings, type Target } from '../core/settings.js';
@@ -39,14 +39,25 @@ const AsyncGeneratorFunction = async function* () {}.constructor;
  * await job();
  * const legacy = exclusive(compiledToEs2016, { async: true, wait: true }); // returns a promise; waits without blocking
  * job.lockName; // 'nightly'
+ * const tick = exclusive(async () => poll(), { name: 'tick', skip: true }); // resolves to undefined when held elsewhere
  * ```
  */
 export const exclusive: {
+  /** With `async: true` and `skip: true`: every call returns a promise, which resolves to `undefined` when the call was skipped. */
+  <F extends (...args: any[]) => any>(
+    fn: F & NotAGenerator<F>,
+    options: ExclusiveOptions & { async: true; skip: true }
+  ): ExclusiveFunction<MaybeSkipped<AsyncVersion<F>>>;
   /** With `async: true` every call returns a promise (a conflict rejects), whatever `fn` is declared to return. */
   <F extends (...args: any[]) => any>(
     fn: F & NotAGenerator<F>,
     options: ExclusiveOptions & { async: true }
   ): ExclusiveFunction<AsyncVersion<F>>;
+  /** With `skip: true`: a skipped call returns `undefined` (an `async` function's promise resolves to it). */
+  <F extends (...args: any[]) => any>(
+    fn: F & NotAGenerator<F>,
+    options: ExclusiveOptions & { skip: true }
+  ): ExclusiveFunction<MaybeSkipped<F>>;
   <F extends (...args: any[]) => any>(fn: F & NotAGenerator<F>, options?: ExclusiveOptions): ExclusiveFunction<F>;
   /**
    * Inside an exclusive function, method or `Exclusive.run()` callback: an
@@ -91,6 +102,23 @@ export type AsyncVersion<F extends (...args: any[]) => any> = (
   this: ThisParameterType<F>,
   ...args: Parameters<F>
 ) => Promise<Awaited<ReturnType<F>>>;
+
+/**
+ * What `exclusive(fn, { skip: true })` returns: `fn` whose result may be
+ * `undefined` (a skipped call); a promise's result, for a function declared
+ * `async` (or with `async: true`). A plain function returning a promise
+ * (its `async` compiled away) returns `undefined` itself when skipped: give
+ * it `async: true`.
+ *
+ * @example
+ * ```ts
+ * const tick: MaybeSkipped<() => Promise<number>> = exclusive(async () => 1, { skip: true }); // () => Promise<number | undefined>
+ * ```
+ */
+export type MaybeSkipped<F extends (...args: any[]) => any> = (
+  this: ThisParameterType<F>,
+  ...args: Parameters<F>
+) => ReturnType<F> extends PromiseLike<infer T> ? Promise<T | undefined> : ReturnType<F> | undefined;
 
 /**
  * `unknown` (no constraint) for any function except a generator function,
@@ -151,7 +179,8 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 
   async function exclusiveAsync(this: unknown, ...args: unknown[]): Promise<unknown> {
     const t = targetFor(this);
-    const lock = await acquire(t);
+    const lock = await acquireOrSkip(t);
+    if (lock === null) return undefined; // skipped: held elsewhere
     try {
       return await runHolding(lock, t, () => fn.apply(this, args));
     } finally {
@@ -161,12 +190,13 @@ export function guard<F extends (...args: any[]) => any>(fn: F, settings: LockSe
 
   function exclusiveSync(this: unknown, ...args: unknown[]): unknown {
     const t = targetFor(this);
-    let lock: ExclusiveLock;
+    let lock: ExclusiveLock | null;
     try {
-      lock = acquireSync(t);
+      lock = acquireOrSkipSync(t);
     } catch (error) {
       throw unsettled > 0 ? explainUnsettled(error, settings.waitMs > 0) : error;
     }
+    if (lock === null) return undefined; // skipped: held elsewhere
     let result: unknown;
     try {
       result = runHolding(lock, t, () => fn.apply(this, args));

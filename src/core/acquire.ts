@@ -1,7 +1,7 @@
 // How every form takes a lock: reservation, re-entry, try, wait, conflict (docs/internals/lock-core.md).
 import { recordForThisProcess } from '../shared/holder-record.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
-import { conflict, conflictSync } from './conflict.js';
+import { conflict, conflictSync, skipped } from './conflict.js';
 import { debugging, traceAttempt, traced, tracedSync, traceHandoff, traceQueued, traceWaiting, traceWoken } from './debug.js';
 import { cleanupOnSignals, withoutOurSignalHandlers } from './exit.js';
 import type { ExclusiveLock } from './handle.js';
@@ -19,13 +19,25 @@ import { nativeWait, pollWait, turn, waitsInKernel, waitSync } from './wait.js';
  * acquire channel (trace.ts).
  */
 export function acquireSync(t: Target, processWide = false): ExclusiveLock {
-  return tracedSync(t, () => observedAcquireSync(t, processWide));
+  return tracedSync(t, () => observedAcquireSync(t, processWide, false)) as ExclusiveLock;
 }
 
-function observedAcquireSync(t: Target, processWide: boolean): ExclusiveLock {
+/** {@link acquireSync}, except that with `settings.skip` a conflict returns `null` (logged and traced as skipped) instead of throwing. */
+export function acquireOrSkipSync(t: Target, processWide = false): ExclusiveLock | null {
+  return tracedSync(t, () => observedAcquireSync(t, processWide, t.settings.skip));
+}
+
+function observedAcquireSync(t: Target, processWide: boolean, skip: boolean): ExclusiveLock | null {
   const found = findEntry(t.settings.driver, t.resource);
   if (found !== undefined && isReentry(found)) return observedSync(t, true, () => reenter(t.name, t.settings.driver, found, processWide));
-  return observedSync(t, false, () => takeSync(t, found, processWide));
+  if (!skip) return observedSync(t, false, () => takeSync(t, found, processWide));
+  return observedSync(t, false, () => {
+    try {
+      return takeSync(t, found, processWide);
+    } catch (error) {
+      return skipped(t, error);
+    }
+  });
 }
 
 /** acquireSync() of a lock this call chain does not hold; `found` is its entry, if any. */
@@ -116,14 +128,20 @@ function canBorrow(entry: Entry, driver: LockDriver): boolean {
  * (debug.ts) and traced on the acquire channel (trace.ts).
  */
 export function acquire(t: Target): Promise<ExclusiveLock> {
-  return traced(t, () => observedAcquire(t));
+  return traced(t, () => observedAcquire(t, false)) as Promise<ExclusiveLock>;
 }
 
-function observedAcquire(t: Target): Promise<ExclusiveLock> {
+/** {@link acquire}, except that with `settings.skip` a conflict resolves to `null` (logged and traced as skipped) instead of rejecting. */
+export function acquireOrSkip(t: Target): Promise<ExclusiveLock | null> {
+  return traced(t, () => observedAcquire(t, t.settings.skip));
+}
+
+function observedAcquire(t: Target, skip: boolean): Promise<ExclusiveLock | null> {
   const found = findEntry(t.settings.driver, t.resource);
   if (found !== undefined && isReentry(found))
     return observed(t, true, () => Promise.resolve(reenter(t.name, t.settings.driver, found, false)));
-  return observed(t, false, () => take(t, found));
+  if (!skip) return observed(t, false, () => take(t, found));
+  return observed(t, false, () => take(t, found).catch((error: unknown) => skipped(t, error)));
 }
 
 /** acquire() of a lock this call chain does not hold; `found` is its entry, if any. */
@@ -206,8 +224,8 @@ function pausedWhileLent(driver: LockDriver, entry: Entry): LockDriver {
 }
 
 /** Takes the lock for the whole process (forever()): re-entered by every acquisition in this thread while the handle is held, cleaned up on signals too. */
-export function acquireForProcess(t: Target): ExclusiveLock {
-  const lock = acquireSync(t, true);
-  cleanupOnSignals();
+export function acquireForProcess(t: Target): ExclusiveLock | null {
+  const lock = acquireOrSkipSync(t, true);
+  if (lock !== null) cleanupOnSignals();
   return lock;
 }

@@ -3,6 +3,7 @@ import { CannotAcquireLock, type ConflictDetails, type ConflictReason } from '..
 import { isThisProcess } from '../shared/holder-record.js';
 import type { HolderRecord } from '../drivers/types.js';
 import type { LockSettings, Target } from './settings.js';
+import { traceSkip } from './debug.js';
 
 /** For a synchronous wait refused at once: what would make it deadlock (see ConflictDetails). */
 export type Deadlock = ConflictDetails['deadlock'];
@@ -47,6 +48,18 @@ function conflictDetails(settings: LockSettings, holder: HolderRecord | null, ou
     ...(reason === 'timed-out' && { waitedMs: settings.waitMs }),
     ...((reason === 'would-deadlock' || reason === 'held-in-process') && deadlock !== undefined && { deadlock }),
   };
+}
+
+/**
+ * The `skip` option's end: `null` for a conflict with another holder (a
+ * process, or another call of this one), logged; anything else (an abort,
+ * an I/O error) is rethrown. The error is built anyway: it carries the
+ * holder for the log, and a conflict costs a syscall or a round trip already.
+ */
+export function skipped(t: Target, error: unknown): null {
+  if (!(error instanceof CannotAcquireLock) || (error.reason !== 'held-elsewhere' && error.reason !== 'held-in-process')) throw error;
+  traceSkip(t.name, error.reason, error.pid);
+  return null;
 }
 
 /** The `die` option's end: the conflict's message on stderr, then exit. */

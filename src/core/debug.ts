@@ -22,8 +22,8 @@ export function traceTarget(t: Target): Target {
   return t;
 }
 
-/** `acquireSync(t)` with its outcome logged by name. */
-export function tracedSync(t: Target, acquire: () => ExclusiveLock): ExclusiveLock {
+/** `acquireSync(t)` with its outcome logged by name (`null`: skipped, logged by {@link traceSkip}). */
+export function tracedSync(t: Target, acquire: () => ExclusiveLock | null): ExclusiveLock | null {
   if (!log.enabled) return acquire();
   log("acquiring '%s'", t.name);
   try {
@@ -34,11 +34,11 @@ export function tracedSync(t: Target, acquire: () => ExclusiveLock): ExclusiveLo
 }
 
 /** `acquire(t)` with its outcome logged by name; disabled, the very promise of `acquire()` (no extra async step). */
-export function traced(t: Target, acquire: () => Promise<ExclusiveLock>): Promise<ExclusiveLock> {
+export function traced(t: Target, acquire: () => Promise<ExclusiveLock | null>): Promise<ExclusiveLock | null> {
   return log.enabled ? tracedAsync(t, acquire) : acquire();
 }
 
-async function tracedAsync(t: Target, acquire: () => Promise<ExclusiveLock>): Promise<ExclusiveLock> {
+async function tracedAsync(t: Target, acquire: () => Promise<ExclusiveLock | null>): Promise<ExclusiveLock | null> {
   log("acquiring '%s'", t.name);
   try {
     return acquired(t, await acquire());
@@ -47,9 +47,14 @@ async function tracedAsync(t: Target, acquire: () => Promise<ExclusiveLock>): Pr
   }
 }
 
-function acquired(t: Target, lock: ExclusiveLock): ExclusiveLock {
-  log("acquired '%s' (%s)", t.name, t.resource);
+function acquired(t: Target, lock: ExclusiveLock | null): ExclusiveLock | null {
+  if (lock !== null) log("acquired '%s' (%s)", t.name, t.resource);
   return lock;
+}
+
+/** Logs a conflict that `skip` turned into a quiet skip. */
+export function traceSkip(name: string, reason: string, pid: number | null): void {
+  if (log.enabled) log("skipped '%s' (options.skip): %s, by pid %s", name, reason, pid ?? 'unknown');
 }
 
 function failed(t: Target, error: unknown): unknown {

@@ -5,6 +5,8 @@ import type { LockDriver } from '../drivers/types.js';
 export interface LockSettings {
   readonly name: string | undefined;
   readonly die: boolean;
+  /** On a conflict, give up quietly: the acquisition yields `null` (the forms that run a function resolve to `undefined`). */
+  readonly skip: boolean;
   readonly exitCode: number;
   /** Milliseconds to wait: 0 = fail at once, Infinity = for ever. */
   readonly waitMs: number;

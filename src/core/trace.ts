@@ -37,7 +37,9 @@ export const CHANNELS = Object.freeze({
 
 /**
  * How an acquisition ended: `'acquired'` (re-entries too, see
- * `reentered`), a {@link ConflictReason} when it was refused, `'aborted'`
+ * `reentered`), `'skipped'` when the lock was held and `skip` was set (the
+ * call then ends normally and its `result` is `null`; NODE_DEBUG logs the
+ * holder), a {@link ConflictReason} when it was refused, `'aborted'`
  * when its `signal` aborted it, `'error'` for anything else (a lock
  * directory that cannot be made, a server that cannot be reached...).
  *
@@ -46,7 +48,7 @@ export const CHANNELS = Object.freeze({
  * const failed = (o: AcquireOutcome): boolean => o !== 'acquired';
  * ```
  */
-export type AcquireOutcome = 'acquired' | ConflictReason | 'aborted' | 'error';
+export type AcquireOutcome = 'acquired' | 'skipped' | ConflictReason | 'aborted' | 'error';
 
 /**
  * The context object of the `exclusive-process:acquire` tracing channel. The
@@ -78,8 +80,8 @@ export interface AcquireContext {
   waitedMs?: number;
   /** True when this call chain already held the lock and re-entered it (set when it ends). */
   reentered?: boolean;
-  /** The handle, once acquired (set by Node). */
-  result?: ExclusiveLock;
+  /** The handle, once acquired, or `null` when skipped (set by Node). */
+  result?: ExclusiveLock | null;
   /** What the acquisition threw (set by Node): a `CannotAcquireLock`, the signal's reason... */
   error?: unknown;
 }
@@ -131,7 +133,7 @@ function acquireObserved(): boolean {
 }
 
 /** Runs a synchronous acquisition of `t`, inside the acquire tracing channel when someone listens. */
-export function observedSync(t: Target, reentry: boolean, acquire: () => ExclusiveLock): ExclusiveLock {
+export function observedSync(t: Target, reentry: boolean, acquire: () => ExclusiveLock | null): ExclusiveLock | null {
   if (!acquireObserved()) return acquire();
   const context = contextOf(t, reentry, true);
   const began = performance.now();
@@ -145,7 +147,7 @@ export function observedSync(t: Target, reentry: boolean, acquire: () => Exclusi
 }
 
 /** Runs an asynchronous acquisition of `t`, inside the acquire tracing channel when someone listens; else the very promise of `acquire()`. */
-export function observed(t: Target, reentry: boolean, acquire: () => Promise<ExclusiveLock>): Promise<ExclusiveLock> {
+export function observed(t: Target, reentry: boolean, acquire: () => Promise<ExclusiveLock | null>): Promise<ExclusiveLock | null> {
   if (!acquireObserved()) return acquire();
   const context = contextOf(t, reentry, false);
   const began = performance.now();
@@ -163,8 +165,8 @@ function contextOf({ name, resource, settings }: Target, reentered: boolean, syn
   return { name, driver: settings.driver.kind, lockfile: resource, mode: 'exclusive', wait: settings.waitMs, synchronous, reentered };
 }
 
-function settled(context: AcquireContext, began: number, lock: ExclusiveLock): ExclusiveLock {
-  context.outcome = 'acquired';
+function settled(context: AcquireContext, began: number, lock: ExclusiveLock | null): ExclusiveLock | null {
+  context.outcome = lock === null ? 'skipped' : 'acquired';
   context.waitedMs = performance.now() - began;
   return lock;
 }

@@ -127,6 +127,15 @@ export default defineConfig(
     },
   },
   {
+    // The NestJS example is a separate app (legacy decorators, ESM): its own
+    // tsconfig, with the package mapped to its sources.
+    basePath: root,
+    files: ['examples/nestjs/**/*.ts'],
+    languageOptions: {
+      parserOptions: { projectService: false, project: 'examples/nestjs/tsconfig.lint.json', tsconfigRootDir: root },
+    },
+  },
+  {
     // Wrapping any function or method: `(...args: any[]) => any` is the only
     // type every function is assignable to (parameters are contravariant), and
     // a decorator's value, descriptor and return are untyped by its protocol.
