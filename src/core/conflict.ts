@@ -50,7 +50,7 @@ function conflictDetails(settings: LockSettings, holder: HolderRecord | null, ou
 }
 
 /** The `die` option's end: the conflict's message on stderr, then exit. */
-function die(error: CannotAcquireLock, exitCode: number): never {
+export function die(error: Error, exitCode: number): never {
   writeSync(2, `${error.message}\n`);
   process.exit(exitCode);
 }
