@@ -97,6 +97,6 @@ export const Exclusive: ExclusiveApi = Object.assign(
     lock: lock,
     acquire: acquireLock,
     holder: holder as ExclusiveApi['holder'],
-    notify: notify as ExclusiveApi['notify'],
+    notify,
   }
 );

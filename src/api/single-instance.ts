@@ -41,7 +41,10 @@ export function splitInstanceOptions(options: unknown): { rest: unknown; instanc
   }
   const { onSecondInstance, data, ...rest } = options as ExclusiveOptions & { onSecondInstance?: unknown; data?: unknown };
   if (onSecondInstance !== undefined && typeof onSecondInstance !== 'function') {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_TYPE', `options.onSecondInstance must be a function, got ${describe(onSecondInstance)}`);
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_TYPE',
+      `options.onSecondInstance must be a function, got ${describe(onSecondInstance)}`
+    );
   }
   if (rest.wait !== undefined && rest.wait !== false) {
     throw new InvalidArgumentError(

@@ -58,7 +58,11 @@ export function deliverSync(path: string, request: Buffer, timeoutMs: number): D
   const absent = checkPeer(path);
   if (absent !== undefined) return absent;
   if (process.platform === 'win32') {
-    throw new InstanceError('ERR_INSTANCE_IO', path, 'A second instance cannot deliver synchronously on Windows yet: use Exclusive.notify().');
+    throw new InstanceError(
+      'ERR_INSTANCE_IO',
+      path,
+      'A second instance cannot deliver synchronously on Windows yet: use Exclusive.notify().'
+    );
   }
   const deadline = Date.now() + timeoutMs;
   const sockets = loadUnixSockets();
@@ -82,7 +86,7 @@ export function deliverSync(path: string, request: Buffer, timeoutMs: number): D
 
 /** Writes all of `bytes`; false when the instance hung up first (it took nothing). */
 function writeAll(fd: number, bytes: Buffer): boolean {
-  for (let at = 0; at < bytes.length; ) {
+  for (let at = 0; at < bytes.length;) {
     try {
       at += writeSync(fd, bytes, at);
     } catch (error) {

@@ -70,7 +70,12 @@ export function connectFailure(path: string, error: NodeJS.ErrnoException | { co
     return { kind: 'absent', why: `nobody listens at ${path} (${code})` };
   }
   if (code === 'EACCES' || code === 'EPERM') throw permissionError(path, `connecting is not allowed (${code})`);
-  throw new InstanceError('ERR_INSTANCE_IO', path, `Cannot connect to the running instance at ${path} (${code ?? String(error)}).`, error);
+  throw new InstanceError(
+    'ERR_INSTANCE_IO',
+    path,
+    `Cannot connect to the running instance at ${path} (${code ?? 'unknown error'}).`,
+    error
+  );
 }
 
 /**

@@ -62,7 +62,7 @@ export function parseRequest(line: string): SecondInstance | string {
   if (!Array.isArray(r.argv) || !r.argv.every((a) => typeof a === 'string')) return 'argv must be an array of strings';
   if (typeof r.cwd !== 'string') return 'cwd must be a string';
   if (!Number.isSafeInteger(r.pid) || (r.pid as number) < 1) return 'pid must be a positive integer';
-  return { argv: r.argv as string[], cwd: r.cwd, pid: r.pid as number, ...(r.data !== undefined && { data: r.data }) };
+  return { argv: r.argv, cwd: r.cwd, pid: r.pid as number, ...(r.data !== undefined && { data: r.data }) };
 }
 
 /** What a reply line says: accepted, a reply, a refusal, or garbage (undefined). */
@@ -74,7 +74,10 @@ export function parseServerLine(line: string): ServerLine | undefined {
   if (r.accepted === true) return { kind: 'accepted' };
   if (typeof r.refused === 'string') return { kind: 'refused', why: r.refused };
   if (!isExitCode(r.exitCode) || (r.message !== undefined && typeof r.message !== 'string')) return undefined;
-  return { kind: 'reply', reply: { exitCode: r.exitCode, ...(r.message !== undefined && { message: r.message }), ...(r.failed === true && { failed: true }) } };
+  return {
+    kind: 'reply',
+    reply: { exitCode: r.exitCode, ...(r.message !== undefined && { message: r.message }), ...(r.failed === true && { failed: true }) },
+  };
 }
 
 /** An exit code a process can end with. */

@@ -63,9 +63,9 @@ export function loadNative(): Native {
  */
 export interface UnixSockets {
   /** A blocking stream socket connected to `path` (its sends bounded by `timeoutMs`), or the errno of the failure. */
-  connect(path: string, timeoutMs: number): { fd: number } | { errno: number };
+  connect: (path: string, timeoutMs: number) => { fd: number } | { errno: number };
   /** Bounds each later read of `fd` to `timeoutMs`: a read that waits longer fails with EAGAIN. */
-  setReadTimeout(fd: number, timeoutMs: number): void;
+  setReadTimeout: (fd: number, timeoutMs: number) => void;
 }
 
 const MAC = process.platform === 'darwin';
@@ -85,11 +85,18 @@ export function loadUnixSockets(): UnixSockets {
   loadNative(); // opens libc, or says why it cannot
   const ffi = requireFfi();
   const { I32, U8Array } = ffi.DataType;
-  const call = (funcName: string, paramsType: number[], paramsValue: unknown[]): { value: number; errnoCode: number } =>
-    ffi.load({ library: 'libc', funcName, retType: I32, paramsType, paramsValue, errno: true as const, freeResultMemory: false }) as unknown as {
-      value: number;
-      errnoCode: number;
-    };
+  const call = (funcName: string, paramsType: number[], paramsValue: unknown[]): { value: number; errnoCode: number } => {
+    const result: unknown = ffi.load({
+      library: 'libc',
+      funcName,
+      retType: I32,
+      paramsType,
+      paramsValue,
+      errno: true,
+      freeResultMemory: false,
+    });
+    return result as { value: number; errnoCode: number };
+  };
   const setTimeout = (fd: number, option: number, ms: number): void => {
     const timeval = Buffer.alloc(16); // { time_t tv_sec; suseconds_t tv_usec } on 64-bit Linux and macOS (little-endian)
     timeval.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
@@ -97,7 +104,7 @@ export function loadUnixSockets(): UnixSockets {
     call('setsockopt', [I32, I32, I32, U8Array, I32], [fd, SOCKET_CONSTANTS.level, option, timeval, timeval.length]);
   };
   sockets = {
-    connect(path, timeoutMs) {
+    connect: (path, timeoutMs) => {
       const socket = call('socket', [I32, I32, I32], [1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | SOCKET_CONSTANTS.cloexec, 0]);
       if (socket.value < 0) return { errno: socket.errnoCode };
       const fd = socket.value;
