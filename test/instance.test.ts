@@ -51,17 +51,20 @@ async function kill(app: Started): Promise<Finished> {
   return app.finished;
 }
 
-test.serial('20 second instances started at once: the handler sees 20 distinct messages exactly once; each exits with the replied code and prints the message', async (t) => {
-  const dir = lockDir();
-  const app = await first(dir, 'twenty');
-  const seconds = await Promise.all(Array.from({ length: 20 }, (_, i) => run(APP, [dir, 'twenty', `s${i}`])));
-  seconds.forEach((s, i) => {
-    t.is(s.code, 3, s.stderr);
-    t.is(s.stdout, `delivered s${i} to A\n`);
-  });
-  const finished = await kill(app);
-  t.deepEqual(arrivals(finished.stdout).sort(), Array.from({ length: 20 }, (_, i) => `s${i}`).sort());
-});
+test.serial(
+  '20 second instances started at once: the handler sees 20 distinct messages exactly once; each exits with the replied code and prints the message',
+  async (t) => {
+    const dir = lockDir();
+    const app = await first(dir, 'twenty');
+    const seconds = await Promise.all(Array.from({ length: 20 }, (_, i) => run(APP, [dir, 'twenty', `s${i}`])));
+    seconds.forEach((s, i) => {
+      t.is(s.code, 3, s.stderr);
+      t.is(s.stdout, `delivered s${i} to A\n`);
+    });
+    const finished = await kill(app);
+    t.deepEqual(arrivals(finished.stdout).sort(), Array.from({ length: 20 }, (_, i) => `s${i}`).sort());
+  }
+);
 
 test.serial('the message carries the second instance argv, cwd and pid; without die, CannotAcquireLock carries the reply', async (t) => {
   const dir = lockDir();
@@ -87,34 +90,44 @@ test.serial('the socket is mode 0600 beside the lock file, and goes with the loc
   t.deepEqual(readdirSync(dir), []);
 });
 
-test.serial('the first kill -9ed while second instances keep starting: exactly one becomes the new first, the others deliver to it', async (t) => {
-  const dir = lockDir();
-  const app = await first(dir, 'relay');
-  const seconds: Array<{ tag: string; started: Started }> = [];
-  for (let i = 0; i < 16; i++) {
-    const tag = `r${i}`;
-    const s = start(APP, [dir, 'relay', tag]);
-    running.add(s);
-    seconds.push({ tag, started: s });
-    if (i === 3) await Promise.all(seconds.map(({ started }) => started.finished)); // the first four reach A
-    if (i === 6) app.child.kill('SIGKILL');
-    await new Promise((resolve) => setTimeout(resolve, 40));
+test.serial(
+  'the first kill -9ed while second instances keep starting: exactly one becomes the new first, the others deliver to it',
+  async (t) => {
+    const dir = lockDir();
+    const app = await first(dir, 'relay');
+    const seconds: Array<{ tag: string; started: Started }> = [];
+    for (let i = 0; i < 16; i++) {
+      const tag = `r${i}`;
+      const s = start(APP, [dir, 'relay', tag]);
+      running.add(s);
+      seconds.push({ tag, started: s });
+      if (i === 3) await Promise.all(seconds.map(({ started }) => started.finished)); // the first four reach A
+      if (i === 6) app.child.kill('SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    const old = await app.finished;
+    // Each second either became the first (and stays up) or ended with a reply.
+    const outcomes = await Promise.all(seconds.map(({ started }) => outcomeOf(started)));
+    const firsts = seconds.filter((_, i) => outcomes[i] === 'first');
+    t.is(firsts.length, 1, JSON.stringify(outcomes));
+    const newFirst = firsts[0];
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome === 'first') continue;
+      t.is(outcome.code, 3, `${seconds[i].tag}: ${outcome.stdout} ${outcome.stderr}`);
+      t.regex(outcome.stdout, new RegExp(`^delivered ${seconds[i].tag} to ${i < 4 ? 'A' : `(A|${newFirst.tag})`}\n$`));
+    }
+    const later = await kill(newFirst.started);
+    const delivered = [...arrivals(old.stdout), ...arrivals(later.stdout)].sort();
+    t.deepEqual(
+      delivered,
+      seconds
+        .filter((s) => s !== newFirst)
+        .map((s) => s.tag)
+        .sort(),
+      'each message arrived exactly once'
+    );
   }
-  const old = await app.finished;
-  // Each second either became the first (and stays up) or ended with a reply.
-  const outcomes = await Promise.all(seconds.map(({ started }) => outcomeOf(started)));
-  const firsts = seconds.filter((_, i) => outcomes[i] === 'first');
-  t.is(firsts.length, 1, JSON.stringify(outcomes));
-  const newFirst = firsts[0];
-  for (const [i, outcome] of outcomes.entries()) {
-    if (outcome === 'first') continue;
-    t.is(outcome.code, 3, `${seconds[i].tag}: ${outcome.stdout} ${outcome.stderr}`);
-    t.regex(outcome.stdout, new RegExp(`^delivered ${seconds[i].tag} to ${i < 4 ? 'A' : `(A|${newFirst.tag})`}\n$`));
-  }
-  const later = await kill(newFirst.started);
-  const delivered = [...arrivals(old.stdout), ...arrivals(later.stdout)].sort();
-  t.deepEqual(delivered, seconds.filter((s) => s !== newFirst).map((s) => s.tag).sort(), 'each message arrived exactly once');
-});
+);
 
 test.serial('a stale socket left by kill -9 is never trusted and is replaced by the next first', async (t) => {
   const dir = lockDir();
@@ -159,57 +172,66 @@ function drained(socket: Socket): Promise<string> {
   });
 }
 
-test.serial('a never-answering handler times out (notify: ERR_INSTANCE_TIMEOUT); garbage, oversized and silent clients are refused or dropped; the first keeps serving', async (t) => {
-  const dir = lockDir();
-  const app = await first(dir, 'abuse');
-  const path = socketOf(dir, 'abuse');
-  const silent = await Promise.all(Array.from({ length: 5 }, () => raw(path)));
-  const silentClosed = silent.map(drained);
-  const garbage = await raw(path);
-  const garbageReply = drained(garbage);
-  garbage.write('{"this is": not json\n');
-  const huge = await raw(path);
-  const hugeReply = drained(huge);
-  huge.write(Buffer.alloc(2 * 1024 * 1024, 0x61));
-  const hung = run(NOTIFY, [dir, 'abuse', 'hang1', '500']);
-  t.is((await run(APP, [dir, 'abuse', 'fine'])).stdout, 'delivered fine to A\n');
-  t.is((await hung).stdout, 'error ERR_INSTANCE_TIMEOUT\n');
-  t.is(await garbageReply, '{"refused":"malformed message: not a JSON object"}\n');
-  t.is(await hugeReply, '{"refused":"the message is larger than 1048576 bytes"}\n');
-  t.deepEqual(await Promise.all(silentClosed), ['', '', '', '', ''], 'silent clients are dropped after their deadline');
-  t.is((await run(APP, [dir, 'abuse', 'after'])).stdout, 'delivered after to A\n');
-  t.deepEqual(arrivals((await kill(app)).stdout), ['hang1', 'fine', 'after']);
-});
+test.serial(
+  'a never-answering handler times out (notify: ERR_INSTANCE_TIMEOUT); garbage, oversized and silent clients are refused or dropped; the first keeps serving',
+  async (t) => {
+    const dir = lockDir();
+    const app = await first(dir, 'abuse');
+    const path = socketOf(dir, 'abuse');
+    const silent = await Promise.all(Array.from({ length: 5 }, () => raw(path)));
+    const silentClosed = silent.map(drained);
+    const garbage = await raw(path);
+    const garbageReply = drained(garbage);
+    garbage.write('{"this is": not json\n');
+    const huge = await raw(path);
+    const hugeReply = drained(huge);
+    huge.write(Buffer.alloc(2 * 1024 * 1024, 0x61));
+    const hung = run(NOTIFY, [dir, 'abuse', 'hang1', '500']);
+    t.is((await run(APP, [dir, 'abuse', 'fine'])).stdout, 'delivered fine to A\n');
+    t.is((await hung).stdout, 'error ERR_INSTANCE_TIMEOUT\n');
+    t.is(await garbageReply, '{"refused":"malformed message: not a JSON object"}\n');
+    t.is(await hugeReply, '{"refused":"the message is larger than 1048576 bytes"}\n');
+    t.deepEqual(await Promise.all(silentClosed), ['', '', '', '', ''], 'silent clients are dropped after their deadline');
+    t.is((await run(APP, [dir, 'abuse', 'after'])).stdout, 'delivered after to A\n');
+    t.deepEqual(arrivals((await kill(app)).stdout), ['hang1', 'fine', 'after']);
+  }
+);
 
-test.serial('notify(): ERR_NO_INSTANCE when nobody holds the lock, and when the holder has no onSecondInstance (whose second instances behave as before)', async (t) => {
-  const dir = lockDir();
-  t.is((await run(NOTIFY, [dir, 'nobody-here', 'N'])).stdout, 'error ERR_NO_INSTANCE\n');
-  const holder = start('hold.ts', ['plain', dir]);
-  running.add(holder);
-  await holder.waitFor('held');
-  await new Promise((resolve) => setTimeout(resolve, 2_100)); // past the startup grace: it would have listened by now
-  t.is((await run(NOTIFY, [dir, 'plain', 'N'])).stdout, 'error ERR_NO_INSTANCE\n');
-  const second = await run(APP, [dir, 'plain', 'B']);
-  t.is(second.code, 1);
-  t.is(second.stderr, `Another 'plain' process is already running (pid ${holder.child.pid}).\n`);
-  await kill(holder);
-});
+test.serial(
+  'notify(): ERR_NO_INSTANCE when nobody holds the lock, and when the holder has no onSecondInstance (whose second instances behave as before)',
+  async (t) => {
+    const dir = lockDir();
+    t.is((await run(NOTIFY, [dir, 'nobody-here', 'N'])).stdout, 'error ERR_NO_INSTANCE\n');
+    const holder = start('hold.ts', ['plain', dir]);
+    running.add(holder);
+    await holder.waitFor('held');
+    await new Promise((resolve) => setTimeout(resolve, 2_100)); // past the startup grace: it would have listened by now
+    t.is((await run(NOTIFY, [dir, 'plain', 'N'])).stdout, 'error ERR_NO_INSTANCE\n');
+    const second = await run(APP, [dir, 'plain', 'B']);
+    t.is(second.code, 1);
+    t.is(second.stderr, `Another 'plain' process is already running (pid ${holder.child.pid}).\n`);
+    await kill(holder);
+  }
+);
 
-test.serial('a long name gets a hashed short socket name in the lock directory; a directory too long for any socket gets ERR_LOCK_DIR', async (t) => {
-  const dir = lockDir();
-  const name = 'n'.repeat(120);
-  const app = await first(dir, name);
-  const sockets = readdirSync(dir).filter((file) => file.endsWith('.sock'));
-  t.is(sockets.length, 1);
-  t.regex(sockets[0], /^exclusive-process\.~[0-9a-f]{32}\.sock$/);
-  t.is((await run(APP, [dir, name, 'B'])).stdout, `delivered B to A\n`);
-  await kill(app);
-  const deep = join(dir, 'd'.repeat(100));
-  const refused = await run(APP, [deep, 'x', 'A']);
-  t.not(refused.code, 0);
-  t.regex(refused.stderr, /ERR_LOCK_DIR/);
-  t.regex(refused.stderr, /too long for a single-instance socket/);
-});
+test.serial(
+  'a long name gets a hashed short socket name in the lock directory; a directory too long for any socket gets ERR_LOCK_DIR',
+  async (t) => {
+    const dir = lockDir();
+    const name = 'n'.repeat(120);
+    const app = await first(dir, name);
+    const sockets = readdirSync(dir).filter((file) => file.endsWith('.sock'));
+    t.is(sockets.length, 1);
+    t.regex(sockets[0], /^exclusive-process\.~[0-9a-f]{32}\.sock$/);
+    t.is((await run(APP, [dir, name, 'B'])).stdout, `delivered B to A\n`);
+    await kill(app);
+    const deep = join(dir, 'd'.repeat(100));
+    const refused = await run(APP, [deep, 'x', 'A']);
+    t.not(refused.code, 0);
+    t.regex(refused.stderr, /ERR_LOCK_DIR/);
+    t.regex(refused.stderr, /too long for a single-instance socket/);
+  }
+);
 
 test.serial('a process running as another user (nobody) cannot deliver', async (t) => {
   if (!isRoot) return t.pass('needs root to act as another user');
