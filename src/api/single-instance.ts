@@ -108,8 +108,12 @@ export function foreverSingleInstance(t: Target, instance: InstanceSettings): Ex
   }
 }
 
+/** The endpoints this process listens at: a re-entrant `forever()` of the same lock keeps the first handler. */
+const serving = new Set<string>();
+
 /** Listens for second instances while `lock` is held, and until the process ends. */
 function serve(lock: ExclusiveLock, path: string, handler: SecondInstanceHandler): void {
+  if (serving.has(path)) return;
   let server;
   try {
     server = listen(path, handler);
@@ -117,8 +121,10 @@ function serve(lock: ExclusiveLock, path: string, handler: SecondInstanceHandler
     void lock.release();
     throw error;
   }
+  serving.add(path);
   const forget = registerExitStep(() => server.close());
   lock.signal.addEventListener('abort', () => {
+    serving.delete(path);
     forget();
     server.close();
   });
