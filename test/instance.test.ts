@@ -3,11 +3,12 @@
 // exits with the reply; Exclusive.notify(). Real processes throughout; the
 // running instance is test/fixtures/instance-app.ts, the same line in every copy.
 import test from 'ava';
-import { chmodSync, existsSync, lstatSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { lockDir, ROOT, run, start, startArgv, type Finished, type Started } from './helpers/processes.js';
 import { asUser, buildForUsers } from './helpers/run-as.js';
+import { compileCopy, packageCopy } from './helpers/package-copy.js';
 
 const APP = 'instance-app.ts';
 const NOTIFY = 'instance-notify.ts';
@@ -247,3 +248,28 @@ test.serial('a process running as another user (nobody) cannot deliver', async (
   t.deepEqual(arrivals((await kill(app)).stdout), ['me']);
   t.false(existsSync(join(dir, 'intruder')));
 });
+
+test.serial(
+  'the worker-thread delivery (Windows pipes, or no native binding), compiled: the reply, and ERR_INSTANCE_TIMEOUT from a handler that never answers',
+  async (t) => {
+    const dir = lockDir();
+    const pkg = packageCopy(dir);
+    compileCopy(pkg);
+    const script = join(dir, 'worker-deliver.cjs');
+    writeFileSync(
+      script,
+      `const { deliverThroughWorker } = require(${JSON.stringify(join(pkg, 'dist/instance/client.js'))});
+const { requestFrame } = require(${JSON.stringify(join(pkg, 'dist/instance/protocol.js'))});
+const [path, tag, timeout] = process.argv.slice(2);
+try { console.log(JSON.stringify(deliverThroughWorker(path, requestFrame({ tag }), Number(timeout)))); }
+catch (error) { console.log(error.code); }`
+    );
+    const deliverAs = async (tag: string, timeout: number): Promise<string> =>
+      (await startArgv([process.execPath, script, socketOf(dir, 'worker'), tag, String(timeout)], { cwd: dir }).finished).stdout;
+    const app = await first(dir, 'worker');
+    t.is(await deliverAs('w1', 10_000), `${JSON.stringify({ kind: 'replied', reply: { exitCode: 3, message: 'delivered w1 to A' } })}\n`);
+    t.is(await deliverAs('hang2', 300), 'ERR_INSTANCE_TIMEOUT\n');
+    t.deepEqual(arrivals((await kill(app)).stdout), ['w1', 'hang2']);
+    t.regex(await deliverAs('w3', 10_000), /^\{"kind":"absent"/, 'a stale socket: nobody took it');
+  }
+);
