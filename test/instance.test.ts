@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { lockDir, ROOT, run, start, startArgv, type Finished, type Started } from './helpers/processes.js';
 import { asUser, buildForUsers } from './helpers/run-as.js';
 import { compileCopy, packageCopy } from './helpers/package-copy.js';
+import { Exclusive, InvalidArgumentError, type ArgumentErrorCode } from '../src/index.js';
 
 const APP = 'instance-app.ts';
 const NOTIFY = 'instance-notify.ts';
@@ -273,3 +274,44 @@ catch (error) { console.log(error.code); }`
     t.regex(await deliverAs('w3', 10_000), /^\{"kind":"absent"/, 'a stale socket: nobody took it');
   }
 );
+
+test('single-instance options are checked eagerly, with typed errors naming the option', async (t) => {
+  const dir = lockDir();
+  const invalid = (fn: () => unknown, code: ArgumentErrorCode, message: string | RegExp): void => {
+    const error = t.throws(fn, { instanceOf: InvalidArgumentError });
+    t.is(error?.code, code);
+    if (typeof message === 'string') t.is(error?.message, message);
+    else t.regex(error?.message ?? '', message);
+  };
+  invalid(
+    () => Exclusive.forever({ name: 'v', dir, onSecondInstance: 5 as never }),
+    'ERR_INVALID_ARG_TYPE',
+    'options.onSecondInstance must be a function, got number 5'
+  );
+  invalid(() => Exclusive.forever({ name: 'v', dir, data: 1n }), 'ERR_INVALID_ARG_VALUE', /^options\.data must be JSON-serializable: /);
+  invalid(
+    () => Exclusive.forever({ name: 'v', dir, data: 'x'.repeat(2 ** 20) }),
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.data is too large: .* the limit is 1048576$/
+  );
+  invalid(
+    () => Exclusive.forever({ name: 'v', dir, data: {}, wait: 100 }),
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.wait cannot be combined with onSecondInstance or data/
+  );
+  invalid(() => Exclusive.lock({ name: 'v', dir, data: 1 } as never), 'ERR_INVALID_ARG_VALUE', /^options\.data is not an option/);
+  const rejects = async (promise: Promise<unknown>, code: ArgumentErrorCode, message: RegExp): Promise<void> => {
+    const error = await t.throwsAsync(promise, { instanceOf: InvalidArgumentError });
+    t.is(error?.code, code);
+    t.regex(error?.message ?? '', message);
+  };
+  await rejects(Exclusive.notify('', {}), 'ERR_INVALID_LOCK_NAME', /^name must not be empty$/);
+  await rejects(
+    Exclusive.notify('v', {}, { dir, timeout: 0 }),
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.timeout must be an integer from 1 to 2147483647, got 0$/
+  );
+  await rejects(Exclusive.notify('v', {}, { dir, timeuot: 5 } as never), 'ERR_INVALID_ARG_VALUE', /did you mean 'timeout'\?/);
+  await rejects(Exclusive.notify('v', {}, { dir, wait: 5 } as never), 'ERR_INVALID_ARG_VALUE', /did you mean 'timeout'\?/);
+  t.deepEqual(readdirSync(dir), [], 'nothing was created');
+});

@@ -16,7 +16,7 @@ const BRAND = Symbol.for('exclusive-process.error');
 /**
  * The base of every error this package throws ({@link CannotAcquireLock},
  * {@link LockFileError}, {@link LockDriverError}, {@link InvalidArgumentError},
- * {@link LockLostError}, {@link NotHoldingError}), to tell them from other
+ * {@link LockLostError}, {@link NotHoldingError}, {@link InstanceError}), to tell them from other
  * errors (Node's own, whose codes also start with `ERR_`) with `instanceof`.
  * It is never thrown by itself. `error instanceof ExclusiveProcessError` is
  * true for the errors of any copy of the package loaded in the process, and
