@@ -315,3 +315,14 @@ test('single-instance options are checked eagerly, with typed errors naming the 
   await rejects(Exclusive.notify('v', {}, { dir, wait: 5 } as never), 'ERR_INVALID_ARG_VALUE', /did you mean 'timeout'\?/);
   t.deepEqual(readdirSync(dir), [], 'nothing was created');
 });
+
+test.serial('the portable driver: second instances deliver to the first the same way, and the socket goes with the pid file', async (t) => {
+  const dir = lockDir();
+  const env = { DRIVER: 'portable' };
+  const app = await first(dir, 'portable', 'A', env);
+  const seconds = await Promise.all(['p1', 'p2', 'p3'].map((tag) => run(APP, [dir, 'portable', tag], env)));
+  for (const [i, s] of seconds.entries()) t.is(s.stdout, `delivered p${i + 1} to A\n`, s.stderr);
+  app.child.kill('SIGTERM');
+  t.deepEqual(arrivals((await app.finished).stdout).sort(), ['p1', 'p2', 'p3']);
+  t.deepEqual(readdirSync(dir), []);
+});
