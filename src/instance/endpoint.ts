@@ -12,6 +12,7 @@ import { DIR_OPTION, LOCK_FILE_PREFIX, LOCK_FILE_SUFFIX, lockDirectory, lockFile
  * a hash of the driver and the lock's resource.
  */
 
+/** What ends a socket's name, in place of the lock file's `.lock`. */
 export const SOCKET_SUFFIX = '.sock';
 
 /** Which lock the endpoint belongs to: its name, where its driver locates it, and the `dir` option. */

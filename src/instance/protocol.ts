@@ -68,6 +68,7 @@ export function parseRequest(line: string): SecondInstance | string {
 /** What a reply line says: accepted, a reply, a refusal, or garbage (undefined). */
 export type ServerLine = { kind: 'accepted' } | { kind: 'reply'; reply: InstanceReply } | { kind: 'refused'; why: string };
 
+/** Reads one line of the running instance's; undefined for anything that is not one of its lines. */
 export function parseServerLine(line: string): ServerLine | undefined {
   const r = parseObject(line);
   if (r === undefined) return undefined;
