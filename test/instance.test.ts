@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { lockDir, ROOT, run, start, startArgv, type Finished, type Started } from './helpers/processes.js';
 import { asUser, buildForUsers } from './helpers/run-as.js';
 import { compileCopy, packageCopy } from './helpers/package-copy.js';
-import { Exclusive, InvalidArgumentError, type ArgumentErrorCode } from '../src/index.js';
+import { CannotAcquireLock, Exclusive, InvalidArgumentError, type ArgumentErrorCode } from '../src/index.js';
 
 const APP = 'instance-app.ts';
 const NOTIFY = 'instance-notify.ts';
@@ -65,6 +65,47 @@ test.serial(
     });
     const finished = await kill(app);
     t.deepEqual(arrivals(finished.stdout).sort(), Array.from({ length: 20 }, (_, i) => `s${i}`).sort());
+  }
+);
+
+test.serial(
+  '10 copies started at once with none running: exactly one becomes the first, the 9 others deliver to it while it starts listening',
+  async (t) => {
+    const dir = lockDir();
+    const copies = Array.from({ length: 10 }, (_, i) => {
+      const copy = start(APP, [dir, 'race', `c${i}`]);
+      running.add(copy);
+      return { tag: `c${i}`, copy };
+    });
+    const outcomes = await Promise.all(copies.map(({ copy }) => outcomeOf(copy)));
+    const firsts = copies.filter((_, i) => outcomes[i] === 'first');
+    t.is(firsts.length, 1, JSON.stringify(outcomes));
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome === 'first') continue;
+      t.is(outcome.code, 3, outcome.stderr);
+      t.is(outcome.stdout, `delivered ${copies[i].tag} to ${firsts[0].tag}\n`);
+    }
+    const got = arrivals((await kill(firsts[0].copy)).stdout).sort();
+    t.deepEqual(
+      got,
+      copies
+        .filter((c) => c !== firsts[0])
+        .map((c) => c.tag)
+        .sort()
+    );
+  }
+);
+
+test.serial(
+  'a second instance that comes between the first taking the lock and listening retries, and delivers once it listens',
+  async (t) => {
+    const dir = lockDir();
+    const slow = start('instance-slow-first.ts', [dir, 'gap', '800']);
+    running.add(slow);
+    await slow.waitFor('locked\n');
+    const error = t.throws(() => Exclusive.forever({ name: 'gap', dir, data: { tag: 'early' } }), { instanceOf: CannotAcquireLock });
+    t.deepEqual(error?.reply, { exitCode: 3, message: 'delivered early' });
+    await kill(slow);
   }
 );
 
