@@ -5,7 +5,7 @@
 // more than our CPU-bound path, hence the load warning).
 // Sections: uncontended acquire+release, hand-off latency, the CPU cost of
 // waiting on many names, many locks and waiters in one process, the CLI's
-// start-up against Node's own, then the optional ones (portable driver, postgres)
+// start-up against Node's own, a second instance's conflict-to-reply, then the optional ones (portable driver, postgres)
 // when they are available.
 import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { crossProcessHandoffs, inProcessHandoff, LABELS, type HandoffResult } fr
 import { ms, ratio, us } from './stats.js';
 import { buildCli, measureStartup, STARTUP_RUNS } from './startup.js';
 import { waitCosts } from './wait-cost.js';
+import { conflictToReply, INSTANCE_ROUNDS } from './instance.js';
 import { HELD_LOCKS, heldCost, WAITERS, waitersCost } from './scale.js';
 import { allChecks, check, note, printTable } from './table.js';
 import {
@@ -61,6 +62,7 @@ async function main(): Promise<void> {
     await waitCost(dir);
     await scale(dir);
     cliStartup(dir);
+    await singleInstance(dir);
     await postgres();
 
     console.log('\n### Targets\n');
@@ -246,6 +248,23 @@ async function scale(dir: string): Promise<void> {
     w.cpuMsPerSecond < 20,
     `${(w.cpuMsPerSecond / 10).toFixed(2)} % of one core while waiting (target < 2 %, an idle process on a busy machine included)`
   );
+}
+
+async function singleInstance(dir: string): Promise<void> {
+  const { forever, notify } = await conflictToReply(dir);
+  printTable(
+    `Single-instance apps: milliseconds from a second instance's conflict to the running instance's reply (trivial handler, ${INSTANCE_ROUNDS} rounds each)`,
+    ['second instance', 'median', 'p95', 'max'],
+    [
+      ['Exclusive.forever({ data }) (synchronous)', ms(forever.median), ms(forever.p95), ms(forever.max)],
+      ['Exclusive.notify() (asynchronous)', ms(notify.median), ms(notify.p95), ms(notify.max)],
+    ]
+  );
+  note(
+    "forever(): the failed lock try, the holder's record, then a blocking Unix-socket exchange; notify(): the same exchange on the event loop."
+  );
+  console.log();
+  check('conflict to reply', forever.median < 5e6, `forever() median ${ms(forever.median)} ms (target < 5 ms)`);
 }
 
 /** bench/postgres.ts (optional) starts its own server; its section comes back as `text` (or a string). */

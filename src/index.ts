@@ -3,12 +3,16 @@ export { EXCLUSIVE_METADATA } from './api/decorator.js';
 export type {
   ExclusiveApi,
   ExclusiveDecorator,
+  ForeverOptions,
   HolderOptions,
   LockHolder,
   SkipOptions,
   SkippingDecorator,
   SyncOptions,
 } from './api/types.js';
+export type { NotifyOptions } from './api/single-instance.js';
+export type { SecondInstance } from './instance/protocol.js';
+export type { InstanceReplyLike, SecondInstanceHandler } from './instance/server.js';
 export { exclusive, type AsyncVersion, type ExclusiveFunction, type MaybeSkipped } from './api/wrap.js';
 export { ExclusiveLock } from './core/handle.js';
 export { CHANNELS, type AcquireContext, type AcquireOutcome, type LostMessage, type ReleaseMessage } from './core/trace.js';
@@ -17,6 +21,7 @@ export { windows, type WindowsDriverOptions, type WindowsScope } from './drivers
 export {
   CannotAcquireLock,
   ExclusiveProcessError,
+  InstanceError,
   InvalidArgumentError,
   LockDriverError,
   LockFileError,
@@ -24,6 +29,8 @@ export {
   NotHoldingError,
   type ArgumentErrorCode,
   type ConflictReason,
+  type InstanceErrorCode,
+  type InstanceReply,
   type LockFileErrorCode,
 } from './shared/errors.js';
 export type { AsyncLockDriver, DriverLock, DriverName, HolderRecord, LockDriver, SyncLockDriver } from './drivers/types.js';

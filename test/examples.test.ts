@@ -94,3 +94,28 @@ test('opentelemetry: each acquisition is a span under the active one: a success,
   // The other process let go 200 ms after the wait began.
   t.true((waited.attributes['exclusive_process.waited_ms'] as number) >= 190, JSON.stringify(waited));
 });
+
+test('open-in-running-copy: a later copy hands its files to the running one, prints its answer and exits with its code', async (t) => {
+  const env = { EXCLUSIVE_PROCESS_DIR: lockDir(), EXAMPLE_WORK_MS: '60000' };
+  const first = start(example('open-in-running-copy'), ['a.txt'], env);
+  t.teardown(() => first.child.kill('SIGKILL'));
+  await first.waitFor('running as pid');
+  const second = await run(example('open-in-running-copy'), ['b.txt', 'c.txt'], env);
+  t.is(second.code, 0, second.stderr);
+  t.is(second.stdout, `opened ${join(ROOT, 'b.txt')}, ${join(ROOT, 'c.txt')} in the running copy (pid ${first.child.pid})\n`);
+  const empty = await run(example('open-in-running-copy'), [], env);
+  t.is(empty.code, 2);
+  t.is(empty.stdout, 'nothing to open\n');
+  first.child.kill('SIGTERM');
+  const done = await first.finished;
+  t.is(
+    done.stdout,
+    [
+      `open: ${join(ROOT, 'a.txt')}`,
+      `running as pid ${first.child.pid}: start me again with more files`,
+      `open: ${join(ROOT, 'b.txt')}`,
+      `open: ${join(ROOT, 'c.txt')}`,
+      '',
+    ].join('\n')
+  );
+});

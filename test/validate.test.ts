@@ -10,6 +10,7 @@ import {
   LockFileError,
   LockLostError,
   NotHoldingError,
+  InstanceError,
 } from '../src/index.js';
 import {
   integerInRange,
@@ -161,6 +162,7 @@ test('every error class of the package is an ExclusiveProcessError, InvalidArgum
     new InvalidArgumentError('ERR_INVALID_ARG_VALUE', 'bad'),
     new LockLostError('n', '/tmp/n.lock', 'gone'),
     new NotHoldingError('not held'),
+    new InstanceError('ERR_NO_INSTANCE', '/tmp/n.sock', 'none'),
   ];
   for (const error of errors) {
     t.true(error instanceof ExclusiveProcessError, error.name);

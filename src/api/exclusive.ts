@@ -11,6 +11,7 @@ import { validateName } from '../drivers/file/path.js';
 import { parseHolderOptions, parseOptions, type ExclusiveOptions } from './options.js';
 import type { ExclusiveApi, ExclusiveDecorator, HolderOptions, LockHolder, SkippingDecorator } from './types.js';
 import { defaultName } from './wrap.js';
+import { foreverSingleInstance, notify, splitInstanceOptions } from './single-instance.js';
 
 /** Options of the forms that wrap no function: `async` describes a function, so there it is refused, not ignored. */
 function parseLockOptions(options: unknown, form: string): LockSettings {
@@ -27,10 +28,11 @@ function targetOf(settings: LockSettings, form: string): Target {
 }
 
 function forever(options?: ExclusiveOptions): ExclusiveLock | null {
-  const settings = parseLockOptions(options, 'Exclusive.forever()');
+  const { rest, instance } = splitInstanceOptions(options);
+  const settings = parseLockOptions(rest, 'Exclusive.forever()');
   requireSynchronous(settings, 'Exclusive.forever()');
   const t = targetOf(settings, 'Exclusive.forever()');
-  return acquireForProcess(t);
+  return instance === undefined ? acquireForProcess(t) : foreverSingleInstance(t, instance);
 }
 
 async function run<R>(
@@ -80,7 +82,7 @@ function holder(name: string, options?: HolderOptions): LockHolder | null | Prom
 
 /**
  * Makes code exclusive: as a method decorator (`@Exclusive()`), or through
- * its static helpers `forever`, `run`, `lock`, `acquire` and `holder`.
+ * its static helpers `forever`, `run`, `lock`, `acquire`, `holder` and `notify`.
  *
  * @example
  * ```ts
@@ -96,5 +98,6 @@ export const Exclusive: ExclusiveApi = Object.assign(
     lock: lock as ExclusiveApi['lock'],
     acquire: acquireLock as ExclusiveApi['acquire'],
     holder: holder as ExclusiveApi['holder'],
+    notify,
   }
 );

@@ -1,6 +1,10 @@
 import type { ExclusiveLock } from '../core/handle.js';
 import type { AsyncLockDriver, DriverName, HolderRecord, LockDriver, SyncLockDriver } from '../drivers/types.js';
 import type { ExclusiveOptions } from './options.js';
+import type { InstanceReply } from '../shared/errors.js';
+import type { NotifyOptions } from './single-instance.js';
+import type { InstanceReplyLike } from '../instance/server.js';
+import type { SecondInstance } from '../instance/protocol.js';
 import type { NotAGenerator } from './wrap.js';
 
 /**
@@ -147,8 +151,31 @@ export interface ExclusiveApi extends ExclusiveDecorator {
    * @throws {InvalidArgumentError} for bad options, or no default name (code without a file).
    * @throws {LockDriverError} `ERR_DRIVER_UNSUPPORTED` for an asynchronous driver (a type error too).
    */
-  forever<D extends DriverName | LockDriver = DriverName>(options: SyncOptions<D> & { skip: true }): ExclusiveLock | null;
-  forever<D extends DriverName | LockDriver = DriverName>(options?: SyncOptions<D>): ExclusiveLock;
+  forever<D extends DriverName | LockDriver = DriverName>(options: ForeverOptions<D> & { skip: true }): ExclusiveLock | null;
+  forever<D extends DriverName | LockDriver = DriverName>(options?: ForeverOptions<D>): ExclusiveLock;
+
+  /**
+   * Sends `data` to the running instance of a single-instance app (the
+   * process whose `Exclusive.forever({ name, onSecondInstance })` holds the
+   * lock `name` in `options.dir` through `options.driver`) and resolves with
+   * its handler's reply. Never takes the lock. The message is JSON
+   * (`{ argv, cwd, pid, data }`: this process's whole `process.argv`, its
+   * working directory and pid), at most 1 MiB. A handler that throws gives a
+   * reply with `exitCode: 1` and `failed: true`. Delivery is local to the
+   * host (a Unix socket beside the lock file, a named pipe on Windows), also
+   * with a driver whose locks span hosts. Default `timeout`: 5000 ms.
+   *
+   * @example
+   * ```ts
+   * const reply = await Exclusive.notify('my-app', { reload: true }, { timeout: 5_000 });
+   * console.log(reply.exitCode, reply.message); // 0 'reloaded'
+   * ```
+   * @throws {InstanceError} (rejects) `ERR_NO_INSTANCE` when nobody holds the lock or its holder does not listen,
+   * `ERR_INSTANCE_TIMEOUT` when no reply came in time, `ERR_INSTANCE_PERMISSION` when the instance is another user's,
+   * `ERR_INSTANCE_PROTOCOL` when it refused the message or answered garbage.
+   * @throws {InvalidArgumentError} (rejects) for a bad name, options, or `data` that is not JSON or too large.
+   */
+  notify(name: string, data?: unknown, options?: NotifyOptions): Promise<InstanceReply>;
 
   /**
    * Runs `fn` holding the lock and releases it when `fn`'s promise settles.
@@ -235,6 +262,43 @@ export interface ExclusiveApi extends ExclusiveDecorator {
 export type SyncOptions<D extends DriverName | LockDriver = DriverName | LockDriver> = Omit<ExclusiveOptions, 'driver'> & {
   /** As in {@link ExclusiveOptions}, but not an asynchronous driver. */
   driver?: D & SynchronousOnly<D>;
+};
+
+/**
+ * The options of `Exclusive.forever()`: those of {@link SyncOptions} plus the
+ * single-instance ones. A second instance (a process that finds the lock
+ * held) that passes `onSecondInstance` or `data` hands `{ argv, cwd, pid,
+ * data }` to the running instance and waits (up to 10 s) for its reply:
+ * with `die`, it prints the reply's `message` (stdout; stderr for a failed
+ * reply) and exits with its `exitCode` (default 0); without, it throws
+ * {@link CannotAcquireLock} with the reply as `reply`. When the running
+ * instance does not listen, it behaves as without these options. They
+ * cannot be combined with `wait`.
+ *
+ * @example
+ * ```ts
+ * Exclusive.forever({
+ *   name: 'my-app',
+ *   die: true,
+ *   data: { files: process.argv.slice(2) },
+ *   onSecondInstance: ({ data }) => ({ message: `opened ${(data as { files: string[] }).files.join(', ')}` }),
+ * });
+ * ```
+ */
+export type ForeverOptions<D extends DriverName | LockDriver = DriverName | LockDriver> = SyncOptions<D> & {
+  /**
+   * Makes this process, when it gets the lock, the running instance: each
+   * later process that calls `forever()` with the same name (and `dir`,
+   * `driver`) and `data` or `onSecondInstance` delivers its message here
+   * and gets what this returns (`{ exitCode?, message? }`, or nothing for
+   * exit code 0). Several run at once; a throw is a failed reply (exit code 1
+   * with its message). The endpoint does not keep the process alive; it goes
+   * when the lock is released or the process ends. Default: none (a second
+   * instance gets the conflict, as without single-instance options).
+   */
+  onSecondInstance?: (message: SecondInstance) => InstanceReplyLike | Promise<InstanceReplyLike>;
+  /** Any JSON value a second instance hands over with its argv, cwd and pid (at most 1 MiB with them). Default: none. */
+  data?: unknown;
 };
 
 /** `unknown` for a synchronous (or not statically known) driver; for an asynchronous one a type none has, whose key says why. */

@@ -63,7 +63,7 @@ export function skipped(t: Target, error: unknown): null {
 }
 
 /** The `die` option's end: the conflict's message on stderr, then exit. */
-function die(error: CannotAcquireLock, exitCode: number): never {
+export function die(error: Error, exitCode: number): never {
   writeSync(2, `${error.message}\n`);
   process.exit(exitCode);
 }

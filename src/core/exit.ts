@@ -12,6 +12,8 @@ import { traceCleanup } from './debug.js';
 const SIGNALS: readonly NodeJS.Signals[] =
   process.platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const drivers = new Set<LockDriver>();
+/** Cleanups that must run before the locks are released (a single-instance socket goes before its lock). */
+const beforeRelease = new Set<() => void>();
 let exitHooked = false;
 let signalsHooked = false;
 
@@ -19,6 +21,21 @@ let signalsHooked = false;
 export function registerCleanup(driver: LockDriver): void {
   if (drivers.has(driver) || driver.cleanup === undefined) return;
   drivers.add(driver);
+  hookExit();
+}
+
+/**
+ * Makes sure `step` runs once when this process or thread ends (on the same
+ * occasions as the drivers' cleanup), before any lock is released: what it
+ * removes is then never another holder's. Returns a function that forgets it.
+ */
+export function registerExitStep(step: () => void): () => void {
+  beforeRelease.add(step);
+  hookExit();
+  return () => beforeRelease.delete(step);
+}
+
+function hookExit(): void {
   if (exitHooked) return;
   exitHooked = true;
   process.once('exit', () => cleanupAll('exit'));
@@ -33,6 +50,14 @@ export function cleanupOnSignals(): void {
 
 function cleanupAll(when: string): void {
   traceCleanup(when, drivers);
+  for (const step of beforeRelease) {
+    try {
+      step();
+    } catch {
+      // As below.
+    }
+  }
+  beforeRelease.clear();
   for (const driver of drivers) {
     try {
       driver.cleanup!();

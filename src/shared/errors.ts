@@ -16,7 +16,7 @@ const BRAND = Symbol.for('exclusive-process.error');
 /**
  * The base of every error this package throws ({@link CannotAcquireLock},
  * {@link LockFileError}, {@link LockDriverError}, {@link InvalidArgumentError},
- * {@link LockLostError}, {@link NotHoldingError}), to tell them from other
+ * {@link LockLostError}, {@link NotHoldingError}, {@link InstanceError}), to tell them from other
  * errors (Node's own, whose codes also start with `ERR_`) with `instanceof`.
  * It is never thrown by itself. `error instanceof ExclusiveProcessError` is
  * true for the errors of any copy of the package loaded in the process, and
@@ -150,6 +150,40 @@ export class CannotAcquireLock extends ExclusiveProcessError {
     this.reason = details?.reason ?? 'held-elsewhere';
     this.holder = details?.holder ?? null;
   }
+
+  /**
+   * The running instance's reply, when `Exclusive.forever()` (without `die`)
+   * delivered this process's `data` to it through its `onSecondInstance`;
+   * undefined otherwise. Default: undefined.
+   *
+   * @example
+   * ```ts
+   * try { Exclusive.forever({ name: 'my-app', data: { file } }); }
+   * catch (error) { if (error instanceof CannotAcquireLock && error.reply) process.exit(error.reply.exitCode); }
+   * ```
+   */
+  reply?: InstanceReply;
+}
+
+/**
+ * What a running instance's `onSecondInstance` answered (see
+ * `Exclusive.forever()` and `Exclusive.notify()`): the exit code the second
+ * instance ends with (default 0) and a message it prints. `failed` is true
+ * when the handler threw or returned something else than a reply: the code
+ * is then 1 and the message says why.
+ *
+ * @example
+ * ```ts
+ * const reply: InstanceReply = { exitCode: 0, message: 'opened in the running window' };
+ * ```
+ */
+export interface InstanceReply {
+  /** The exit code the second instance ends with (0 to 255). Default: 0. */
+  readonly exitCode: number;
+  /** Printed by a second instance that dies: to stdout, or to stderr when `failed`. Default: none. */
+  readonly message?: string;
+  /** True when the handler threw, returned a bad reply or the instance ended before replying. Default: absent. */
+  readonly failed?: true;
 }
 
 /** The message of each case: the first is the Python model's, word for word; the others say what happened and what to do. */
@@ -347,5 +381,49 @@ export class NotHoldingError extends ExclusiveProcessError {
   constructor(message: string) {
     super(message);
     this.name = 'NotHoldingError';
+  }
+}
+
+/**
+ * Stable codes of {@link InstanceError}.
+ *
+ * @example
+ * ```ts
+ * const code: InstanceErrorCode = 'ERR_NO_INSTANCE';
+ * ```
+ */
+export type InstanceErrorCode =
+  /** Nobody holds the lock, or its holder does not listen (no `onSecondInstance`). */
+  | 'ERR_NO_INSTANCE'
+  /** The running instance did not reply within the timeout. */
+  | 'ERR_INSTANCE_TIMEOUT'
+  /** The endpoint belongs to another user, or is not a socket of mode 0600: nothing is sent. */
+  | 'ERR_INSTANCE_PERMISSION'
+  /** The message or the reply is larger than the limit (1 MiB of JSON), or is not JSON. */
+  | 'ERR_INSTANCE_PROTOCOL'
+  /** Any other system error while talking to (or setting up) the endpoint. */
+  | 'ERR_INSTANCE_IO';
+
+/**
+ * Talking to the running instance of a single-instance app failed
+ * (`Exclusive.notify()`, or `Exclusive.forever()` delivering to it). The
+ * system error, if any, is `cause`; `path` is the socket or pipe.
+ *
+ * @example
+ * ```ts
+ * try { await Exclusive.notify('my-app', { reload: true }); }
+ * catch (error) { if (error instanceof InstanceError && error.code === 'ERR_NO_INSTANCE') startIt(); }
+ * ```
+ */
+export class InstanceError extends ExclusiveProcessError {
+  override readonly code: InstanceErrorCode;
+  /** The socket (or Windows pipe) of the running instance. */
+  readonly path: string;
+
+  constructor(code: InstanceErrorCode, path: string, message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'InstanceError';
+    this.code = code;
+    this.path = path;
   }
 }

@@ -28,27 +28,27 @@ const layers = [
   {
     files: ['src/shared/**'],
     patterns: [
-      refuse('^\\.\\./(api|cli|core|drivers|native)(/|$)', 'shared/ is a leaf: it imports nothing but node: modules and shared/.'),
+      refuse('^\\.\\./(api|cli|core|drivers|instance|native)(/|$)', 'shared/ is a leaf: it imports nothing but node: modules and shared/.'),
     ],
   },
   {
     files: ['src/native/**'],
     patterns: [
-      refuse('^\\.\\./(api|cli|core|drivers)(/|$)', 'native/ is a leaf: it imports nothing above it.'),
+      refuse('^\\.\\./(api|cli|core|drivers|instance)(/|$)', 'native/ is a leaf: it imports nothing above it.'),
       refuse('^\\.\\./shared/(?!errors\\.js$)', 'native/ may import shared/errors.js only.'),
     ],
   },
   {
     files: ['src/drivers/*.ts'],
     patterns: [
-      refuse('^\\.\\./(api|cli)(/|$)', 'drivers/ sit below api/ and cli/.'),
+      refuse('^\\.\\./(api|cli|instance)(/|$)', 'drivers/ sit below api/, cli/ and instance/.'),
       refuse('^\\.\\./core(/|$)', 'drivers/ take only types from core/.', true),
     ],
   },
   {
     files: ['src/drivers/*/**'],
     patterns: [
-      refuse('^\\.\\./\\.\\./(api|cli)(/|$)', 'drivers/ sit below api/ and cli/.'),
+      refuse('^\\.\\./\\.\\./(api|cli|instance)(/|$)', 'drivers/ sit below api/, cli/ and instance/.'),
       refuse('^\\.\\./\\.\\./core(/|$)', 'drivers/ take only types from core/.', true),
       refuse('^\\.\\./(?!file/|types\\.js$|\\.\\./)', 'A driver imports no other driver: shared code goes in drivers/file/ (or shared/).'),
     ],
@@ -56,9 +56,22 @@ const layers = [
   {
     files: ['src/core/**'],
     patterns: [
-      refuse('^\\.\\./(api|cli|native)(/|$)', 'core/ imports shared/ and driver types only.'),
+      refuse('^\\.\\./(api|cli|instance|native)(/|$)', 'core/ imports shared/ and driver types only.'),
       refuse('^\\.\\./drivers/(?!types\\.js$)', 'core/ imports shared/ and driver types only (drivers/types.ts).'),
       refuse('^\\.\\./drivers/types\\.js$', 'core/ takes only types from drivers/types.ts.', true),
+    ],
+  },
+  {
+    // The single-instance transport (protocol, endpoint, server, clients):
+    // beside the lock, not part of it. It takes shared/, native/ and the lock
+    // file naming rules (drivers/file/path.ts); api/ wires it to the locks.
+    files: ['src/instance/**'],
+    patterns: [
+      refuse('^\\.\\./(api|cli|core)(/|$)', 'instance/ sits below api/ and beside core/: it knows nothing of locks but their paths.'),
+      refuse(
+        '^\\.\\./drivers/(?!file/path\\.js$)',
+        'instance/ takes only the lock file naming rules (drivers/file/path.ts) from drivers/.'
+      ),
     ],
   },
   {
