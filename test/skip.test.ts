@@ -95,7 +95,7 @@ test.serial("the acquire channel's outcome is 'skipped' (no error event) and its
   );
 });
 
-test('skip is refused eagerly beside die and wait, and must be a boolean', (t) => {
+test('skip is refused eagerly beside die, wait, onSecondInstance and data, and must be a boolean', (t) => {
   const job = async (): Promise<void> => {};
   const withDie = 'options.skip and options.die cannot be combined: on a conflict skip gives up quietly, die ends the process; choose one';
   const withWait =
@@ -104,6 +104,16 @@ test('skip is refused eagerly beside die and wait, and must be a boolean', (t) =
   t.throws(() => Exclusive({ skip: true, wait: 1000 }), { code: 'ERR_INVALID_ARG_VALUE', message: withWait });
   t.throws(() => Exclusive.lock({ name: 'x', skip: true, wait: true }), { code: 'ERR_INVALID_ARG_VALUE', message: withWait });
   t.throws(() => Exclusive.forever({ name: 'x', skip: true, die: true }), { code: 'ERR_INVALID_ARG_VALUE', message: withDie });
+  const withInstance =
+    'options.skip cannot be combined with onSecondInstance or data: a second instance hands its message over instead of skipping';
+  t.throws(() => Exclusive.forever({ name: 'x', skip: true, data: { file: 'a' } }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: withInstance,
+  });
+  t.throws(() => Exclusive.forever({ name: 'x', skip: true, onSecondInstance: () => ({}) }), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: withInstance,
+  });
   t.throws(() => exclusive(job, { name: 'x', skip: 'yes' as unknown as boolean }), {
     code: 'ERR_INVALID_ARG_TYPE',
     message: 'options.skip must be a boolean, got string "yes"',
