@@ -7,7 +7,8 @@ import { lockDir, ROOT, run, start } from './helpers/processes.js';
 const example = (name: string): string => join(ROOT, 'examples', `${name}.ts`);
 
 test('nightly-job: a second copy started while the first runs exits 1 with the message; the first finishes', async (t) => {
-  const env = { EXCLUSIVE_PROCESS_DIR: lockDir(), EXAMPLE_WORK_MS: '3000' };
+  // Long enough for the second copy to start under tsx on a loaded machine (3 s was not).
+  const env = { EXCLUSIVE_PROCESS_DIR: lockDir(), EXAMPLE_WORK_MS: '15000' };
   const first = start(example('nightly-job'), [], env);
   await first.waitFor('running as pid');
   const second = await run(example('nightly-job'), [], env);
