@@ -119,7 +119,7 @@ export function emptyMessage(request: StatusRequest, driver: string): string {
   return driver === 'posix' || driver === 'portable' ? `No locks in ${lockDirectory(request.dir)}.\n` : 'No locks.\n';
 }
 
-const COLUMNS = ['NAME', 'STATE', 'MODE', 'PID', 'HOST', 'SINCE', 'COMMAND'] as const;
+const COLUMNS = ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'MODE', 'COMMAND'] as const;
 
 /**
  * A plain table, columns separated by at least two spaces; the command
@@ -132,10 +132,10 @@ export function formatTable(rows: readonly LockStatus[]): string {
       [
         r.name,
         r.state,
-        h === undefined ? (r.state === 'held' ? 'exclusive' : '-') : modeText(h),
         h?.pid == null ? (r.state === 'held' ? '?' : '-') : String(h.pid),
         h?.host ?? '-',
         shortTime(h?.since ?? null),
+        h === undefined ? '-' : modeText(h),
         h?.command ?? '-',
       ].map(printable)
     )

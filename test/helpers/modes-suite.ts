@@ -128,23 +128,16 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.teardown(() => holders.forEach((holder) => holder.child.kill('SIGKILL')));
     await Promise.all(holders.map((holder) => holder.waitFor('held')));
     const pids = holders.map((holder) => holder.child.pid!);
+    const listed = Exclusive.holders('modes', { dir, driver });
+    t.deepEqual(
+      listed.map(({ slot, limit, mode }) => ({ slot, limit, mode })),
+      [0, 1, 2].map((slot) => ({ slot, limit: 3, mode: 'exclusive' }))
+    );
+    t.deepEqual(listed.map((holder) => holder.pid).sort(), [...pids].sort());
     const full = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver, limit: 3 }), { instanceOf: CannotAcquireLock });
-    t.is(full.message, `All 3 'modes' slots are taken (pids ${[...pids].sort((a, b) => a - b).join(', ')}).`);
+    // The pids in slot order.
+    t.is(full.message, `All 3 'modes' slots are taken (pids ${listed.map((holder) => holder.pid).join(', ')}).`);
     t.deepEqual([...full.pids].sort(), [...pids].sort());
-    t.deepEqual(
-      Exclusive.holders('modes', { dir, driver })
-        .map(({ pid, slot, limit, mode }) => ({ pid, slot, limit, mode }))
-        .sort((a, b) => a.slot! - b.slot!),
-      Exclusive.holders('modes', { dir, driver })
-        .map(({ pid, slot }) => ({ pid, slot, limit: 3, mode: 'exclusive' }))
-        .sort((a, b) => a.slot! - b.slot!)
-    );
-    t.deepEqual(
-      Exclusive.holders('modes', { dir, driver })
-        .map((holder) => holder.slot)
-        .sort(),
-      [0, 1, 2]
-    );
     const waiter = modes('slot-waiter', dir, log, '3');
     await waiter.waitFor('waiting');
     await new Promise((resolve) => setTimeout(resolve, 300)); // it is in its wait
@@ -165,7 +158,9 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
       const error = t.throws(() => Exclusive.lock({ ...options, ...other }), { code: 'ERR_LOCK_MISMATCH' }, JSON.stringify(other));
       t.regex(error.message, /The lock 'modes' is held counted \(limit 3\)/);
     }
-    t.truthy(Exclusive.lock({ ...options, limit: 3 }).release() === undefined);
+    const agreeing = Exclusive.lock({ ...options, limit: 3 });
+    t.true(agreeing.held);
+    void agreeing.release();
   });
 
   test(`${driver} modes: Exclusive.holders() lists every shared holder with its mode; holder() names one`, async (t) => {
@@ -186,13 +181,13 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.deepEqual(Exclusive.holders('modes', { dir, driver }), []);
   });
 
-  test(`${driver} modes: a process's synchronous plain lock and another's shared one exclude each other (CLI-free run)`, async (t) => {
+  test(`${driver} modes: a plain holder keeps another process's shared request out, with the classic message`, async (t) => {
     const dir = lockDir();
-    const result = await run('modes.ts', ['reader', dir, driver, join(dir, 'log'), '10']);
-    t.is(result.code, 0, result.stderr);
     using lock = Exclusive.lock({ name: 'modes', dir, driver });
-    t.throws(() => Exclusive.lock({ name: 'modes', dir, driver, mode: 'shared' }), { instanceOf: CannotAcquireLock });
-    t.is(lock.held, true);
+    const result = await run('modes.ts', ['reader', dir, driver, join(dir, 'log'), '10', '-1', 'nowait']);
+    t.is(result.code, 1);
+    t.regex(result.stderr, new RegExp(`Another 'modes' process is already running \\(pid ${process.pid}\\)\\.`));
+    t.true(lock.held);
   });
 }
 
