@@ -1,4 +1,4 @@
-import { closeSync, readdirSync } from 'node:fs';
+import { closeSync, lstatSync, readdirSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { decodeRecord, encodeRecord, limitOf, modeOf } from '../../shared/holder-record.js';
 import { describeUse, LockModeError } from '../../shared/errors.js';
@@ -75,8 +75,18 @@ export class PosixModes {
     if (modeOf(record) !== 'exclusive' || limitOf(record) > 1) return () => {};
     const found = this.#announced.get(path);
     if (found !== undefined) found.count++;
-    else this.#announced.set(path, { gate: this.#files.take(gatePath(path), LOCK_EX | LOCK_NB), count: 1 });
+    else this.#announced.set(path, { gate: this.#takeGate(path), count: 1 });
     return () => this.#withdraw(path);
+  }
+
+  /**
+   * The gate, for a writer about to wait (null: another writer has it, or
+   * the name has never been used shared: no mode file, so no reader to keep
+   * out, and no extra file or descriptor for a plain lock's waits).
+   */
+  #takeGate(path: string): CachedFile | null {
+    if (lstatSync(modePath(path), { throwIfNoEntry: false }) === undefined) return null;
+    return this.#files.take(gatePath(path), LOCK_EX | LOCK_NB);
   }
 
   /** True when a writer waits for `path`, its gate held (for a thread's shared calls deciding whether to join its hold). */
@@ -133,7 +143,7 @@ export class PosixModes {
     if (lock !== null) return lock;
     this.#checkNotCounted(path, record);
     const announced = this.#announced.get(path);
-    if (announced !== undefined && announced.gate === null) announced.gate = this.#files.take(gatePath(path), LOCK_EX | LOCK_NB);
+    if (announced !== undefined && announced.gate === null) announced.gate = this.#takeGate(path);
     if (!block) return null;
     // A blocking wait: hold the gate while blocked, so readers queue behind us.
     const gate = announced?.gate ? null : this.#files.take(gatePath(path), LOCK_EX);
@@ -144,11 +154,15 @@ export class PosixModes {
     }
   }
 
-  /** Throws ERR_LOCK_MISMATCH when the name is held counted (its mode file held and saying `limit N`). */
+  /**
+   * Throws ERR_LOCK_MISMATCH when the name is held counted: its mode file
+   * says `limit N` and is held. Read first, so that a plain lock never
+   * creates a mode file; probed only when it says so.
+   */
   #checkNotCounted(path: string, record: HolderRecord): void {
-    if (this.#files.probe(modePath(path), LOCK_EX)) return; // nobody holds it shared or counted
     const family = this.#readFamily(modePath(path));
-    if (family?.startsWith('limit ')) throw mismatch(record.name, useOf(family), record);
+    if (!family?.startsWith('limit ') || this.#files.probe(modePath(path), LOCK_EX)) return;
+    throw mismatch(record.name, useOf(family), record);
   }
 
   #mismatchHere(path: string, record: HolderRecord): LockModeError {
