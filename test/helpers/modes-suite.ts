@@ -55,7 +55,10 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
   test(`${driver} modes: 4 processes holding shared for 200 ms, started together, are inside at once`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
-    ran(t, await Promise.all(Array.from({ length: 4 }, () => modes('reader', dir, log, '200').finished)));
+    const readers = Array.from({ length: 4 }, () => modes('reader', dir, log, '200', '0', 'barrier'));
+    await Promise.all(readers.map((reader) => reader.waitFor('ready', 60_000)));
+    writeFileSync(join(dir, 'go'), ''); // all loaded: they ask for the lock together
+    ran(t, await Promise.all(readers.map((reader) => reader.finished)));
     const holds = holdsIn(log);
     t.is(holds.length, 4);
     t.log(`most shared holders at once: ${mostAtOnce(holds)}`);
