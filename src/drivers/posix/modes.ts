@@ -98,12 +98,9 @@ export class PosixModes {
     const found = this.#announced.get(path)!;
     if (--found.count > 0) return;
     this.#announced.delete(path);
-    if (found.gate !== null) this.#files.unlock(gatePath(path), found.gate, false);
-    this.#touch(path); // readers kept out by the gate try again
-  }
-
-  #touch(path: string): void {
-    this.#files.touch(path);
+    if (found.gate === null) return;
+    this.#files.unlock(gatePath(path), found.gate, false);
+    this.#files.touch(path); // readers kept out by the gate try again
   }
 
   /** Every holder of a shared or counted lock at `path`: the slot files' holders, with their slots (counted) and records. */
