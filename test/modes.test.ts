@@ -164,3 +164,13 @@ test('Exclusive.holders() of a free lock is [] and of a plain one its holder, mo
   t.is(holder.pid, process.pid);
   t.false('mode' in holder);
 });
+
+test('in one process: shared callers queued behind an exclusive hold all get in when it ends, and leave the lock free', async (t) => {
+  const dir = lockDir();
+  const blocker = Exclusive.lock({ name: 'db', dir });
+  const queued = Array.from({ length: 3 }, (_, i) => Exclusive.run({ name: 'db', dir, mode: 'shared', wait: 5_000 }, () => i));
+  await sleep(20);
+  void blocker.release(); // the first queued shared caller gets the turn; the others join its hold (or start over if it ended)
+  t.deepEqual(await Promise.all(queued), [0, 1, 2]);
+  t.deepEqual(Exclusive.holders('db', { dir }), []);
+});

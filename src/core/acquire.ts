@@ -172,7 +172,8 @@ async function take(t: Target, found: Entry | undefined): Promise<ExclusiveLock>
   }
   const passed =
     settings.waitMs === 0 ? false : await queued(name, entry, began + settings.waitMs, settings.waitMs, signal, settings.mode === 'shared');
-  if (passed === 'join') return reenter(name, driver, entry, false);
+  // Let in beside a shared hold, which may have ended before this continuation ran: then start over.
+  if (passed === 'join') return entry.lock !== null && entry.mode === 'shared' ? reenter(name, driver, entry, false) : take(t, entry);
   if (!passed) return refused(t, entry);
   return attempt(t, entry, began, 'a caller of this process');
 }
