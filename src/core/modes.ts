@@ -1,5 +1,5 @@
 // Shared and counted locks in one thread: re-entry rules, joining a shared hold, a counted lock's holds (docs/internals/modes.md).
-import { describeUse, LockModeError } from '../shared/errors.js';
+import { lockMismatch, LockModeError } from '../shared/errors.js';
 import { recordForThisProcess } from '../shared/holder-record.js';
 import type { HolderRecord } from '../drivers/types.js';
 import { entryFor, findEntry, type Entry } from './registry.js';
@@ -18,7 +18,7 @@ export function requestRecord({ name, settings }: Target): HolderRecord {
  */
 export function checkReentry(t: Target, entry: Entry): void {
   const { mode, limit } = t.settings;
-  if ((entry.limit ?? 1) !== limit) throw mismatch(t.name, { mode: entry.mode, limit: entry.limit }, 'this call chain holds it');
+  if ((entry.limit ?? 1) !== limit) throw lockMismatch(t.name, { mode: entry.mode, limit: entry.limit }, { mode, limit });
   if (entry.mode === 'shared' && mode === 'exclusive') {
     throw new LockModeError(
       'ERR_LOCK_UPGRADE',
@@ -27,21 +27,6 @@ export function checkReentry(t: Target, entry: Entry): void {
         'Take it exclusively from the start (an exclusive holder may take it shared inside), or release it before asking again.'
     );
   }
-}
-
-/** The error for users of one name that disagree on what it is (`where`: who holds it the other way). */
-export function mismatch(
-  name: string,
-  held: Pick<HolderRecord, 'mode' | 'limit'>,
-  where: string,
-  holder: HolderRecord | null = null
-): LockModeError {
-  return new LockModeError(
-    'ERR_LOCK_MISMATCH',
-    name,
-    `The lock '${name}' is used two ways: ${where} ${describeUse(held)}. Every user of a name must ask for it alike (same mode family and limit).`,
-    holder
-  );
 }
 
 /** True when a shared request may join this thread's shared hold of `entry` now: no call of the thread, and no process, waits to write. */

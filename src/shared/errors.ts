@@ -346,6 +346,30 @@ export class LockModeError extends ExclusiveProcessError {
   }
 }
 
+/**
+ * The ERR_LOCK_MISMATCH error: the lock is held one way (`held`) and a call
+ * asked for it another (`asked`). The one message for it, in the core and the drivers.
+ *
+ * @example
+ * ```ts
+ * throw lockMismatch('encode', { limit: 3 }, { limit: 2 }); // The lock 'encode' is held counted (limit 3) and this call asked for it counted (limit 2): ...
+ * ```
+ */
+export function lockMismatch(
+  name: string,
+  held: Pick<HolderRecord, 'mode' | 'limit'>,
+  asked: Pick<HolderRecord, 'mode' | 'limit'>,
+  holder: HolderRecord | null = null
+): LockModeError {
+  return new LockModeError(
+    'ERR_LOCK_MISMATCH',
+    name,
+    `The lock '${name}' is held ${describeUse(held)} and this call asked for it ${describeUse(asked)}: ` +
+      'every user of a name must ask for it alike (same mode family and limit).',
+    holder
+  );
+}
+
 /** How a holder record uses its name, for messages: `shared`, `counted (limit 3)` or `exclusive`. */
 export function describeUse(record: Pick<HolderRecord, 'mode' | 'limit'>): string {
   if ((record.limit ?? 1) > 1) return `counted (limit ${record.limit})`;

@@ -1,7 +1,7 @@
 import { closeSync, lstatSync, readdirSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { decodeRecord, encodeRecord, limitOf, modeOf } from '../../shared/holder-record.js';
-import { describeUse, LockModeError } from '../../shared/errors.js';
+import { lockMismatch as mismatch, type LockModeError } from '../../shared/errors.js';
 import { locateLockFile, readHead } from '../file/lock-file.js';
 import { flockHolderRecord } from '../file/proc-locks.js';
 import { claimPathFor, liveClaimAt } from '../file/claim.js';
@@ -42,15 +42,6 @@ function familyOf(record: HolderRecord): string {
 function useOf(family: string): Pick<HolderRecord, 'mode' | 'limit'> {
   const limit = /^limit (\d+)$/.exec(family)?.[1];
   return limit === undefined ? { mode: 'shared' } : { limit: Number(limit) };
-}
-
-function mismatch(name: string, held: Pick<HolderRecord, 'mode' | 'limit'>, asked: HolderRecord): LockModeError {
-  return new LockModeError(
-    'ERR_LOCK_MISMATCH',
-    name,
-    `The lock '${name}' is held ${describeUse(held)} and this call asked for it ${describeUse(asked)}: ` +
-      'every user of a name must ask for it alike (same mode family and limit).'
-  );
 }
 
 /** The posix driver's shared and counted locks, over the thread's open lock files. */
