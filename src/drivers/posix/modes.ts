@@ -96,6 +96,8 @@ export class PosixModes {
 
   /** Every holder of a shared or counted lock at `path`: the slot files' holders, with their slots (counted) and records. */
   slotHolders(path: string): HolderRecord[] {
+    // Every shared or counted holder holds the mode file, which is never unlinked under it: none, no slot holder (and no readdir).
+    if (lstatSync(modePath(path), { throwIfNoEntry: false }) === undefined) return [];
     const stem = basename(path).slice(0, -'.lock'.length);
     const holders: HolderRecord[] = [];
     for (const slot of slotNumbers(dirname(path), `${stem}.slot-`)) {
