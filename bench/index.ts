@@ -20,6 +20,7 @@ import { allChecks, check, note, printTable } from './table.js';
 import {
   exclusiveContenders,
   measure,
+  modeContenders,
   portableContenders,
   properLockfileContenders,
   roundRatios,
@@ -81,8 +82,9 @@ function version(name: string): string {
 async function uncontended(dir: string): Promise<void> {
   const portable = portableContenders(dir);
   const ours = exclusiveContenders(dir, undefined, 'posix');
+  const modes = modeContenders(dir);
   const theirs = properLockfileContenders(dir);
-  const results = await measure([...ours, ...portable.contenders, ...theirs]);
+  const results = await measure([...ours, ...modes, ...portable.contenders, ...theirs]);
   const [plSync, plAsync] = results.slice(-2);
   // Each of ours is compared with proper-lockfile's call of the same shape (sync with sync, async with async).
   const peerOf = (m: Measured): Measured | undefined =>
@@ -113,6 +115,14 @@ async function uncontended(dir: string): Promise<void> {
       `uncontended ${m.label}`,
       r.median >= 10,
       `${times(r.median)} faster than ${peer.label} (median of per-round ratios, range ${times(r.min)}-${times(r.max)}; target >= 10x)`
+    );
+  }
+  for (const m of modes) {
+    const measured = results.find((r) => r.label === m.label)!;
+    const exclusiveOne = results.find((r) => r.label === ours[m.label.includes(', async ') ? 1 : 0].label)!;
+    console.log(
+      `${m.label}: ${us(measured.all.median)} us, ${times(measured.all.median / exclusiveOne.all.median)} the exclusive one's cost; ` +
+        `${times(roundRatios(measured, peerOf(measured)!).median)} faster than proper-lockfile (no target)`
     );
   }
   for (const m of portable.contenders) {

@@ -68,6 +68,22 @@ export function exclusiveContenders(dir: string, driver: ExclusiveOptions['drive
   ];
 }
 
+/**
+ * The same no-ops taken shared and counted (posix): a shared acquisition
+ * passes the writers' gate and holds a record slot, a counted one takes the
+ * mode file and a slot, so both cost a few flocks more than an exclusive one.
+ */
+export function modeContenders(dir: string): Contender[] {
+  const make = (tag: string, extra: ExclusiveOptions): Contender[] => {
+    const options = (name: string): ExclusiveOptions => ({ name, dir, driver: 'posix', ...extra });
+    return [
+      { label: label('sync', `posix, ${tag}`), iterations: FAST, op: exclusive(() => {}, options(`uncontended-sync-${tag}`)) },
+      { label: label('async', `posix, ${tag}`), iterations: FAST, op: exclusive(async () => {}, options(`uncontended-async-${tag}`)) },
+    ];
+  };
+  return [...make('shared', { mode: 'shared' }), ...make('limit 3', { limit: 3 })];
+}
+
 function label(form: 'sync' | 'async', driver: string): string {
   return `exclusive(fn), ${form} no-op (${driver})`;
 }

@@ -26,11 +26,22 @@ export {
   LockDriverError,
   LockFileError,
   LockLostError,
+  LockModeError,
   NotHoldingError,
   type ArgumentErrorCode,
+  type LockModeErrorCode,
   type ConflictReason,
   type InstanceErrorCode,
   type InstanceReply,
   type LockFileErrorCode,
 } from './shared/errors.js';
-export type { AsyncLockDriver, DriverLock, DriverName, HolderRecord, LockDriver, SyncLockDriver } from './drivers/types.js';
+export type {
+  AsyncLockDriver,
+  DriverLock,
+  DriverModes,
+  DriverName,
+  HolderRecord,
+  LockDriver,
+  LockMode,
+  SyncLockDriver,
+} from './drivers/types.js';

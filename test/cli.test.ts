@@ -669,15 +669,15 @@ cliTest('status lists held and free locks as a table, the command being the chil
   t.deepEqual(
     lines.map((line) => line.split(/ {2,}/)),
     [
-      ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'],
-      ['beta', 'free', '-', '-', '-', '-'],
-      [name, 'held', String(tool.child.pid), hostname(), lines[2].split(/ {2,}/)[4], `node ${CHILD} hold`],
+      ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'MODE', 'COMMAND'],
+      ['beta', 'free', '-', '-', '-', '-', '-'],
+      [name, 'held', String(tool.child.pid), hostname(), lines[2].split(/ {2,}/)[4], 'exclusive', `node ${CHILD} hold`],
       [''],
     ]
   );
-  for (const column of ['STATE', 'PID', 'HOST', 'SINCE', 'COMMAND']) {
+  for (const column of ['STATE', 'PID', 'HOST', 'SINCE', 'MODE', 'COMMAND']) {
     t.is(
-      lines[2].indexOf(lines[2].split(/ {2,}/)[['STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'].indexOf(column) + 1]),
+      lines[2].indexOf(lines[2].split(/ {2,}/)[['STATE', 'PID', 'HOST', 'SINCE', 'MODE', 'COMMAND'].indexOf(column) + 1]),
       lines[0].indexOf(column),
       `${column} aligned`
     );
@@ -707,11 +707,30 @@ cliTest('status --json gives the same facts; with a name, one object and exit 1 
     since: rows[0].since,
     lockfile,
     driver: 'posix',
+    mode: 'exclusive',
+    holders: [
+      {
+        pid: tool.child.pid,
+        mode: 'exclusive',
+        limit: null,
+        slot: null,
+        command: `node ${CHILD} hold 600000 'it'\\''s "quoted"'`,
+        host: hostname(),
+        since: rows[0].since,
+      },
+    ],
   };
-  t.deepEqual(rows, [
-    alpha,
-    { name: 'beta', state: 'free', pid: null, command: null, host: null, since: null, lockfile: lockFile(dir, 'beta'), driver: 'posix' },
-  ]);
+  const beta = {
+    name: 'beta',
+    state: 'free',
+    pid: null,
+    command: null,
+    host: null,
+    since: null,
+    lockfile: lockFile(dir, 'beta'),
+    driver: 'posix',
+  };
+  t.deepEqual(rows, [alpha, { ...beta, mode: null, holders: [] }]);
   const since = Date.parse(rows[0].since as string);
   t.true(since >= before && since <= Date.now());
 
@@ -721,7 +740,7 @@ cliTest('status --json gives the same facts; with a name, one object and exit 1 
   t.like(await exclusive(['--dir', dir, 'status', 'beta', '--json']), { code: 0 });
   const unknown = await exclusive(['--dir', dir, 'status', 'never-used']);
   t.is(unknown.code, 0);
-  t.deepEqual(unknown.stdout.split('\n')[1].split(/ {2,}/), ['never-used', 'free', '-', '-', '-', '-']);
+  t.deepEqual(unknown.stdout.split('\n')[1].split(/ {2,}/), ['never-used', 'free', '-', '-', '-', '-', '-']);
   tool.child.kill('SIGTERM');
   await tool.done;
   t.like(await exclusive(['--dir', dir, 'status', 'alpha']), { code: 0 });

@@ -3,7 +3,7 @@ import { describe } from '../shared/describe.js';
 import { traceTarget } from '../core/debug.js';
 import { acquireForProcess, acquireOrSkip, acquireOrSkipSync } from '../core/acquire.js';
 import type { ExclusiveLock } from '../core/handle.js';
-import { holderOf, runHolding } from '../core/hold.js';
+import { holderOf, holdersOf, runHolding } from '../core/hold.js';
 import { requireSynchronous, target, type LockSettings, type Target } from '../core/settings.js';
 import type { HolderRecord } from '../drivers/types.js';
 import { InvalidArgumentError } from '../shared/errors.js';
@@ -80,6 +80,17 @@ function holder(name: string, options?: HolderOptions): LockHolder | null | Prom
   return record instanceof Promise ? record.then(describeHolder) : describeHolder(record);
 }
 
+function holders(name: string, options?: HolderOptions): LockHolder[] | Promise<LockHolder[]> {
+  validateName(name, 'name');
+  const settings = parseHolderOptions(options);
+  const t = target(settings, name);
+  const describeAll = (records: HolderRecord[]): LockHolder[] =>
+    records.map((record) => ({ ...record, name, mode: record.mode ?? 'exclusive', lockfile: t.resource, driver: settings.driver.kind }));
+  const records = holdersOf(t);
+  if (!settings.driver.synchronous) return Promise.resolve(records).then(describeAll);
+  return records instanceof Promise ? records.then(describeAll) : describeAll(records);
+}
+
 /**
  * Makes code exclusive: as a method decorator (`@Exclusive()`), or through
  * its static helpers `forever`, `run`, `lock`, `acquire`, `holder` and `notify`.
@@ -99,5 +110,6 @@ export const Exclusive: ExclusiveApi = Object.assign(
     acquire: acquireLock as ExclusiveApi['acquire'],
     holder: holder as ExclusiveApi['holder'],
     notify,
+    holders: holders as ExclusiveApi['holders'],
   }
 );

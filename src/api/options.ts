@@ -1,11 +1,12 @@
 import { describe } from '../shared/describe.js';
 import { driverByName } from '../drivers/select.js';
-import type { DriverName, LockDriver } from '../drivers/types.js';
-import { InvalidArgumentError } from '../shared/errors.js';
+import type { DriverName, LockDriver, LockMode } from '../drivers/types.js';
+import { InvalidArgumentError, LockDriverError } from '../shared/errors.js';
 import { validateName } from '../drivers/file/path.js';
 import {
   integerInRange,
   MAX_WAIT_MS,
+  oneOf,
   optionalBoolean,
   optionalSignal,
   optionalString,
@@ -115,9 +116,40 @@ export interface ExclusiveOptions {
    * ```
    */
   async?: boolean;
+  /**
+   * `'exclusive'`: one holder at a time. `'shared'`: any number of shared
+   * holders at once, never together with an exclusive one (readers and a
+   * writer). Writers are not starved: while an exclusive request waits, new
+   * shared requests wait behind it, across processes. A call chain holding
+   * the lock exclusively may take it shared (it holds more already); one
+   * holding it shared that asks for it exclusively gets `LockModeError`
+   * `ERR_LOCK_UPGRADE`. Drivers: posix (see README, "Modes"). Default: `'exclusive'`.
+   *
+   * @example
+   * ```ts
+   * await Exclusive.run({ name: 'db', mode: 'shared' }, readReport); // many readers at once
+   * ```
+   */
+  mode?: LockMode;
+  /**
+   * A counted lock: at most `limit` holders of the name at once, each in a
+   * slot of its own that is freed at once when its holder dies. An integer
+   * from 1 to 64 (each slot is a file or OS object); every user of a name
+   * must give the same `limit` (others get `LockModeError` `ERR_LOCK_MISMATCH`).
+   * Not with `mode: 'shared'`. Default: `1` (a plain lock).
+   *
+   * @example
+   * ```ts
+   * const encode = exclusive(run, { name: 'encode', limit: 3, wait: true }); // at most 3 at once on this host
+   * ```
+   */
+  limit?: number;
 }
 
-const KNOWN = ['name', 'die', 'skip', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async'];
+/** The largest `limit`: each slot is a file (or OS object), and a full lock is scanned slot by slot. */
+export const MAX_LIMIT = 64;
+
+const KNOWN = ['name', 'die', 'skip', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async', 'mode', 'limit'];
 
 /** Other lock libraries' words for our options, suggested when they are not a typo of one. */
 const ALIASES: Readonly<Record<string, string>> = { timeout: 'wait', directory: 'dir' };
@@ -127,6 +159,10 @@ const OPTIONS: OptionsShape = { known: KNOWN, aliases: ALIASES, notObject: 'opti
 /** Validates options eagerly, throwing a TypeError with a Node-style `code` naming the exact option. */
 export function parseOptions(options: unknown): LockSettings {
   const o = optionsRecord(options, OPTIONS);
+  const mode = oneOf(o.mode, 'mode', ['exclusive', 'shared'] as const) ?? 'exclusive';
+  const limit = parseLimit(o.limit, mode);
+  const driver = parseDriver(o.driver);
+  requireModeSupport(driver, mode, limit);
   const die = optionalBoolean(o.die, 'die') ?? false;
   const waitMs = parseWait(o.wait);
   return {
@@ -137,9 +173,36 @@ export function parseOptions(options: unknown): LockSettings {
     waitMs,
     signal: optionalSignal(o.signal, 'signal'),
     dir: parseDir(o.dir),
-    driver: parseDriver(o.driver),
+    driver,
     async: optionalBoolean(o.async, 'async'),
+    mode,
+    limit,
   };
+}
+
+/** `limit`: 1 to MAX_LIMIT, and only for exclusive requests (a shared lock has no bound to give). */
+function parseLimit(value: unknown, mode: LockMode): number {
+  if (value === undefined) return 1;
+  const limit = integerInRange(value, 'limit', 1, MAX_LIMIT);
+  if (mode === 'shared' && limit > 1) {
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      `options.limit cannot be combined with mode: 'shared' (got limit ${limit}): shared holders are not counted. ` +
+        'Use limit alone for at most N holders, or mode: shared alone for readers and writers'
+    );
+  }
+  return limit;
+}
+
+/** Refuses, before any attempt, a mode the driver does not declare: never an exclusive lock taken in its place. */
+function requireModeSupport(driver: LockDriver, mode: LockMode, limit: number): void {
+  const what =
+    mode === 'shared' ? (driver.modes?.shared ? undefined : "mode: 'shared'") : limit > 1 && !driver.modes?.counted ? 'limit' : undefined;
+  if (what === undefined) return;
+  throw new LockDriverError(
+    'ERR_MODE_UNSUPPORTED',
+    `The ${driver.kind} driver does not support ${what} yet; use the posix driver (Linux, macOS) for shared and counted locks.`
+  );
 }
 
 const HOLDER_OPTIONS: OptionsShape = { ...OPTIONS, known: ['dir', 'driver'], notAnOption: 'is not an option of holder()' };

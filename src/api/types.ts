@@ -245,6 +245,25 @@ export interface ExclusiveApi extends ExclusiveDecorator {
   holder(name: string, options?: HolderOptions & { driver?: DriverName | SyncLockDriver }): LockHolder | null;
   holder(name: string, options: HolderOptions & { driver: AsyncLockDriver }): Promise<LockHolder | null>;
   holder(name: string, options: HolderOptions): LockHolder | null | Promise<LockHolder | null>;
+
+  /**
+   * Every current holder of the lock `name`, each with its `mode`
+   * (`'exclusive'` or `'shared'`) and, for a counted lock, its `limit` and
+   * `slot`: `[]` when free. One exclusive holder, or each shared holder
+   * (a process's calls sharing one hold count once), or each counted slot's
+   * holder. Never takes the lock; answers as `holder()` does (a promise for
+   * an asynchronous driver).
+   *
+   * @example
+   * ```ts
+   * Exclusive.holders('db'); // [{ pid: 11, mode: 'shared', ... }, { pid: 12, mode: 'shared', ... }]
+   * Exclusive.holders('encode'); // [{ pid: 11, mode: 'exclusive', limit: 3, slot: 0, ... }, ...]
+   * ```
+   * @throws {InvalidArgumentError} for a bad name or options.
+   */
+  holders(name: string, options?: HolderOptions & { driver?: DriverName | SyncLockDriver }): LockHolder[];
+  holders(name: string, options: HolderOptions & { driver: AsyncLockDriver }): Promise<LockHolder[]>;
+  holders(name: string, options: HolderOptions): LockHolder[] | Promise<LockHolder[]>;
 }
 
 /**

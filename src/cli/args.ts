@@ -9,7 +9,7 @@
  * `--` is reported as such instead of running the lock name as a command.
  */
 
-import { MAX_WAIT_MS } from '../api/options.js';
+import { MAX_LIMIT, MAX_WAIT_MS } from '../api/options.js';
 import { didYouMean } from '../shared/suggest.js';
 
 /** Driver names the tool accepts for `--driver`. */
@@ -42,6 +42,10 @@ export interface RunRequest extends LockPlace {
   quiet: boolean;
   /** Say on stderr which lock it takes, that it waits, and how long it took (`-v`). */
   verbose: boolean;
+  /** `-s`: take the lock shared, as util-linux `flock -s`. */
+  mode: 'exclusive' | 'shared';
+  /** `--limit N`: a counted lock, at most N holders (1: a plain lock). */
+  limit: number;
 }
 
 /** `exclusive status [name] [--json]` */
@@ -79,6 +83,8 @@ const OPTIONS: readonly OptionSpec[] = [
   { long: 'conflict-exit-code', short: 'E', value: true },
   { long: 'quiet', short: 'q', value: false },
   { long: 'verbose', short: 'v', value: false },
+  { long: 'shared', short: 's', value: false },
+  { long: 'limit', value: true },
   { long: 'name', value: true },
   { long: 'dir', value: true },
   { long: 'driver', value: true },
@@ -116,6 +122,7 @@ export function parseArgs(argv: readonly string[]): Request {
   // Option values first: in `-w job -- cmd` the mistake is the missing number, not the name.
   const wait = waitMs(given);
   const exitCode = conflictExitCode(given);
+  const { mode, limit } = modeOf(given);
   const name = nameOption(given, positionals);
   if (name === undefined && positionals.length === 0) throw new UsageError(`missing the lock name before '--'`);
   if (positionals.length > 1) {
@@ -131,12 +138,29 @@ export function parseArgs(argv: readonly string[]): Request {
     conflictExitCode: exitCode,
     quiet: given.some((g) => g.spec.long === 'quiet'),
     verbose: given.some((g) => g.spec.long === 'verbose'),
+    mode,
+    limit,
     ...place,
   };
 }
 
+/** `-s` (shared) and `--limit N` (1 to MAX_LIMIT), which do not go together. */
+function modeOf(given: Given[]): { mode: RunRequest['mode']; limit: number } {
+  const mode = given.some((g) => g.spec.long === 'shared') ? 'shared' : 'exclusive';
+  const choice = given.findLast((g) => g.spec.long === 'limit');
+  if (choice === undefined) return { mode, limit: 1 };
+  const text = choice.value ?? '';
+  const limit = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(limit >= 1 && limit <= MAX_LIMIT)) {
+    throw new UsageError(`option '${choice.flag}' needs a whole number of holders from 1 to ${MAX_LIMIT}, got ${quote(text)}`);
+  }
+  if (mode === 'shared' && limit > 1)
+    throw new UsageError(`options '-s' and '${choice.flag}' do not go together: shared holders are not counted`);
+  return { mode, limit };
+}
+
 function statusRequest(given: Given[], positionals: string[], place: LockPlace): StatusRequest {
-  rejectOptions(given, ['nonblock', 'wait', 'conflict-exit-code', 'quiet', 'verbose'], "'status'");
+  rejectOptions(given, ['nonblock', 'wait', 'conflict-exit-code', 'quiet', 'verbose', 'shared', 'limit'], "'status'");
   if (positionals.length > 1) {
     throw new UsageError(`'status' takes at most one lock name, got ${positionals.length}: ${positionals.map(quote).join(' ')}`);
   }

@@ -52,7 +52,14 @@ export async function runCommand(request: RunRequest): Promise<never> {
   });
 
   const settings = {
-    ...parseOptions({ dir: request.dir, driver, wait: request.waitMs === Infinity ? true : request.waitMs, signal: waiting.signal }),
+    ...parseOptions({
+      dir: request.dir,
+      driver,
+      wait: request.waitMs === Infinity ? true : request.waitMs,
+      signal: waiting.signal,
+      mode: request.mode,
+      limit: request.limit,
+    }),
     // The tool holds the lock, but the record names what it runs: `status`
     // and conflict messages then show `pg_dump -Fc db`, not `node exclusive ...`.
     command: displayCommand(request.command),

@@ -1,5 +1,5 @@
 import { debuglog } from 'node:util';
-import { holderOf } from '../core/hold.js';
+import { holdersOf } from '../core/hold.js';
 import { target, type Target } from '../core/settings.js';
 import type { HolderRecord } from '../drivers/types.js';
 import { lockDirectory } from '../drivers/file/path.js';
@@ -26,6 +26,22 @@ export interface LockStatus {
   lockfile: string;
   /** The driver asked: `posix`, `portable`, `windows` or `postgres`. */
   driver: string;
+  /** How it is held: `exclusive` (also a counted lock's slots) or `shared`; null when free. */
+  mode: 'exclusive' | 'shared' | null;
+  /** Every holder (the fields above are the first one's): several for a shared or counted lock. */
+  holders: HolderStatus[];
+}
+
+/** One holder in `exclusive status --json`. */
+export interface HolderStatus {
+  pid: number | null;
+  mode: 'exclusive' | 'shared';
+  /** A counted lock's limit and this holder's slot; null otherwise. */
+  limit: number | null;
+  slot: number | null;
+  command: string | null;
+  host: string | null;
+  since: string | null;
 }
 
 /**
@@ -47,8 +63,9 @@ export async function collectStatus(request: StatusRequest): Promise<{ driver: s
   const rows: LockStatus[] = [];
   for (const name of names) {
     const t = target(settings, name);
-    const holder = await lookUp(t, request.name === undefined);
-    if (holder === SKIP) continue;
+    const holders = await lookUp(t, request.name === undefined);
+    if (holders === SKIP) continue;
+    const holder = holders[0] ?? null;
     rows.push({
       name,
       state: holder === null ? 'free' : 'held',
@@ -58,9 +75,23 @@ export async function collectStatus(request: StatusRequest): Promise<{ driver: s
       since: holder?.since?.toISOString() ?? null,
       lockfile: t.resource,
       driver: driver.kind,
+      mode: holder === null ? null : (holder.mode ?? 'exclusive'),
+      holders: holders.map(holderStatus),
     });
   }
   return { driver: driver.kind, rows };
+}
+
+function holderStatus(record: HolderRecord): HolderStatus {
+  return {
+    pid: record.pid,
+    mode: record.mode ?? 'exclusive',
+    limit: record.limit ?? null,
+    slot: record.slot ?? null,
+    command: record.command ?? null,
+    host: record.host ?? null,
+    since: record.since?.toISOString() ?? null,
+  };
 }
 
 const SKIP = Symbol('skip');
@@ -73,9 +104,9 @@ const debug = debuglog('exclusive-process');
  * file) is skipped rather than ending the whole listing: anyone can plant
  * one in a shared directory. Asked by name, both are errors.
  */
-async function lookUp(t: Target, listing: boolean): Promise<HolderRecord | null | typeof SKIP> {
+async function lookUp(t: Target, listing: boolean): Promise<HolderRecord[] | typeof SKIP> {
   try {
-    return await holderOf(t);
+    return await holdersOf(t);
   } catch (error) {
     if (!listing || !(error instanceof LockFileError) || !SKIPPED_WHEN_LISTING.has(error.code)) throw error;
     debug('status: skipping %s: %s', t.resource, error.message);
@@ -88,22 +119,26 @@ export function emptyMessage(request: StatusRequest, driver: string): string {
   return driver === 'posix' || driver === 'portable' ? `No locks in ${lockDirectory(request.dir)}.\n` : 'No locks.\n';
 }
 
-const COLUMNS = ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'COMMAND'] as const;
+const COLUMNS = ['NAME', 'STATE', 'PID', 'HOST', 'SINCE', 'MODE', 'COMMAND'] as const;
 
 /**
  * A plain table, columns separated by at least two spaces; the command
  * comes last so a long one does not push the others. Empty cells are `-`.
+ * A lock with several holders (shared, counted) has a row for each.
  */
 export function formatTable(rows: readonly LockStatus[]): string {
-  const cells = rows.map((r) =>
-    [
-      r.name,
-      r.state,
-      r.pid === null ? (r.state === 'held' ? '?' : '-') : String(r.pid),
-      r.host ?? '-',
-      shortTime(r.since),
-      r.command ?? '-',
-    ].map(printable)
+  const cells = rows.flatMap((r) =>
+    (r.holders.length === 0 ? [undefined] : r.holders).map((h) =>
+      [
+        r.name,
+        r.state,
+        h?.pid == null ? (r.state === 'held' ? '?' : '-') : String(h.pid),
+        h?.host ?? '-',
+        shortTime(h?.since ?? null),
+        h === undefined ? '-' : modeText(h),
+        h?.command ?? '-',
+      ].map(printable)
+    )
   );
   const all = [[...COLUMNS] as string[], ...cells];
   const widths = COLUMNS.map((_, i) => Math.max(...all.map((row) => row[i].length)));
@@ -117,6 +152,11 @@ export function formatTable(rows: readonly LockStatus[]): string {
       )
       .join('\n') + '\n'
   );
+}
+
+/** `shared`, `exclusive`, or a counted lock's `slot 2/3`. */
+function modeText(holder: HolderStatus): string {
+  return holder.limit !== null ? `slot ${holder.slot === null ? '?' : holder.slot + 1}/${holder.limit}` : holder.mode;
 }
 
 /** `2025-06-01T12:00:00Z`: seconds are enough in a table (JSON keeps milliseconds). */

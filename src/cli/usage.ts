@@ -19,6 +19,11 @@ Options:
   -q, --quiet                    no message when the lock is held
   -v, --verbose                  say on stderr which lock file it uses, when it
                                  waits, and how long getting the lock took
+  -s, --shared                   take the lock shared (as flock -s): many
+                                 shared holders at once, never with an
+                                 exclusive one; a waiting exclusive one goes first
+      --limit <n>                a counted lock: at most <n> holders at once
+                                 (1 to 64; every user of the name gives the same)
       --name <name>              the lock name, for one starting with '-'
       --dir <dir>                lock directory (default: $EXCLUSIVE_PROCESS_DIR,
                                  else /run/lock or /var/lock if mode 1777,
@@ -34,6 +39,7 @@ Options:
 Status:
   exclusive status               list the locks in the lock directory
   exclusive status <name>        exit 0 when <name> is free, 1 when it is held
+                                 (shared and counted locks: every holder, with its mode)
 
 Exit status:
   the command's own exit status; if a signal killed it, exclusive kills itself
@@ -57,7 +63,8 @@ Differences from flock(1):
     and -w 0 waits for ever (with flock, -w 0 does not wait).
   - When the lock is held it says so, with the holder's pid, on stderr
     (-q: silently), and exits 1 (-E <n>: with <n>).
-  - No shared locks (-s), -o, -u, -F or -c: put 'sh -c "..."' after '--'.
+  - No -o, -u, -F or -c: put 'sh -c "..."' after '--'. With -s, a waiting
+    exclusive holder goes before new shared ones (flock lets them starve it).
   - Its own failures exit 125, and a command that cannot run 126 or 127.
   - The library (Exclusive.lock({ wait })) counts wait in milliseconds.
 

@@ -1,15 +1,15 @@
 // How every form takes a lock: reservation, re-entry, try, wait, conflict (docs/internals/lock-core.md).
-import { recordForThisProcess } from '../shared/holder-record.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 import { conflict, conflictSync, skipped } from './conflict.js';
 import { debugging, traceAttempt, traced, tracedSync, traceHandoff, traceQueued, traceWaiting, traceWoken } from './debug.js';
 import { cleanupOnSignals, withoutOurSignalHandlers } from './exit.js';
 import type { ExclusiveLock } from './handle.js';
 import { hold, isReentry, reenter } from './hold.js';
+import { canJoin, checkReentry, countedEntries, freeCountedEntry, heldCountedEntry, requestRecord } from './modes.js';
 import { endTurn, entryFor, findEntry, type Entry } from './registry.js';
 import type { Target } from './settings.js';
 import { observed, observedSync } from './trace.js';
-import { nativeWait, pollWait, turn, waitsInKernel, waitSync } from './wait.js';
+import { anyTurn, nativeWait, pollWait, turn, waitsInKernel, waitSync } from './wait.js';
 
 /**
  * Takes the lock synchronously, waiting (blocking this thread) up to
@@ -28,8 +28,17 @@ export function acquireOrSkipSync(t: Target, processWide = false): ExclusiveLock
 }
 
 function observedAcquireSync(t: Target, processWide: boolean, skip: boolean): ExclusiveLock | null {
-  const found = findEntry(t.settings.driver, t.resource);
-  if (found !== undefined && isReentry(found)) return observedSync(t, true, () => reenter(t.name, t.settings.driver, found, processWide));
+  const held = heldByChain(t);
+  if (held !== undefined) {
+    return observedSync(t, true, () => {
+      checkReentry(t, held);
+      return reenter(t.name, t.settings.driver, held, processWide);
+    });
+  }
+  const found =
+    t.settings.limit > 1 ? (freeCountedEntry(t) ?? findEntry(t.settings.driver, t.resource, 0)) : findEntry(t.settings.driver, t.resource);
+  if (found !== undefined && canJoin(found, t.settings))
+    return observedSync(t, true, () => reenter(t.name, t.settings.driver, found, processWide));
   if (!skip) return observedSync(t, false, () => takeSync(t, found, processWide));
   return observedSync(t, false, () => {
     try {
@@ -38,6 +47,13 @@ function observedAcquireSync(t: Target, processWide: boolean, skip: boolean): Ex
       return skipped(t, error);
     }
   });
+}
+
+/** The entry of this name that the caller's call chain holds (any of a counted lock's), if any: a request for it re-enters. */
+function heldByChain(t: Target): Entry | undefined {
+  if (t.settings.limit > 1) return heldCountedEntry(t, isReentry);
+  const found = findEntry(t.settings.driver, t.resource);
+  return found !== undefined && isReentry(found) ? found : undefined;
 }
 
 /** acquireSync() of a lock this call chain does not hold; `found` is its entry, if any. */
@@ -79,7 +95,7 @@ function attemptSync(t: Target, entry: Entry): SyncAttempt {
   let record!: HolderRecord;
   let attempts = 0;
   const attempt = (block: boolean): DriverLock | null => {
-    record = recordForThisProcess(name, settings.command);
+    record = requestRecord(t);
     // Not each poll of a blocked thread (up to 100 a second): the wait and its end say enough.
     if (++attempts === 1 || block) traceAttempt(name, attempts, block ? 'blocking until it is released' : 'first try');
     return block ? driver.waitLockSync!(resource, record) : (driver.tryLock(resource, record) as DriverLock | null);
@@ -92,7 +108,12 @@ function attemptSync(t: Target, entry: Entry): SyncAttempt {
     const otherPath = lock === null && settings.waitMs > 0 && driver.heldByThisThread?.(resource) === true;
     if (lock === null && settings.waitMs > 0 && !otherPath) {
       const from = debugging() ? traceSyncWait(t) : '';
-      lock = withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline));
+      const withdraw = driver.announce?.(resource, record);
+      try {
+        lock = withoutOurSignalHandlers(() => waitSync(attempt, settings, deadline));
+      } finally {
+        withdraw?.();
+      }
       if (lock !== null) traceHandoff(name, performance.now() - began, from);
     }
     return { lock, record, otherPath };
@@ -137,11 +158,23 @@ export function acquireOrSkip(t: Target): Promise<ExclusiveLock | null> {
 }
 
 function observedAcquire(t: Target, skip: boolean): Promise<ExclusiveLock | null> {
-  const found = findEntry(t.settings.driver, t.resource);
-  if (found !== undefined && isReentry(found))
+  const held = heldByChain(t);
+  if (held !== undefined) {
+    return observed(t, true, () => {
+      try {
+        checkReentry(t, held);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return Promise.resolve(reenter(t.name, t.settings.driver, held, false));
+    });
+  }
+  const found = t.settings.limit > 1 ? undefined : findEntry(t.settings.driver, t.resource);
+  if (found !== undefined && canJoin(found, t.settings))
     return observed(t, true, () => Promise.resolve(reenter(t.name, t.settings.driver, found, false)));
-  if (!skip) return observed(t, false, () => take(t, found));
-  return observed(t, false, () => take(t, found).catch((error: unknown) => skipped(t, error)));
+  const taking = (): Promise<ExclusiveLock> => (t.settings.limit > 1 ? takeCounted(t) : take(t, found));
+  if (!skip) return observed(t, false, taking);
+  return observed(t, false, () => taking().catch((error: unknown) => skipped(t, error)));
 }
 
 /** acquire() of a lock this call chain does not hold; `found` is its entry, if any. */
@@ -151,14 +184,45 @@ async function take(t: Target, found: Entry | undefined): Promise<ExclusiveLock>
   signal?.throwIfAborted();
   const entry = found ?? entryFor(driver, resource);
   const began = performance.now();
+  if (!entry.busy) {
+    entry.busy = true;
+    return attempt(t, entry, began, undefined);
+  }
+  const passed =
+    settings.waitMs === 0 ? false : await queued(name, entry, began + settings.waitMs, settings.waitMs, signal, settings.mode === 'shared');
+  // Let in beside a shared hold, which may have ended before this continuation ran: then start over.
+  if (passed === 'join') return entry.lock !== null && entry.mode === 'shared' ? reenter(name, driver, entry, false) : take(t, entry);
+  if (!passed) return refused(t, entry);
+  return attempt(t, entry, began, 'a caller of this process');
+}
+
+/**
+ * acquire() of a counted lock: a hold of its own (a slot) for each of this
+ * thread's callers up to the limit; past it, waits for the first of them to end.
+ */
+async function takeCounted(t: Target): Promise<ExclusiveLock> {
+  const { settings } = t;
+  settings.signal?.throwIfAborted();
+  const free = freeCountedEntry(t);
+  if (free !== undefined) return take(t, free);
+  const entries = countedEntries(t);
+  const began = performance.now();
+  const entry = settings.waitMs === 0 ? undefined : await anyTurn(entries, began + settings.waitMs, settings.signal);
+  if (entry === undefined) return refused(t, entries[0]);
+  return attempt(t, entry, began, 'a caller of this process');
+}
+
+/**
+ * Tries, then waits per `waitMs`, for the caller holding `entry`'s turn
+ * since `began`; `from` says who the lock was waited for in this process
+ * (NODE_DEBUG), to tell a hand-off.
+ */
+async function attempt(t: Target, entry: Entry, began: number, from: string | undefined): Promise<ExclusiveLock> {
+  const { settings, name, resource } = t;
+  const { driver, signal } = settings;
   const deadline = began + settings.waitMs;
-  // Who the lock was waited for (NODE_DEBUG), to tell a hand-off.
-  let from: string | undefined;
-  if (!entry.busy) entry.busy = true;
-  else if (settings.waitMs === 0 || !(await queued(name, entry, deadline, settings.waitMs, signal))) return refused(t, entry);
-  else from = 'a caller of this process';
   let lock: DriverLock | null;
-  let record = recordForThisProcess(name, settings.command);
+  let record = requestRecord(t);
   try {
     traceAttempt(name, 1, entry.lock !== null ? 'lent to a synchronous caller of this thread' : 'first try');
     // Not while a synchronous caller holds it on loan (see pausedWhileLent).
@@ -166,10 +230,8 @@ async function take(t: Target, found: Entry | undefined): Promise<ExclusiveLock>
     lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
     if (lock === null && settings.waitMs > 0) {
       if (debugging()) from = await traceAsyncWait(t);
-      record = recordForThisProcess(name, settings.command);
-      lock = await (driver.waitLock
-        ? nativeWait(driver, resource, record, deadline, signal)
-        : pollWait(pausedWhileLent(driver, entry), resource, record, deadline, signal));
+      record = requestRecord(t);
+      lock = await waitAnnounced(t, entry, record, deadline);
     }
     if (lock !== null && from !== undefined) traceHandoff(name, performance.now() - began, from);
   } catch (error) {
@@ -181,10 +243,31 @@ async function take(t: Target, found: Entry | undefined): Promise<ExclusiveLock>
   return refused(t, entry);
 }
 
-/** Waits for the turn held by another caller of this thread (see turn()), logged. */
-async function queued(name: string, entry: Entry, deadline: number, waitMs: number, signal: AbortSignal | undefined): Promise<boolean> {
+/** The driver's wait (native, or polled), announced to the driver for its length (writers queue readers behind them). */
+async function waitAnnounced(t: Target, entry: Entry, record: HolderRecord, deadline: number): Promise<DriverLock | null> {
+  const { settings, resource } = t;
+  const { driver, signal } = settings;
+  const withdraw = driver.announce?.(resource, record);
+  try {
+    return await (driver.waitLock
+      ? nativeWait(driver, resource, record, deadline, signal)
+      : pollWait(pausedWhileLent(driver, entry), resource, record, deadline, signal));
+  } finally {
+    withdraw?.();
+  }
+}
+
+/** Waits for the turn held by another caller of this thread (see turn()), logged; a shared caller may be let in beside it ('join'). */
+async function queued(
+  name: string,
+  entry: Entry,
+  deadline: number,
+  waitMs: number,
+  signal: AbortSignal | undefined,
+  shared: boolean
+): Promise<boolean | 'join'> {
   traceQueued(name, entry.queue.size + 1, waitMs);
-  const passed = await turn(entry, deadline, signal);
+  const passed = await turn(entry, deadline, signal, shared);
   if (passed) traceWoken(name, 'the caller ahead in this process let go: its turn passed to this one');
   return passed;
 }

@@ -10,12 +10,27 @@ export type Deadlock = ConflictDetails['deadlock'];
 
 /** A conflict; `holder` when this thread knows it (it holds the lock), else undefined: the driver is asked. */
 export async function conflict(t: Target, holder: HolderRecord | null | undefined): Promise<never> {
-  return conflictWith(t, holder !== undefined ? holder : await t.settings.driver.holder(t.resource, t.name), undefined);
+  const holders = await holdersFor(t, holder);
+  return conflictWith(t, holders, undefined);
 }
 
 /** {@link conflict} for synchronous drivers, which answer `holder()` synchronously. */
 export function conflictSync(t: Target, holder: HolderRecord | null | undefined, deadlock: Deadlock): never {
-  return conflictWith(t, holder !== undefined ? holder : (t.settings.driver.holder(t.resource, t.name) as HolderRecord | null), deadlock);
+  return conflictWith(t, holdersFor(t, holder) as HolderRecord[], deadlock);
+}
+
+/**
+ * Who holds it: `holder` when this thread knows it, plus, for a driver that
+ * knows several (shared and counted locks), all of them; else the driver's one.
+ */
+function holdersFor(t: Target, holder: HolderRecord | null | undefined): HolderRecord[] | Promise<HolderRecord[]> {
+  const { driver } = t.settings;
+  const listed = driver.holders?.(t.resource, t.name) ?? driver.holder(t.resource, t.name);
+  const merge = (found: HolderRecord[] | HolderRecord | null): HolderRecord[] => {
+    const all = Array.isArray(found) ? found : found === null ? [] : [found];
+    return holder === undefined || holder === null ? all : [holder, ...all.filter((other) => other.pid !== holder.pid)];
+  };
+  return listed instanceof Promise ? listed.then(merge) : merge(listed);
 }
 
 /**
@@ -24,10 +39,12 @@ export function conflictSync(t: Target, holder: HolderRecord | null | undefined,
  * this process (a server's second request) gets CannotAcquireLock, as
  * without `die`, rather than ending the process that holds the lock.
  */
-function conflictWith(t: Target, holder: HolderRecord | null, deadlock: Deadlock): never {
+function conflictWith(t: Target, holders: HolderRecord[], deadlock: Deadlock): never {
   const { settings } = t;
+  const holder = holders[0] ?? null;
   const ours = holder !== null && isThisProcess(holder);
-  const error = new CannotAcquireLock(t.name, t.resource, holder?.pid ?? null, conflictDetails(settings, holder, ours, deadlock));
+  const details = { ...conflictDetails(settings, holder, ours, deadlock), holders, ...(settings.limit > 1 && { limit: settings.limit }) };
+  const error = new CannotAcquireLock(t.name, t.resource, holder?.pid ?? null, details);
   if (settings.die && !ours) die(error, settings.exitCode);
   throw error;
 }

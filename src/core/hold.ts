@@ -3,6 +3,7 @@ import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 import { registerCleanup } from './exit.js';
 import { ExclusiveLock } from './handle.js';
 import { traceLost, traceRelease, traceReentry } from './debug.js';
+import { admitSharers } from './modes.js';
 import { chain, endTurn, findEntry, type Entry, type Handle } from './registry.js';
 import type { Target } from './settings.js';
 import { publishLost, publishRelease } from './trace.js';
@@ -34,7 +35,7 @@ export function reenter(name: string, driver: LockDriver, entry: Entry, processW
 
 /** Records `lock` as `entry`'s hold, taken by `t`, and returns its first handle. */
 export function hold(
-  { name, resource, settings: { driver } }: Target,
+  { name, resource, settings: { driver, mode, limit } }: Target,
   entry: Entry,
   lock: DriverLock,
   record: HolderRecord,
@@ -45,10 +46,13 @@ export function hold(
   entry.resource = resource;
   entry.handles = 1;
   entry.record = lock.details === undefined ? record : { ...record, details: lock.details };
+  entry.mode = mode === 'shared' ? mode : undefined;
+  entry.limit = limit > 1 ? limit : undefined;
   registerCleanup(driver);
   if (lock.lost !== undefined) reportLoss(lock.lost, name, driver.kind, resource);
   const held = handle(name, driver.kind, entry, processWide);
   if (lock.descriptor !== undefined) descriptors.set(held, lock.descriptor);
+  if (mode === 'shared') admitSharers(entry); // this thread's shared calls queued behind the acquisition share it
   return held;
 }
 
@@ -135,4 +139,16 @@ export function holderOf(t: Target): HolderRecord | null | Promise<HolderRecord 
   const record = findEntry(t.settings.driver, t.resource)?.record;
   if (record) return record;
   return t.settings.driver.holder(t.resource, t.name);
+}
+
+/**
+ * Every holder as the driver reports them (`holders()`, else its one
+ * `holder()`). This thread's own hold is reported by the driver too: a
+ * shared or counted lock has others beside it.
+ */
+export function holdersOf(t: Target): HolderRecord[] | Promise<HolderRecord[]> {
+  const { driver } = t.settings;
+  if (driver.holders !== undefined) return driver.holders(t.resource, t.name);
+  const one = holderOf(t);
+  return one instanceof Promise ? one.then((record) => (record === null ? [] : [record])) : one === null ? [] : [one];
 }

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
+import type { DriverLock, HolderRecord, LockDriver, LockMode } from '../drivers/types.js';
 import { randomUUID } from '../shared/crypto.js';
 
 /**
@@ -35,6 +35,10 @@ export interface Entry {
   lent: boolean;
   /** In-process callers waiting for `busy` to clear, oldest first. */
   readonly queue: Set<() => void>;
+  /** The mode of the current hold (absent: exclusive); a shared hold may be joined by other call chains of the thread. */
+  mode?: LockMode;
+  /** The limit of the current hold (absent: 1). A counted lock has one entry per slot this thread may hold (see entryFor's `slot`). */
+  limit?: number;
 }
 
 /** What a call chain's re-entry store holds: any copy's handles, which all have these. */
@@ -79,7 +83,11 @@ export const { entries: registry, chain } = sharedRegistry();
  * the server as two processes would. Drivers whose locks exclude another
  * kind's (posix and portable) give their own key, the same for one name.
  */
-function keyOf(driver: LockDriver, resource: string): string {
+function keyOf(driver: LockDriver, resource: string, slot?: number): string {
+  return slot === undefined ? baseKeyOf(driver, resource) : `${baseKeyOf(driver, resource)}\n#${slot}`;
+}
+
+function baseKeyOf(driver: LockDriver, resource: string): string {
   if (driver.registryKey !== undefined) return driver.registryKey(resource);
   if (driver.synchronous) return `${driver.kind}\n${resource}`;
   let id = asyncDriverIds.get(driver);
@@ -90,14 +98,19 @@ function keyOf(driver: LockDriver, resource: string): string {
 /** Unique per driver object, also across copies of the package sharing the registry. */
 const asyncDriverIds = new WeakMap<LockDriver, string>();
 
-/** The entry of a lock this thread holds or is acquiring, without registering one. */
-export function findEntry(driver: LockDriver, resource: string): Entry | undefined {
-  return registry.get(keyOf(driver, resource));
+/** The entry of a lock this thread holds or is acquiring, without registering one (`slot`: the thread's n-th hold of a counted lock). */
+export function findEntry(driver: LockDriver, resource: string, slot?: number): Entry | undefined {
+  return registry.get(keyOf(driver, resource, slot));
 }
 
-/** The entry of a lock, registered (free and unreserved) if there was none. */
-export function entryFor(driver: LockDriver, resource: string): Entry {
-  const key = keyOf(driver, resource);
+/**
+ * The entry of a lock, registered (free and unreserved) if there was none.
+ * A counted lock has one per hold this thread may have at once (`slot` 0
+ * to limit - 1: the n-th, not the driver's slot), so its calls take several
+ * slots together instead of queueing behind each other.
+ */
+export function entryFor(driver: LockDriver, resource: string, slot?: number): Entry {
+  const key = keyOf(driver, resource, slot);
   let entry = registry.get(key);
   if (entry === undefined) {
     entry = { key, resource, busy: false, lock: null, handles: 0, record: null, processWide: 0, lent: false, queue: new Set() };
@@ -136,7 +149,12 @@ function unreserve(entry: Entry): void {
 export function registeredLocks(driver: LockDriver): number {
   let count = 0;
   for (const [key, entry] of registry) {
-    if (key.startsWith(`${driver.kind}\n`) || key.startsWith(`${driver.kind}#`) || key === driver.registryKey?.(entry.resource)) count++;
+    if (
+      key.startsWith(`${driver.kind}\n`) ||
+      key.startsWith(`${driver.kind}#`) ||
+      (driver.registryKey !== undefined && key.startsWith(driver.registryKey(entry.resource)))
+    )
+      count++;
   }
   return count;
 }

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, LockDriverError } from '../shared/errors.js';
-import type { LockDriver } from '../drivers/types.js';
+import type { LockDriver, LockMode } from '../drivers/types.js';
 
 /** Options after validation, with defaults applied. */
 export interface LockSettings {
@@ -17,6 +17,10 @@ export interface LockSettings {
   readonly async?: boolean;
   /** The command line recorded as the holder's (internal: the CLI records the command it runs). Default: this process's. */
   readonly command?: string;
+  /** `'exclusive'` or `'shared'`. */
+  readonly mode: LockMode;
+  /** At most this many holders (1: a plain lock). */
+  readonly limit: number;
 }
 
 /** Settings plus the resolved name and resource: what one acquisition needs. */

@@ -1,6 +1,7 @@
 import { isMainThread } from 'node:worker_threads';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 import { traceAttempt, traceWoken } from './debug.js';
+import { markSharer } from './modes.js';
 import type { Entry } from './registry.js';
 import type { LockSettings } from './settings.js';
 
@@ -38,9 +39,9 @@ export function waitSync(attempt: (block: boolean) => DriverLock | null, setting
   }
 }
 
-/** True when a synchronous wait blocks in the driver (the main thread waiting for ever), rather than polling. */
+/** True when a synchronous wait blocks in the driver (the main thread waiting for ever), rather than polling; a counted lock (one of many slots) is polled. */
 export function waitsInKernel(settings: LockSettings): boolean {
-  return settings.waitMs === Infinity && isMainThread && settings.driver.waitLockSync !== undefined;
+  return settings.waitMs === Infinity && isMainThread && settings.driver.waitLockSync !== undefined && settings.limit === 1;
 }
 
 /** Blocks the thread for `ms` without burning CPU; `worker.terminate()` interrupts it. */
@@ -48,10 +49,14 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Waits for this thread's current holder to let go: true when the reservation passed to us, false at the deadline or abort. */
-export function turn(entry: Entry, deadline: number, signal: AbortSignal | undefined): Promise<boolean> {
+/**
+ * Waits for this thread's current holder to let go: true when the
+ * reservation passed to us, false at the deadline or abort; for a `shared`
+ * waiter, `'join'` when a shared hold let it in beside it (see admitSharers).
+ */
+export function turn(entry: Entry, deadline: number, signal: AbortSignal | undefined, shared = false): Promise<boolean | 'join'> {
   return new Promise((resolve) => {
-    const done = (result: boolean): void => {
+    const done = (result: boolean | 'join'): void => {
       entry.queue.delete(wake);
       clearTimeout(timer);
       signal?.removeEventListener('abort', abort);
@@ -59,7 +64,34 @@ export function turn(entry: Entry, deadline: number, signal: AbortSignal | undef
     };
     const wake = (): void => done(true);
     const abort = (): void => done(false);
+    if (shared) markSharer(wake, () => done('join'));
     entry.queue.add(wake);
+    const timer = deadline === Infinity ? undefined : setTimeout(abort, Math.max(0, deadline - performance.now()));
+    signal?.addEventListener('abort', abort, { once: true });
+  });
+}
+
+/**
+ * Waits for the turn of any of `entries` (a counted lock's holds in this
+ * thread, all in use): the entry whose reservation passed to us, or
+ * undefined at the deadline or abort. Queued on each; the first to pass
+ * takes us off the others at once (queues hand over synchronously).
+ */
+export function anyTurn(entries: readonly Entry[], deadline: number, signal: AbortSignal | undefined): Promise<Entry | undefined> {
+  return new Promise((resolve) => {
+    const wakes = new Map<Entry, () => void>();
+    const done = (result: Entry | undefined): void => {
+      for (const [entry, wake] of wakes) entry.queue.delete(wake);
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+      resolve(result);
+    };
+    for (const entry of entries) {
+      const wake = (): void => done(entry);
+      wakes.set(entry, wake);
+      entry.queue.add(wake);
+    }
+    const abort = (): void => done(undefined);
     const timer = deadline === Infinity ? undefined : setTimeout(abort, Math.max(0, deadline - performance.now()));
     signal?.addEventListener('abort', abort, { once: true });
   });

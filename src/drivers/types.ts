@@ -4,7 +4,7 @@
  * wait policy, holder records and exit cleanup are shared and live elsewhere.
  */
 
-export type { HolderRecord } from '../shared/holder-record.js';
+export type { HolderRecord, LockMode } from '../shared/holder-record.js';
 import type { HolderRecord } from '../shared/holder-record.js';
 
 /**
@@ -33,6 +33,27 @@ export interface DriverLock {
    * its guard killing the command).
    */
   readonly descriptor?: number;
+  /**
+   * A shared hold only (optional): true when another process waits to take
+   * the lock exclusively, so this thread must not let more of its own calls
+   * join this hold (they queue behind that writer instead). Absent: never.
+   */
+  contended?(): boolean;
+}
+
+/**
+ * What a driver can take besides plain exclusive locks (`LockDriver.modes`).
+ *
+ * @example
+ * ```ts
+ * const modes: DriverModes = { shared: true, counted: true };
+ * ```
+ */
+export interface DriverModes {
+  /** `mode: 'shared'`: many shared holders at once, writers not starved. */
+  readonly shared: boolean;
+  /** `limit` above 1: at most `limit` holders, each in its own slot freed when it dies. */
+  readonly counted: boolean;
 }
 
 /**
@@ -51,6 +72,16 @@ export interface DriverLock {
 export interface LockDriver {
   /** Short name used in messages and status output. */
   readonly kind: string;
+  /**
+   * The modes it takes besides plain exclusive locks (optional; absent:
+   * none). A driver that declares one reads the request from the record
+   * passed to `tryLock` and the waits: `record.mode` (`'shared'`, absent for
+   * exclusive) and `record.limit` (absent: 1). Requests for a mode a driver
+   * does not declare are refused with `ERR_MODE_UNSUPPORTED` before it is
+   * called, so a driver that knows nothing of modes never takes a shared or
+   * counted request as an exclusive one.
+   */
+  readonly modes?: DriverModes;
   /** True when `tryLock`, `release` and `holder` complete synchronously (required by `Exclusive.lock()` and `forever()`). */
   readonly synchronous: boolean;
   /**
@@ -114,6 +145,19 @@ export interface LockDriver {
    * have it as `record.name`).
    */
   holder(resource: string, name: string): HolderRecord | null | Promise<HolderRecord | null>;
+  /**
+   * Every current holder, each with its `mode` (and `slot` for a counted
+   * lock); `[]` when free (optional; default: `holder()`'s, if any). A
+   * process's shared calls that share one hold are one holder.
+   */
+  holders?(resource: string, name: string): HolderRecord[] | Promise<HolderRecord[]>;
+  /**
+   * Announces a request that is about to wait (optional), until the
+   * returned function is called, whether the wait got the lock or not.
+   * Drivers with shared locks give writers precedence here: while an
+   * exclusive request announced waits, new shared requests wait behind it.
+   */
+  announce?(resource: string, record: HolderRecord): () => void;
   /**
    * The names of the locks that have a trace here (files in `dir`, mutex
    * info files, server locks), held or not, for `exclusive status` (optional).

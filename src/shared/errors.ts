@@ -92,6 +92,10 @@ export interface ConflictDetails {
   readonly holder: HolderRecord | null;
   readonly waitedMs?: number;
   readonly deadlock?: 'held' | 'other-path' | 'waiting';
+  /** Every holder known (shared and counted locks have several); default: `holder` alone. */
+  readonly holders?: readonly HolderRecord[];
+  /** The `limit` of a counted lock whose slots are all taken. Default: 1. */
+  readonly limit?: number;
 }
 
 /**
@@ -140,6 +144,16 @@ export class CannotAcquireLock extends ExclusiveProcessError {
    * ```
    */
   readonly holder: HolderRecord | null;
+  /**
+   * The pids of every holder known: one for an exclusive lock, each shared
+   * holder or each counted lock's slot holder (`pid` is one of them). Empty when unknown.
+   *
+   * @example
+   * ```ts
+   * if (error.pids.length === 3) console.log(`all slots taken by ${error.pids.join(', ')}`);
+   * ```
+   */
+  readonly pids: readonly number[];
 
   constructor(lockName: string, lockfile: string, pid: number | null, details?: ConflictDetails) {
     super(conflictMessage(lockName, pid, details ?? { reason: 'held-elsewhere', holder: null }));
@@ -149,6 +163,7 @@ export class CannotAcquireLock extends ExclusiveProcessError {
     this.pid = pid;
     this.reason = details?.reason ?? 'held-elsewhere';
     this.holder = details?.holder ?? null;
+    this.pids = holderPids(details, pid);
   }
 
   /**
@@ -186,12 +201,20 @@ export interface InstanceReply {
   readonly failed?: true;
 }
 
+/** The known pids of the holders in `details` (else `pid`), without repeats. */
+function holderPids(details: ConflictDetails | undefined, pid: number | null): number[] {
+  const pids = (details?.holders ?? (details?.holder ? [details.holder] : [])).map((holder) => holder.pid).filter((p) => p !== null);
+  if (pids.length === 0 && pid !== null) pids.push(pid);
+  return [...new Set(pids)];
+}
+
 /** The message of each case: the first is the Python model's, word for word; the others say what happened and what to do. */
 function conflictMessage(name: string, pid: number | null, details: ConflictDetails): string {
   const { reason, holder } = details;
   const who = describeHolder(holder, pid);
   switch (reason) {
     case 'held-elsewhere':
+      if ((details.limit ?? 1) > 1) return slotsTakenMessage(name, details.limit!, holderPids(details, pid));
       return `Another '${name}' process is already running (pid ${pid ?? 'unknown'}).`;
     case 'held-in-process':
       return (
@@ -209,6 +232,12 @@ function conflictMessage(name: string, pid: number | null, details: ConflictDeta
     case 'would-deadlock':
       return deadlockMessage(name, who, details.deadlock ?? 'held');
   }
+}
+
+/** `All 3 'encode' slots are taken (pids 11, 12, 13).` */
+function slotsTakenMessage(name: string, limit: number, pids: readonly number[]): string {
+  const who = pids.length === 0 ? 'holders unknown' : `pid${pids.length === 1 ? '' : 's'} ${pids.join(', ')}`;
+  return `All ${limit} '${name}' slots are taken (${who}).`;
 }
 
 function deadlockMessage(name: string, who: string, deadlock: NonNullable<ConflictDetails['deadlock']>): string {
@@ -297,13 +326,88 @@ export class LockFileError extends ExclusiveProcessError {
  * ```
  */
 export class LockDriverError extends ExclusiveProcessError {
-  override readonly code: 'ERR_DRIVER_UNAVAILABLE' | 'ERR_DRIVER_UNSUPPORTED';
+  /** `ERR_MODE_UNSUPPORTED`: the driver cannot take locks in the requested `mode` or with a `limit` (the message names the driver). */
+  override readonly code: 'ERR_DRIVER_UNAVAILABLE' | 'ERR_DRIVER_UNSUPPORTED' | 'ERR_MODE_UNSUPPORTED';
 
   constructor(code: LockDriverError['code'], message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'LockDriverError';
     this.code = code;
   }
+}
+
+/**
+ * Stable codes of {@link LockModeError}.
+ *
+ * @example
+ * ```ts
+ * const code: LockModeErrorCode = 'ERR_LOCK_UPGRADE';
+ * ```
+ */
+export type LockModeErrorCode =
+  /** A call chain holding a lock shared asked for it exclusively: waiting would deadlock against itself. */
+  | 'ERR_LOCK_UPGRADE'
+  /** Holders of one name disagree: another `limit`, counted against plain or shared use, or shared against counted. */
+  | 'ERR_LOCK_MISMATCH';
+
+/**
+ * A request that cannot be granted in its mode whatever the wait: an
+ * upgrade from shared to exclusive in one call chain (`ERR_LOCK_UPGRADE`),
+ * or holders of one name that disagree on what it is (`ERR_LOCK_MISMATCH`:
+ * `limit: 2` against `limit: 3`, counted against plain). `lockName` is the
+ * lock; `holder`, when known, the holder it disagrees with.
+ *
+ * @example
+ * ```ts
+ * await Exclusive.run({ name: 'db', mode: 'shared' }, () =>
+ *   Exclusive.run({ name: 'db' }, write) // rejects LockModeError ERR_LOCK_UPGRADE
+ * );
+ * ```
+ */
+export class LockModeError extends ExclusiveProcessError {
+  override readonly code: LockModeErrorCode;
+  /** The lock's name. */
+  readonly lockName: string;
+  /** The holder whose use disagrees, when known. */
+  readonly holder: HolderRecord | null;
+
+  constructor(code: LockModeErrorCode, lockName: string, message: string, holder: HolderRecord | null = null) {
+    super(message);
+    this.name = 'LockModeError';
+    this.code = code;
+    this.lockName = lockName;
+    this.holder = holder;
+  }
+}
+
+/**
+ * The ERR_LOCK_MISMATCH error: the lock is held one way (`held`) and a call
+ * asked for it another (`asked`). The one message for it, in the core and the drivers.
+ *
+ * @example
+ * ```ts
+ * throw lockMismatch('encode', { limit: 3 }, { limit: 2 }); // The lock 'encode' is held counted (limit 3) and this call asked for it counted (limit 2): ...
+ * ```
+ */
+export function lockMismatch(
+  name: string,
+  held: Pick<HolderRecord, 'mode' | 'limit'>,
+  asked: Pick<HolderRecord, 'mode' | 'limit'>,
+  holder: HolderRecord | null = null
+): LockModeError {
+  return new LockModeError(
+    'ERR_LOCK_MISMATCH',
+    name,
+    `The lock '${name}' is held ${describeUse(held)} and this call asked for it ${describeUse(asked)}: ` +
+      'every user of a name must ask for it alike (same mode family and limit).',
+    holder
+  );
+}
+
+/** How a holder record uses its name, for messages: `shared`, `counted (limit 3)` or `exclusive`. */
+export function describeUse(record: Pick<HolderRecord, 'mode' | 'limit'>): string {
+  if ((record.limit ?? 1) > 1) return `counted (limit ${record.limit})`;
+  return record.mode === 'shared' ? 'shared' : 'exclusive';
 }
 
 /**

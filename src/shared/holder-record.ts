@@ -26,7 +26,24 @@ export interface HolderRecord {
   start?: string;
   /** Extra details a driver knows (e.g. a database session's client address). */
   details?: Readonly<Record<string, string | number | boolean | null>>;
+  /** How the holder holds it: `'shared'` for a shared holder; absent (or `'exclusive'`) for an exclusive or counted one. */
+  mode?: LockMode;
+  /** A counted lock's `limit` (absent for a plain or shared lock: 1). */
+  limit?: number;
+  /** The slot a counted holder occupies (0 to `limit - 1`), as its driver reports it. */
+  slot?: number;
 }
+
+/**
+ * How a lock is held: `'exclusive'` (the default: one holder) or `'shared'`
+ * (many shared holders at once, never with an exclusive one), as in the Web Locks API.
+ *
+ * @example
+ * ```ts
+ * const mode: LockMode = 'shared';
+ * ```
+ */
+export type LockMode = 'exclusive' | 'shared';
 
 /**
  * The holder record written into lock files (or beside a mutex) after a lock
@@ -35,19 +52,48 @@ export interface HolderRecord {
  */
 
 /** A record describing this process as the holder of `name`, acquired now (`command` defaults to this process's command line). */
-export function recordForThisProcess(name: string, command?: string): HolderRecord {
+export function recordForThisProcess(name: string, command?: string, mode: LockMode = 'exclusive', limit = 1): HolderRecord {
   const self = currentProcess();
-  return { name, pid: self.pid, start: self.start, host: self.host, command: command ?? self.command, since: new Date() };
+  const record: HolderRecord = {
+    name,
+    pid: self.pid,
+    start: self.start,
+    host: self.host,
+    command: command ?? self.command,
+    since: new Date(),
+  };
+  if (mode === 'shared') record.mode = mode;
+  if (limit > 1) record.limit = limit;
+  return record;
+}
+
+/** The mode a record asks for or holds in (absent: exclusive). */
+export function modeOf(record: HolderRecord): LockMode {
+  return record.mode ?? 'exclusive';
+}
+
+/** The limit a record asks for or holds with (absent: 1, a plain or shared lock). */
+export function limitOf(record: HolderRecord): number {
+  return record.limit ?? 1;
 }
 
 /** The JSON of the last record's fixed fields, without its closing brace: only `since` changes between acquisitions of a lock. */
-let last: { name: string; pid: number | null; start?: string; host?: string; command?: string; head: string } | undefined;
+let last: { name: string; pid: number | null; start?: string; host?: string; command?: string; kind: string; head: string } | undefined;
 
 /** The record as written to disk: JSON ended by a newline, so a longer old record left behind is ignored without truncating. */
 export function encodeRecord(record: HolderRecord): Buffer {
-  const { name, pid, start, host, command, since } = record;
-  if (last?.name !== name || last.pid !== pid || last.start !== start || last.host !== host || last.command !== command) {
-    last = { name, pid, start, host, command, head: JSON.stringify({ v: 1, name, pid, start, host, command }).slice(0, -1) };
+  const { name, pid, start, host, command, since, mode, limit } = record;
+  const kind = `${mode ?? ''}/${limit ?? ''}`;
+  if (
+    last?.name !== name ||
+    last.pid !== pid ||
+    last.start !== start ||
+    last.host !== host ||
+    last.command !== command ||
+    last.kind !== kind
+  ) {
+    const head = JSON.stringify({ v: 1, name, pid, start, host, command, mode, limit }).slice(0, -1);
+    last = { name, pid, start, host, command, kind, head };
   }
   return Buffer.from(`${last.head}${since === undefined ? '' : `,"since":"${since.toISOString()}"`}}\n`);
 }
@@ -70,7 +116,7 @@ export function decodeRecord(bytes: Buffer | string): HolderRecord | null {
   if (r.v !== 1 || typeof r.name !== 'string') return null;
   if (!Number.isSafeInteger(r.pid) || (r.pid as number) < 1 || (r.pid as number) > MAX_PID) return null;
   const since = typeof r.since === 'string' ? new Date(r.since) : undefined;
-  return {
+  const record: HolderRecord = {
     name: r.name,
     pid: r.pid as number,
     start: typeof r.start === 'string' ? r.start : undefined,
@@ -78,6 +124,9 @@ export function decodeRecord(bytes: Buffer | string): HolderRecord | null {
     command: typeof r.command === 'string' ? r.command : undefined,
     since: since !== undefined && !Number.isNaN(since.getTime()) ? since : undefined,
   };
+  if (r.mode === 'shared') record.mode = 'shared';
+  if (Number.isSafeInteger(r.limit) && (r.limit as number) > 1) record.limit = r.limit as number;
+  return record;
 }
 
 /** True when `record` names this process: its pid, and its host and start time where recorded (a postgres holder may be another host's pid). */

@@ -17,7 +17,7 @@ import type { HolderRecord } from '../types.js';
  */
 
 /**
- * The pid holding an exclusive flock on the open `file` (0: a holder in a
+ * The pid holding an exclusive flock (with `shared`, any flock) on the open `file` (0: a holder in a
  * pid namespace we cannot see), null when nobody does, undefined where
  * /proc/locks is absent (not Linux, no procfs).
  *
@@ -27,7 +27,7 @@ import type { HolderRecord } from '../types.js';
  * if (file !== undefined) flockHolder(file); // 4242, 0, null or undefined
  * ```
  */
-export function flockHolder(file: OpenLockFile): number | null | undefined {
+export function flockHolder(file: OpenLockFile, shared = false): number | null | undefined {
   let table: string;
   try {
     table = readFileSync('/proc/locks', 'latin1');
@@ -39,7 +39,7 @@ export function flockHolder(file: OpenLockFile): number | null | undefined {
   for (const line of table.split('\n')) {
     // "1: FLOCK  ADVISORY  WRITE 2131 fe:00:2146317 0 EOF" (blocked waiters are marked "->")
     const fields = line.trim().split(/\s+/);
-    if (fields[1] !== 'FLOCK' || fields[3] !== 'WRITE') continue;
+    if (fields[1] !== 'FLOCK' || (fields[3] !== 'WRITE' && !(shared && fields[3] === 'READ'))) continue;
     const id = fields[5] ?? '';
     const colon = id.lastIndexOf(':');
     if (id.slice(colon + 1) !== String(file.ino)) continue;
@@ -61,8 +61,8 @@ export function flockHolder(file: OpenLockFile): number | null | undefined {
  * flockHolderRecord(file); // { name: 'nightly', pid: 4242, ... }
  * ```
  */
-export function flockHolderRecord(file: OpenLockFile): HolderRecord | null | undefined {
-  const pid = flockHolder(file);
+export function flockHolderRecord(file: OpenLockFile, shared = false): HolderRecord | null | undefined {
+  const pid = flockHolder(file, shared);
   if (pid === undefined || pid === null) return pid;
   const record = decodeRecord(readHead(file.fd));
   // 0: the holder is in a pid namespace we cannot see (another container); its record has its own pid.
@@ -91,7 +91,7 @@ export function flockHolderAt(path: string): HolderRecord | null | undefined {
   }
   if (file === undefined) return null;
   try {
-    return flockHolderRecord(file);
+    return flockHolderRecord(file, true); // shared holders (posix readers, counted holders) hold the name too
   } finally {
     closeSync(file.fd);
   }

@@ -1,8 +1,9 @@
 import { lockFilePath } from '../file/path.js';
 import { loadNative } from '../../native/libc.js';
 import { fileLockNamesIn, fileRegistryKey } from '../file/claim.js';
-import { LOCK_EX, LOCK_NB, LockFiles } from './files.js';
+import { LockFiles } from './files.js';
 import { flockHolder } from './holder.js';
+import { PosixModes } from './modes.js';
 import type { LockDriver } from '../types.js';
 
 /**
@@ -29,17 +30,25 @@ import type { LockDriver } from '../types.js';
 export function createPosixDriver(): LockDriver {
   const { flock } = loadNative();
   const files = new LockFiles(flock);
+  const modes = new PosixModes(files);
   return {
     kind: 'posix',
     synchronous: true,
+    modes: { shared: true, counted: true },
     locate: (name, dir) => lockFilePath(name, dir),
     registryKey: fileRegistryKey,
-    tryLock: (path, record) => files.lock(path, record, LOCK_EX | LOCK_NB),
-    // Blocks in the kernel, which hands the lock over within a fraction of a millisecond.
-    waitLockSync: (path, record) => files.lock(path, record, LOCK_EX)!,
+    tryLock: (path, record) => modes.lock(path, record, false),
+    // Blocks in the kernel, which hands the lock over within a fraction of a millisecond (not for counted locks: the core polls those).
+    waitLockSync: (path, record) => modes.lock(path, record, true)!,
+    announce: (path, record) => modes.announce(path, record),
     watch: (path, onChange) => files.watch(path, onChange),
     heldByThisThread: (path) => files.heldByThisThread(path),
-    holder: (path) => flockHolder(flock, path),
+    // Held exclusively: its holder; else the shared or counted holders' own records.
+    holder: (path) => flockHolder(flock, path) ?? modes.slotHolders(path)[0] ?? null,
+    holders: (path) => {
+      const holder = flockHolder(flock, path);
+      return holder !== null ? [holder] : modes.slotHolders(path);
+    },
     // Also the names held only through portable-driver claims, which holder() sees too.
     list: (dir) => fileLockNamesIn(dir),
     cleanup: () => files.cleanup(),
