@@ -14,8 +14,13 @@ import { FORWARDED_SIGNALS, type ForwardedSignal } from './signals.js';
 export interface Guard {
   /** Settles once the guard has set its traps (or could not start): start the command only then. */
   readonly ready: Promise<void>;
-  /** Tells the guard which process to stop if the tool dies. Call it at once after starting the command. */
-  watch(pid: number): void;
+  /** True once ready, while the guard runs (false: no /bin/sh, or it died): only then can it watch. */
+  readonly started: boolean;
+  /**
+   * Tells the guard which process to stop if the tool dies; settles once the
+   * line is in the guard's pipe (read by it even if the tool dies next).
+   */
+  watch(pid: number): Promise<void>;
   /**
    * True when `signal`, received by the tool at `receivedAt` (`performance.now()`
    * in the signal's listener), was also delivered to the guard (so to the whole
@@ -83,6 +88,9 @@ function connect(child: ChildProcess): Guard {
   const connection = new GuardConnection(child);
   return {
     ready: connection.ready,
+    get started() {
+      return connection.running;
+    },
     watch: (pid) => connection.send(`pid ${pid}`),
     reachedGroup: (signal, receivedAt) => connection.reachedGroup(signal, receivedAt),
     end() {
@@ -112,13 +120,23 @@ class GuardConnection {
   constructor(readonly child: ChildProcess) {
     this.ready = new Promise<void>((resolve) => (this.#onReady = resolve));
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.#read(chunk));
-    this.#alive = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    this.#alive = new Promise<void>((resolve) =>
+      child.once('exit', () => {
+        this.running = false;
+        resolve();
+      })
+    );
     child.once('error', () => this.#onReady()); // never started
     void this.#alive.then(() => this.#onReady());
   }
 
-  send(line: string): void {
-    if (this.child.stdin!.writable) this.child.stdin!.write(`${line}\n`);
+  /** True from its "ready" until it exits. */
+  running = false;
+
+  /** Settles once the line is written to the guard's pipe (at once if it cannot be). */
+  send(line: string): Promise<void> {
+    if (!this.child.stdin!.writable) return Promise.resolve();
+    return new Promise<void>((resolve) => this.child.stdin!.write(`${line}\n`, () => resolve()));
   }
 
   /** See Guard.reachedGroup. */
@@ -144,8 +162,10 @@ class GuardConnection {
     this.#buffered = lines.pop()!;
     for (const line of lines) {
       if (line.startsWith('.')) this.#answers.get(Number(line.slice(1)))?.();
-      else if (line === 'ready') this.#onReady();
-      else this.#reports.push({ signal: Number(line), at: performance.now() });
+      else if (line === 'ready') {
+        this.running = true;
+        this.#onReady();
+      } else this.#reports.push({ signal: Number(line), at: performance.now() });
     }
   }
 
@@ -153,7 +173,7 @@ class GuardConnection {
   #settled(): Promise<void> {
     const id = this.#nextQuery++;
     return new Promise<void>((resolve) => {
-      const timer = setInterval(() => this.send(`?${id}`), REPEAT_QUERY_MS);
+      const timer = setInterval(() => void this.send(`?${id}`), REPEAT_QUERY_MS);
       const done = (): void => {
         clearInterval(timer);
         this.#answers.delete(id);
@@ -161,7 +181,7 @@ class GuardConnection {
       };
       this.#answers.set(id, done);
       void this.#alive.then(done); // a dead guard answers nothing: treat its reports so far as all
-      this.send(`?${id}`);
+      void this.send(`?${id}`);
     });
   }
 }

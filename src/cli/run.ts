@@ -85,9 +85,11 @@ export async function runCommand(request: RunRequest): Promise<never> {
     await endBySignal(lock, driver, fatal);
   }
 
-  const child = startChild(request.command, descriptor);
+  // Behind a gate until the guard knows its pid: a tool killed in between leaves nothing running.
+  const child = startChild(request.command, descriptor, guard?.started === true);
   childPid = child.pid;
-  if (childPid !== undefined) guard?.watch(childPid);
+  if (childPid !== undefined) await guard?.watch(childPid);
+  child.open();
   const loss = stopOnLoss(lock, childPid);
   const end = await child.ended;
   guard?.end();
