@@ -22,6 +22,16 @@ export function registerCleanup(driver: LockDriver): void {
   if (exitHooked) return;
   exitHooked = true;
   process.once('exit', () => cleanupAll('exit'));
+  process.on('uncaughtExceptionMonitor', cleanupIfFatal);
+}
+
+/**
+ * Deno emits no 'exit' when an uncaught exception or unhandled rejection
+ * ends the process (Node and Bun do); every runtime calls this monitor first.
+ * The error is fatal when no 'uncaughtException' listener takes it.
+ */
+function cleanupIfFatal(): void {
+  if (process.listenerCount('uncaughtException') === 0) cleanupAll('uncaught exception');
 }
 
 /** Also cleans up on SIGINT, SIGTERM and SIGHUP (main thread only: workers get no signals). */
