@@ -5,7 +5,7 @@
 // pid we signal is the tool's own).
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
@@ -13,10 +13,13 @@ import { displayCommand } from '../src/cli/holder-command.js';
 import { procStat } from '../src/shared/process-identity.js';
 import { compileCopy, packageCopy } from './helpers/package-copy.js';
 import { ROOT } from './helpers/processes.js';
+import { runtimeBinary, runtimeEnv, scriptArgv, testRuntime } from './helpers/runtimes.js';
 import { Client } from 'pg';
 import { postgresInstalled, startPostgres, template } from './helpers/postgres-server.js';
 
 const CHILD = join(ROOT, 'test', 'fixtures', 'cli-child.cjs');
+/** The runtime the tool runs in (the commands it runs are Node's). */
+const RUNTIME = testRuntime();
 const TRY_HELP = "Try 'exclusive --help' for more information.\n";
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 /** The optional peer dependency, at the version the repository tests with (so npm finds it in its cache). */
@@ -133,9 +136,15 @@ function launch(file: string, args: string[], options: LaunchOptions = {}): Runn
   return { child, waitFor, done, exited };
 }
 
-/** Starts `exclusive args...` from the installed package. */
-function start(args: string[], options?: LaunchOptions): Running {
-  return launch(bin, args, options);
+/**
+ * Starts `exclusive args...` from the installed package: in Node through the
+ * bin link npm made, in Bun or Deno (EXCLUSIVE_TEST_RUNTIME) by running the
+ * package's dist/cli.js with that runtime.
+ */
+function start(args: string[], options: LaunchOptions = {}): Running {
+  if (RUNTIME === 'node') return launch(bin, args, options);
+  const [runtime, ...argv] = scriptArgv(RUNTIME, join(project, 'node_modules', 'exclusive-process', 'dist', 'cli.js'), args);
+  return launch(runtime, argv, { ...options, env: { ...runtimeEnv(RUNTIME), ...options.env } });
 }
 
 function exclusive(args: string[], options?: LaunchOptions): Promise<Result> {
@@ -239,6 +248,13 @@ cliTest('the installed bin keeps its shebang and is executable', (t) => {
   t.is(readFileSync(cli, 'utf8').split('\n')[0], '#!/usr/bin/env node');
   t.is(statSync(cli).mode & 0o111, 0o111);
   t.is(readlinkSync(bin), '../exclusive-process/dist/cli.js');
+});
+
+cliTest(`the tool runs in ${RUNTIME}`, async (t) => {
+  const dir = lockDir();
+  const { pid, stop } = await holdLock(dir, 'runtime');
+  t.is(realpathSync(`/proc/${pid}/exe`), realpathSync(runtimeBinary(RUNTIME)));
+  await stop();
 });
 
 cliTest('npx exclusive --version prints the package version', async (t) => {

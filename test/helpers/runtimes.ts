@@ -55,6 +55,12 @@ export function runtimeArgv(runtime: Runtime, file: string, args: readonly strin
   }
 }
 
+/** The command line that runs the JavaScript file `file` (a built package's, CommonJS) with `args` in `runtime`. */
+export function scriptArgv(runtime: Runtime, file: string, args: readonly string[]): string[] {
+  if (runtime === 'deno') return [runtimeBinary('deno'), 'run', '--allow-all', file, ...args];
+  return [runtimeBinary(runtime), file, ...args];
+}
+
 let built: string | undefined;
 
 /**
