@@ -1,17 +1,21 @@
-// Bun and Deno. test/run.sh runs this file, with the posix and portable
-// driver suites and the CLI's, once per runtime (EXCLUSIVE_TEST_RUNTIME=bun,
-// deno): the fixtures and the library they load then run in that runtime.
-// The cross-runtime tests (Node, Bun and Deno processes on one lock) run once,
-// in the default run.
+// Bun and Deno. test/run.sh runs this file and the CLI's once more per
+// runtime (EXCLUSIVE_TEST_RUNTIME=bun, deno): the fixtures and the library
+// they load then run in that runtime, and so do the posix and portable
+// drivers' multi-process suites (test/helpers/suite.ts), registered here for
+// those runs. The cross-runtime tests (Node, Bun and Deno processes on one
+// lock) run once, in the default (Node) run.
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lockDir, run, startCommand, startIn, type Finished } from './helpers/processes.js';
 import { runtimeArgv, testRuntime, type Runtime } from './helpers/runtimes.js';
 import { FIXTURES, ROOT } from './helpers/processes.js';
+import { driverSuite } from './helpers/suite.js';
 
 const RUNTIME = testRuntime();
 const DRIVERS = ['posix', 'portable'] as const;
+
+if (RUNTIME !== 'node') for (const driver of DRIVERS) driverSuite(test, driver); // Node runs them from test/drivers/
 
 test(`the fixtures run in ${RUNTIME}, and one that finds itself in another runtime fails`, async (t) => {
   const result = await run('runtime-report.ts');

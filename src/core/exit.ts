@@ -1,4 +1,6 @@
+import { constants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
+import { raiseSignal } from '../shared/raise-signal.js';
 import type { LockDriver } from '../drivers/types.js';
 import { traceCleanup } from './debug.js';
 
@@ -88,11 +90,9 @@ const STATUS_CONTROL_C_EXIT = 0xc000013a;
  * which only `process.kill()` sends there).
  */
 function endAsSignalWould(signal: NodeJS.Signals): void {
-  if (process.platform !== 'win32') {
-    process.kill(process.pid, signal);
-    return;
-  }
-  const code = signal === 'SIGTERM' ? 1 : STATUS_CONTROL_C_EXIT;
+  const number = constants.signals[signal];
+  if (process.platform !== 'win32') raiseSignal(signal); // returns only if the signal did not end the process
+  const code = process.platform !== 'win32' ? 128 + number : signal === 'SIGTERM' ? 1 : STATUS_CONTROL_C_EXIT;
   try {
     process.exit(code);
   } finally {
