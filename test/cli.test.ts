@@ -228,8 +228,13 @@ function cliTest(title: string, fn: (t: ExecutionContext) => Promise<void> | voi
   });
 }
 
-/** A test that does not apply to the runtime of this run: not registered (the TAP counts only tests that ran). */
-function skipped(_title: string, _fn: (t: ExecutionContext) => Promise<void> | void): void {}
+/**
+ * A test of the tool as npm installs it (its bin, npx: Node) or that needs
+ * Node: registered in the Node run only (the TAP counts only tests that ran).
+ */
+function nodeOnly(title: string, fn: (t: ExecutionContext) => Promise<void> | void): void {
+  if (RUNTIME === 'node') cliTest(title, fn);
+}
 
 /** The library's conflict message, prefixed like every other line of the tool (cron mail says where it came from). */
 const conflictMessage = (name: string, pid: number): string => `exclusive: Another '${name}' process is already running (pid ${pid}).\n`;
@@ -246,7 +251,7 @@ function timedOutMessage(dir: string, name: string, pid: number, after: string):
 
 // ---------------------------------------------------------------- packaging
 
-cliTest('the installed bin keeps its shebang and is executable', (t) => {
+nodeOnly('the installed bin keeps its shebang and is executable', (t) => {
   const cli = join(project, 'node_modules', 'exclusive-process', 'dist', 'cli.js');
   t.is(readFileSync(cli, 'utf8').split('\n')[0], '#!/usr/bin/env node');
   t.is(statSync(cli).mode & 0o111, 0o111);
@@ -260,12 +265,12 @@ cliTest(`the tool runs in ${RUNTIME}`, async (t) => {
   await stop();
 });
 
-cliTest('npx exclusive --version prints the package version', async (t) => {
+nodeOnly('npx exclusive --version prints the package version', async (t) => {
   t.deepEqual(await npx(['--version']), { code: 0, signal: null, stdout: `${VERSION}\n`, stderr: '' });
   t.is((await exclusive(['-V'])).stdout, `${VERSION}\n`);
 });
 
-cliTest('npx exclusive --help prints the usage on stdout', async (t) => {
+nodeOnly('npx exclusive --help prints the usage on stdout', async (t) => {
   const result = await npx(['--help']);
   t.is(result.code, 0);
   t.is(result.stderr, '');
@@ -306,7 +311,7 @@ cliTest('npx exclusive --help prints the usage on stdout', async (t) => {
   t.is((await exclusive(['-h'])).stdout, result.stdout);
 });
 
-cliTest('npx exclusive runs the command and passes its output and exit code 0 through', async (t) => {
+nodeOnly('npx exclusive runs the command and passes its output and exit code 0 through', async (t) => {
   const dir = lockDir();
   const result = await npx(['--dir', dir, 'job', '--', 'sh', '-c', 'echo out; echo err >&2']);
   t.deepEqual(result, { code: 0, signal: null, stdout: 'out\n', stderr: 'err\n' });
@@ -958,7 +963,7 @@ cliTest('a driver that cannot run here, or an unusable directory, exits 125', as
 });
 
 // Node only: the failure is injected through NODE_OPTIONS, which Bun and Deno do not read.
-(RUNTIME === 'node' ? cliTest : skipped)("a Node error with an ERR_ code is not taken for one of the tool's: it is reported with its stack, exit 125", async (t) => {
+nodeOnly("a Node error with an ERR_ code is not taken for one of the tool's: it is reported with its stack, exit 125", async (t) => {
   // Preloaded into the tool: starting the command `true` passes spawn() an
   // argument holding a NUL byte, so Node itself throws (TypeError
   // [ERR_INVALID_ARG_VALUE]) as an unexpected failure of the tool would.
