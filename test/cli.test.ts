@@ -5,7 +5,18 @@
 // pid we signal is the tool's own).
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
@@ -568,7 +579,9 @@ cliTest('every signal that would end the tool is forwarded once, and the tool li
   const log = join(dir, 'signals');
   const stop = join(dir, 'stop');
   // Bun cannot listen for SIGPWR and SIGSTKFLT (README, runtimes): there the tool cannot forward them.
-  const names = ['ALRM', 'VTALRM', 'PROF', 'IO', 'PWR', 'STKFLT', 'USR1', 'USR2'].filter((name) => RUNTIME !== 'bun' || !['PWR', 'STKFLT'].includes(name));
+  const names = ['ALRM', 'VTALRM', 'PROF', 'IO', 'PWR', 'STKFLT', 'USR1', 'USR2'].filter(
+    (name) => RUNTIME !== 'bun' || !['PWR', 'STKFLT'].includes(name)
+  );
   const tool = start(['--dir', dir, 'fwd', '--', ...trapping(log, stop, names)]);
   await tool.waitFor('ready');
   for (const name of names) {
@@ -904,7 +917,12 @@ const usageErrors: Array<[string[], string]> = [
   [['job', 'sleep', '1'], "missing '--' before the command (usage: exclusive [options] <name> -- <command> [args...])"],
   [[], 'missing the lock name and the command'],
   // Bun drops a `--` that comes first after the script, so the tool there sees `exclusive true`.
-  [['--', 'true'], RUNTIME === 'bun' ? "missing '--' before the command (usage: exclusive [options] <name> -- <command> [args...])" : "missing the lock name before '--'"],
+  [
+    ['--', 'true'],
+    RUNTIME === 'bun'
+      ? "missing '--' before the command (usage: exclusive [options] <name> -- <command> [args...])"
+      : "missing the lock name before '--'",
+  ],
   [['job', '--'], "missing the command after '--'"],
   [['a', 'b', '--', 'true'], `expected one lock name before '--', got 2: "a" "b"`],
   [['-w', 'abc', 'job', '--', 'true'], `option '-w' needs a number of seconds (0 waits for ever), got "abc"`],

@@ -77,12 +77,15 @@ if (RUNTIME === 'node') {
       t.is(readFileSync(counter, 'utf8'), '800');
     });
 
-    test.serial(`${driver}: a holder in each runtime refuses and is named to the others, and its release reaches their waiters`, async (t) => {
-      for (const holding of ['node', 'bun', 'deno'] as const) {
-        const others = (['node', 'bun', 'deno'] as const).filter((runtime) => runtime !== holding);
-        await holderAgainst(t, driver, holding, others);
+    test.serial(
+      `${driver}: a holder in each runtime refuses and is named to the others, and its release reaches their waiters`,
+      async (t) => {
+        for (const holding of ['node', 'bun', 'deno'] as const) {
+          const others = (['node', 'bun', 'deno'] as const).filter((runtime) => runtime !== holding);
+          await holderAgainst(t, driver, holding, others);
+        }
       }
-    });
+    );
   }
 }
 

@@ -39,7 +39,13 @@ export function start(script: string, args: string[] = [], env: NodeJS.ProcessEn
 }
 
 /** Starts a TypeScript file (a fixture by default) in a real process of `runtime`, watched like {@link start}. */
-export function startIn(runtime: Runtime, script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Started {
+export function startIn(
+  runtime: Runtime,
+  script: string,
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  stdin: 'ignore' | 'pipe' = 'ignore'
+): Started {
   const file = script.includes('/') ? script : join(FIXTURES, script);
   const [command, ...argv] = runtimeArgv(runtime, file, args);
   return startCommand(command, argv, { cwd: ROOT, env: { ...runtimeEnv(runtime), ...env }, stdin });

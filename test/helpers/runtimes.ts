@@ -102,7 +102,9 @@ function compileInto(target: string): void {
     })
   );
   // tsc emits despite type errors (a file mid-edit elsewhere must not stop the run); a missing output is caught by runtimeArgv.
-  spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(work, 'tsconfig.json')], { encoding: 'utf8' });
+  spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(work, 'tsconfig.json')], {
+    encoding: 'utf8',
+  });
   cpSync(join(ROOT, 'package.json'), join(work, 'package.json'));
   symlinkSync(join(ROOT, 'node_modules'), join(work, 'node_modules'));
   try {
