@@ -4,7 +4,20 @@
 // instead, the binaries of the npm packages `bun` and `deno`.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
@@ -14,7 +27,6 @@ export const RUNTIMES: readonly Runtime[] = ['node', 'bun', 'deno'];
 const ROOT = join(__dirname, '..', '..');
 /** The entry that checks its runtime, then runs a fixture (see runtime-entry.ts). */
 const ENTRY = join(ROOT, 'test', 'fixtures', 'runtime-entry.ts');
-const BIN = join(ROOT, 'node_modules', '.bin');
 
 /** The runtime chosen by EXCLUSIVE_TEST_RUNTIME (default: node). */
 export function testRuntime(): Runtime {
@@ -23,9 +35,35 @@ export function testRuntime(): Runtime {
   return chosen as Runtime;
 }
 
-/** The runtime's own binary (not a wrapper script: the pid a test signals must be the runtime's). */
+/**
+ * The runtime's own binary (not a wrapper script: the pid a test signals must
+ * be the runtime's). The packages' postinstall scripts move or link the
+ * binary of the platform's package into place; where npm did not run them,
+ * that package still has it.
+ */
 export function runtimeBinary(runtime: Runtime): string {
-  return runtime === 'node' ? process.execPath : join(BIN, runtime);
+  if (runtime === 'node') return process.execPath;
+  const modules = join(ROOT, 'node_modules');
+  const candidates =
+    runtime === 'bun'
+      ? [join(modules, 'bun', 'bin', 'bun.exe'), join(modules, '@oven', `bun-linux-${process.arch}`, 'bin', 'bun')]
+      : [join(modules, 'deno', 'deno'), join(modules, '@deno', `linux-${process.arch}-glibc`, 'deno')];
+  const binary = candidates.find(isExecutable);
+  if (binary === undefined) throw new Error(`no ${runtime} binary in ${candidates.join(' or ')}: run npm install`);
+  return binary;
+}
+
+/** An ELF executable (not a placeholder or a Node script standing in for one). */
+function isExecutable(path: string): boolean {
+  try {
+    const head = Buffer.alloc(4);
+    const fd = openSync(path, 'r');
+    readSync(fd, head, 0, 4, 0);
+    closeSync(fd);
+    return head.toString('latin1') === '\x7fELF';
+  } catch {
+    return false;
+  }
 }
 
 /** Environment every child of `runtime` gets: the runtime it must find itself in, and no update checks (they print to stderr). */
