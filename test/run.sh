@@ -4,7 +4,8 @@
 #      15 and PgBouncer for the postgres driver, btrfs-progs and xfsprogs for
 #      the file-system suite; the Windows suite installs Wine itself), which
 #      needs root on Debian/Ubuntu;
-#   2. runs every ava suite (Linux: posix, portable, postgres, CLI, package);
+#   2. runs every ava suite (Linux: posix, portable, postgres, CLI, package),
+#      then the runtimes and CLI suites again in Bun and in Deno;
 #   3. runs the Windows driver's suite under Wine (skip with
 #      EXCLUSIVE_SKIP_WINDOWS=1 while developing: the summary then says so);
 #   4. prints one closing line "N passed, N failed" for all of them.
@@ -48,6 +49,18 @@ count() { # adds the "# pass N" / "# fail N" lines of a TAP file to the totals
 log "ava suites"
 npx ava --tap 2>&1 | tee .tmp/ava.tap
 count .tmp/ava.tap ava
+
+# Bun and Deno, the binaries of the npm packages `bun` and `deno`: the posix
+# and portable drivers' multi-process suites, the runtimes suite and the CLI's
+# (without its PostgreSQL tests) again, with the fixtures and the tool running
+# in each (ava itself runs on Node). Each child checks its runtime.
+for runtime in bun deno; do
+  log "suites under $runtime"
+  EXCLUSIVE_TEST_RUNTIME=$runtime npx ava --serial --tap test/runtimes.test.ts test/cli.test.ts --match '!*postgres*' 2>&1 | tee ".tmp/$runtime.tap"
+  p0=$passed f0=$failed
+  count ".tmp/$runtime.tap" "$runtime"
+  log "$runtime: $((passed - p0)) passed, $((failed - f0)) failed"
+done
 
 if [ "${EXCLUSIVE_SKIP_WINDOWS:-}" = 1 ]; then
   log "Windows suite skipped (EXCLUSIVE_SKIP_WINDOWS=1)"

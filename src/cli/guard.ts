@@ -61,6 +61,14 @@ kill_tree() {
   for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do kill_tree "$c"; done
   kill -KILL "$1" 2>/dev/null
 }
+gone() {
+  i=0
+  while [ $i -lt 2000 ]; do
+    s=$(sed 's/.*) //' /proc/"$1"/stat 2>/dev/null) || return 0
+    case $s in Z*|X*|'') return 0 ;; esac
+    i=$((i + 1))
+  done
+}
 while :; do
   if IFS= read -r line; then
     case $line in
@@ -71,14 +79,21 @@ while :; do
   else break
   fi
 done
-if [ -n "$pid" ]; then kill_tree "$pid"; fi
+if [ -n "$pid" ]; then kill_tree "$pid"; gone "$pid"; fi
 `;
 
-/** Starts the guard. Undefined on Windows (no signals, no /bin/sh). */
-export function startGuard(): Guard | undefined {
+/**
+ * Starts the guard. Undefined on Windows (no signals, no /bin/sh). It gets
+ * `lockDescriptor` (posix) too, as its descriptor 3: after the tool's death
+ * the lock then stays held until the guard has killed the command and seen it
+ * gone, even when the command closed its own copy (else the next holder could
+ * start while the command still ran: Bun and Deno start one fast enough).
+ */
+export function startGuard(lockDescriptor?: number): Guard | undefined {
   if (process.platform === 'win32') return undefined;
   const numbers = FORWARDED_SIGNALS.map((signal) => String(constants.signals[signal]));
-  const child = spawn('/bin/sh', ['-c', SCRIPT, 'exclusive-guard', ...numbers], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const stdio = lockDescriptor === undefined ? ['pipe', 'pipe', 'ignore'] : ['pipe', 'pipe', 'ignore', lockDescriptor];
+  const child = spawn('/bin/sh', ['-c', SCRIPT, 'exclusive-guard', ...numbers], { stdio: stdio as ['pipe', 'pipe', 'ignore'] });
   child.on('error', () => {}); // no /bin/sh: we go on unguarded, forwarding every signal
   child.stdin.on('error', () => {});
   return connect(child);

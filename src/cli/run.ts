@@ -78,7 +78,7 @@ export async function runCommand(request: RunRequest): Promise<never> {
   // The command never runs without the lock: the guard stops it when we die.
   // It is started first, so it watches from the command's start.
   const descriptor = lockDescriptor(lock);
-  guard = startGuard();
+  guard = startGuard(descriptor);
   await guard?.ready;
   if (fatal !== undefined) {
     guard?.end();

@@ -1,4 +1,5 @@
 import { constants } from 'node:os';
+import { raiseSignal } from '../shared/raise-signal.js';
 
 /**
  * Signals and the tool: which ones it takes over, when not to forward one,
@@ -90,7 +91,7 @@ export function dieBySignal(signal: NodeJS.Signals): never {
     } catch {
       // SIGKILL and SIGSTOP cannot be listened to: their action is the default anyway.
     }
-    process.kill(process.pid, signal);
+    raiseSignal(signal);
   }
   process.exit(128 + number);
 }

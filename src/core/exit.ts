@@ -1,4 +1,6 @@
+import { constants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
+import { raiseSignal } from '../shared/raise-signal.js';
 import type { LockDriver } from '../drivers/types.js';
 import { traceCleanup } from './debug.js';
 
@@ -39,6 +41,16 @@ function hookExit(): void {
   if (exitHooked) return;
   exitHooked = true;
   process.once('exit', () => cleanupAll('exit'));
+  process.on('uncaughtExceptionMonitor', cleanupIfFatal);
+}
+
+/**
+ * Deno emits no 'exit' when an uncaught exception or unhandled rejection
+ * ends the process (Node and Bun do); every runtime calls this monitor first.
+ * The error is fatal when no 'uncaughtException' listener takes it.
+ */
+function cleanupIfFatal(): void {
+  if (process.listenerCount('uncaughtException') === 0) cleanupAll('uncaught exception');
 }
 
 /** Also cleans up on SIGINT, SIGTERM and SIGHUP (main thread only: workers get no signals). */
@@ -103,11 +115,9 @@ const STATUS_CONTROL_C_EXIT = 0xc000013a;
  * which only `process.kill()` sends there).
  */
 function endAsSignalWould(signal: NodeJS.Signals): void {
-  if (process.platform !== 'win32') {
-    process.kill(process.pid, signal);
-    return;
-  }
-  const code = signal === 'SIGTERM' ? 1 : STATUS_CONTROL_C_EXIT;
+  const number = constants.signals[signal];
+  if (process.platform !== 'win32') raiseSignal(signal); // returns only if the signal did not end the process
+  const code = process.platform !== 'win32' ? 128 + number : signal === 'SIGTERM' ? 1 : STATUS_CONTROL_C_EXIT;
   try {
     process.exit(code);
   } finally {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { runtimeArgv, runtimeEnv, testRuntime, type Runtime } from './runtimes.js';
 
 /** Root of the repository. */
 export const ROOT = resolve(__dirname, '..', '..');
@@ -29,12 +30,25 @@ export interface Started {
 }
 
 /**
- * Starts a TypeScript file (a fixture by default) in a real Node process,
- * through tsx like the tests themselves.
+ * Starts a TypeScript file (a fixture by default) in a real process of the
+ * runtime that EXCLUSIVE_TEST_RUNTIME chooses: Node (through tsx like the
+ * tests themselves, the default), Bun or Deno.
  */
 export function start(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Started {
+  return startIn(testRuntime(), script, args, env, stdin);
+}
+
+/** Starts a TypeScript file (a fixture by default) in a real process of `runtime`, watched like {@link start}. */
+export function startIn(
+  runtime: Runtime,
+  script: string,
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  stdin: 'ignore' | 'pipe' = 'ignore'
+): Started {
   const file = script.includes('/') ? script : join(FIXTURES, script);
-  return startCommand(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env, stdin });
+  const [command, ...argv] = runtimeArgv(runtime, file, args);
+  return startCommand(command, argv, { cwd: ROOT, env: { ...runtimeEnv(runtime), ...env }, stdin });
 }
 
 /** Starts the command `argv` (program first), watched like {@link start}. */

@@ -1,7 +1,8 @@
 import type { TestFn } from 'ava';
-import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { catchesSignal, lockDir, run, start, type Finished, type Started } from './processes.js';
+import { testRuntime } from './runtimes.js';
 
 /**
  * The multi-process guarantees every file-based driver must show, run
@@ -119,7 +120,7 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     await holder.waitFor('held');
     const stopped = start('blocked-wait.ts', [dir, driver]);
     await stopped.waitFor('waiting');
-    await untilSigtermNotCaught(stopped.child.pid!); // the wait has begun: our handlers are detached
+    await untilInSynchronousWait(stopped.child.pid!, dir);
     stopped.child.kill('SIGTERM');
     t.is((await stopped.finished).signal, 'SIGTERM');
     const waiter = start('blocked-wait.ts', [dir, driver]);
@@ -166,8 +167,8 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     t.true(JSON.parse((await run('try-lock.ts', [name, dir, driver])).stdout).acquired);
   });
 
-  test(`${driver}: the lock file is removed on normal exit, process.exit() and uncaught exceptions`, async (t) => {
-    for (const how of ['return', 'exit', 'throw']) {
+  test(`${driver}: the lock file is removed on normal exit, process.exit(), uncaught exceptions and unhandled rejections`, async (t) => {
+    for (const how of ['return', 'exit', 'throw', 'reject']) {
       const dir = lockDir();
       const result = await run('exit-after-lock.ts', [dir, driver, how]);
       t.is(result.code, how === 'return' ? 0 : how === 'exit' ? 3 : 1, how);
@@ -210,9 +211,30 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Resolves once the process no longer catches SIGTERM, which a synchronous wait arranges by detaching the library's handlers. */
-async function untilSigtermNotCaught(pid: number): Promise<void> {
-  while (catchesSignal(pid, 15)) await new Promise((resolve) => setTimeout(resolve, 10));
+/**
+ * Resolves once the process waits synchronously for the lock 'second'. In
+ * Node and Bun: once it no longer catches SIGTERM, which the wait arranges by
+ * detaching the library's handlers. Deno keeps its own handler installed once
+ * a listener was ever added (it ends the process itself when none is left),
+ * so there: once the process has the lock file open, and a moment more.
+ */
+async function untilInSynchronousWait(pid: number, dir: string): Promise<void> {
+  if (testRuntime() !== 'deno') {
+    while (catchesSignal(pid, 15)) await sleep(10);
+    return;
+  }
+  while (!openFiles(pid).some((file) => file.startsWith(dir) && file.includes('second'))) await sleep(10);
+  await sleep(300);
+}
+
+function openFiles(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
 }
 
 /** Lock files (the posix driver's `.lock`, the portable driver's `.pid`) left in a test directory. */

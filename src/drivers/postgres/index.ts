@@ -99,6 +99,16 @@ const POSTGRES_OPTIONS: OptionsShape = {
 };
 
 /**
+ * Why pg could not parse the connection string, worded the same in every
+ * runtime: Deno's URL parser adds the input (a password too) to its
+ * "Invalid URL", Node's and Bun's do not.
+ */
+function parseFailure(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.startsWith('Invalid URL') ? 'Invalid URL' : message;
+}
+
+/**
  * A driver that keeps locks in PostgreSQL (session advisory locks), for
  * exclusion across machines. Pass it as the `driver` option of any form of
  * the API. It is asynchronous: use async functions with `exclusive()`,
@@ -145,7 +155,7 @@ export function postgres(options: PostgresOptions = {}): AsyncLockDriver {
   try {
     probe = new pg.Client(clientConfig);
   } catch (error) {
-    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.connectionString cannot be parsed: ${(error as Error).message}`);
+    throw new InvalidArgumentError('ERR_INVALID_ARG_VALUE', `options.connectionString cannot be parsed: ${parseFailure(error)}`);
   }
   const database = probe.database ?? '';
   const hostPart = probe.host.startsWith('/') ? encodeURIComponent(probe.host) : probe.host.includes(':') ? `[${probe.host}]` : probe.host;
