@@ -266,7 +266,7 @@ function timedOutMessage(dir: string, name: string, pid: number, after: string):
   const { command, since } = JSON.parse(text.slice(0, text.indexOf('\n'))) as { command: string; since: string };
   return (
     `exclusive: Gave up waiting for the lock '${name}' after ${after}: it is still held by another process (pid ${pid}, \`${command}\`, since ${since}). ` +
-    'Wait longer (`wait`), or find out why the holder keeps it so long.\n'
+    'Wait longer (`-w`), or find out why the holder keeps it so long.\n'
   );
 }
 

@@ -1,13 +1,14 @@
 import { DIR_OPTION } from '../drivers/file/path.js';
+import { WAIT_OPTION } from '../shared/errors.js';
 import { say } from './say.js';
 
 /**
- * The library's messages in the tool's words: they name the `dir` option,
- * which on the command line is `--dir`. Every message is prefixed
+ * The library's messages in the tool's words: they name the `dir` and
+ * `wait` options, which on the command line are `--dir` and `-w`. Every message is prefixed
  * `exclusive: `, so a line in cron mail says where it came from.
  */
 export function sayError(message: string): void {
-  say(`exclusive: ${message.replaceAll(DIR_OPTION, '--dir')}\n`);
+  say(`exclusive: ${message.replaceAll(DIR_OPTION, '--dir').replaceAll(WAIT_OPTION, '`-w`')}\n`);
 }
 
 /** A duration for people: `2.315 s`, and for a minute or more also `(1 h 23 min 20 s)`. */

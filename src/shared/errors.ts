@@ -13,6 +13,9 @@ import { isThisHost, isThisProcess } from './holder-record.js';
  */
 const BRAND = Symbol.for('exclusive-process.error');
 
+/** How messages name the `wait` option (the `exclusive` command says `-w` instead). */
+export const WAIT_OPTION = '`wait`';
+
 /**
  * The base of every error this package throws ({@link CannotAcquireLock},
  * {@link LockFileError}, {@link LockDriverError}, {@link InvalidArgumentError},
@@ -227,7 +230,7 @@ function conflictMessage(name: string, pid: number | null, details: ConflictDeta
     case 'timed-out':
       return (
         `Gave up waiting for the lock '${name}' after ${duration(details.waitedMs ?? 0)}: it is still held by ${holderKind(holder, who)}. ` +
-        'Wait longer (`wait`), or find out why the holder keeps it so long.'
+        `Wait longer (${WAIT_OPTION}), or find out why the holder keeps it so long.`
       );
     case 'would-deadlock':
       return deadlockMessage(name, who, details.deadlock ?? 'held');
