@@ -324,7 +324,8 @@ nodeOnly('npx exclusive --help prints the usage on stdout', async (t) => {
     and -w 0 waits for ever (with flock, -w 0 does not wait).
   - When the lock is held it says so, with the holder's pid, on stderr
     (-q: silently), and exits 1 (-E <n>: with <n>).
-  - No shared locks (-s), -o, -u, -F or -c: put 'sh -c "..."' after '--'.
+  - No -o, -u, -F or -c: put 'sh -c "..."' after '--'. With -s, a waiting
+    exclusive holder goes before new shared ones (flock lets them starve it).
   - Its own failures exit 125, and a command that cannot run 126 or 127.
   - The library (Exclusive.lock({ wait })) counts wait in milliseconds.
 `)
@@ -1073,7 +1074,7 @@ nodeOnly("a Node error with an ERR_ code is not taken for one of the tool's: it 
     preload,
     `const childProcess = require('node:child_process');
 const spawn = childProcess.spawn;
-childProcess.spawn = (file, args, options) => spawn(file, file === 'true' ? ['a\\0b'] : args, options);
+childProcess.spawn = (file, args, options) => spawn(file, args.map((a) => (a === 'true' ? 'a\\0b' : a)), options);
 `
   );
   const result = await exclusive(['--dir', lockDir(), 'node-error', '--', 'true'], { env: { NODE_OPTIONS: `--require ${preload}` } });
@@ -1081,7 +1082,7 @@ childProcess.spawn = (file, args, options) => spawn(file, file === 'true' ? ['a\
   t.is(result.stdout, '');
   // Not `exclusive: The argument 'args[0]' must be...` alone, as the tool's own errors (whose messages name the fix) are said.
   t.true(
-    result.stderr.startsWith("exclusive: TypeError [ERR_INVALID_ARG_VALUE]: The argument 'args[0]' must be a string without null bytes."),
+    result.stderr.startsWith("exclusive: TypeError [ERR_INVALID_ARG_VALUE]: The argument 'args[2]' must be a string without null bytes."),
     result.stderr
   );
   t.regex(result.stderr, /\n {4}at .*spawn/, 'with its stack');
@@ -1170,6 +1171,8 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: '/l',
     driver: 'portable',
     databaseUrl: undefined,
+    mode: 'exclusive',
+    limit: 1,
   });
   t.like(run(['job', '--', 'c']), {
     waitMs: 0,

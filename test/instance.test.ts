@@ -291,6 +291,48 @@ test.serial('a process running as another user (nobody) cannot deliver', async (
   t.false(existsSync(join(dir, 'intruder')));
 });
 
+test.serial("root's processes deliver only to root's running instance, not to another user's that took the name first", async (t) => {
+  if (!isRoot) return t.pass('needs root to act as another user');
+  const dir = lockDir();
+  chmodSync(dir, 0o1777);
+  const build = buildForUsers([`test/fixtures/${APP}`]);
+  t.teardown(() => build.remove());
+  const app = startArgv(asUser('nobody', build.argv(`test/fixtures/${APP}`, [dir, 'taken', 'N'])).flat(), { cwd: '/' });
+  running.add(app);
+  await app.waitFor('first N\n');
+  t.is((await run(NOTIFY, [dir, 'taken', 'root'])).stdout, 'error ERR_INSTANCE_PERMISSION\n');
+  app.child.kill('SIGTERM');
+  await app.finished;
+  t.deepEqual(arrivals((await app.finished).stdout), [], "nobody's instance got nothing of root's");
+});
+
+test('silent clients do not keep the running instance alive once its work is done', async (t) => {
+  const dir = lockDir();
+  const app = await first(dir, 'brief', 'A', { LIFE_MS: '3000' });
+  // A new silent client every second for 15 s, the first at once: each alone would hold a connection for its 5 s deadline.
+  const clients: Socket[] = [];
+  let connecting = true;
+  const silentClient = (): void => {
+    const client = connect(socketOf(dir, 'brief'));
+    client.on('error', () => {});
+    clients.push(client);
+  };
+  silentClient();
+  const timer = setInterval(silentClient, 1000);
+  const stop = setTimeout(() => {
+    connecting = false;
+    clearInterval(timer);
+  }, 15_000);
+  t.teardown(() => {
+    clearInterval(timer);
+    clearTimeout(stop);
+    clients.forEach((c) => c.destroy());
+  });
+  const end = await app.finished;
+  t.is(end.code, 0);
+  t.true(connecting, 'the instance ended only once the silent clients stopped coming');
+});
+
 test.serial(
   'the worker-thread delivery (Windows pipes, or no native binding), compiled: the reply, and ERR_INSTANCE_TIMEOUT from a handler that never answers',
   async (t) => {
@@ -341,6 +383,16 @@ test('single-instance options are checked eagerly, with typed errors naming the 
     /^options\.wait cannot be combined with onSecondInstance or data/
   );
   invalid(() => Exclusive.lock({ name: 'v', dir, data: 1 } as never), 'ERR_INVALID_ARG_VALUE', /^options\.data is not an option/);
+  invalid(
+    () => Exclusive.forever({ name: 'v', dir, data: 1, mode: 'shared' }),
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.mode and options\.limit cannot be combined with onSecondInstance or data/
+  );
+  invalid(
+    () => Exclusive.forever({ name: 'v', dir, onSecondInstance: () => ({}), limit: 2 }),
+    'ERR_INVALID_ARG_VALUE',
+    /^options\.mode and options\.limit cannot be combined with onSecondInstance or data/
+  );
   const rejects = async (promise: Promise<unknown>, code: ArgumentErrorCode, message: RegExp): Promise<void> => {
     const error = await t.throwsAsync(promise, { instanceOf: InvalidArgumentError });
     t.is(error?.code, code);

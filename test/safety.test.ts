@@ -32,7 +32,7 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [
     { naem: 'typo' },
     'ERR_INVALID_ARG_VALUE',
-    /^options\.naem is not an option: did you mean 'name'\? \(known: name, die, exitCode, wait, signal, dir, driver, async, mode, limit\)$/,
+    /^options\.naem is not an option: did you mean 'name'\? \(known: name, die, skip, exitCode, wait, signal, dir, driver, async, mode, limit\)$/,
   ],
   [{ Wait: 10 }, 'ERR_INVALID_ARG_VALUE', /^options\.Wait is not an option: did you mean 'wait'\? \(known: /],
   [{ exit_code: 3 }, 'ERR_INVALID_ARG_VALUE', /^options\.exit_code is not an option: did you mean 'exitCode'\? \(known: /],
@@ -41,7 +41,7 @@ const badOptions: Array<[unknown, string, RegExp]> = [
   [
     { retries: 3 },
     'ERR_INVALID_ARG_VALUE',
-    /^options\.retries is not an option \(known: name, die, exitCode, wait, signal, dir, driver, async, mode, limit\)$/,
+    /^options\.retries is not an option \(known: name, die, skip, exitCode, wait, signal, dir, driver, async, mode, limit\)$/,
   ],
   [
     { driver: 'postgres' },

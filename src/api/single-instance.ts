@@ -46,6 +46,12 @@ export function splitInstanceOptions(options: unknown): { rest: unknown; instanc
       `options.onSecondInstance must be a function, got ${describe(onSecondInstance)}`
     );
   }
+  if (rest.mode === 'shared' || (typeof rest.limit === 'number' && rest.limit > 1)) {
+    throw new InvalidArgumentError(
+      'ERR_INVALID_ARG_VALUE',
+      'options.mode and options.limit cannot be combined with onSecondInstance or data: a single-instance app has one running instance'
+    );
+  }
   if (rest.skip === true) {
     throw new InvalidArgumentError(
       'ERR_INVALID_ARG_VALUE',

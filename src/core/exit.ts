@@ -116,6 +116,12 @@ const STATUS_CONTROL_C_EXIT = 0xc000013a;
  */
 function endAsSignalWould(signal: NodeJS.Signals): void {
   const number = constants.signals[signal];
+  if (process.platform !== 'win32' && process.listenerCount(signal) > 0) {
+    // Another copy of this package still listens (an application's handler would have kept us
+    // from getting here): it ends the process, once its own cleanup ran, when the signal reaches it.
+    process.kill(process.pid, signal);
+    return;
+  }
   if (process.platform !== 'win32') raiseSignal(signal); // returns only if the signal did not end the process
   const code = process.platform !== 'win32' ? 128 + number : signal === 'SIGTERM' ? 1 : STATUS_CONTROL_C_EXIT;
   try {

@@ -61,7 +61,8 @@ export function deliver(path: string, request: Buffer, timeoutMs: number): Promi
 export function deliverSync(path: string, request: Buffer, timeoutMs: number): Delivery {
   const absent = checkPeer(path);
   if (absent !== undefined) return absent;
-  const sockets = process.platform === 'win32' ? undefined : unixSocketsIfLoadable();
+  // Deno's node:fs cannot read, write or close a descriptor it did not open (EBADF): there the worker talks.
+  const sockets = process.platform === 'win32' || 'Deno' in globalThis ? undefined : unixSocketsIfLoadable();
   if (sockets === undefined) return deliverThroughWorker(path, request, timeoutMs);
   const deadline = Date.now() + timeoutMs;
   const connected = sockets.connect(path, timeoutMs);

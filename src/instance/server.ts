@@ -123,7 +123,11 @@ function moveIntoPlace(bound: string, path: string, server: Server): void {
     throw new InstanceError(
       code === 'EPERM' || code === 'EACCES' ? 'ERR_INSTANCE_PERMISSION' : 'ERR_INSTANCE_IO',
       path,
-      `Cannot put the single-instance socket at ${path} (${code ?? String(error)})${owner === undefined ? '' : `: it belongs to uid ${owner}`}.`,
+      `Cannot put the single-instance socket at ${path} (${code ?? String(error)})` +
+        (owner === undefined
+          ? '.'
+          : `: it belongs to uid ${owner}, left there by a process of that user that was killed, or still in use by it. ` +
+            'Remove it as that user (or root) once no instance of that user runs, or give this app a directory of its own (`dir`).'),
       error
     );
   }
@@ -149,6 +153,7 @@ function removeIfOurs(path: string, owned: Stats): void {
 
 /** One client: read its line within the deadline, accept it, run the handler, reply. */
 function serve(socket: Socket, handler: SecondInstanceHandler): void {
+  socket.unref(); // a client, even a silent one, never keeps the running instance alive
   socket.on('error', () => socket.destroy());
   socket.setTimeout(CLIENT_DEADLINE_MS, () => socket.destroy());
   let buffered: Buffer = Buffer.alloc(0);

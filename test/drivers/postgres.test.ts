@@ -264,6 +264,10 @@ test('exclusive status --json --driver postgres, from another process, shows the
       since: row.since,
       lockfile: `postgres://127.0.0.1:${server.port}/postgres#${advisoryKey('pg-status')}`,
       driver: 'postgres',
+      mode: 'exclusive',
+      holders: [
+        { pid: tool.child.pid, command: row.command, host: row.host, since: row.since, mode: 'exclusive', limit: null, slot: null },
+      ],
     });
     if (command.length >= 200) {
       // Cut to fit the server's default track_activity_query_size (1024 bytes), but there.
