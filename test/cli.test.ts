@@ -1203,6 +1203,8 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: undefined,
     driver: undefined,
     databaseUrl: undefined,
+    mode: 'exclusive',
+    limit: 1,
   });
   t.deepEqual(parseArgs(['status']), {
     kind: 'status',
@@ -1232,6 +1234,8 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: undefined,
     driver: undefined,
     databaseUrl: undefined,
+    mode: 'exclusive',
+    limit: 1,
   });
   t.throws(() => parseArgs(['--frob', '--help']), { instanceOf: UsageError, message: "unknown option '--frob'" });
   t.throws(() => parseArgs(['-w', '2147484', 'j', '--', 'c']), {
