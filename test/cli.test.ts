@@ -595,11 +595,11 @@ cliTest('portable: a tool killed with kill -9 just as it starts its command leav
   for (let i = 0; i < 20; i++) {
     const tool = start(['--driver', 'portable', '--dir', dir, `starting-${i}`, '--', 'sh', '-c', 'sleep 300; true', marker]);
     const pid = tool.child.pid!;
-    // Killed as soon as the tool has both children (guard, then command), before it can say more: a
-    // synchronous loop on its main thread's children (where it spawns), to land within microseconds of the fork.
+    // Killed as soon as the tool has both children (guard, then command), before it can say more.
     const children = `/proc/${pid}/task/${pid}/children`;
-    const started = Date.now();
-    while (Date.now() - started < 30_000 && readFileSync(children, 'utf8').trim().split(' ').length < 2);
+    while (running(pid) && readFileSync(children, 'utf8').trim().split(' ').filter(Boolean).length < 2) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     process.kill(pid, 'SIGKILL');
     await tool.exited;
   }
