@@ -254,7 +254,6 @@ function nodeOnly(title: string, fn: (t: ExecutionContext) => Promise<void> | vo
   if (RUNTIME === 'node') cliTest(title, fn);
 }
 
-
 /** The library's conflict message, prefixed like every other line of the tool (cron mail says where it came from). */
 const conflictMessage = (name: string, pid: number): string => `exclusive: Another '${name}' process is already running (pid ${pid}).\n`;
 
@@ -611,31 +610,28 @@ cliTest('portable: a tool killed with kill -9 just as it starts its command leav
 });
 
 // Node only: in Deno, and once in Bun, the second copy intermittently ran before the command was stopped (README, Bun and Deno; cause not found).
-nodeOnly(
-  'posix: a tool killed while its command runs with descriptor 3 closed never leaves that command running unlocked',
-  async (t) => {
-    // sudo (closefrom), daemons and many others close every descriptor above 2:
-    // the lock descriptor the command was handed then no longer holds the lock.
-    const dir = lockDir();
-    const place = ['--driver', 'posix', '--dir', dir];
-    const tool = start([...place, 'closed', '--', 'sh', '-c', 'exec 3>&-; echo ready $$; exec sleep 30']);
-    const command = readyPid(await tool.waitFor('ready'));
-    orphans.add(command);
-    t.false(openFiles(command).includes(lockFile(dir, 'closed')), 'the command closed the lock descriptor');
-    // The guard slow to act on the tool's death (a loaded machine): stopped until the second copy has tried.
-    const guard = childrenOf(tool.child.pid!).find((pid) => pid !== command)!;
-    orphans.add(guard);
-    process.kill(guard, 'SIGSTOP');
-    tool.child.kill('SIGKILL');
-    await tool.exited;
-    const second = startSecondRun(place, 'closed', command);
-    // Were the lock free now, the second copy would run and end meanwhile; it must wait for the guard instead.
-    await Promise.race([second.exited, sleep(3_000)]);
-    process.kill(guard, 'SIGCONT');
-    t.like(await second.done, { code: 0, stdout: 'alone\n' }, 'the second copy ran only once the first command had ended');
-    t.false(running(command));
-  }
-);
+nodeOnly('posix: a tool killed while its command runs with descriptor 3 closed never leaves that command running unlocked', async (t) => {
+  // sudo (closefrom), daemons and many others close every descriptor above 2:
+  // the lock descriptor the command was handed then no longer holds the lock.
+  const dir = lockDir();
+  const place = ['--driver', 'posix', '--dir', dir];
+  const tool = start([...place, 'closed', '--', 'sh', '-c', 'exec 3>&-; echo ready $$; exec sleep 30']);
+  const command = readyPid(await tool.waitFor('ready'));
+  orphans.add(command);
+  t.false(openFiles(command).includes(lockFile(dir, 'closed')), 'the command closed the lock descriptor');
+  // The guard slow to act on the tool's death (a loaded machine): stopped until the second copy has tried.
+  const guard = childrenOf(tool.child.pid!).find((pid) => pid !== command)!;
+  orphans.add(guard);
+  process.kill(guard, 'SIGSTOP');
+  tool.child.kill('SIGKILL');
+  await tool.exited;
+  const second = startSecondRun(place, 'closed', command);
+  // Were the lock free now, the second copy would run and end meanwhile; it must wait for the guard instead.
+  await Promise.race([second.exited, sleep(3_000)]);
+  process.kill(guard, 'SIGCONT');
+  t.like(await second.done, { code: 0, stdout: 'alone\n' }, 'the second copy ran only once the first command had ended');
+  t.false(running(command));
+});
 
 cliTest('every signal that would end the tool is forwarded once, and the tool lives on with the lock', async (t) => {
   const dir = lockDir();
