@@ -18,7 +18,9 @@ export interface Guard {
   readonly started: boolean;
   /**
    * Tells the guard which process to stop if the tool dies; settles once the
-   * line is in the guard's pipe (read by it even if the tool dies next).
+   * guard has read it (it answers a query sent after it), not merely once it
+   * is written: some runtimes call a write's callback before the data is in
+   * the pipe.
    */
   watch(pid: number): Promise<void>;
   /**
@@ -106,7 +108,7 @@ function connect(child: ChildProcess): Guard {
     get started() {
       return connection.running;
     },
-    watch: (pid) => connection.send(`pid ${pid}`),
+    watch: (pid) => connection.watch(pid),
     reachedGroup: (signal, receivedAt) => connection.reachedGroup(signal, receivedAt),
     end() {
       // Killed, not told by a line: a line could be lost, and the guard would
@@ -152,6 +154,12 @@ class GuardConnection {
   send(line: string): Promise<void> {
     if (!this.child.stdin!.writable) return Promise.resolve();
     return new Promise<void>((resolve) => this.child.stdin!.write(`${line}\n`, () => resolve()));
+  }
+
+  /** See Guard.watch: settles once the guard has read the pid (it answers a query only after the lines before it). */
+  async watch(pid: number): Promise<void> {
+    void this.send(`pid ${pid}`);
+    await this.#settled();
   }
 
   /** See Guard.reachedGroup. */
