@@ -23,7 +23,7 @@ import { parseArgs, UsageError, type RunRequest } from '../src/cli/args.js';
 import { displayCommand } from '../src/cli/holder-command.js';
 import { procStat } from '../src/shared/process-identity.js';
 import { compileCopy, packageCopy } from './helpers/package-copy.js';
-import { ROOT } from './helpers/processes.js';
+import { openFiles, ROOT } from './helpers/processes.js';
 import { runtimeBinary, runtimeEnv, scriptArgv, testRuntime } from './helpers/runtimes.js';
 import { Client } from 'pg';
 import { postgresInstalled, startPostgres, template } from './helpers/postgres-server.js';
@@ -204,17 +204,6 @@ function childrenOf(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
     readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number)
   );
-}
-
-/** The files a process has open. */
-function openFiles(pid: number): string[] {
-  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
-    try {
-      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
-    } catch {
-      return []; // closed meanwhile
-    }
-  });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -594,10 +583,7 @@ nodeOnly('portable: a tool killed with kill -9 just as it starts its command lea
     const tool = start(['--driver', 'portable', '--dir', dir, `starting-${i}`, '--', 'sh', '-c', 'sleep 300; true', marker]);
     const pid = tool.child.pid!;
     // Killed as soon as the tool has both children (guard, then command), before it can say more.
-    const children = `/proc/${pid}/task/${pid}/children`;
-    while (running(pid) && readFileSync(children, 'utf8').trim().split(' ').filter(Boolean).length < 2) {
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    while (running(pid) && childrenOf(pid).length < 2) await new Promise((resolve) => setImmediate(resolve));
     process.kill(pid, 'SIGKILL');
     await tool.exited;
   }

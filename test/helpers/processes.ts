@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runtimeArgv, runtimeEnv, testRuntime, type Runtime } from './runtimes.js';
@@ -127,4 +127,15 @@ export interface ListedLock {
 /** The name, state and pid of each lock in the output of `exclusive status --json`. */
 export function listedLocks(stdout: string): ListedLock[] {
   return (JSON.parse(stdout) as ListedLock[]).map(({ name, state, pid }) => ({ name, state, pid }));
+}
+
+/** The files a process has open (Linux: its /proc fd links). */
+export function openFiles(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
 }

@@ -1,7 +1,7 @@
 import type { TestFn } from 'ava';
-import { existsSync, readdirSync, readFileSync, readlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { catchesSignal, lockDir, run, start, type Finished, type Started } from './processes.js';
+import { catchesSignal, lockDir, openFiles, run, start, type Finished, type Started } from './processes.js';
 import { testRuntime } from './runtimes.js';
 
 /**
@@ -232,16 +232,6 @@ async function untilInSynchronousWait(pid: number, dir: string): Promise<void> {
   }
   while (!openFiles(pid).some((file) => file.startsWith(dir) && file.includes('second'))) await sleep(10);
   await sleep(300);
-}
-
-function openFiles(pid: number): string[] {
-  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
-    try {
-      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
-    } catch {
-      return []; // closed meanwhile
-    }
-  });
 }
 
 /** Lock files (the posix driver's `.lock`, the portable driver's `.pid`) left in a test directory. */
