@@ -1,6 +1,7 @@
 // The `exclusive` command with shared (-s) and counted (--limit) locks, and `status` showing every holder.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, lockDir, start, type Started } from './helpers/processes.js';
 
@@ -93,6 +94,17 @@ test.serial('exclusive --limit 2: two run at once, the third is told all slots a
   await holders[0].finished;
   const next = exclusive(['--limit', '2', '--dir', dir, 'encode', '--', 'true']);
   t.is(next.status, 0, next.stderr);
+});
+
+test.serial('exclusive -s against a counted name is refused with ERR_LOCK_MISMATCH and leaves no file of its own behind', async (t) => {
+  const dir = lockDir();
+  const holder = await holding(['--limit', '2', '--dir', dir, 'encode']);
+  const refused = exclusive(['-s', '--dir', dir, 'encode', '--', 'true']);
+  t.is(refused.status, 125);
+  t.regex(refused.stderr, /is held counted \(limit 2\) and this call asked for it shared/);
+  holder.child.kill('SIGTERM');
+  await holder.finished;
+  t.deepEqual(readdirSync(dir), []);
 });
 
 test('exclusive: -s with --limit, and a bad --limit, are usage errors; status refuses them', (t) => {

@@ -2,7 +2,7 @@
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
 import { conflict, conflictSync, skipped } from './conflict.js';
 import { debugging, traceAttempt, traced, tracedSync, traceHandoff, traceQueued, traceWaiting, traceWoken } from './debug.js';
-import { cleanupOnSignals, withoutOurSignalHandlers } from './exit.js';
+import { cleanupOnSignals, registerCleanup, withoutOurSignalHandlers } from './exit.js';
 import type { ExclusiveLock } from './handle.js';
 import { hold, isReentry, reenter } from './hold.js';
 import { canJoin, checkReentry, countedEntries, freeCountedEntry, heldCountedEntry, requestRecord } from './modes.js';
@@ -94,6 +94,7 @@ function attemptSync(t: Target, entry: Entry): SyncAttempt {
   const { driver } = settings;
   let record!: HolderRecord;
   let attempts = 0;
+  registerCleanup(driver); // before any attempt: a refused one may leave files too (a shared request's gate)
   const attempt = (block: boolean): DriverLock | null => {
     record = requestRecord(t);
     // Not each poll of a blocked thread (up to 100 a second): the wait and its end say enough.
@@ -223,6 +224,7 @@ async function attempt(t: Target, entry: Entry, began: number, from: string | un
   const deadline = began + settings.waitMs;
   let lock: DriverLock | null;
   let record = requestRecord(t);
+  registerCleanup(driver); // before any attempt: a refused one may leave files too (a shared request's gate)
   try {
     traceAttempt(name, 1, entry.lock !== null ? 'lent to a synchronous caller of this thread' : 'first try');
     // Not while a synchronous caller holds it on loan (see pausedWhileLent).
