@@ -784,6 +784,31 @@ test("a thread's shared calls stop joining its shared hold once another process 
   t.is((await writer.finished).code, 0);
 });
 
+test('a plain or a shared holder in another process refuses a counted request with ERR_LOCK_MISMATCH; kill -9 of a shared holder frees it for a waiting writer at once', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const plain = start('pg-hold.ts', [server.connectionString, 'modes']);
+  t.teardown(() => plain.child.kill('SIGKILL'));
+  await plain.waitFor('held');
+  const counted = await t.throwsAsync(Exclusive.acquire({ name: 'modes', driver, limit: 2, wait: 100 }), { code: 'ERR_LOCK_MISMATCH' });
+  t.regex(counted.message, /^The lock 'modes' is held exclusive and this call asked for it counted \(limit 2\)/);
+  plain.child.kill('SIGKILL');
+  await plain.finished;
+  const dir = lockDir();
+  const reader = start('modes.ts', ['reader', dir, server.connectionString, join(dir, 'log'), '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  while (!existsSync(join(dir, 'log'))) await new Promise((resolve) => setTimeout(resolve, 10));
+  const againstShared = await t.throwsAsync(Exclusive.acquire({ name: 'modes', driver, limit: 2 }), { code: 'ERR_LOCK_MISMATCH' });
+  t.regex(againstShared.message, /^The lock 'modes' is held shared and this call asked for it counted \(limit 2\)/);
+  // A writer waits for readers: no mismatch there.
+  const writer = Exclusive.acquire({ name: 'modes', driver, wait: 10_000 });
+  await queued('modes', writer);
+  const killedAt = performance.now();
+  reader.child.kill('SIGKILL');
+  const lock = await writer;
+  t.log(`the writer got the lock ${Math.round(performance.now() - killedAt)} ms after kill -9 of the reader`);
+  await lock.release();
+});
+
 modesSuite(anyTest, {
   label: 'postgres',
   make: () => postgres({ connectionString: server.connectionString }),
