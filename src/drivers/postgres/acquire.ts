@@ -2,7 +2,7 @@ import { applicationName, holderTag } from './holder.js';
 import { keyOf } from './key.js';
 import { holdLock } from './lease.js';
 import { lastRow, sqlState, type Session } from './session.js';
-import { checkBlockers, enter, pollCounted, useOf } from './modes.js';
+import { checkBlockers, joinFamily, pollCounted, takeSlot, unlockAll, useOf } from './modes.js';
 import { lockTimeoutSql, TRY_SHARED_SQL, TRY_SQL, WAIT_SHARED_SQL, WAIT_SQL } from './sql.js';
 import type { SessionPool } from './pool.js';
 import type { DriverLock, HolderRecord } from '../types.js';
@@ -14,8 +14,8 @@ function lockParams(session: Session, key: bigint, record: HolderRecord): unknow
 
 /**
  * `pg_try_advisory_lock` on a dedicated session (shared for a shared or
- * counted request, which then joins its family and takes a slot): the lock,
- * or null when held elsewhere.
+ * counted request, which also takes a slot first and joins its family
+ * after): the lock, or null when held elsewhere.
  */
 export async function tryLockOn(
   pool: SessionPool,
@@ -24,28 +24,38 @@ export async function tryLockOn(
   signal?: AbortSignal
 ): Promise<DriverLock | null> {
   const key = keyOf(resource);
-  const plain = useOf(record) === 'plain';
+  const use = useOf(record);
   return unlessAborted(signal, () =>
     pool.onSession(
       'trying the lock',
       async (session) => {
+        const foreign = (): Error => pool.foreignSession(session, 'trying the lock');
         // The server's idle clock (idle_session_timeout) starts when it ends the
         // statement, which is after we sent it: the lease counts from then.
         const leaseStart = performance.now();
-        const row = lastRow(await session.query(holderTag(record) + (plain ? TRY_SQL : TRY_SHARED_SQL), lockParams(session, key, record)));
-        if (row.ok === null) throw pool.foreignSession(session, 'trying the lock');
-        const slot =
-          row.ok !== true ? null : plain ? -1 : await enter(session, key, record, () => pool.foreignSession(session, 'trying the lock'));
-        if (slot === null) {
-          if (row.ok !== true) await checkBlockers(session, key, record);
-          pool.give(session);
-          return null;
+        const slot = use === 'counted' ? await takeSlot(session, key, record, foreign) : -1;
+        if (slot === null) return busy(pool, session, key, record);
+        const row = lastRow(
+          await session.query(holderTag(record) + (use === 'plain' ? TRY_SQL : TRY_SHARED_SQL), lockParams(session, key, record))
+        );
+        if (row.ok === null) throw foreign();
+        if (row.ok !== true) {
+          if (slot >= 0) await unlockAll(session, foreign);
+          return busy(pool, session, key, record);
         }
+        if (use !== 'plain' && !(await joinFamily(session, key, record, foreign))) return busy(pool, session, key, record);
         return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart, slot });
       },
       signal
     )
   );
+}
+
+/** Null for a request that found the lock busy, unless what keeps it out disagrees with it (ERR_LOCK_MISMATCH); the session, holding nothing, goes back. */
+async function busy(pool: SessionPool, session: Session, key: bigint, record: HolderRecord): Promise<null> {
+  await checkBlockers(session, key, record);
+  pool.give(session);
+  return null;
 }
 
 /** `null` instead of the error when `signal` aborted the attempt (a connection being opened is closed at once). */
@@ -93,12 +103,11 @@ export async function waitLockOn(
         }
         // The statements that join the family restart the idle clock.
         const leaseStart = performance.now();
-        const slot = await enter(session, key, record, () => pool.foreignSession(session, 'waiting for the lock'));
-        if (slot === null) {
+        if (!(await joinFamily(session, key, record, () => pool.foreignSession(session, 'waiting for the lock')))) {
           pool.give(session);
           return null;
         }
-        return holdLock(pool, { session, record, resource, key, token, leaseStart, slot });
+        return holdLock(pool, { session, record, resource, key, token, leaseStart, slot: -1 });
       },
       signal
     )

@@ -41,35 +41,37 @@ function guard(session: Session): unknown[] {
 }
 
 /**
- * With the name's key held shared on `session`: joins the request's family
- * (throwing ERR_LOCK_MISMATCH when another family is held) and for a counted
- * request takes a free slot. Returns the slot (-1 for shared), or null when
- * the lock is full; on null or a throw, everything taken is let go again.
- * `foreign` is the error for a session that is not ours (a pooler).
+ * With the name's key held shared on `session` (and a counted request's
+ * slot): joins the request's family. True once joined; false (all let go)
+ * when it could not; throws ERR_LOCK_MISMATCH (all let go) when another
+ * family is held. `foreign` is the error for a session that is not ours (a pooler).
  */
-export async function enter(session: Session, key: bigint, record: HolderRecord, foreign: () => Error): Promise<number | null> {
+export async function joinFamily(session: Session, key: bigint, record: HolderRecord, foreign: () => Error): Promise<boolean> {
   const tag = holderTag(record);
-  let slot: number | null = null;
+  let joined = false;
   try {
     const families = familyKeysOf(key, MAX_LIMIT);
     const mine = families[familyIndex(record)];
-    const joined = lastRow(await session.query(tag + JOIN_FAMILY_SQL, [...guard(session), mine.toString()])).ok;
-    if (joined === null) throw foreign();
-    if (joined === true) {
-      // Read after joining: of two families entering at once, at least one sees the other.
-      const held = positions(lastRow(await session.query(tag + FAMILIES_SQL, [families.map(String)])).families);
-      const other = held.find((position) => position !== familyIndex(record) + 1);
-      if (other !== undefined) throw lockMismatch(record.name, heldUse(other), record);
-      slot = useOf(record) === 'counted' ? await takeSlot(session, key, record, foreign) : -1;
-    }
+    const ok = lastRow(await session.query(tag + JOIN_FAMILY_SQL, [...guard(session), mine.toString()])).ok;
+    if (ok === null) throw foreign();
+    if (ok !== true) return false; // only another program could hold a family key exclusively
+    // Read after joining: of two families entering at once, at least one sees the other.
+    const held = positions(lastRow(await session.query(tag + FAMILIES_SQL, [families.map(String)])).families);
+    const other = held.find((position) => position !== familyIndex(record) + 1);
+    if (other !== undefined) throw lockMismatch(record.name, heldUse(other), record);
+    joined = true;
   } finally {
-    if (slot === null) await unlockAll(session, foreign);
+    if (!joined) await unlockAll(session, foreign);
   }
-  return slot;
+  return joined;
 }
 
-/** A counted request's slot: the first free one below its limit, or null. */
-async function takeSlot(session: Session, key: bigint, record: HolderRecord, foreign: () => Error): Promise<number | null> {
+/**
+ * A counted request's slot, taken before the name's key (a full lock's
+ * waiters try again and again: their tries cost no fencing token, no WAL):
+ * the first free slot below its limit, or null when all are taken.
+ */
+export async function takeSlot(session: Session, key: bigint, record: HolderRecord, foreign: () => Error): Promise<number | null> {
   const slots = slotKeysOf(key, limitOf(record)).map(String);
   const { slot } = lastRow(await session.query(holderTag(record) + TAKE_SLOT_SQL, [...guard(session), slots]));
   if (slot === null) throw foreign();
@@ -77,17 +79,17 @@ async function takeSlot(session: Session, key: bigint, record: HolderRecord, for
 }
 
 /** Lets go of every advisory lock of `session` (a request that failed after getting some). */
-async function unlockAll(session: Session, foreign: () => Error): Promise<void> {
+export async function unlockAll(session: Session, foreign: () => Error): Promise<void> {
   if (session.dead !== undefined) return;
   const row = lastRow(await session.query(UNLOCK_ALL_SQL, guard(session)));
   if (row.done === null) throw foreign();
 }
 
 /**
- * After a failed try of the name's key: throws ERR_LOCK_MISMATCH when what
- * keeps the request out is a use of the name that disagrees with it (a
- * counted lock against a plain request, a plain holder against a counted
- * one). Shared and plain requests waiting for each other are not at odds.
+ * After a request found the lock busy: throws ERR_LOCK_MISMATCH when what
+ * keeps it out is a use of the name that disagrees with it (a counted lock
+ * against a plain request; a plain holder or another family against a
+ * counted one). Shared and plain requests waiting for each other are not at odds.
  */
 export async function checkBlockers(session: Session, key: bigint, record: HolderRecord): Promise<void> {
   const use = useOf(record);
@@ -95,8 +97,9 @@ export async function checkBlockers(session: Session, key: bigint, record: Holde
   const families = familyKeysOf(key, MAX_LIMIT).map(String);
   const row = lastRow(await session.query(BLOCKERS_SQL, [key.toString(), families]));
   if (use === 'counted' && row.plain === true) throw lockMismatch(record.name, {}, record);
-  const counted = positions(row.families).find((position) => position > 1);
-  if (use === 'plain' && counted !== undefined) throw lockMismatch(record.name, heldUse(counted), record);
+  const held = positions(row.families);
+  const other = use === 'plain' ? held.find((position) => position > 1) : held.find((position) => position !== familyIndex(record) + 1);
+  if (other !== undefined) throw lockMismatch(record.name, heldUse(other), record);
 }
 
 /** The family positions of an `array_agg` column (null when none). */
