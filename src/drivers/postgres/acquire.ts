@@ -44,7 +44,7 @@ export async function tryLockOn(
           return busy(pool, session, key, record);
         }
         if (use !== 'plain' && !(await joinFamily(session, key, record, foreign))) return busy(pool, session, key, record);
-        return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart, slot });
+        return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart });
       },
       signal
     )
@@ -99,7 +99,7 @@ export async function waitLockOn(
         const token = BigInt(row.token as string);
         if (useOf(record) === 'plain') {
           const leaseStart = await restartIdleClock(session, record);
-          return holdLock(pool, { session, record, resource, key, token, leaseStart, slot: -1 });
+          return holdLock(pool, { session, record, resource, key, token, leaseStart });
         }
         // The statements that join the family restart the idle clock.
         const leaseStart = performance.now();
@@ -107,7 +107,7 @@ export async function waitLockOn(
           pool.give(session);
           return null;
         }
-        return holdLock(pool, { session, record, resource, key, token, leaseStart, slot: -1 });
+        return holdLock(pool, { session, record, resource, key, token, leaseStart });
       },
       signal
     )

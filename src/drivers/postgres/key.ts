@@ -50,8 +50,17 @@ export function sideKeyOf(key: bigint, what: string): bigint {
  * its limit minus one.
  */
 export function familyKeysOf(key: bigint, max: number): bigint[] {
-  return Array.from({ length: max }, (_, i) => sideKeyOf(key, i === 0 ? 'family shared' : `family limit ${i + 1}`));
+  const cached = familyKeys.get(key);
+  if (cached !== undefined && cached.length === max) return cached;
+  const keys = Array.from({ length: max }, (_, i) => sideKeyOf(key, i === 0 ? 'family shared' : `family limit ${i + 1}`));
+  if (familyKeys.size >= FAMILY_KEYS_KEPT) familyKeys.clear();
+  familyKeys.set(key, keys);
+  return keys;
 }
+
+/** The family keys of the names used lately: each shared or counted acquisition needs all of them (64 hashes). */
+const familyKeys = new Map<bigint, bigint[]>();
+const FAMILY_KEYS_KEPT = 256;
 
 /** The slot keys of a name: `slot 0` to `slot <count - 1>`. */
 export function slotKeysOf(key: bigint, count: number): bigint[] {

@@ -22,8 +22,6 @@ export interface HeldLockSpec {
   readonly token: bigint;
   /** When the statement that restarted the server's idle clock was sent (`performance.now()`). */
   readonly leaseStart: number;
-  /** A counted hold's slot; -1 for a plain or shared one. */
-  readonly slot: number;
 }
 
 /** How long a shared hold believes its last look at the server's queue (see Lease.writerWaits). */

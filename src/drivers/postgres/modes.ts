@@ -113,10 +113,14 @@ function positions(value: unknown): number[] {
  * until it gets one, `signal` aborts or `timeoutMs` passes (then null). A
  * slot freed by a holder's death is found at the next try.
  */
-export async function pollCounted<T>(try_: () => Promise<T | null>, signal: AbortSignal, timeoutMs: number | undefined): Promise<T | null> {
+export async function pollCounted<T>(
+  attempt: () => Promise<T | null>,
+  signal: AbortSignal,
+  timeoutMs: number | undefined
+): Promise<T | null> {
   const deadline = performance.now() + (timeoutMs ?? Infinity);
   for (let delay = 5; !signal.aborted; delay = Math.min(delay * 2, 50)) {
-    const lock = await try_();
+    const lock = await attempt();
     if (lock !== null) return lock;
     const left = deadline - performance.now();
     if (left <= 0) return null;

@@ -38,7 +38,7 @@ export const TRY_SQL = trySql('pg_try_advisory_lock');
 export const TRY_SHARED_SQL = trySql('pg_try_advisory_lock_shared');
 
 function trySql(lock: string): string {
-  return `SELECT t.ok, ${AFTER_GRANT('t.ok')} ` + `FROM (SELECT CASE WHEN ${OUR_SESSION} THEN ${lock}($1::bigint) END AS ok OFFSET 0) t`;
+  return `SELECT t.ok, ${AFTER_GRANT('t.ok')} FROM (SELECT CASE WHEN ${OUR_SESSION} THEN ${lock}($1::bigint) END AS ok OFFSET 0) t`;
 }
 
 // The same as a wait: `locked` is '' once granted, null when the guard failed.
