@@ -12,6 +12,7 @@ export { APPLICATION_NAME } from './holder.js';
  * one dedicated session per held lock, waits in the server's own queue, a
  * heartbeat lease that bounds how long a frozen holder keeps the lock, and
  * `pg_current_xact_id()` as fencing token. See docs/internals/postgres-lease.md.
+ * Shared and counted locks (modes.ts): docs/internals/modes.md.
  */
 
 /** What the entry point resolved from the user's options. */
