@@ -61,6 +61,17 @@ export async function benchPostgres(): Promise<PostgresBench> {
       uncontended.push(performance.now() - t0);
     }
 
+    // The same call shared, and counted (limit 3): a family key, and a slot key, beside the name's key.
+    const byMode: Record<'shared' | 'counted', number[]> = { shared: [], counted: [] };
+    for (const mode of ['shared', 'counted'] as const) {
+      const modeJob = exclusive(async () => {}, { name: `bench-${mode}`, driver, ...(mode === 'shared' ? { mode } : { limit: 3 }) });
+      for (let i = 0; i < 50 + UNCONTENDED; i++) {
+        const t0 = performance.now();
+        await modeJob();
+        if (i >= 50) byMode[mode].push(performance.now() - t0);
+      }
+    }
+
     // The floor: the same two round trips on a plain client.
     const client = new Client({ connectionString });
     client.on('error', () => {}); // a failure shows in the awaited queries
@@ -126,6 +137,8 @@ export async function benchPostgres(): Promise<PostgresBench> {
       '| operation | median ms | p95 ms | samples |',
       '|---|---|---|---|',
       `| exclusive(async fn) call, uncontended (acquire + release, pooled session) | ${f(result.acquireReleaseMs)} | ${f(result.acquireReleaseP95Ms)} | ${UNCONTENDED} |`,
+      `| the same, mode: 'shared' (3 round trips to acquire) | ${f(quantile(byMode.shared, 0.5))} | ${f(quantile(byMode.shared, 0.95))} | ${UNCONTENDED} |`,
+      `| the same, limit: 3 (4 round trips to acquire) | ${f(quantile(byMode.counted, 0.5))} | ${f(quantile(byMode.counted, 0.95))} | ${UNCONTENDED} |`,
       `| raw pg_try_advisory_lock + pg_advisory_unlock on one pg client (floor) | ${f(result.rawTryUnlockMs)} | ${f(quantile(raw, 0.95))} | ${UNCONTENDED} |`,
       `| hand-off: holder's release() to the waiting session's acquisition | ${f(result.handoffMs)} | ${f(result.handoffP95Ms)} | ${HANDOFFS} |`,
       `| first acquire + release on a new driver (connect + session setup) | ${f(result.coldAcquireReleaseMs)} | ${f(quantile(cold, 0.95))} | ${COLD} |`,

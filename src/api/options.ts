@@ -14,6 +14,7 @@ import {
   type OptionsShape,
 } from '../shared/validate.js';
 import type { LockSettings } from '../core/settings.js';
+import { MAX_LIMIT } from '../shared/holder-record.js';
 
 export type { LockSettings } from '../core/settings.js';
 
@@ -146,8 +147,7 @@ export interface ExclusiveOptions {
   limit?: number;
 }
 
-/** The largest `limit`: each slot is a file (or OS object), and a full lock is scanned slot by slot. */
-export const MAX_LIMIT = 64;
+export { MAX_LIMIT };
 
 const KNOWN = ['name', 'die', 'skip', 'exitCode', 'wait', 'signal', 'dir', 'driver', 'async', 'mode', 'limit'];
 

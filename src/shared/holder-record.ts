@@ -72,6 +72,9 @@ export function modeOf(record: HolderRecord): LockMode {
   return record.mode ?? 'exclusive';
 }
 
+/** The largest `limit`: each slot is a file, OS object or advisory key, and a full lock is scanned slot by slot. */
+export const MAX_LIMIT = 64;
+
 /** The limit a record asks for or holds with (absent: 1, a plain or shared lock). */
 export function limitOf(record: HolderRecord): number {
   return record.limit ?? 1;

@@ -8,6 +8,7 @@ import { Client } from 'pg';
 import { CannotAcquireLock, Exclusive, exclusive, LockDriverError, type ExclusiveLock, type HolderRecord } from '../../src/index.js';
 import { advisoryKey, LockLostError, postgres } from '../../src/postgres.js';
 import { freePort, PG_BIN, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
+import { modesSuite } from '../helpers/modes-suite.js';
 import { FIXTURES, lockDir, ROOT, run, start } from '../helpers/processes.js';
 
 // Serial: real processes and timing bounds on a two-core machine.
@@ -705,4 +706,111 @@ withPgBouncer('through a session-mode PgBouncer, an aborted wait ends on the ser
   } finally {
     await bouncer.stop();
   }
+});
+
+test('the server queues a shared request behind a waiting exclusive one, the try variant too (what keeps writers from starving)', async (t) => {
+  const clients = await Promise.all(
+    [0, 1, 2].map(async () => {
+      const client = new Client({ connectionString: server.connectionString });
+      await client.connect();
+      return client;
+    })
+  );
+  t.teardown(() => Promise.all(clients.map((client) => client.end())));
+  const [reader, writer, late] = clients;
+  const key = advisoryKey('queue-order').toString();
+  await reader.query('SELECT pg_advisory_lock_shared($1::bigint)', [key]);
+  // Shared beside shared while nobody waits.
+  t.true((await late.query('SELECT pg_try_advisory_lock_shared($1::bigint) AS ok', [key])).rows[0].ok);
+  await late.query('SELECT pg_advisory_unlock_shared($1::bigint)', [key]);
+  const waiting = writer.query('SELECT pg_advisory_lock($1::bigint)', [key]);
+  await queued('queue-order', waiting);
+  t.false((await late.query('SELECT pg_try_advisory_lock_shared($1::bigint) AS ok', [key])).rows[0].ok);
+  await reader.query('SELECT pg_advisory_unlock_shared($1::bigint)', [key]);
+  await waiting;
+  await writer.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
+});
+
+for (const [what, options] of [
+  ['shared', { mode: 'shared' }],
+  ['counted', { limit: 2 }],
+] as const) {
+  test(`a ${what} holder whose session is terminated learns it through lock.signal, and what it held is free`, async (t) => {
+    const driver = postgres({ connectionString: server.connectionString });
+    const name = `terminated-${what}`;
+    const lock = await Exclusive.acquire({ name, driver, ...options });
+    const other = postgres({ connectionString: server.connectionString });
+    const [holder] = await Exclusive.holders(name, { driver: other });
+    t.like(holder, {
+      pid: process.pid,
+      mode: what === 'shared' ? 'shared' : 'exclusive',
+      ...(what === 'counted' && { limit: 2, slot: 0 }),
+    });
+    await sql('SELECT pg_terminate_backend($1)', [holder.details!.backendPid]);
+    const reason = await aborted(lock.signal);
+    t.true(reason instanceof LockLostError);
+    t.like(reason, { code: 'ERR_LOCK_LOST', lockName: name });
+    t.deepEqual(await Exclusive.holders(name, { driver: other }), []);
+    const plain = await Exclusive.acquire({ name, driver: other }); // nothing of the family is left either
+    await plain.release();
+    await lock.release();
+  });
+}
+
+test("a thread's shared calls stop joining its shared hold once another process waits to write", async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const first = await Exclusive.acquire({ name: 'joining', driver, mode: 'shared' });
+  const joined = await Exclusive.acquire({ name: 'joining', driver, mode: 'shared' });
+  await joined.release();
+  const writer = start('pg-hold.ts', [server.connectionString, 'joining', '', '', '100']);
+  t.teardown(() => writer.child.kill('SIGKILL'));
+  await queued('joining', writer.finished);
+  // A join answers from the last look at the server's queue and has the next one taken: this one has it look.
+  await Exclusive.acquire({ name: 'joining', driver, mode: 'shared', wait: 0 }).then(
+    (lock) => lock.release(),
+    () => {}
+  );
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  let output = '';
+  void writer.waitFor('held').then((text) => (output = text));
+  let writerSaid: string | undefined; // what the writer had said when the shared request got in
+  const behind = Exclusive.acquire({ name: 'joining', driver, mode: 'shared', wait: true }).finally(() => (writerSaid = output));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.is(writerSaid, undefined, 'it joined the shared hold while a writer waited');
+  await first.release();
+  const later = await behind;
+  await later.release();
+  t.regex(writerSaid!, /held/, 'the writer went first');
+  t.is((await writer.finished).code, 0);
+});
+
+test('a plain or a shared holder in another process refuses a counted request with ERR_LOCK_MISMATCH; kill -9 of a shared holder frees it for a waiting writer at once', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const plain = start('pg-hold.ts', [server.connectionString, 'modes']);
+  t.teardown(() => plain.child.kill('SIGKILL'));
+  await plain.waitFor('held');
+  const counted = await t.throwsAsync(Exclusive.acquire({ name: 'modes', driver, limit: 2, wait: 100 }), { code: 'ERR_LOCK_MISMATCH' });
+  t.regex(counted.message, /^The lock 'modes' is held exclusive and this call asked for it counted \(limit 2\)/);
+  plain.child.kill('SIGKILL');
+  await plain.finished;
+  const dir = lockDir();
+  const reader = start('modes.ts', ['reader', dir, server.connectionString, join(dir, 'log'), '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  while (!existsSync(join(dir, 'log'))) await new Promise((resolve) => setTimeout(resolve, 10));
+  const againstShared = await t.throwsAsync(Exclusive.acquire({ name: 'modes', driver, limit: 2 }), { code: 'ERR_LOCK_MISMATCH' });
+  t.regex(againstShared.message, /^The lock 'modes' is held shared and this call asked for it counted \(limit 2\)/);
+  // A writer waits for readers: no mismatch there.
+  const writer = Exclusive.acquire({ name: 'modes', driver, wait: 10_000 });
+  await queued('modes', writer);
+  const killedAt = performance.now();
+  reader.child.kill('SIGKILL');
+  const lock = await writer;
+  t.log(`the writer got the lock ${Math.round(performance.now() - killedAt)} ms after kill -9 of the reader`);
+  await lock.release();
+});
+
+modesSuite(anyTest, {
+  label: 'postgres',
+  make: () => postgres({ connectionString: server.connectionString }),
+  arg: () => server.connectionString,
 });

@@ -1,7 +1,7 @@
 import type { ExecutionContext, TestFn } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CannotAcquireLock, Exclusive, type ExclusiveOptions } from '../../src/index.js';
+import { CannotAcquireLock, Exclusive, type ExclusiveLock, type ExclusiveOptions, type LockDriver } from '../../src/index.js';
 import { lockDir, run, start, type Finished } from './processes.js';
 
 /** One logged hold of the modes.ts fixture: who, which role (R, W, C), from entry to exit (monotonic ns). */
@@ -45,14 +45,29 @@ function ran(t: ExecutionContext, results: readonly Finished[]): void {
 }
 
 /**
+ * A driver the suite runs on: a built-in file driver's name, or a driver
+ * made in the test (once its server runs) with what tells modes.ts to make
+ * the same one (a postgres:// connection string).
+ */
+export type SuiteDriver = 'posix' | 'portable' | { readonly label: string; readonly make: () => LockDriver; readonly arg: () => string };
+
+/**
  * Shared and counted locks across real processes (modes.ts), for a driver
  * that supports them. Called by test/drivers/<driver>.test.ts.
  */
-export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void {
+export function modesSuite(anyTest: TestFn, suiteDriver: SuiteDriver): void {
   const test = anyTest.serial;
-  const modes = (role: string, dir: string, log: string, ...args: string[]) => start('modes.ts', [role, dir, driver, log, ...args]);
+  const named = typeof suiteDriver === 'string';
+  const label = named ? suiteDriver : suiteDriver.label;
+  let made: LockDriver | undefined;
+  const current = (): 'posix' | 'portable' | LockDriver => (named ? suiteDriver : (made ??= suiteDriver.make()));
+  const modes = (role: string, dir: string, log: string, ...args: string[]) =>
+    start('modes.ts', [role, dir, named ? suiteDriver : suiteDriver.arg(), log, ...args]);
+  /** One acquisition from this process: Exclusive.lock() for a synchronous driver, acquire() for an asynchronous one. */
+  const lockOnce = async (options: ExclusiveOptions): Promise<ExclusiveLock> =>
+    named ? Exclusive.lock(options as Parameters<typeof Exclusive.lock>[0]) : Exclusive.acquire(options);
 
-  test(`${driver} modes: 4 processes holding shared for 200 ms, started together, are inside at once`, async (t) => {
+  test(`${label} modes: 4 processes holding shared for 200 ms, started together, are inside at once`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const readers = Array.from({ length: 4 }, () => modes('reader', dir, log, '200', '0', 'barrier'));
@@ -65,7 +80,7 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.true(mostAtOnce(holds) >= 2);
   });
 
-  test(`${driver} modes: 4 readers and 2 writers for 5 s: no writer overlaps anyone, the writers' counter is exact`, async (t) => {
+  test(`${label} modes: 4 readers and 2 writers for 5 s: no writer overlaps anyone, the writers' counter is exact`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const counter = join(dir, 'counter');
@@ -87,7 +102,7 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.is(readFileSync(counter, 'utf8'), String(writes.length));
   });
 
-  test(`${driver} modes: a writer waiting behind a continuous stream of overlapping shared holds gets in after about one read hold`, async (t) => {
+  test(`${label} modes: a writer waiting behind a continuous stream of overlapping shared holds gets in after about one read hold`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     // 4 readers of 150 ms holds, started 40 ms apart: some reader is always inside, for 4 s.
@@ -115,7 +130,7 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.true(waited < 2000, `waited ${waited} ms`);
   });
 
-  test(`${driver} modes: counted, 8 processes x 200 turns with limit 3: at most exactly 3 inside at once`, async (t) => {
+  test(`${label} modes: counted, 8 processes x 200 turns with limit 3: at most exactly 3 inside at once`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     ran(t, await Promise.all(Array.from({ length: 8 }, () => modes('counted', dir, log, '3', '200').finished)));
@@ -124,20 +139,21 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.is(mostAtOnce(holds), 3);
   });
 
-  test(`${driver} modes: kill -9 of a slot holder frees its slot for a waiting process`, async (t) => {
+  test(`${label} modes: kill -9 of a slot holder frees its slot for a waiting process`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const holders = Array.from({ length: 3 }, () => modes('slot', dir, log, '3'));
     t.teardown(() => holders.forEach((holder) => holder.child.kill('SIGKILL')));
     await Promise.all(holders.map((holder) => holder.waitFor('held')));
     const pids = holders.map((holder) => holder.child.pid!);
-    const listed = Exclusive.holders('modes', { dir, driver });
+    const driver = current();
+    const listed = await Exclusive.holders('modes', { dir, driver });
     t.deepEqual(
       listed.map(({ slot, limit, mode }) => ({ slot, limit, mode })),
       [0, 1, 2].map((slot) => ({ slot, limit: 3, mode: 'exclusive' }))
     );
     t.deepEqual(listed.map((holder) => holder.pid).sort(), [...pids].sort());
-    const full = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver, limit: 3 }), { instanceOf: CannotAcquireLock });
+    const full = await t.throwsAsync(lockOnce({ name: 'modes', dir, driver, limit: 3 }), { instanceOf: CannotAcquireLock });
     // The pids in slot order.
     t.is(full.message, `All 3 'modes' slots are taken (pids ${listed.map((holder) => holder.pid).join(', ')}).`);
     t.deepEqual([...full.pids].sort(), [...pids].sort());
@@ -151,46 +167,48 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.is((await waiter.finished).code, 0);
   });
 
-  test(`${driver} modes: holders that disagree get ERR_LOCK_MISMATCH, across processes`, async (t) => {
+  test(`${label} modes: holders that disagree get ERR_LOCK_MISMATCH, across processes`, async (t) => {
     const dir = lockDir();
     const holder = modes('slot', dir, join(dir, 'log'), '3');
     t.teardown(() => holder.child.kill('SIGKILL'));
     await holder.waitFor('held');
-    const options: ExclusiveOptions = { name: 'modes', dir, driver };
+    const options: ExclusiveOptions = { name: 'modes', dir, driver: current() };
     for (const other of [{ limit: 2 }, {}, { mode: 'shared' as const }, { limit: 4, wait: 200 }]) {
-      const error = t.throws(() => Exclusive.lock({ ...options, ...other }), { code: 'ERR_LOCK_MISMATCH' }, JSON.stringify(other));
+      const error = await t.throwsAsync(lockOnce({ ...options, ...other }), { code: 'ERR_LOCK_MISMATCH' }, JSON.stringify(other));
       t.regex(error.message, /The lock 'modes' is held counted \(limit 3\)/);
     }
-    const agreeing = Exclusive.lock({ ...options, limit: 3 });
+    const agreeing = await lockOnce({ ...options, limit: 3 });
     t.true(agreeing.held);
     void agreeing.release();
   });
 
-  test(`${driver} modes: Exclusive.holders() lists every shared holder with its mode; holder() names one`, async (t) => {
+  test(`${label} modes: Exclusive.holders() lists every shared holder with its mode; holder() names one`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const readers = [modes('reader', dir, log, '1500'), modes('reader', dir, log, '1500')];
     t.teardown(() => readers.forEach((reader) => reader.child.kill('SIGKILL')));
     await waitUntil(() => holdsStarted(log) === 2);
     const pids = readers.map((reader) => reader.child.pid!).sort();
-    const listed = Exclusive.holders('modes', { dir, driver });
+    const driver = current();
+    const listed = await Exclusive.holders('modes', { dir, driver });
     t.deepEqual(listed.map((holder) => holder.pid).sort(), pids);
     t.deepEqual([...new Set(listed.map((holder) => holder.mode))], ['shared']);
-    t.true(pids.includes(Exclusive.holder('modes', { dir, driver })!.pid!));
-    const refused = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver }), { instanceOf: CannotAcquireLock });
+    t.true(pids.includes((await Exclusive.holder('modes', { dir, driver }))!.pid!));
+    const refused = await t.throwsAsync(lockOnce({ name: 'modes', dir, driver }), { instanceOf: CannotAcquireLock });
     t.deepEqual([...refused.pids].sort(), pids);
     const ended = await Promise.all(readers.map((reader) => reader.finished));
     ran(t, ended);
-    t.deepEqual(Exclusive.holders('modes', { dir, driver }), []);
+    t.deepEqual(await Exclusive.holders('modes', { dir, driver }), []);
   });
 
-  test(`${driver} modes: a plain holder keeps another process's shared request out, with the classic message`, async (t) => {
+  test(`${label} modes: a plain holder keeps another process's shared request out, with the classic message`, async (t) => {
     const dir = lockDir();
-    using lock = Exclusive.lock({ name: 'modes', dir, driver });
-    const result = await run('modes.ts', ['reader', dir, driver, join(dir, 'log'), '10', '-1', 'nowait']);
+    const lock = await lockOnce({ name: 'modes', dir, driver: current() });
+    const result = await run('modes.ts', ['reader', dir, named ? suiteDriver : suiteDriver.arg(), join(dir, 'log'), '10', '-1', 'nowait']);
     t.is(result.code, 1);
     t.regex(result.stderr, new RegExp(`Another 'modes' process is already running \\(pid ${process.pid}\\)\\.`));
     t.true(lock.held);
+    await lock.release();
   });
 }
 

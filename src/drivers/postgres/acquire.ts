@@ -2,7 +2,8 @@ import { applicationName, holderTag } from './holder.js';
 import { keyOf } from './key.js';
 import { holdLock } from './lease.js';
 import { lastRow, sqlState, type Session } from './session.js';
-import { lockTimeoutSql, TRY_SQL, WAIT_SQL } from './sql.js';
+import { checkBlockers, joinFamily, pollCounted, takeSlot, unlockAll, useOf } from './modes.js';
+import { lockTimeoutSql, TRY_SHARED_SQL, TRY_SQL, WAIT_SHARED_SQL, WAIT_SQL } from './sql.js';
 import type { SessionPool } from './pool.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -11,7 +12,11 @@ function lockParams(session: Session, key: bigint, record: HolderRecord): unknow
   return [key.toString(), applicationName(record), session.backendPid, session.marker];
 }
 
-/** `pg_try_advisory_lock` on a dedicated session: the lock, or null when held elsewhere. */
+/**
+ * `pg_try_advisory_lock` on a dedicated session (shared for a shared or
+ * counted request, which also takes a slot first and joins its family
+ * after): the lock, or null when held elsewhere.
+ */
 export async function tryLockOn(
   pool: SessionPool,
   resource: string,
@@ -19,24 +24,38 @@ export async function tryLockOn(
   signal?: AbortSignal
 ): Promise<DriverLock | null> {
   const key = keyOf(resource);
+  const use = useOf(record);
   return unlessAborted(signal, () =>
     pool.onSession(
       'trying the lock',
       async (session) => {
+        const foreign = (): Error => pool.foreignSession(session, 'trying the lock');
         // The server's idle clock (idle_session_timeout) starts when it ends the
         // statement, which is after we sent it: the lease counts from then.
         const leaseStart = performance.now();
-        const row = lastRow(await session.query(holderTag(record) + TRY_SQL, lockParams(session, key, record)));
-        if (row.ok === null) throw pool.foreignSession(session, 'trying the lock');
+        const slot = use === 'counted' ? await takeSlot(session, key, record, foreign) : -1;
+        if (slot === null) return busy(pool, session, key, record);
+        const row = lastRow(
+          await session.query(holderTag(record) + (use === 'plain' ? TRY_SQL : TRY_SHARED_SQL), lockParams(session, key, record))
+        );
+        if (row.ok === null) throw foreign();
         if (row.ok !== true) {
-          pool.give(session);
-          return null;
+          if (slot >= 0) await unlockAll(session, foreign);
+          return busy(pool, session, key, record);
         }
+        if (use !== 'plain' && !(await joinFamily(session, key, record, foreign))) return busy(pool, session, key, record);
         return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart });
       },
       signal
     )
   );
+}
+
+/** Null for a request that found the lock busy, unless what keeps it out disagrees with it (ERR_LOCK_MISMATCH); the session, holding nothing, goes back. */
+async function busy(pool: SessionPool, session: Session, key: bigint, record: HolderRecord): Promise<null> {
+  await checkBlockers(session, key, record);
+  pool.give(session);
+  return null;
 }
 
 /** `null` instead of the error when `signal` aborted the attempt (a connection being opened is closed at once). */
@@ -50,9 +69,11 @@ async function unlessAborted(signal: AbortSignal | undefined, attempt: () => Pro
 }
 
 /**
- * `pg_advisory_lock` under `lock_timeout` on a dedicated session: the
- * server's own queue. `signal` sends a CancelRequest. Null when the wait
- * timed out or was aborted.
+ * `pg_advisory_lock` (or `_shared`) under `lock_timeout` on a dedicated
+ * session: the server's own queue, where a shared request waits behind an
+ * exclusive one queued before it. `signal` sends a CancelRequest. A counted
+ * request tries again until a slot is free. Null when the wait timed out or
+ * was aborted.
  */
 export async function waitLockOn(
   pool: SessionPool,
@@ -62,6 +83,7 @@ export async function waitLockOn(
   timeoutMs?: number
 ): Promise<DriverLock | null> {
   if (signal.aborted) return null;
+  if (useOf(record) === 'counted') return pollCounted(() => tryLockOn(pool, resource, record, signal), signal, timeoutMs);
   const key = keyOf(resource);
   return unlessAborted(signal, () =>
     pool.onSession(
@@ -74,8 +96,18 @@ export async function waitLockOn(
         const row = await waitOnSession(pool, session, { key, record, signal, timeoutMs });
         if (row === null) return null;
         if (row.locked === null) throw pool.foreignSession(session, 'waiting for the lock');
-        const leaseStart = await restartIdleClock(session, record);
-        return holdLock(pool, { session, record, resource, key, token: BigInt(row.token as string), leaseStart });
+        const token = BigInt(row.token as string);
+        if (useOf(record) === 'plain') {
+          const leaseStart = await restartIdleClock(session, record);
+          return holdLock(pool, { session, record, resource, key, token, leaseStart });
+        }
+        // The statements that join the family restart the idle clock.
+        const leaseStart = performance.now();
+        if (!(await joinFamily(session, key, record, () => pool.foreignSession(session, 'waiting for the lock')))) {
+          pool.give(session);
+          return null;
+        }
+        return holdLock(pool, { session, record, resource, key, token, leaseStart });
       },
       signal
     )
@@ -111,7 +143,8 @@ async function waitOnSession(pool: SessionPool, session: Session, wait: Wait): P
     // A cancel that reached the server between the two statements was
     // ignored (nothing ran): do not start a wait nobody wants.
     if (cancelled) throw signal.reason;
-    row = lastRow(await session.query(holderTag(wait.record) + WAIT_SQL, lockParams(session, wait.key, wait.record), Infinity));
+    const sql = useOf(wait.record) === 'plain' ? WAIT_SQL : WAIT_SHARED_SQL;
+    row = lastRow(await session.query(holderTag(wait.record) + sql, lockParams(session, wait.key, wait.record), Infinity));
   } catch (error) {
     if (waitEnded(pool, session, error, cancelled)) return null;
     throw error;

@@ -1,6 +1,7 @@
-import { keyOf, lockIds } from './key.js';
-import { numberOrNull, stringOrNull, type Session } from './session.js';
-import { HOLDER_SQL } from './sql.js';
+import { MAX_LIMIT } from '../../shared/holder-record.js';
+import { familyKeysOf, keyOf, slotKeysOf } from './key.js';
+import { lastResult, numberOrNull, stringOrNull, type Session } from './session.js';
+import { HOLDERS_SQL } from './sql.js';
 import type { SessionPool } from './pool.js';
 import type { HolderRecord } from '../types.js';
 
@@ -60,18 +61,31 @@ export function holderDetails(
   return { backendPid, applicationName, clientAddress: seen.clientAddress, clientPort: seen.clientPort, user: seen.user };
 }
 
-/** The holder of the advisory lock of `resource`, from pg_locks and pg_stat_activity; null when free. */
-export async function holderOf(pool: SessionPool, resource: string, name: string): Promise<HolderRecord | null> {
-  const { classid, objid } = lockIds(keyOf(resource));
-  const row = await pool.onSession('looking up the holder', async (session) => {
-    const result = await session.query(HOLDER_SQL, [classid, objid]);
+/**
+ * Every holder of the advisory lock of `resource` (pg_locks shows shared
+ * holders too), with its mode, and for a counted lock its limit and slot,
+ * from the family and slot keys each holding session has; `[]` when free.
+ */
+export async function holdersOf(pool: SessionPool, resource: string, name: string): Promise<HolderRecord[]> {
+  const key = keyOf(resource);
+  const params = [key.toString(), familyKeysOf(key, MAX_LIMIT).map(String), slotKeysOf(key, MAX_LIMIT).map(String)];
+  const rows = await pool.onSession('looking up the holders', async (session) => {
+    const rows = lastResult(await session.query(HOLDERS_SQL, params)).rows;
     pool.give(session);
-    return (Array.isArray(result) ? result[result.length - 1] : result).rows[0];
+    return rows;
   });
-  return row === undefined ? null : holderRecordOf(row, name);
+  return rows.map((row) => withMode(holderRecordOf(row, name), row));
 }
 
-/** The holder record of a HOLDER_SQL row: ours (named by its application_name and tag) or any other session's. */
+/** The mode, limit and slot of a HOLDERS_SQL row: shared (its family, or a shared lock without one), or counted. */
+function withMode(record: HolderRecord, row: Record<string, unknown>): HolderRecord {
+  const family = numberOrNull(row.family) ?? 0;
+  if (family > 1) return { ...record, limit: family, ...(row.slot !== null && { slot: Number(row.slot) }) };
+  if (family === 1 || row.lock_mode === 'ShareLock') return { ...record, mode: 'shared' };
+  return record;
+}
+
+/** The holder record of a HOLDERS_SQL row: ours (named by its application_name and tag) or any other session's. */
 function holderRecordOf(row: Record<string, unknown>, name: string): HolderRecord {
   const applicationName = stringOrNull(row.application_name);
   const ours = applicationName === null ? null : APPLICATION_NAME_RE.exec(applicationName);

@@ -121,7 +121,9 @@ function parseFailure(error: unknown): string {
  *   connection dropping, frees the lock at once on the server. A loss while
  *   held aborts `lock.signal` with a {@link LockLostError}.
  * - `lock.fencingToken`: a bigint that grows with every acquisition in the
- *   cluster (`pg_current_xact_id()`).
+ *   cluster (`pg_current_xact_id()`); a shared or counted hold gets its own.
+ * - `mode: 'shared'` (`pg_advisory_lock_shared`: the server queues new
+ *   readers behind a waiting writer) and `limit` (one advisory key per slot).
  * - Needs PostgreSQL 14+, reached directly or through a session-mode pooler
  *   (a transaction-mode PgBouncer breaks session locks; it is detected and
  *   refused where possible).

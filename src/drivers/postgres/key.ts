@@ -32,3 +32,37 @@ export function lockIds(key: bigint): { classid: string; objid: string } {
 export function keyOf(resource: string): bigint {
   return BigInt(resource.slice(resource.lastIndexOf('#') + 1));
 }
+
+/**
+ * The key of one of a name's side locks (docs/internals/modes.md), derived
+ * from the name's key: the first 8 bytes of the SHA-256 digest of
+ * `exclusive-process <key> <what>` (the key in decimal), signed big-endian.
+ * `what` is `slot <k>` (a counted lock's slot k) or `family shared`,
+ * `family limit <n>` (held shared by every shared or counted holder).
+ */
+export function sideKeyOf(key: bigint, what: string): bigint {
+  return createHash('sha256').update(`exclusive-process ${key} ${what}`, 'utf8').digest().readBigInt64BE(0);
+}
+
+/**
+ * The family keys of a name, in order: index 0 is `family shared`, index
+ * n - 1 is `family limit <n>` (n from 2 to `max`), so a family's index is
+ * its limit minus one.
+ */
+export function familyKeysOf(key: bigint, max: number): bigint[] {
+  const cached = familyKeys.get(key);
+  if (cached !== undefined && cached.length === max) return cached;
+  const keys = Array.from({ length: max }, (_, i) => sideKeyOf(key, i === 0 ? 'family shared' : `family limit ${i + 1}`));
+  if (familyKeys.size >= FAMILY_KEYS_KEPT) familyKeys.clear();
+  familyKeys.set(key, keys);
+  return keys;
+}
+
+/** The family keys of the names used lately: each shared or counted acquisition needs all of them (64 hashes). */
+const familyKeys = new Map<bigint, bigint[]>();
+const FAMILY_KEYS_KEPT = 256;
+
+/** The slot keys of a name: `slot 0` to `slot <count - 1>`. */
+export function slotKeysOf(key: bigint, count: number): bigint[] {
+  return Array.from({ length: count }, (_, k) => sideKeyOf(key, `slot ${k}`));
+}

@@ -2,7 +2,8 @@ import { LockLostError } from '../../shared/errors.js';
 import { applicationName, holderDetails, holderTag } from './holder.js';
 import { lockIds } from './key.js';
 import { lastRow, messageOf, type Session } from './session.js';
-import { HELD_BY_US_SQL, UNLOCK_SQL } from './sql.js';
+import { useOf } from './modes.js';
+import { HELD_BY_US_SQL, UNLOCK_MODES_SQL, UNLOCK_SQL, WRITER_WAITS_SQL } from './sql.js';
 import type { SessionPool } from './pool.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -23,6 +24,9 @@ export interface HeldLockSpec {
   readonly leaseStart: number;
 }
 
+/** How long a shared hold believes its last look at the server's queue (see Lease.writerWaits). */
+const WRITER_CHECK_MS = 20;
+
 /** Starts the heartbeat and lease of a lock now held on `spec.session`. */
 export function holdLock(pool: SessionPool, spec: HeldLockSpec): DriverLock {
   const lease = new Lease(pool, spec);
@@ -32,6 +36,7 @@ export function holdLock(pool: SessionPool, spec: HeldLockSpec): DriverLock {
     fencingToken: token,
     details: holderDetails(session.backendPid, applicationName(record), session.seen),
     release: () => lease.release(),
+    ...(useOf(record) === 'shared' && { contended: () => lease.writerWaits() }),
   };
 }
 
@@ -45,6 +50,8 @@ class Lease {
   readonly #margin: number;
   #released = false;
   #beating = false;
+  /** What the last look at the server's queue found (writerWaits), when, and whether a look is on its way. */
+  #writer = { waits: false, at: -Infinity, looking: false };
   #lease: NodeJS.Timeout | undefined;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #stopWatching: () => void;
@@ -76,13 +83,37 @@ class Lease {
       return;
     }
     try {
-      const row = lastRow(await session.query(UNLOCK_SQL, [key.toString()]));
+      const unlock = useOf(this.#spec.record) === 'plain' ? UNLOCK_SQL : UNLOCK_MODES_SQL;
+      const row = lastRow(await session.query(this.#tag + unlock, [key.toString()]));
       if (row.ok === true) this.#pool.give(session);
       else session.destroy();
     } catch {
       // The connection is gone or broken: closing it makes the server release.
       session.destroy();
     }
+  }
+
+  /**
+   * A shared hold: true when an exclusive request waits in the server's
+   * queue for the name, so this thread's shared calls stop joining this hold
+   * (they queue behind the writer instead). Synchronous, as the core asks:
+   * it answers from its last look and has the next look taken when that one
+   * is older than WRITER_CHECK_MS, on this hold's session.
+   */
+  writerWaits(): boolean {
+    const writer = this.#writer;
+    if (!writer.looking && !this.#released && performance.now() - writer.at > WRITER_CHECK_MS) {
+      writer.looking = true;
+      this.#spec.session
+        .query(this.#tag + WRITER_WAITS_SQL, [this.#spec.key.toString()])
+        .then((result) => (writer.waits = lastRow(result).waits === true))
+        .catch(() => {}) // the heartbeat reports a broken session
+        .finally(() => {
+          writer.looking = false;
+          writer.at = performance.now();
+        });
+    }
+    return writer.waits;
   }
 
   #stop(): void {

@@ -1,4 +1,4 @@
-import { LockDriverError } from '../../shared/errors.js';
+import { ExclusiveProcessError, LockDriverError } from '../../shared/errors.js';
 import { messageOf, Session } from './session.js';
 import type { PostgresDriverConfig } from './driver.js';
 
@@ -98,7 +98,8 @@ export class SessionPool {
   }
 
   #asDriverError(error: unknown, what: string): unknown {
-    if (error instanceof LockDriverError || (error as { name?: unknown } | null)?.name === 'AbortError') return error;
+    // Our own typed errors (a mismatch found on the server) pass as they are.
+    if (error instanceof ExclusiveProcessError || (error as { name?: unknown } | null)?.name === 'AbortError') return error;
     return new LockDriverError(
       'ERR_DRIVER_UNAVAILABLE',
       `PostgreSQL at ${this.config.where} failed while ${what}: ${messageOf(error)}`,

@@ -269,10 +269,16 @@ export class Session {
   }
 }
 
+/** The last result of a (possibly multi-statement) query. */
+export function lastResult(results: PgResult | PgResult[]): PgResult {
+  const result = Array.isArray(results) ? results[results.length - 1] : results;
+  if (result === undefined) throw new Error('PostgreSQL returned no result');
+  return result;
+}
+
 /** The first row of the last result of a (possibly multi-statement) query. */
 export function lastRow(results: PgResult | PgResult[]): Record<string, unknown> {
-  const result = Array.isArray(results) ? results[results.length - 1] : results;
-  const row = result?.rows[0];
+  const row = lastResult(results).rows[0];
   if (row === undefined) throw new Error('PostgreSQL returned no row');
   return row;
 }
