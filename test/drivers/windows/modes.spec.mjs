@@ -287,9 +287,9 @@ test('shared holders: holders() lists each with its mode; a plain request waits 
   write.release();
   ran(await Promise.all(readers.map((reader) => reader.finished)));
   assert.deepEqual(Exclusive.holders('modes', { dir }), []);
-  // The readers' slot records and, once the last one left, the family file are gone.
+  // The readers' slot records are gone (the family file stays until a user of the name exits when R is free).
   assert.deepEqual(
-    readdirSync(dir).filter((file) => file.includes('#')),
+    readdirSync(dir).filter((file) => file.includes('#r-')),
     []
   );
   assert.ok(performance.now() - began < 20_000);
@@ -319,3 +319,45 @@ test('a plain holder keeps shared requests out with the classic message; upgrade
 function holdsStarted(log) {
   return logged(log).filter((line) => line.includes(' E ')).length;
 }
+
+test('in one process: limit calls hold a slot each at once; counted and plain disagree both ways', async () => {
+  const dir = lockDir();
+  const options = { name: 'modes', dir, limit: 3 };
+  const locks = await Promise.all([0, 1, 2].map(() => Exclusive.acquire(options)));
+  const listed = Exclusive.holders('modes', { dir });
+  assert.deepEqual(
+    listed.map(({ pid, slot }) => ({ pid, slot })),
+    [0, 1, 2].map((slot) => ({ pid: process.pid, slot }))
+  );
+  assert.throws(
+    () => Exclusive.lock(options),
+    (e) => e instanceof CannotAcquireLock && e.reason === 'held-in-process'
+  );
+  assert.throws(() => Exclusive.lock({ name: 'modes', dir }), { code: 'ERR_LOCK_MISMATCH' });
+  for (const lock of locks) lock.release();
+  const plain = Exclusive.lock({ name: 'modes', dir });
+  assert.throws(() => Exclusive.lock(options), { code: 'ERR_LOCK_MISMATCH' });
+  plain.release();
+});
+
+test('synchronous waits for ever block in the kernel: a shared one behind a killed plain holder, an exclusive one behind readers', async () => {
+  const dir = lockDir();
+  const log = join(dir, 'log');
+  const plain = modes('plain', dir, log, 1000); // ends itself (TerminateProcess) 1 s after taking it: its mutex is abandoned
+  await plain.waitFor('held');
+  // Exclusive.lock() with wait: true on the main thread blocks in WaitForSingleObject (no JavaScript runs meanwhile).
+  const shared = Exclusive.lock({ name: 'modes', dir, mode: 'shared', wait: true });
+  assert.deepEqual(
+    Exclusive.holders('modes', { dir }).map(({ pid, mode }) => ({ pid, mode })),
+    [{ pid: process.pid, mode: 'shared' }]
+  );
+  shared.release();
+  await plain.finished;
+  const readers = [modes('reader', dir, log, 1500), modes('reader', dir, log, 1500)];
+  writeFileSync(join(dir, 'go'), '');
+  while (holdsStarted(log) < 2) await sleep(10);
+  const write = Exclusive.lock({ name: 'modes', dir, wait: true }); // WaitForMultipleObjects over the reader slots
+  assert.equal(holdsIn(log).length, 2, 'the writer got in before the readers left');
+  write.release();
+  ran(await Promise.all(readers.map((reader) => reader.finished)));
+});
