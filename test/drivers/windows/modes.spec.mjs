@@ -37,8 +37,10 @@ function modes(role, dir, log, ...args) {
   closeSync(stdout);
   closeSync(stderr);
   children.add(proc);
+  let exited = false;
   const finished = new Promise((resolve) =>
     proc.on('exit', (code) => {
+      exited = true;
       children.delete(proc);
       resolve({ code, stdout: readFileSync(out, 'utf8'), stderr: readFileSync(err, 'utf8') });
     })
@@ -56,7 +58,8 @@ function modes(role, dir, log, ...args) {
           .split('\n')
           .some((line) => line.startsWith(word))
       ) {
-        if (Date.now() > deadline) throw new Error(`no '${word}' from ${role} ${proc.pid}: ${output()} ${readFileSync(err, 'utf8')}`);
+        if (Date.now() > deadline || exited)
+          throw new Error(`no '${word}' from ${role} ${proc.pid}: ${output()} ${readFileSync(err, 'utf8')}`);
         await sleep(10);
       }
     },
@@ -261,7 +264,7 @@ test('shared holders: holders() lists each with its mode; a plain request waits 
   const readers = [modes('reader', dir, log, 3000), modes('reader', dir, log, 3000)];
   writeFileSync(join(dir, 'go'), '');
   await Promise.all(readers.map((r) => r.waitFor('ready')));
-  while (holdsStarted(log) < 2) await sleep(10);
+  await until(() => holdsStarted(log) === 2, readers);
   const pids = readers.map((reader) => reader.proc.pid).sort();
   const listed = Exclusive.holders('modes', { dir });
   assert.deepEqual(listed.map((holder) => holder.pid).sort(), pids);
@@ -316,6 +319,16 @@ test('a plain holder keeps shared requests out with the classic message; upgrade
   assert.throws(() => Exclusive.lock({ name: 'modes', dir, mode: 'shared', limit: 2 }), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 
+/** Resolves once `condition` holds; throws when one of `processes` ended first, or after 60 s. */
+async function until(condition, processes) {
+  const deadline = Date.now() + 60_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    const ended = await Promise.race([...processes.map((p) => p.finished), sleep(10).then(() => undefined)]);
+    if (ended !== undefined && !condition()) throw new Error(`a process ended first: ${ended.stdout} ${ended.stderr}`);
+  }
+}
+
 function holdsStarted(log) {
   return logged(log).filter((line) => line.includes(' E ')).length;
 }
@@ -355,7 +368,7 @@ test('synchronous waits for ever block in the kernel: a shared one behind a kill
   await plain.finished;
   const readers = [modes('reader', dir, log, 1500), modes('reader', dir, log, 1500)];
   writeFileSync(join(dir, 'go'), '');
-  while (holdsStarted(log) < 2) await sleep(10);
+  await until(() => holdsStarted(log) === 2, readers);
   const write = Exclusive.lock({ name: 'modes', dir, wait: true }); // WaitForMultipleObjects over the reader slots
   assert.equal(holdsIn(log).length, 2, 'the writer got in before the readers left');
   write.release();
