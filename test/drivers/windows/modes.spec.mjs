@@ -220,6 +220,9 @@ test('killing a slot holder (TerminateProcess) frees its slot for a waiting proc
       e.message === `All 3 'modes' slots are taken (pids ${listed.map((holder) => holder.pid).join(', ')}).` &&
       [...e.pids].sort().join() === [...pids].sort().join()
   );
+  // A counted wait (on a waiter thread) ends at its limit, and gives back what it took on the way.
+  const timedOut = await Exclusive.acquire({ name: 'modes', dir, limit: 3, wait: 300 }).catch((error) => error);
+  assert.ok(timedOut instanceof CannotAcquireLock && timedOut.reason === 'timed-out', String(timedOut));
   const waiter = modes('slot-waiter', dir, log, 3);
   await waiter.waitFor('waiting');
   await sleep(1500); // it is in its wait (Wine loads a process slowly)
@@ -280,7 +283,11 @@ test('shared holders: holders() lists each with its mode; a plain request waits 
   assert.ok(refused instanceof CannotAcquireLock, String(refused));
   assert.deepEqual([...refused.pids].sort(), pids);
   assert.throws(() => Exclusive.lock({ name: 'modes', dir, limit: 2 }), { code: 'ERR_LOCK_MISMATCH' });
-  // Another shared request joins them at once.
+  // A writer's wait that ends (its limit, an abort) while it holds the name's mutex for the readers to leave gives it
+  // back: another shared request then joins them at once.
+  const timedOut = await Exclusive.acquire({ name: 'modes', dir, wait: 300 }).catch((error) => error);
+  assert.ok(timedOut instanceof CannotAcquireLock && timedOut.reason === 'timed-out', String(timedOut));
+  await assert.rejects(Exclusive.acquire({ name: 'modes', dir, wait: true, signal: AbortSignal.timeout(200) }), { name: 'TimeoutError' });
   Exclusive.lock({ name: 'modes', dir, mode: 'shared' }).release();
   // A writer waits (on its waiter thread) until both readers are out, and no longer.
   const began = performance.now();
@@ -302,6 +309,9 @@ test('a plain holder keeps shared requests out with the classic message; upgrade
   const dir = lockDir();
   const plain = modes('plain', dir, join(dir, 'log'));
   await plain.waitFor('held');
+  await assert.rejects(Exclusive.acquire({ name: 'modes', dir, mode: 'shared', wait: true, signal: AbortSignal.timeout(200) }), {
+    name: 'TimeoutError',
+  });
   for (const other of [{ mode: 'shared' }, { mode: 'shared', wait: 300 }]) {
     const refused = await Exclusive.acquire({ name: 'modes', dir, ...other }).catch((error) => error);
     assert.ok(refused instanceof CannotAcquireLock, String(refused));
