@@ -40,8 +40,8 @@ export function buildDriver(scope: WindowsScope): SyncLockDriver {
         );
       return lock;
     },
-    // A shared or counted lock's holders are its slots' (the first of them for holder()); else the mutex's holder.
     announce: (resource, record) => announceWriter(state, resource, record),
+    // A shared or counted lock's holders are its slots' (the first of them for holder()); else the mutex's holder.
     holder: (resource, name) => familyHolders(state, resource, name)?.[0] ?? holderOf(state, resource, name),
     holders(resource, name) {
       const holders = familyHolders(state, resource, name);

@@ -160,8 +160,9 @@ for (const how of ['async', 'sync']) {
   test(`${form} waiting behind a continuous stream of overlapping shared holds gets in after about one read hold`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
-    // 4 readers of 150 ms holds, starting 40 ms apart: some reader is always inside, for 4 s.
-    const readers = Array.from({ length: 4 }, (_, i) => modes('reader', dir, log, 150, 4000, i * 40));
+    // 4 readers of 150 ms holds, starting 40 ms apart: some reader is always inside, for 6 s (4 s on Linux: under
+    // Wine an async writer first starts its waiter thread, 0.3-0.8 s on a loaded machine).
+    const readers = Array.from({ length: 4 }, (_, i) => modes('reader', dir, log, 150, 6000, i * 40));
     const writer = modes('late-writer', dir, log, 1500, how);
     const results = await together(dir, [...readers, writer]);
     ran(results);
@@ -173,7 +174,7 @@ for (const how of ['async', 'sync']) {
       holds.filter((other) => overlaps(write, other)),
       []
     );
-    // Starved, it would wait until the stream ends (about 2.5 s): it got in while readers kept coming after it.
+    // Starved, it would wait until the stream ends (about 4.5 s): it got in while readers kept coming after it.
     assert.ok(
       holds.some((hold) => hold.tag === 'R' && hold.from > write.to),
       'readers went on after the writer: it was not starved'
