@@ -40,6 +40,8 @@ export interface Kernel32 {
   wait(handle: number, ms: number): number;
   /** WaitForMultipleObjects(count, handles, FALSE, ms) over handles packed as 64-bit values. */
   waitAny(handles: Buffer, ms: number): number;
+  /** WaitForMultipleObjects(count, handles, TRUE, ms): all of them at once (at most 64), or none. */
+  waitAll(handles: Buffer, ms: number): number;
   /** ReleaseMutex: false when this thread does not own it. */
   releaseMutex(handle: number): boolean;
   closeHandle(handle: number): void;
@@ -101,6 +103,7 @@ function objectCalls(k: Functions): Omit<Kernel32, 'mutexState' | 'processCreati
     openMutex: (name) => handle(k.OpenMutexW([SYNCHRONIZE | MUTANT_QUERY_STATE, 0, name])),
     wait: (h, ms) => waited(k.WaitForSingleObject([h, ms])),
     waitAny: (handles, ms) => waited(k.WaitForMultipleObjects([handles.length / 8, handles, 0, ms])),
+    waitAll: (handles, ms) => waited(k.WaitForMultipleObjects([handles.length / 8, handles, 1, ms])),
     releaseMutex(h) {
       const result = k.ReleaseMutex([h]);
       if (result.value === 0) lastError = result.errnoCode;

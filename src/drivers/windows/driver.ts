@@ -4,12 +4,14 @@ import { lockDirectory, lockNamesIn } from '../file/path.js';
 import { readRecordAt } from '../file/lock-file.js';
 import { ERROR_FILE_NOT_FOUND, INFINITE } from '../../native/kernel32.js';
 import { infoFileName, readInfo, removeInfo, removeInfoIfFree } from './info-file.js';
-import { lockHere, mutexHeld } from './mutex.js';
+import { announceWriter, lockHere, mutexHeld } from './mutex.js';
 import { directoryKey, mutexName } from './mutex-name.js';
 import { infoPath, newDriverState, type DriverState } from './state.js';
 import { releaseWaiters, waitOnWaiter } from './waiting.js';
 import type { WindowsScope } from './index.js';
-import type { HolderRecord, SyncLockDriver } from '../types.js';
+import { familyHolders, forgetFamilies, lockInFamily } from './mode-holds.js';
+import { familyOf } from './modes.js';
+import type { DriverLock, HolderRecord, SyncLockDriver } from '../types.js';
 
 /**
  * The named-mutex driver of one scope for this thread. A mutex belongs to
@@ -22,13 +24,14 @@ export function buildDriver(scope: WindowsScope): SyncLockDriver {
   return {
     kind: 'windows',
     synchronous: true,
+    modes: { shared: true, counted: true },
     locate: (name, dir) => locate(state, name, dir),
-    tryLock: (resource, record) => lockHere(state, resource, record, 0),
+    tryLock: (resource, record) => lockAs(state, resource, record, 0),
     waitLock: (resource, record, signal) => waitOnWaiter(state, resource, record, signal),
     // Blocks this thread in the kernel, as flock does for the posix driver: the release (or the owner's death) hands
     // the mutex over at once. The shared code never calls it while this thread holds the lock (that is a conflict).
     waitLockSync(resource, record) {
-      const lock = lockHere(state, resource, record, INFINITE);
+      const lock = lockAs(state, resource, record, INFINITE);
       if (lock === null)
         throw new LockFileError(
           'ERR_LOCK_IO',
@@ -37,7 +40,15 @@ export function buildDriver(scope: WindowsScope): SyncLockDriver {
         );
       return lock;
     },
-    holder: (resource, name) => holderOf(state, resource, name),
+    announce: (resource, record) => announceWriter(state, resource, record),
+    // A shared or counted lock's holders are its slots' (the first of them for holder()); else the mutex's holder.
+    holder: (resource, name) => familyHolders(state, resource, name)?.[0] ?? holderOf(state, resource, name),
+    holders(resource, name) {
+      const holders = familyHolders(state, resource, name);
+      if (holders !== undefined && holders.length > 0) return holders;
+      const holder = holderOf(state, resource, name);
+      return holder === null ? [] : [holder];
+    },
     list: (dir) =>
       lockNamesIn(
         dir,
@@ -46,6 +57,12 @@ export function buildDriver(scope: WindowsScope): SyncLockDriver {
       ),
     cleanup: () => cleanup(state),
   };
+}
+
+/** A lock as `record` asks: exclusive (the name's mutex), or a slot of a shared or counted lock; waiting up to `ms` (0 or INFINITE). */
+function lockAs(state: DriverState, resource: string, record: HolderRecord, ms: number): DriverLock | null {
+  const family = familyOf(record);
+  return family === undefined ? lockHere(state, resource, record, ms) : lockInFamily(state, resource, record, family, ms);
 }
 
 /** The mutex name of a lock, remembering its directory for the info file. */
@@ -86,7 +103,7 @@ function cleanup(state: DriverState): void {
   releaseWaiters(state);
   for (const [resource, cached] of state.handles) {
     if (cached.held) {
-      removeInfo(cached.info!);
+      if (cached.info !== undefined) removeInfo(cached.info); // none for a writer's wait that kept the mutex
       cached.held = false;
       k.releaseMutex(cached.handle);
       k.closeHandle(cached.handle);
@@ -96,4 +113,5 @@ function cleanup(state: DriverState): void {
     }
   }
   state.handles.clear();
+  forgetFamilies(state);
 }

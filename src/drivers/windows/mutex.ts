@@ -9,12 +9,14 @@ import {
   type Kernel32,
 } from '../../native/kernel32.js';
 import { removeInfoIfFree, writeInfo } from './info-file.js';
+import { admitWriter } from './mode-holds.js';
+import { familyOf } from './modes.js';
 import { infoPath, type Cached, type DriverState } from './state.js';
 import type { WindowsScope } from './index.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
 /** This thread's handle of the mutex `resource` (created or opened on first use), now the most recently used. */
-function openHandle(state: DriverState, resource: string): Cached {
+export function openHandle(state: DriverState, resource: string): Cached {
   let cached = state.handles.get(resource);
   if (cached !== undefined) {
     state.handles.delete(resource);
@@ -35,13 +37,15 @@ export function lockHere(state: DriverState, resource: string, record: HolderRec
   if (state.waiterHeld.has(resource)) return null; // our own waiter thread holds it
   const cached = openHandle(state, resource);
   // Mutexes are recursive for their owner: acquiring again here would not exclude anything.
-  if (cached.held) return null;
-  const result = state.k.wait(cached.handle, ms);
+  if (cached.held && cached.kept === undefined) return null;
+  const result = cached.kept ?? state.k.wait(cached.handle, ms);
   if (result === WAIT_TIMEOUT) {
     evictIdleHandles(state);
     return null;
   }
   if (result !== WAIT_OBJECT_0 && result !== WAIT_ABANDONED) throw mutexError(state.k.lastError(), resource, state.scope);
+  if (!writerAdmitted(state, resource, record, cached, ms, result)) return null;
+  cached.kept = undefined;
   cached.held = true;
   cached.info ??= infoPath(state, resource);
   writeInfo(cached.info, record);
@@ -55,6 +59,52 @@ export function lockHere(state: DriverState, resource: string, record: HolderRec
       state.k.releaseMutex(cached.handle);
       if (state.handles.get(resource) === cached) evictIdleHandles(state);
     },
+  };
+}
+
+/**
+ * Holding the mutex (got with `result`): true when the writer may go on (see
+ * admitWriter: readers of the name leave within `ms`). Else the mutex is
+ * given back, or kept while the writer's wait is announced (see announceWriter);
+ * a mismatch is thrown once it is given back.
+ */
+function writerAdmitted(state: DriverState, resource: string, record: HolderRecord, cached: Cached, ms: number, result: number): boolean {
+  let admitted: boolean | 'mismatch' = 'mismatch';
+  try {
+    admitted = admitWriter(state, resource, record, ms);
+  } finally {
+    if (admitted === false && state.announced.has(resource)) {
+      cached.held = true; // kept: not closed as idle, nor taken again
+      cached.kept = result;
+    } else if (admitted !== true) {
+      cached.held = false;
+      cached.kept = undefined;
+      state.k.releaseMutex(cached.handle);
+      evictIdleHandles(state);
+    }
+  }
+  return admitted === true;
+}
+
+/**
+ * A writer's wait starts on this thread (the shared code calls this around
+ * every wait). While it lasts, a try that got the mutex but found readers
+ * inside keeps the mutex instead of giving it back, so no new reader gets
+ * in between the polls of a synchronous wait. A wait on the waiter thread
+ * needs none of this: it holds the mutex while the readers leave.
+ */
+export function announceWriter(state: DriverState, resource: string, record: HolderRecord): () => void {
+  if (familyOf(record) !== undefined) return () => {};
+  state.announced.set(resource, (state.announced.get(resource) ?? 0) + 1);
+  return () => {
+    const count = state.announced.get(resource)! - 1;
+    if (count > 0) return void state.announced.set(resource, count);
+    state.announced.delete(resource);
+    const cached = state.handles.get(resource);
+    if (cached?.kept === undefined) return;
+    cached.kept = undefined;
+    cached.held = false;
+    state.k.releaseMutex(cached.handle);
   };
 }
 

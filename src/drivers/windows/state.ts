@@ -12,6 +12,8 @@ export interface Cached {
   held: boolean;
   /** The info file this thread last wrote for it: removed, if the mutex is free, when the handle is closed. */
   info?: string;
+  /** Owned (and `held`) for an announced writer's wait, not yet a lock: how the wait for it ended (WAIT_OBJECT_0 or WAIT_ABANDONED). */
+  kept?: number;
 }
 
 /** A lock acquired by a waiter thread, which owns it until release. */
@@ -35,10 +37,26 @@ export interface DriverState {
   /** Locks held by a waiter thread (acquired by waitLock). */
   readonly waiterHeld: Map<string, WaiterLock>;
   readonly waiters: Waiter[];
+  /** Names whose exclusive wait is announced on this thread (see announceWriter), with how many. */
+  readonly announced: Map<string, number>;
+  /** The open `R#family` handles of this thread's shared and counted holds, with their name's mutex (closed at release, or at exit). */
+  readonly markers: Map<number, string>;
+  /** Names this thread (or its waiters) used shared or counted: at exit their family file is removed if no holder is left. */
+  readonly families: Set<string>;
 }
 
 export function newDriverState(scope: WindowsScope): DriverState {
-  return { k: loadKernel32(), scope, directories: new Map(), handles: new Map(), waiterHeld: new Map(), waiters: [] };
+  return {
+    k: loadKernel32(),
+    scope,
+    directories: new Map(),
+    handles: new Map(),
+    waiterHeld: new Map(),
+    waiters: [],
+    announced: new Map(),
+    markers: new Map(),
+    families: new Set(),
+  };
 }
 
 /** The info file of the lock whose mutex is `resource`. */

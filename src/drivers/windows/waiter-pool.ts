@@ -80,8 +80,8 @@ export class Waiter {
     return this.#lost?.signal;
   }
 
-  /** Waits for the mutex `name` until it is acquired (then held by this waiter) or `signal` aborts. */
-  wait(name: string, signal: AbortSignal): Promise<WaiterReply> {
+  /** Waits as `job` says until the lock is acquired (then held by this waiter) or `signal` aborts. */
+  wait(job: WaiterJob, signal: AbortSignal): Promise<WaiterReply> {
     this.#state = 'waiting';
     Atomics.store(this.#control, CONTROL.CANCEL, 0);
     this.#k.resetEvent(this.#cancelEvent);
@@ -97,7 +97,7 @@ export class Waiter {
       };
       signal.addEventListener('abort', cancel, { once: true });
       this.#worker.ref();
-      this.#worker.postMessage({ name } satisfies WaiterJob);
+      this.#worker.postMessage(job);
       if (signal.aborted) cancel();
     });
   }

@@ -32,10 +32,21 @@ export interface WaiterData {
   cancelEvent: number;
 }
 
-/** Driver -> waiter: wait for this mutex and hold it. */
+/** Driver -> waiter: wait for this mutex (exclusive), or for a slot of its shared or counted lock, and hold it. */
 export interface WaiterJob {
   name: string;
+  /** `shared` or `limit N` (modes.ts); absent: exclusive. */
+  family?: string;
+  /** The info file saying which family the name's holders use. */
+  familyFile: string;
 }
 
-/** Waiter -> driver: how a job ended (or that it now holds the mutex). */
-export type WaiterReply = { type: 'acquired'; abandoned: boolean } | { type: 'cancelled' } | { type: 'error'; error: number };
+/**
+ * Waiter -> driver: how a job ended (or that it now holds the mutex, or the
+ * slot `slot`); `mismatch`: the name's holders use it as `held` says.
+ */
+export type WaiterReply =
+  | { type: 'acquired'; abandoned: boolean; slot?: number }
+  | { type: 'cancelled' }
+  | { type: 'error'; error: number; name?: string }
+  | { type: 'mismatch'; held: string };

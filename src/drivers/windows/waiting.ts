@@ -1,4 +1,7 @@
+import { lockMismatch } from '../../shared/errors.js';
 import { removeInfo, writeInfo } from './info-file.js';
+import { familyFile, writerWaits } from './mode-holds.js';
+import { familyOf, slotNames, useOf } from './modes.js';
 import { mutexError } from './mutex.js';
 import { infoPath, type DriverState, type WaiterLock } from './state.js';
 import { Waiter } from './waiter-pool.js';
@@ -8,9 +11,10 @@ import type { DriverLock, HolderRecord } from '../types.js';
 const MAX_IDLE_WAITERS = 2;
 
 /**
- * Waits for the mutex on a waiter thread (never on libuv's pool, where
- * blocking waits would stall `fs` and `dns`), which then holds it until
- * `release` asks it, synchronously. Null when `signal` cancelled the wait.
+ * Waits for the mutex (or for a shared or counted lock, a slot of it) on a
+ * waiter thread (never on libuv's pool, where blocking waits would stall
+ * `fs` and `dns`), which then holds it until `release` asks it,
+ * synchronously. Null when `signal` cancelled the wait.
  */
 export async function waitOnWaiter(
   state: DriverState,
@@ -21,12 +25,17 @@ export async function waitOnWaiter(
   if (signal.aborted) return null;
   let waiter = state.waiters.find((w) => w.idle);
   if (waiter === undefined) state.waiters.push((waiter = new Waiter(state.k)));
-  const reply = await waiter.wait(resource, signal);
+  const family = familyOf(record);
+  if (family !== undefined) state.families.add(resource);
+  const reply = await waiter.wait({ name: resource, family, familyFile: familyFile(state, resource) }, signal);
   if (reply.type !== 'acquired') retireSpareWaiters(state);
   if (reply.type === 'cancelled') return null;
-  if (reply.type === 'error') throw mutexError(reply.error, resource, state.scope);
-  const held: WaiterLock = { waiter, info: infoPath(state, resource) };
-  state.waiterHeld.set(resource, held);
+  if (reply.type === 'error') throw mutexError(reply.error, reply.name ?? resource, state.scope);
+  if (reply.type === 'mismatch') throw lockMismatch(record.name, useOf(reply.held), record);
+  // What the waiter owns: the name's mutex, or one slot of it.
+  const owned = reply.slot === undefined ? resource : slotNames(resource, family!)[reply.slot];
+  const held: WaiterLock = { waiter, info: infoPath(state, owned) };
+  state.waiterHeld.set(owned, held);
   writeInfo(held.info, { ...record, since: new Date() });
   let released = false;
   return {
@@ -35,11 +44,12 @@ export async function waitOnWaiter(
     release() {
       if (released) return;
       released = true;
-      state.waiterHeld.delete(resource);
+      state.waiterHeld.delete(owned);
       removeInfo(held.info); // while still holding it: nobody else can be writing it
       held.waiter.release();
       retireSpareWaiters(state);
     },
+    ...(family === 'shared' && { contended: () => writerWaits(state, resource) }),
   };
 }
 
