@@ -21,10 +21,12 @@ import { claimPathFor } from '../../src/drivers/file/claim.js';
 import { processStartTime } from '../../src/shared/process-identity.js';
 import { createPortableDriver } from '../../src/drivers/portable/index.js';
 import { driverSuite } from '../helpers/suite.js';
+import { modesSuite } from '../helpers/modes-suite.js';
 import { FIXTURES, ROOT, lockDir, run, start, startCommand } from '../helpers/processes.js';
 import { buildForUsers } from '../helpers/run-as.js';
 
 driverSuite(test, 'portable');
+modesSuite(test, 'portable');
 
 const portable = { driver: 'portable' } as const;
 /** The portable driver's claim file for `name`. */

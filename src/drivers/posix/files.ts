@@ -5,7 +5,7 @@ import { LockFileError } from '../../shared/errors.js';
 import { lockFileError, openLockFile, writeRecord, type OpenLockFile } from '../file/lock-file.js';
 import { evictIdle } from '../file/idle-cache.js';
 import { watchLockFile } from '../file/watch.js';
-import { claimPathFor, liveClaimAt } from '../file/claim.js';
+import { portableHolderAt } from '../file/slot-claims.js';
 import type { Native } from '../../native/libc.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -225,7 +225,7 @@ export class LockFiles {
  */
 function portableHolds(path: string, unlock: () => void): boolean {
   try {
-    return liveClaimAt(claimPathFor(path)) !== null;
+    return portableHolderAt(path) !== null;
   } catch (error) {
     unlock();
     throw error;

@@ -4,7 +4,7 @@ import { decodeRecord, encodeRecord, limitOf, modeOf } from '../../shared/holder
 import { lockMismatch as mismatch, type LockModeError } from '../../shared/errors.js';
 import { locateLockFile, readHead } from '../file/lock-file.js';
 import { flockHolderRecord } from '../file/proc-locks.js';
-import { claimPathFor, liveClaimAt } from '../file/claim.js';
+import { portableHolderAt } from '../file/slot-claims.js';
 import { LOCK_EX, LOCK_NB, LOCK_SH, sleepSync, type CachedFile, type LockFiles } from './files.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -220,7 +220,7 @@ export class PosixModes {
     let slot: { slot: number; file: CachedFile } | null = null;
     try {
       family = this.#joinFamily(path, record);
-      if (family !== null && liveClaimAt(claimPathFor(path)) === null) slot = takeSlot();
+      if (family !== null && portableHolderAt(path) === null) slot = takeSlot();
     } finally {
       if (slot === null) {
         if (family !== null) this.#files.unlock(modePath(path), family, false);
