@@ -104,6 +104,24 @@ export function portableHolderAt(lockPath: string): HolderRecord | null {
 }
 
 /**
+ * True when a portable-driver writer waits for the name whose claim file is
+ * `claimPath`: its gate claim is live (unreadable or unsafe: no).
+ *
+ * @example
+ * ```ts
+ * if (portableWriterWaits(claimPathFor(lockPath))) return null; // a reader stays out
+ * ```
+ */
+export function portableWriterWaits(claimPath: string): boolean {
+  try {
+    const gate = readClaim(gateClaimPath(claimPath));
+    return gate !== undefined && isLive(gate);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Creates the marker that slot claims may exist beside `claimPath` (a
  * no-op when it does). An empty file, never read, written or followed.
  *

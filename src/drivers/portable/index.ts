@@ -3,7 +3,17 @@ import { lockFilePath } from '../file/path.js';
 import { flockHolderAt } from '../file/proc-locks.js';
 import { watchLockFiles } from '../file/watch.js';
 import { basename } from 'node:path';
-import { CLAIM_FILE_SUFFIX, claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim } from '../file/claim.js';
+import {
+  CLAIM_FILE_SUFFIX,
+  claimPathFor,
+  createClaim,
+  fileLockNamesIn,
+  fileRegistryKey,
+  isLive,
+  lockPathFor,
+  newToken,
+  readClaim,
+} from '../file/claim.js';
 import { liveSlotHolders } from '../file/slot-claims.js';
 import { MAX_ROUNDS, reclaim, removeOwn, sweepLeftovers } from './reclaim.js';
 import { isPlain, PortableModes } from './modes.js';

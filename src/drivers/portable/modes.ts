@@ -1,9 +1,17 @@
 import { limitOf, modeOf } from '../../shared/holder-record.js';
 import { lockMismatch } from '../../shared/errors.js';
 import { flockHolderAt } from '../file/proc-locks.js';
-import { createClaim, isLive, liveClaimAt, lockPathFor, newToken, readClaim } from '../file/claim.js';
-import { exists, gateClaimPath, markSlots, slotClaimPath, slotClaimsAt, slotsMarkerPath, type SlotClaim } from '../file/slot-claims.js';
-import { unlinkQuietly } from '../file/claim.js';
+import { CLAIM_FILE_SUFFIX, createClaim, isLive, liveClaimAt, lockPathFor, newToken, readClaim, unlinkQuietly } from '../file/claim.js';
+import {
+  exists,
+  gateClaimPath,
+  markSlots,
+  portableWriterWaits,
+  slotClaimPath,
+  slotClaimsAt,
+  slotsMarkerPath,
+  type SlotClaim,
+} from '../file/slot-claims.js';
 import { MAX_ROUNDS, reclaim, removeOwn, sweepLeftovers } from './reclaim.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -83,7 +91,7 @@ export class PortableModes {
     if (flockHolderAt(lockPathFor(path))) return true;
     if (this.#liveOrReclaimed(path, path, record)) return true;
     if (limitOf(record) > 1) return false;
-    return this.#liveOrReclaimed(path, gateClaimPath(path), record) || Boolean(flockHolderAt(posixGatePath(path)));
+    return this.#liveOrReclaimed(path, gateClaimPath(path), record) || Boolean(flockHolderAt(posixSidePath(path, 'gate')));
   }
 
   /** True when the claim at `target` is live (or being reclaimed by a live process); a dead holder's is reclaimed. */
@@ -143,10 +151,9 @@ export class PortableModes {
     };
   }
 
-  /** True when a writer waits for the name whose claim file is `path` (its gate claim is live). */
+  /** True when a writer of either driver waits for the name whose claim file is `path`. */
   writerWaits(path: string): boolean {
-    const gate = readClaim(gateClaimPath(path));
-    return gate !== undefined && isLive(gate);
+    return portableWriterWaits(path) || Boolean(flockHolderAt(posixSidePath(path, 'gate')));
   }
 
   /**
@@ -190,12 +197,13 @@ export class PortableModes {
 
   /**
    * The gate claim for a writer about to wait (null: another writer has it,
-   * or the name is not used shared: no marker, so no reader to keep out,
-   * and no file written for a plain lock's waits). Read before created, so
-   * a failed try writes nothing (it would wake every waiter's watch).
+   * or the name is not used shared: neither our marker nor the posix
+   * driver's mode file, so no reader to keep out, and no file written for a
+   * plain lock's waits). Read before created, so a failed try writes
+   * nothing (it would wake every waiter's watch).
    */
   #takeGate(path: string, record: HolderRecord): string | null {
-    if (!exists(slotsMarkerPath(path))) return null;
+    if (!exists(slotsMarkerPath(path)) && !exists(posixSidePath(path, 'mode'))) return null;
     const gate = gateClaimPath(path);
     if (this.#liveOrReclaimed(path, gate, record)) return null;
     const token = newToken();
@@ -231,7 +239,7 @@ function firstFree(taken: ReadonlySet<number>, count: number): number | undefine
   return undefined;
 }
 
-/** The posix driver's gate file for the claim file `path` (held exclusively by a posix writer that waits). */
-function posixGatePath(path: string): string {
-  return `${path.slice(0, -'.pid'.length)}.gate`;
+/** A posix driver's file beside the claim file `path`: its `gate` (flocked by a waiting writer) or `mode` file (there once used shared). */
+function posixSidePath(path: string, suffix: 'gate' | 'mode'): string {
+  return `${path.slice(0, -CLAIM_FILE_SUFFIX.length)}.${suffix}`;
 }

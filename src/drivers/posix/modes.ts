@@ -4,7 +4,8 @@ import { decodeRecord, encodeRecord, limitOf, modeOf } from '../../shared/holder
 import { lockMismatch as mismatch, type LockModeError } from '../../shared/errors.js';
 import { locateLockFile, readHead } from '../file/lock-file.js';
 import { flockHolderRecord } from '../file/proc-locks.js';
-import { portableHolderAt } from '../file/slot-claims.js';
+import { claimPathFor } from '../file/claim.js';
+import { portableHolderAt, portableWriterWaits } from '../file/slot-claims.js';
 import { LOCK_EX, LOCK_NB, LOCK_SH, sleepSync, type CachedFile, type LockFiles } from './files.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -82,7 +83,7 @@ export class PosixModes {
 
   /** True when a writer waits for `path`, its gate held (for a thread's shared calls deciding whether to join its hold). */
   writerWaits(path: string): boolean {
-    return !this.#files.probe(gatePath(path), LOCK_SH);
+    return !this.#files.probe(gatePath(path), LOCK_SH) || portableWriterWaits(claimPathFor(path));
   }
 
   #withdraw(path: string): void {
@@ -172,9 +173,10 @@ export class PosixModes {
     }
   }
 
-  /** Shared: past the gate (unless a writer waits), the lock file shared, the mode file, then a record slot. */
+  /** Shared: past the gate (unless a writer of either driver waits), the lock file shared, the mode file, then a record slot. */
   #shared(path: string, record: HolderRecord, nb: number): DriverLock | null {
     if (this.#files.heldHere(path) === 'exclusive') throw this.#mismatchHere(path, record);
+    if (portableWriterWaits(claimPathFor(path))) return null; // a portable-driver writer's gate claim
     const gate = this.#files.take(gatePath(path), LOCK_SH | nb);
     if (gate === null) return null;
     let main: CachedFile | null;
