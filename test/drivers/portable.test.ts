@@ -18,6 +18,7 @@ import { encodeRecord } from '../../src/shared/holder-record.js';
 import { CannotAcquireLock, Exclusive, LockFileError } from '../../src/index.js';
 import { lockFilePath } from '../../src/drivers/file/path.js';
 import { claimPathFor } from '../../src/drivers/file/claim.js';
+import { gateClaimPath, slotClaimPath, slotsMarkerPath } from '../../src/drivers/file/slot-claims.js';
 import { processStartTime } from '../../src/shared/process-identity.js';
 import { createPortableDriver } from '../../src/drivers/portable/index.js';
 import { driverSuite } from '../helpers/suite.js';
@@ -673,4 +674,75 @@ test('lock files and claims are 0644 whatever the umask (077 here), so other use
     const [, lockfile] = /held \d+ (\S+)/.exec(await holder.waitFor('held'))!;
     t.is(statSync(lockfile).mode & 0o777, 0o644, `the ${driver} driver's ${lockfile}`);
   }
+});
+
+/** True once a modes.ts process logged its entry into a hold in `log` (its claim is created before: it may still back off). */
+const entered = (log: string): boolean => existsSync(log) && readFileSync(log, 'utf8').includes(' E ');
+
+/** The record line of the claim file at `path`. */
+const recordIn = (path: string): { pid: number; mode?: string } => JSON.parse(readFileSync(path, 'utf8').split('\n')[0]) as { pid: number };
+
+test('portable modes: a kill -9ed reader leaves its slot claim, reclaimed by the next writer at once; a slot claim naming a reused pid holds nothing', async (t) => {
+  const dir = lockDir();
+  const claim = claimPath('modes', dir);
+  const slot = slotClaimPath(claim, 0);
+  const log = join(dir, 'log');
+  const reader = start('modes.ts', ['reader', dir, 'portable', log, '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  await until(() => entered(log));
+  t.like(recordIn(slot), { pid: reader.child.pid, mode: 'shared' });
+  const refused = t.throws(() => Exclusive.lock({ name: 'modes', dir, ...portable }), { instanceOf: CannotAcquireLock });
+  t.is(refused.pid, reader.child.pid!);
+  reader.child.kill('SIGKILL');
+  await reader.finished;
+  t.true(existsSync(slot), 'kill -9 leaves the claim behind');
+  const lock = Exclusive.lock({ name: 'modes', dir, ...portable }); // no wait: the dead reader's claim is reclaimed in this one try
+  t.false(existsSync(slot));
+  await lock.release();
+  // A slot claim (and the marker a reader makes) naming a live process: held with its start time, not with another one.
+  const sleep = await sleeper(t);
+  const startTime = processStartTime(sleep.pid)!;
+  writeFileSync(slotsMarkerPath(claim), '');
+  for (const [start, held] of [
+    [startTime, true],
+    [String(Number(startTime) + 1), false],
+  ] as const) {
+    writeFileSync(slot, encodeRecord({ name: 'modes', pid: sleep.pid, start, host: hostname(), mode: 'shared' }));
+    t.deepEqual(
+      Exclusive.holders('modes', { dir, ...portable }).map((holder) => holder.pid),
+      held ? [sleep.pid] : []
+    );
+    t.deepEqual(tryLock('modes', dir), held ? { acquired: false, pid: sleep.pid } : { acquired: true });
+    t.is(existsSync(slot), held, held ? "a live holder's claim is left alone" : "a reused pid's claim is reclaimed");
+  }
+  t.is(sleep.exitCode, null, 'the unrelated process was not touched');
+});
+
+test("portable modes: a waiting writer's gate claim keeps new readers out; kill -9ed, its gate claim is reclaimed by the next reader", async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'log');
+  const claim = claimPath('modes', dir);
+  const reader = start('modes.ts', ['reader', dir, 'portable', log, '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  await until(() => entered(log));
+  const writer = start('modes.ts', ['late-writer', dir, 'portable', log, '0']);
+  t.teardown(() => writer.child.kill('SIGKILL'));
+  const gate = gateClaimPath(claim);
+  await until(() => existsSync(gate));
+  t.is(recordIn(gate).pid, writer.child.pid!);
+  const shared = { name: 'modes', dir, mode: 'shared', ...portable } as const;
+  // A reader alone inside, and yet a new reader waits: behind the writer.
+  t.throws(() => Exclusive.lock(shared), { instanceOf: CannotAcquireLock });
+  writer.child.kill('SIGKILL');
+  await writer.finished;
+  t.true(existsSync(gate), 'kill -9 leaves the gate claim behind');
+  const lock = Exclusive.lock(shared);
+  t.false(existsSync(gate));
+  t.deepEqual(
+    Exclusive.holders('modes', { dir, ...portable })
+      .map((holder) => holder.pid)
+      .sort(),
+    [reader.child.pid!, process.pid].sort()
+  );
+  await lock.release();
 });
