@@ -110,7 +110,10 @@ test('the exclusive command waiting with --driver portable for a posix holder di
 /** Resolves once the modes.ts processes logging to `log` have entered `count` holds. */
 async function entered(log: string, count: number): Promise<void> {
   const holds = (): number => (existsSync(log) ? readFileSync(log, 'utf8').split(' E ').length - 1 : 0);
-  while (holds() < count) await new Promise((resolve) => setTimeout(resolve, 10));
+  for (const deadline = Date.now() + 30_000; holds() < count;) {
+    if (Date.now() > deadline) throw new Error(`${holds()} of ${count} holds entered within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 test("shared holders of one driver keep the other driver's writer out, both ways, naming them", async (t) => {
