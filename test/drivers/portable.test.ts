@@ -746,3 +746,16 @@ test("portable modes: a waiting writer's gate claim keeps new readers out; kill 
   );
   await lock.release();
 });
+
+test('portable modes: shared and counted holders that exit leave no file of the name behind', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'log');
+  const runs = [
+    run('modes.ts', ['reader', dir, 'portable', log, '100', '300']),
+    run('modes.ts', ['reader', dir, 'portable', log, '100', '300']),
+  ];
+  for (const result of await Promise.all(runs)) t.is(result.code, 0, result.stderr);
+  t.deepEqual(readdirSync(dir), ['log']);
+  t.is((await run('modes.ts', ['counted', dir, 'portable', log, '3', '20'])).code, 0);
+  t.deepEqual(readdirSync(dir), ['log']);
+});

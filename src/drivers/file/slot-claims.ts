@@ -1,7 +1,7 @@
 import { closeSync, constants, lstatSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { LockFileError } from '../../shared/errors.js';
-import { CLAIM_FILE_SUFFIX, claimPathFor, isLive, liveClaimAt, readClaim, type Claim } from './claim.js';
+import { CLAIM_FILE_SUFFIX, claimPathFor, isLive, liveClaimAt, readClaim, SLOTS_MARKER_SUFFIX, type Claim } from './claim.js';
 import { code, createExclusive, lockFileError } from './lock-file.js';
 import type { HolderRecord } from '../types.js';
 
@@ -24,7 +24,7 @@ export const slotClaimPath = (claimPath: string, slot: number): string => `${ste
 /** A waiting writer's claim beside the claim file `claimPath`. */
 export const gateClaimPath = (claimPath: string): string => `${stemOf(claimPath)}.gate.claim`;
 /** The marker that slot claims may exist beside the claim file `claimPath`. */
-export const slotsMarkerPath = (claimPath: string): string => `${stemOf(claimPath)}.slots`;
+export const slotsMarkerPath = (claimPath: string): string => `${stemOf(claimPath)}${SLOTS_MARKER_SUFFIX}`;
 
 /** A slot claim as found beside a claim file. */
 export interface SlotClaim {

@@ -77,6 +77,7 @@ export function createPortableDriver(): LockDriver {
           // Exiting: the claim names a process about to be gone, so the next acquirer reclaims it.
         }
       }
+      modes.clearMarkers((path, record) => tryClaim(held, modes, path, record));
     },
   };
 }

@@ -1,4 +1,4 @@
-import { limitOf, modeOf } from '../../shared/holder-record.js';
+import { limitOf, modeOf, recordForThisProcess } from '../../shared/holder-record.js';
 import { lockMismatch } from '../../shared/errors.js';
 import { flockHolderAt } from '../file/proc-locks.js';
 import { CLAIM_FILE_SUFFIX, createClaim, isLive, liveClaimAt, lockPathFor, newToken, readClaim, unlinkQuietly } from '../file/claim.js';
@@ -55,6 +55,8 @@ export class PortableModes {
   readonly #held: Map<string, string>;
   /** Claim paths (`<stem>.pid`) whose exclusive wait is announced. */
   readonly #gates = new Map<string, Gate>();
+  /** Claim paths (`<stem>.pid`) this driver object has held shared or counted, with their names: their markers are cleared at exit. */
+  readonly #used = new Map<string, string>();
 
   constructor(held: Map<string, string>) {
     this.#held = held;
@@ -76,7 +78,7 @@ export class PortableModes {
       const token = newToken();
       const target = slotClaimPath(path, slot);
       if (!createClaim(path, target, record, token)) continue; // taken meanwhile: look again
-      if (this.#confirm(path, record, target, token)) return this.#slotHold(path, target, token);
+      if (this.#confirm(path, record, target, token)) return this.#slotHold(path, record.name, target, token);
       return null;
     }
     return null; // others keep taking the slots we find free: busy
@@ -140,8 +142,9 @@ export class PortableModes {
     }
   }
 
-  #slotHold(path: string, target: string, token: string): DriverLock {
+  #slotHold(path: string, name: string, target: string, token: string): DriverLock {
     this.#held.set(target, token);
+    this.#used.set(path, name);
     return {
       release: () => {
         removeOwn(target, token);
@@ -177,6 +180,23 @@ export class PortableModes {
     if (!exists(marker)) return;
     unlinkQuietly(marker);
     if (slotClaimsAt(path).some(({ claim }) => isLive(claim))) markSlots(path);
+  }
+
+  /**
+   * At exit: each name this process used shared or counted, and that nobody
+   * holds so now, is taken exclusively for a moment through `take`, which
+   * removes its marker (only an exclusive holder may, see clearMarker), so
+   * no file of a free name is left behind.
+   */
+  clearMarkers(take: (path: string, record: HolderRecord) => DriverLock | null): void {
+    for (const [path, name] of this.#used) {
+      try {
+        if (!exists(slotsMarkerPath(path)) || slotClaimsAt(path).some(({ claim }) => isLive(claim))) continue;
+        void take(path, recordForThisProcess(name))?.release();
+      } catch {
+        // Exiting: a marker left behind only makes the posix driver look for slot claims of this name.
+      }
+    }
   }
 
   /** A writer's wait starts: it takes the gate (now, or at a later try), so new readers wait behind it. */
