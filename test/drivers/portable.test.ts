@@ -3,6 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -758,4 +759,37 @@ test('portable modes: shared and counted holders that exit leave no file of the 
   t.deepEqual(readdirSync(dir), ['log']);
   t.is((await run('modes.ts', ['counted', dir, 'portable', log, '3', '20'])).code, 0);
   t.deepEqual(readdirSync(dir), ['log']);
+});
+
+test('portable modes: a symlink or FIFO planted at a slot or gate claim is refused with ERR_LOCK_FILE_UNSAFE and left untouched; a posix holder is not fooled by it', async (t) => {
+  const dir = lockDir();
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious');
+  const plants: Array<[string, (claim: string) => string]> = [
+    ['slot', (claim) => slotClaimPath(claim, 0)],
+    ['gate', (claim) => gateClaimPath(claim)],
+  ];
+  for (const [where, pathOf] of plants) {
+    for (const [what, make] of [
+      ['symlink', (path: string) => symlinkSync(victim, path)],
+      ['fifo', (path: string) => execFileSync('mkfifo', [path])],
+    ] as const) {
+      const name = `unsafe-${where}-${what}`;
+      const path = pathOf(claimPath(name, dir));
+      make(path);
+      const error = t.throws(() => Exclusive.lock({ name, dir, mode: 'shared', ...portable }), { instanceOf: LockFileError }, name);
+      t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE', name);
+      t.is(error?.path, path, name);
+      t.true(lstatSync(path).isSymbolicLink() || lstatSync(path).isFIFO(), name);
+    }
+  }
+  t.is(readFileSync(victim, 'utf8'), 'precious');
+  // A live reader (another process) beside a planted slot file: a posix writer still sees the reader.
+  const log = join(dir, 'log');
+  const reader = start('modes.ts', ['reader', dir, 'portable', log, '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  await until(() => entered(log));
+  symlinkSync(victim, slotClaimPath(claimPath('modes', dir), 5));
+  const refused = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver: 'posix' }), { instanceOf: CannotAcquireLock });
+  t.is(refused.pid, reader.child.pid!);
 });

@@ -36,14 +36,15 @@ export interface SlotClaim {
 /**
  * The slot claims beside the claim file `claimPath` (one readdir), in slot
  * order, as read: live or not. Throws the LockFileError of one that is
- * unsafe (not a regular file) or unreadable (another user's 0600 file).
+ * unreadable (another user's 0600 file), or unsafe (not a regular file)
+ * unless `skipUnsafe`: then it is passed over, and the others still count.
  *
  * @example
  * ```ts
  * slotClaimsAt('/run/lock/exclusive-process.x.pid'); // [{ slot: 0, path: '.../exclusive-process.x.slot-0.claim', claim }]
  * ```
  */
-export function slotClaimsAt(claimPath: string): SlotClaim[] {
+export function slotClaimsAt(claimPath: string, skipUnsafe = false): SlotClaim[] {
   const dir = dirname(claimPath);
   const prefix = `${basename(stemOf(claimPath))}.`;
   let names: string[];
@@ -57,10 +58,19 @@ export function slotClaimsAt(claimPath: string): SlotClaim[] {
     const slot = name.startsWith(prefix) ? SLOT.exec(name.slice(prefix.length))?.[1] : undefined;
     if (slot === undefined) continue;
     const path = join(dir, name);
-    const claim = readClaim(path);
+    const claim = readSlotClaim(path, skipUnsafe);
     if (claim !== undefined) found.push({ slot: Number(slot), path, claim });
   }
   return found.sort((a, b) => a.slot - b.slot);
+}
+
+function readSlotClaim(path: string, skipUnsafe: boolean): Claim | undefined {
+  try {
+    return readClaim(path);
+  } catch (error) {
+    if (skipUnsafe && error instanceof LockFileError && error.code === 'ERR_LOCK_FILE_UNSAFE') return undefined;
+    throw error;
+  }
 }
 
 /**
@@ -72,8 +82,8 @@ export function slotClaimsAt(claimPath: string): SlotClaim[] {
  * liveSlotHolders(claimPath); // [{ name: 'encode', pid: 11, limit: 3, slot: 0, ... }]
  * ```
  */
-export function liveSlotHolders(claimPath: string): HolderRecord[] {
-  return slotClaimsAt(claimPath)
+export function liveSlotHolders(claimPath: string, skipUnsafe = false): HolderRecord[] {
+  return slotClaimsAt(claimPath, skipUnsafe)
     .filter(({ claim }) => isLive(claim))
     .map(({ slot, claim }) => ((claim.record!.limit ?? 1) > 1 ? { ...claim.record!, slot } : claim.record!));
 }
@@ -84,7 +94,8 @@ export function liveSlotHolders(claimPath: string): HolderRecord[] {
  * some) a shared or counted holder's slot claim; null when none. For the
  * posix driver, after it flocked `lockPath`: cheap (one lstat) when no
  * portable process holds the name. A claim we may not read is never taken
- * for free (ERR_LOCK_PERMISSION); a planted non-file is nobody's hold.
+ * for free (ERR_LOCK_PERMISSION); a planted non-file is nobody's hold (and
+ * hides no other).
  *
  * @example
  * ```ts
@@ -95,12 +106,7 @@ export function portableHolderAt(lockPath: string): HolderRecord | null {
   const claimPath = claimPathFor(lockPath);
   const holder = liveClaimAt(claimPath);
   if (holder !== null || !exists(slotsMarkerPath(claimPath))) return holder;
-  try {
-    return liveSlotHolders(claimPath)[0] ?? null;
-  } catch (error) {
-    if (error instanceof LockFileError && error.code === 'ERR_LOCK_PERMISSION') throw error;
-    return null;
-  }
+  return liveSlotHolders(claimPath, true)[0] ?? null;
 }
 
 /**

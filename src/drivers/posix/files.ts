@@ -218,7 +218,7 @@ export class LockFiles {
 }
 
 /**
- * True when a live portable-driver claim holds the name of the lock file
+ * True when a live portable-driver claim (exclusive, shared or counted) holds the name of the lock file
  * `path`, which we have just flocked. A claim we may not read (another
  * user's 0600 file) is never taken for free: `unlock` drops our flock, then
  * its ERR_LOCK_PERMISSION is thrown.
