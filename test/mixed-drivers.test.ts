@@ -164,3 +164,36 @@ test('posix and portable readers and writers of one name for 4 s: no writer over
   );
   t.is(readFileSync(counter, 'utf8'), String(writes.length));
 });
+
+test("a writer of either driver waiting behind a continuous stream of the other driver's overlapping shared holds gets in after about one read hold", async (t) => {
+  for (const [readers, writer] of [
+    ['portable', 'posix'],
+    ['posix', 'portable'],
+  ] as const) {
+    const dir = lockDir();
+    const log = join(dir, 'log');
+    // 4 readers of 150 ms holds, started 40 ms apart: some reader is always inside, for 4 s.
+    const started: ReturnType<typeof start>[] = [];
+    for (let i = 0; i < 4; i++) {
+      started.push(start('modes.ts', ['reader', dir, readers, log, '150', '4000']));
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    started.push(start('modes.ts', ['late-writer', dir, writer, log, '1500']));
+    const results = await Promise.all(started.map((p) => p.finished));
+    for (const result of results) t.is(result.code, 0, result.stderr);
+    const waited = Number(/waited (\d+)/.exec(results[4].stdout)![1]);
+    t.log(`a ${writer} writer behind ${readers} readers waited ${waited} ms (longest read hold 150 ms)`);
+    const holds = holdsIn(log);
+    const write = holds.find((hold) => hold.tag === 'W')!;
+    t.deepEqual(
+      holds.filter((other) => other !== write && write.from < other.to && other.from < write.to),
+      []
+    );
+    // Starved, it would wait until the stream ends (about 2.5 s): readers went on after it.
+    t.true(
+      holds.some((hold) => hold.tag === 'R' && hold.from > write.to),
+      `${writer}: readers went on after the writer`
+    );
+    t.true(waited < 2000, `${writer}: waited ${waited} ms`);
+  }
+});

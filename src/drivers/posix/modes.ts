@@ -5,7 +5,7 @@ import { lockMismatch as mismatch, type LockModeError } from '../../shared/error
 import { locateLockFile, readHead } from '../file/lock-file.js';
 import { flockHolderRecord } from '../file/proc-locks.js';
 import { claimPathFor } from '../file/claim.js';
-import { portableHolderAt, portableWriterWaits } from '../file/slot-claims.js';
+import { exists, portableHolderAt, portableWriterWaits, slotsMarkerPath } from '../file/slot-claims.js';
 import { LOCK_EX, LOCK_NB, LOCK_SH, sleepSync, type CachedFile, type LockFiles } from './files.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -73,11 +73,12 @@ export class PosixModes {
 
   /**
    * The gate, for a writer about to wait (null: another writer has it, or
-   * the name has never been used shared: no mode file, so no reader to keep
-   * out, and no extra file or descriptor for a plain lock's waits).
+   * the name has never been used shared: no mode file nor portable slots
+   * marker, so no reader to keep out, and no extra file or descriptor for
+   * a plain lock's waits).
    */
   #takeGate(path: string): CachedFile | null {
-    if (lstatSync(modePath(path), { throwIfNoEntry: false }) === undefined) return null;
+    if (!exists(modePath(path)) && !exists(slotsMarkerPath(claimPathFor(path)))) return null; // used shared by neither driver
     return this.#files.take(gatePath(path), LOCK_EX | LOCK_NB);
   }
 
