@@ -124,11 +124,22 @@ test('exclusive: -s with --limit, and a bad --limit, are usage errors; status re
 });
 
 test('exclusive -s or --limit through a driver without modes exits 125 naming the driver, and runs nothing', (t) => {
-  const dir = lockDir();
   for (const option of [['-s'], ['--limit', '2']]) {
-    const result = exclusive([...option, '--driver', 'portable', '--dir', dir, 'x', '--', 'sh', '-c', 'echo ran']);
+    // postgres, refused before any connection (the URL leads nowhere).
+    const result = exclusive([
+      ...option,
+      '--driver',
+      'postgres',
+      '--database-url',
+      'postgres://127.0.0.1:1/none',
+      'x',
+      '--',
+      'sh',
+      '-c',
+      'echo ran',
+    ]);
     t.is(result.status, 125, option.join(' '));
     t.is(result.stdout, '');
-    t.regex(result.stderr, /^exclusive: The portable driver does not support (mode: 'shared'|limit) yet/);
+    t.regex(result.stderr, /^exclusive: The postgres driver does not support (mode: 'shared'|limit) yet/);
   }
 });

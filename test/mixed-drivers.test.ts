@@ -3,9 +3,10 @@
 // through one for the other must behave as a wait through one driver does:
 // the event loop runs, signals end it, and a thread never waits for itself.
 import test from 'ava';
-import { Exclusive } from '../src/index.js';
+import { CannotAcquireLock, Exclusive } from '../src/index.js';
 import { lockDir, start, type Finished } from './helpers/processes.js';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { holdsIn, mostAtOnce } from './helpers/modes-suite.js';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Runs the fixture, killed after `ms`: the bugs it guards against hung the thread, where no test timeout can fire. */
@@ -104,4 +105,95 @@ test('the exclusive command waiting with --driver portable for a posix holder di
   await Promise.race([waiter.finished, new Promise((resolve) => setTimeout(resolve, 5_000))]);
   holder.child.kill('SIGTERM');
   t.like(await waiter.finished, { code: null, signal: 'SIGTERM', stdout: '' });
+});
+
+/** Resolves once the modes.ts processes logging to `log` have entered `count` holds. */
+async function entered(log: string, count: number): Promise<void> {
+  const holds = (): number => (existsSync(log) ? readFileSync(log, 'utf8').split(' E ').length - 1 : 0);
+  for (const deadline = Date.now() + 30_000; holds() < count;) {
+    if (Date.now() > deadline) throw new Error(`${holds()} of ${count} holds entered within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("shared holders of one driver keep the other driver's writer out, both ways, naming them", async (t) => {
+  const dir = lockDir();
+  for (const [readers, writer] of [
+    ['posix', 'portable'],
+    ['portable', 'posix'],
+  ] as const) {
+    const log = join(dir, `log-${readers}`);
+    const held = [0, 1].map(() => start('modes.ts', ['reader', dir, readers, log, '60000']));
+    t.teardown(() => held.forEach((reader) => reader.child.kill('SIGKILL')));
+    await entered(log, 2);
+    const refused = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver: writer }), { instanceOf: CannotAcquireLock }, writer);
+    t.true(
+      held.some((reader) => reader.child.pid === refused.pid),
+      `${writer} writer refused naming pid ${refused.pid}`
+    );
+    held.forEach((reader) => reader.child.kill('SIGKILL'));
+    await Promise.all(held.map((reader) => reader.finished));
+  }
+});
+
+test('posix and portable readers and writers of one name for 4 s: no writer overlaps anyone, the counter is exact', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'log');
+  const counter = join(dir, 'counter');
+  writeFileSync(counter, '0');
+  const processes = (['posix', 'portable'] as const).flatMap((driver) => [
+    start('modes.ts', ['reader', dir, driver, log, '20', '4000']),
+    start('modes.ts', ['reader', dir, driver, log, '20', '4000']),
+    start('modes.ts', ['writer', dir, driver, log, counter, '4000']),
+  ]);
+  for (const result of await Promise.all(processes.map((p) => p.finished))) t.is(result.code, 0, result.stderr);
+  // The fixture logs each hold with its pid: tell the drivers' writers apart by pid.
+  const pids = new Map(processes.map((p, i) => [p.child.pid!, i < 3 ? 'posix' : 'portable']));
+  const holds = holdsIn(log);
+  const writes = holds.filter((hold) => hold.tag === 'W');
+  const overlapping = writes.filter((write) => holds.some((other) => other !== write && write.from < other.to && other.from < write.to));
+  t.log(
+    `${holds.length - writes.length} shared holds (at most ${mostAtOnce(holds.filter((hold) => hold.tag === 'R'))} at once), ` +
+      `${writes.filter((w) => pids.get(w.pid) === 'posix').length} posix and ${writes.filter((w) => pids.get(w.pid) === 'portable').length} portable exclusive`
+  );
+  t.deepEqual(overlapping, [], 'a writer overlapped another holder');
+  t.true(writes.some((w) => pids.get(w.pid) === 'posix') && writes.some((w) => pids.get(w.pid) === 'portable'));
+  t.true(
+    holds.some((hold) => hold.tag === 'R' && pids.get(hold.pid) === 'posix') &&
+      holds.some((hold) => hold.tag === 'R' && pids.get(hold.pid) === 'portable')
+  );
+  t.is(readFileSync(counter, 'utf8'), String(writes.length));
+});
+
+test("a writer of either driver waiting behind a continuous stream of the other driver's overlapping shared holds gets in after about one read hold", async (t) => {
+  for (const [readers, writer] of [
+    ['portable', 'posix'],
+    ['posix', 'portable'],
+  ] as const) {
+    const dir = lockDir();
+    const log = join(dir, 'log');
+    // 4 readers of 150 ms holds, started 40 ms apart: some reader is always inside, for 4 s.
+    const started: ReturnType<typeof start>[] = [];
+    for (let i = 0; i < 4; i++) {
+      started.push(start('modes.ts', ['reader', dir, readers, log, '150', '4000']));
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    started.push(start('modes.ts', ['late-writer', dir, writer, log, '1500']));
+    const results = await Promise.all(started.map((p) => p.finished));
+    for (const result of results) t.is(result.code, 0, result.stderr);
+    const waited = Number(/waited (\d+)/.exec(results[4].stdout)![1]);
+    t.log(`a ${writer} writer behind ${readers} readers waited ${waited} ms (longest read hold 150 ms)`);
+    const holds = holdsIn(log);
+    const write = holds.find((hold) => hold.tag === 'W')!;
+    t.deepEqual(
+      holds.filter((other) => other !== write && write.from < other.to && other.from < write.to),
+      []
+    );
+    // Starved, it would wait until the stream ends (about 2.5 s): readers went on after it.
+    t.true(
+      holds.some((hold) => hold.tag === 'R' && hold.from > write.to),
+      `${writer}: readers went on after the writer`
+    );
+    t.true(waited < 2000, `${writer}: waited ${waited} ms`);
+  }
 });

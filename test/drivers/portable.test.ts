@@ -3,6 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -18,13 +19,16 @@ import { encodeRecord } from '../../src/shared/holder-record.js';
 import { CannotAcquireLock, Exclusive, LockFileError } from '../../src/index.js';
 import { lockFilePath } from '../../src/drivers/file/path.js';
 import { claimPathFor } from '../../src/drivers/file/claim.js';
+import { gateClaimPath, slotClaimPath, slotsMarkerPath } from '../../src/drivers/file/slot-claims.js';
 import { processStartTime } from '../../src/shared/process-identity.js';
 import { createPortableDriver } from '../../src/drivers/portable/index.js';
 import { driverSuite } from '../helpers/suite.js';
+import { modesSuite } from '../helpers/modes-suite.js';
 import { FIXTURES, ROOT, lockDir, run, start, startCommand } from '../helpers/processes.js';
 import { buildForUsers } from '../helpers/run-as.js';
 
 driverSuite(test, 'portable');
+modesSuite(test, 'portable');
 
 const portable = { driver: 'portable' } as const;
 /** The portable driver's claim file for `name`. */
@@ -671,4 +675,121 @@ test('lock files and claims are 0644 whatever the umask (077 here), so other use
     const [, lockfile] = /held \d+ (\S+)/.exec(await holder.waitFor('held'))!;
     t.is(statSync(lockfile).mode & 0o777, 0o644, `the ${driver} driver's ${lockfile}`);
   }
+});
+
+/** True once a modes.ts process logged its entry into a hold in `log` (its claim is created before: it may still back off). */
+const entered = (log: string): boolean => existsSync(log) && readFileSync(log, 'utf8').includes(' E ');
+
+/** The record line of the claim file at `path`. */
+const recordIn = (path: string): { pid: number; mode?: string } => JSON.parse(readFileSync(path, 'utf8').split('\n')[0]) as { pid: number };
+
+test('portable modes: a kill -9ed reader leaves its slot claim, reclaimed by the next writer at once; a slot claim naming a reused pid holds nothing', async (t) => {
+  const dir = lockDir();
+  const claim = claimPath('modes', dir);
+  const slot = slotClaimPath(claim, 0);
+  const log = join(dir, 'log');
+  const reader = start('modes.ts', ['reader', dir, 'portable', log, '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  await until(() => entered(log));
+  t.like(recordIn(slot), { pid: reader.child.pid, mode: 'shared' });
+  const refused = t.throws(() => Exclusive.lock({ name: 'modes', dir, ...portable }), { instanceOf: CannotAcquireLock });
+  t.is(refused.pid, reader.child.pid!);
+  reader.child.kill('SIGKILL');
+  await reader.finished;
+  t.true(existsSync(slot), 'kill -9 leaves the claim behind');
+  const lock = Exclusive.lock({ name: 'modes', dir, ...portable }); // no wait: the dead reader's claim is reclaimed in this one try
+  t.false(existsSync(slot));
+  await lock.release();
+  // A slot claim (and the marker a reader makes) naming a live process: held with its start time, not with another one.
+  const sleep = await sleeper(t);
+  const startTime = processStartTime(sleep.pid)!;
+  writeFileSync(slotsMarkerPath(claim), '');
+  for (const [start, held] of [
+    [startTime, true],
+    [String(Number(startTime) + 1), false],
+  ] as const) {
+    writeFileSync(slot, encodeRecord({ name: 'modes', pid: sleep.pid, start, host: hostname(), mode: 'shared' }));
+    t.deepEqual(
+      Exclusive.holders('modes', { dir, ...portable }).map((holder) => holder.pid),
+      held ? [sleep.pid] : []
+    );
+    t.deepEqual(tryLock('modes', dir), held ? { acquired: false, pid: sleep.pid } : { acquired: true });
+    t.is(existsSync(slot), held, held ? "a live holder's claim is left alone" : "a reused pid's claim is reclaimed");
+  }
+  t.is(sleep.exitCode, null, 'the unrelated process was not touched');
+});
+
+test("portable modes: a waiting writer's gate claim keeps new readers out; kill -9ed, its gate claim is reclaimed by the next reader", async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'log');
+  const claim = claimPath('modes', dir);
+  const reader = start('modes.ts', ['reader', dir, 'portable', log, '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  await until(() => entered(log));
+  const writer = start('modes.ts', ['late-writer', dir, 'portable', log, '0']);
+  t.teardown(() => writer.child.kill('SIGKILL'));
+  const gate = gateClaimPath(claim);
+  await until(() => existsSync(gate));
+  t.is(recordIn(gate).pid, writer.child.pid!);
+  const shared = { name: 'modes', dir, mode: 'shared', ...portable } as const;
+  // A reader alone inside, and yet a new reader waits: behind the writer.
+  t.throws(() => Exclusive.lock(shared), { instanceOf: CannotAcquireLock });
+  writer.child.kill('SIGKILL');
+  await writer.finished;
+  t.true(existsSync(gate), 'kill -9 leaves the gate claim behind');
+  const lock = Exclusive.lock(shared);
+  t.false(existsSync(gate));
+  t.deepEqual(
+    Exclusive.holders('modes', { dir, ...portable })
+      .map((holder) => holder.pid)
+      .sort(),
+    [reader.child.pid!, process.pid].sort()
+  );
+  await lock.release();
+});
+
+test('portable modes: shared and counted holders that exit leave no file of the name behind', async (t) => {
+  const dir = lockDir();
+  const log = join(dir, 'log');
+  const runs = [
+    run('modes.ts', ['reader', dir, 'portable', log, '100', '300']),
+    run('modes.ts', ['reader', dir, 'portable', log, '100', '300']),
+  ];
+  for (const result of await Promise.all(runs)) t.is(result.code, 0, result.stderr);
+  t.deepEqual(readdirSync(dir), ['log']);
+  t.is((await run('modes.ts', ['counted', dir, 'portable', log, '3', '20'])).code, 0);
+  t.deepEqual(readdirSync(dir), ['log']);
+});
+
+test('portable modes: a symlink or FIFO planted at a slot or gate claim is refused with ERR_LOCK_FILE_UNSAFE and left untouched; a posix holder is not fooled by it', async (t) => {
+  const dir = lockDir();
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious');
+  const plants: Array<[string, (claim: string) => string]> = [
+    ['slot', (claim) => slotClaimPath(claim, 0)],
+    ['gate', (claim) => gateClaimPath(claim)],
+  ];
+  for (const [where, pathOf] of plants) {
+    for (const [what, make] of [
+      ['symlink', (path: string) => symlinkSync(victim, path)],
+      ['fifo', (path: string) => execFileSync('mkfifo', [path])],
+    ] as const) {
+      const name = `unsafe-${where}-${what}`;
+      const path = pathOf(claimPath(name, dir));
+      make(path);
+      const error = t.throws(() => Exclusive.lock({ name, dir, mode: 'shared', ...portable }), { instanceOf: LockFileError }, name);
+      t.is(error?.code, 'ERR_LOCK_FILE_UNSAFE', name);
+      t.is(error?.path, path, name);
+      t.true(lstatSync(path).isSymbolicLink() || lstatSync(path).isFIFO(), name);
+    }
+  }
+  t.is(readFileSync(victim, 'utf8'), 'precious');
+  // A live reader (another process) beside a planted slot file: a posix writer still sees the reader.
+  const log = join(dir, 'log');
+  const reader = start('modes.ts', ['reader', dir, 'portable', log, '60000']);
+  t.teardown(() => reader.child.kill('SIGKILL'));
+  await until(() => entered(log));
+  symlinkSync(victim, slotClaimPath(claimPath('modes', dir), 5));
+  const refused = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver: 'posix' }), { instanceOf: CannotAcquireLock });
+  t.is(refused.pid, reader.child.pid!);
 });

@@ -148,10 +148,15 @@ export function liveClaimAt(path: string): HolderRecord | null {
   }
 }
 
+/** What ends the name of the marker that portable shared or counted claims may exist (see slot-claims.ts). */
+export const SLOTS_MARKER_SUFFIX = '.slots';
+
 /**
  * The names of the locks with a file in `dir`, for `status`: a posix lock
- * file (`.lock`) or a portable claim (`.pid`), since each driver's holder()
- * sees the other's holders too. A name may appear twice.
+ * file (`.lock`), a portable claim (`.pid`) or the marker of portable slot
+ * claims (`.slots`; long hashed names only through the other two), since
+ * each driver's holder() sees the other's holders too. A name may appear
+ * more than once.
  *
  * @example
  * ```ts
@@ -165,6 +170,11 @@ export function fileLockNamesIn(dir: string | undefined): string[] {
       dir,
       (path) => readClaim(path)?.record?.name,
       (name) => claimPathFor(lockFileName(name))
+    ),
+    ...lockNamesIn(
+      dir,
+      () => undefined, // empty: plain names only, read back from the file name
+      (name) => `${lockFileName(name).slice(0, -LOCK_FILE_SUFFIX.length)}${SLOTS_MARKER_SUFFIX}`
     ),
   ];
 }

@@ -12,12 +12,33 @@ import { basename, dirname } from 'node:path';
  */
 export function watchLockFile(path: string, onChange: () => void, byName = false): (() => void) | undefined {
   const name = basename(path);
+  return byName ? watchDirectory(path, (file) => file === name, onChange) : watchPath(path, onChange);
+}
+
+/**
+ * Like {@link watchLockFile} by name, for every file of the directory of
+ * `path` whose name starts with `prefix`, except temp files (`.tmp`, written
+ * before a claim appears): the claims of a name that come and go together.
+ */
+export function watchLockFiles(path: string, prefix: string, onChange: () => void): (() => void) | undefined {
+  return watchDirectory(path, (file) => file.startsWith(prefix) && !file.endsWith('.tmp'), onChange);
+}
+
+function watchDirectory(path: string, matches: (file: string) => boolean, onChange: () => void): (() => void) | undefined {
   try {
-    const watcher = byName
-      ? watch(dirname(path), { persistent: false }, (_event, file) => {
-          if (file === null || file === name) onChange();
-        })
-      : watch(path, { persistent: false }, onChange);
+    const watcher = watch(dirname(path), { persistent: false }, (_event, file) => {
+      if (file === null || matches(file)) onChange();
+    });
+    watcher.on('error', onChange);
+    return () => watcher.close();
+  } catch {
+    return undefined;
+  }
+}
+
+function watchPath(path: string, onChange: () => void): (() => void) | undefined {
+  try {
+    const watcher = watch(path, { persistent: false }, onChange);
     watcher.on('error', onChange);
     return () => watcher.close();
   } catch {

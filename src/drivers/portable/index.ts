@@ -1,9 +1,22 @@
 import { LockFileError } from '../../shared/errors.js';
 import { lockFilePath } from '../file/path.js';
 import { flockHolderAt } from '../file/proc-locks.js';
-import { watchLockFile } from '../file/watch.js';
-import { claimPathFor, createClaim, fileLockNamesIn, fileRegistryKey, isLive, lockPathFor, newToken, readClaim } from '../file/claim.js';
+import { watchLockFiles } from '../file/watch.js';
+import { basename } from 'node:path';
+import {
+  CLAIM_FILE_SUFFIX,
+  claimPathFor,
+  createClaim,
+  fileLockNamesIn,
+  fileRegistryKey,
+  isLive,
+  lockPathFor,
+  newToken,
+  readClaim,
+} from '../file/claim.js';
+import { liveSlotHolders } from '../file/slot-claims.js';
 import { MAX_ROUNDS, reclaim, removeOwn, sweepLeftovers } from './reclaim.js';
+import { isPlain, PortableModes } from './modes.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
 
 /**
@@ -11,7 +24,8 @@ import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
  * native binding cannot load; chosen explicitly, never silently. Held = the
  * claim file exists and names a live holder (`isLive`, claim.ts); a dead
  * holder's claim is reclaimed with exactly one winner (reclaim.ts). See
- * docs/internals/portable-reclaim.md.
+ * docs/internals/portable-reclaim.md; shared and counted holds are slot
+ * claims beside it (modes.ts, docs/internals/modes.md).
  */
 
 /**
@@ -32,26 +46,28 @@ import type { DriverLock, HolderRecord, LockDriver } from '../types.js';
  * ```
  */
 export function createPortableDriver(): LockDriver {
-  /** Lock path -> token of the claim we hold there. */
+  /** Claim path -> token of each claim we hold there (exclusive, slot or gate claims). */
   const held = new Map<string, string>();
+  const modes = new PortableModes(held);
   return {
     kind: 'portable',
     synchronous: true,
+    modes: { shared: true, counted: true },
     locate: (name, dir) => claimPathFor(lockFilePath(name, dir)),
     registryKey: (path) => fileRegistryKey(lockPathFor(path)),
-    tryLock: (path, record) => tryClaim(held, path, record),
-    // By name: the file disappears on release and a new one appears on the
-    // next acquisition, which a watch on the file itself would not follow.
-    watch: (path, onChange) => watchLockFile(path, onChange, true),
+    tryLock: (path, record) => (isPlain(record) ? tryClaim(held, modes, path, record) : modes.enter(path, record)),
+    announce: (path, record) => modes.announce(path, record),
+    // By name: the files disappear on release and new ones appear on the next
+    // acquisition, which a watch on a file itself would not follow. Every
+    // file of the name: a writer waits for slot claims to go, readers for
+    // the gate, and a posix holder's release touches `<stem>.lock`.
+    watch: (path, onChange) => watchLockFiles(path, `${basename(path.slice(0, -CLAIM_FILE_SUFFIX.length))}.`, onChange),
     heldByThisThread(path) {
       const token = readClaim(path)?.token;
       return token !== undefined && [...held.values()].includes(token);
     },
-    holder(path) {
-      const claim = readClaim(path);
-      if (claim !== undefined && isLive(claim)) return claim.record;
-      return flockHolderAt(lockPathFor(path)) ?? null;
-    },
+    holder: (path) => holdersAt(path)[0] ?? null,
+    holders: (path) => holdersAt(path),
     list: (dir) => fileLockNamesIn(dir), // with the names held through posix lock files, which holder() sees too
     cleanup() {
       for (const [path, token] of [...held]) {
@@ -61,31 +77,40 @@ export function createPortableDriver(): LockDriver {
           // Exiting: the claim names a process about to be gone, so the next acquirer reclaims it.
         }
       }
+      modes.clearMarkers((path, record) => tryClaim(held, modes, path, record));
     },
   };
 }
 
+/** Every holder of the name whose claim file is `path`: ours (exclusive, else shared or counted), else a posix-driver holder. */
+function holdersAt(path: string): HolderRecord[] {
+  const claim = readClaim(path);
+  if (claim !== undefined && isLive(claim)) return [claim.record!];
+  const slots = liveSlotHolders(path);
+  if (slots.length > 0) return slots;
+  const posix = flockHolderAt(lockPathFor(path));
+  return posix ? [posix] : [];
+}
+
 /** Creates our claim at `path` (reclaiming a dead holder's first): the lock, or null when held. */
-function tryClaim(held: Map<string, string>, path: string, record: HolderRecord): DriverLock | null {
+function tryClaim(held: Map<string, string>, modes: PortableModes, path: string, record: HolderRecord): DriverLock | null {
   for (let round = 0; round < MAX_ROUNDS; round++) {
     // Look before creating: under contention this saves a temp file per try.
     const seen = readClaim(path);
     if (seen === undefined) {
-      // Held by a posix-driver process: say so without writing. Creating and
-      // removing our claim would wake our own watch (and every portable
-      // waiter's), whose retry would do it again: a loop that starves the event loop.
-      if (flockHolderAt(lockPathFor(path))) return null;
+      // Held by a posix-driver process, or by readers: say so without writing.
+      // Creating and removing our claim would wake our own watch (and every
+      // portable waiter's), whose retry would do it again: a loop that starves the event loop.
+      if (othersIn(modes, path, record)) return modes.missed(path);
       const token = newToken();
       if (!createClaim(path, path, record, token)) continue; // another process was faster: look at its claim
-      if (flockHolderAt(lockPathFor(path))) {
-        // A posix-driver process holds this name; it checks for our claim after locking, so one of us always sees the other.
-        removeOwn(path, token);
-        return null;
-      }
+      // A posix-driver process or a reader holds this name; each checks for our claim after taking its own, so one of us always sees the other.
+      if (backOff(modes, path, record, token)) return modes.missed(path);
       held.set(path, token);
+      modes.clearMarker(path);
       return { release: () => release(held, path, token) };
     }
-    if (isLive(seen)) return null;
+    if (isLive(seen)) return modes.missed(path);
     if (!reclaim(path, path, seen, record, 0)) return null;
     sweepLeftovers(path, record); // a holder died: it may have left a temp file or a guard too
   }
@@ -94,6 +119,22 @@ function tryClaim(held: Map<string, string>, path: string, record: HolderRecord)
     path,
     `The lock file ${path} keeps being replaced while we lock it; another program is interfering with the lock directory.`
   );
+}
+
+/** True when a posix-driver process, or a shared holder, holds the name; throws ERR_LOCK_MISMATCH when counted holders do. */
+function othersIn(modes: PortableModes, path: string, record: HolderRecord): boolean {
+  return Boolean(flockHolderAt(lockPathFor(path))) || modes.readersIn(path, record);
+}
+
+/** With our claim (`token`) created: true (the claim removed) when others hold the name after all. */
+function backOff(modes: PortableModes, path: string, record: HolderRecord, token: string): boolean {
+  let others = true;
+  try {
+    others = othersIn(modes, path, record);
+  } finally {
+    if (others) removeOwn(path, token);
+  }
+  return others;
 }
 
 /** Removes our claim; a claim that cannot be removed (read-only file system...) throws and stays ours, for exit cleanup to retry. */

@@ -5,7 +5,7 @@ import { LockFileError } from '../../shared/errors.js';
 import { lockFileError, openLockFile, writeRecord, type OpenLockFile } from '../file/lock-file.js';
 import { evictIdle } from '../file/idle-cache.js';
 import { watchLockFile } from '../file/watch.js';
-import { claimPathFor, liveClaimAt } from '../file/claim.js';
+import { portableHolderAt } from '../file/slot-claims.js';
 import type { Native } from '../../native/libc.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -218,14 +218,14 @@ export class LockFiles {
 }
 
 /**
- * True when a live portable-driver claim holds the name of the lock file
+ * True when a live portable-driver claim (exclusive, shared or counted) holds the name of the lock file
  * `path`, which we have just flocked. A claim we may not read (another
  * user's 0600 file) is never taken for free: `unlock` drops our flock, then
  * its ERR_LOCK_PERMISSION is thrown.
  */
 function portableHolds(path: string, unlock: () => void): boolean {
   try {
-    return liveClaimAt(claimPathFor(path)) !== null;
+    return portableHolderAt(path) !== null;
   } catch (error) {
     unlock();
     throw error;

@@ -22,9 +22,10 @@ import type { LockDriver } from '../types.js';
  * a file just unlinked retries.
  *
  * A process that cannot load native code may hold the same name with the
- * portable driver, whose claim is `<lock>.pid` beside our `<lock>.lock`:
- * after locking, we back off while that claim is live (it checks our flock
- * after creating its claim, so one of us always sees the other).
+ * portable driver, whose claim is `<lock>.pid` beside our `<lock>.lock`
+ * (its shared and counted holders' are slot claims, file/slot-claims.ts):
+ * after locking, we back off while such a claim is live (it checks our
+ * flock after creating its claim, so one of us always sees the other).
  */
 
 export function createPosixDriver(): LockDriver {

@@ -4,7 +4,8 @@ import { decodeRecord, encodeRecord, limitOf, modeOf } from '../../shared/holder
 import { lockMismatch as mismatch, type LockModeError } from '../../shared/errors.js';
 import { locateLockFile, readHead } from '../file/lock-file.js';
 import { flockHolderRecord } from '../file/proc-locks.js';
-import { claimPathFor, liveClaimAt } from '../file/claim.js';
+import { claimPathFor } from '../file/claim.js';
+import { exists, portableHolderAt, portableWriterWaits, slotsMarkerPath } from '../file/slot-claims.js';
 import { LOCK_EX, LOCK_NB, LOCK_SH, sleepSync, type CachedFile, type LockFiles } from './files.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -72,17 +73,18 @@ export class PosixModes {
 
   /**
    * The gate, for a writer about to wait (null: another writer has it, or
-   * the name has never been used shared: no mode file, so no reader to keep
-   * out, and no extra file or descriptor for a plain lock's waits).
+   * the name has never been used shared: no mode file nor portable slots
+   * marker, so no reader to keep out, and no extra file or descriptor for
+   * a plain lock's waits).
    */
   #takeGate(path: string): CachedFile | null {
-    if (lstatSync(modePath(path), { throwIfNoEntry: false }) === undefined) return null;
+    if (!exists(modePath(path)) && !exists(slotsMarkerPath(claimPathFor(path)))) return null; // used shared by neither driver
     return this.#files.take(gatePath(path), LOCK_EX | LOCK_NB);
   }
 
   /** True when a writer waits for `path`, its gate held (for a thread's shared calls deciding whether to join its hold). */
   writerWaits(path: string): boolean {
-    return !this.#files.probe(gatePath(path), LOCK_SH);
+    return !this.#files.probe(gatePath(path), LOCK_SH) || portableWriterWaits(claimPathFor(path));
   }
 
   #withdraw(path: string): void {
@@ -172,9 +174,10 @@ export class PosixModes {
     }
   }
 
-  /** Shared: past the gate (unless a writer waits), the lock file shared, the mode file, then a record slot. */
+  /** Shared: past the gate (unless a writer of either driver waits), the lock file shared, the mode file, then a record slot. */
   #shared(path: string, record: HolderRecord, nb: number): DriverLock | null {
     if (this.#files.heldHere(path) === 'exclusive') throw this.#mismatchHere(path, record);
+    if (portableWriterWaits(claimPathFor(path))) return null; // a portable-driver writer's gate claim
     const gate = this.#files.take(gatePath(path), LOCK_SH | nb);
     if (gate === null) return null;
     let main: CachedFile | null;
@@ -220,7 +223,7 @@ export class PosixModes {
     let slot: { slot: number; file: CachedFile } | null = null;
     try {
       family = this.#joinFamily(path, record);
-      if (family !== null && liveClaimAt(claimPathFor(path)) === null) slot = takeSlot();
+      if (family !== null && portableHolderAt(path) === null) slot = takeSlot();
     } finally {
       if (slot === null) {
         if (family !== null) this.#files.unlock(modePath(path), family, false);
