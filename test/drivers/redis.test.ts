@@ -6,8 +6,9 @@ import { Exclusive, LockDriverError } from '../../src/index.js';
 import { LockLostError, redis } from '../../src/redis.js';
 import { freePort } from '../helpers/postgres-server.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { modesSuite } from '../helpers/modes-suite.js';
 import { lockDir, run, start, type Started } from '../helpers/processes.js';
-import { closeRedisClients, redisDriver } from '../fixtures/redis-driver.js';
+import { closeRedisClients, redisDriver } from '../helpers/redis-driver.js';
 
 // Serial: real processes and timing bounds on a two-core machine.
 const test = (anyTest as TestFn<unknown>).serial;
@@ -230,3 +231,7 @@ test('an unreachable server, a server that never answers and a wrong password: L
   await t.throwsAsync(Exclusive.acquire({ name: 'x', driver: redis({ client, connectTimeout: 500 }) }), { code: 'ERR_DRIVER_UNAVAILABLE' });
   t.true(performance.now() - began < 2000);
 });
+
+// The modes of every driver (shared, counted), with a 1 s lease: a slot freed by kill -9 returns when it ends.
+modesSuite(anyTest, 'redis (ioredis)', () => `redis:ioredis:1000:${server.url}`);
+modesSuite(anyTest, 'redis (node-redis)', () => `redis:node-redis:1000:${server.url}`);

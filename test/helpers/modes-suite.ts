@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CannotAcquireLock, Exclusive, type ExclusiveOptions } from '../../src/index.js';
 import { lockDir, run, start, type Finished } from './processes.js';
+import { driverOfSpec } from './driver-spec.js';
 
 /** One logged hold of the modes.ts fixture: who, which role (R, W, C), from entry to exit (monotonic ns). */
 export interface Hold {
@@ -46,11 +47,19 @@ function ran(t: ExecutionContext, results: readonly Finished[]): void {
 
 /**
  * Shared and counted locks across real processes (modes.ts), for a driver
- * that supports them. Called by test/drivers/<driver>.test.ts.
+ * that supports them. Called by test/drivers/<driver>.test.ts with the
+ * driver's name, and for a driver that needs more (a server) with `spec`,
+ * which gives what modes.ts and this process pass to driverOfSpec() once
+ * the test runs. Checks in this process use the asynchronous forms, which
+ * take every driver.
  */
-export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void {
+export function modesSuite(anyTest: TestFn, driver: string, spec: () => string = () => driver): void {
   const test = anyTest.serial;
-  const modes = (role: string, dir: string, log: string, ...args: string[]) => start('modes.ts', [role, dir, driver, log, ...args]);
+  const modes = (role: string, dir: string, log: string, ...args: string[]) => start('modes.ts', [role, dir, spec(), log, ...args]);
+  const inTest = async (dir: string): Promise<{ dir: string; driver: ExclusiveOptions['driver'] }> => ({
+    dir,
+    driver: await driverOfSpec(spec(), dir),
+  });
 
   test(`${driver} modes: 4 processes holding shared for 200 ms, started together, are inside at once`, async (t) => {
     const dir = lockDir();
@@ -131,13 +140,14 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.teardown(() => holders.forEach((holder) => holder.child.kill('SIGKILL')));
     await Promise.all(holders.map((holder) => holder.waitFor('held')));
     const pids = holders.map((holder) => holder.child.pid!);
-    const listed = Exclusive.holders('modes', { dir, driver });
+    const options = await inTest(dir);
+    const listed = await Exclusive.holders('modes', options);
     t.deepEqual(
       listed.map(({ slot, limit, mode }) => ({ slot, limit, mode })),
       [0, 1, 2].map((slot) => ({ slot, limit: 3, mode: 'exclusive' }))
     );
     t.deepEqual(listed.map((holder) => holder.pid).sort(), [...pids].sort());
-    const full = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver, limit: 3 }), { instanceOf: CannotAcquireLock });
+    const full = await t.throwsAsync(Exclusive.acquire({ name: 'modes', ...options, limit: 3 }), { instanceOf: CannotAcquireLock });
     // The pids in slot order.
     t.is(full.message, `All 3 'modes' slots are taken (pids ${listed.map((holder) => holder.pid).join(', ')}).`);
     t.deepEqual([...full.pids].sort(), [...pids].sort());
@@ -156,14 +166,18 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     const holder = modes('slot', dir, join(dir, 'log'), '3');
     t.teardown(() => holder.child.kill('SIGKILL'));
     await holder.waitFor('held');
-    const options: ExclusiveOptions = { name: 'modes', dir, driver };
+    const options = await inTest(dir);
     for (const other of [{ limit: 2 }, {}, { mode: 'shared' as const }, { limit: 4, wait: 200 }]) {
-      const error = t.throws(() => Exclusive.lock({ ...options, ...other }), { code: 'ERR_LOCK_MISMATCH' }, JSON.stringify(other));
-      t.regex(error.message, /The lock 'modes' is held counted \(limit 3\)/);
+      const error = await t.throwsAsync(
+        Exclusive.acquire({ name: 'modes', ...options, ...other }),
+        { code: 'ERR_LOCK_MISMATCH' },
+        JSON.stringify(other)
+      );
+      t.regex(error?.message ?? '', /The lock 'modes' is held counted \(limit 3\)/);
     }
-    const agreeing = Exclusive.lock({ ...options, limit: 3 });
+    const agreeing = await Exclusive.acquire({ name: 'modes', ...options, limit: 3 });
     t.true(agreeing.held);
-    void agreeing.release();
+    await agreeing.release();
   });
 
   test(`${driver} modes: Exclusive.holders() lists every shared holder with its mode; holder() names one`, async (t) => {
@@ -173,21 +187,22 @@ export function modesSuite(anyTest: TestFn, driver: 'posix' | 'portable'): void 
     t.teardown(() => readers.forEach((reader) => reader.child.kill('SIGKILL')));
     await waitUntil(() => holdsStarted(log) === 2);
     const pids = readers.map((reader) => reader.child.pid!).sort();
-    const listed = Exclusive.holders('modes', { dir, driver });
+    const options = await inTest(dir);
+    const listed = await Exclusive.holders('modes', options);
     t.deepEqual(listed.map((holder) => holder.pid).sort(), pids);
     t.deepEqual([...new Set(listed.map((holder) => holder.mode))], ['shared']);
-    t.true(pids.includes(Exclusive.holder('modes', { dir, driver })!.pid!));
-    const refused = t.throws(() => Exclusive.lock({ name: 'modes', dir, driver }), { instanceOf: CannotAcquireLock });
+    t.true(pids.includes((await Exclusive.holder('modes', options))!.pid!));
+    const refused = await t.throwsAsync(Exclusive.acquire({ name: 'modes', ...options }), { instanceOf: CannotAcquireLock });
     t.deepEqual([...refused.pids].sort(), pids);
     const ended = await Promise.all(readers.map((reader) => reader.finished));
     ran(t, ended);
-    t.deepEqual(Exclusive.holders('modes', { dir, driver }), []);
+    t.deepEqual(await Exclusive.holders('modes', options), []);
   });
 
   test(`${driver} modes: a plain holder keeps another process's shared request out, with the classic message`, async (t) => {
     const dir = lockDir();
-    using lock = Exclusive.lock({ name: 'modes', dir, driver });
-    const result = await run('modes.ts', ['reader', dir, driver, join(dir, 'log'), '10', '-1', 'nowait']);
+    await using lock = await Exclusive.acquire({ name: 'modes', ...(await inTest(dir)) });
+    const result = await run('modes.ts', ['reader', dir, spec(), join(dir, 'log'), '10', '-1', 'nowait']);
     t.is(result.code, 1);
     t.regex(result.stderr, new RegExp(`Another 'modes' process is already running \\(pid ${process.pid}\\)\\.`));
     t.true(lock.held);
