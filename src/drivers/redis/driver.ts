@@ -62,22 +62,18 @@ async function holdersOf(link: Link, resource: string, name: string): Promise<Ho
   return records.sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0));
 }
 
-/** The names with a lock under the prefix, held or recently held (SCAN; on Redis Cluster, of the node the client reaches). */
+/** The names of the locks held under the prefix now (SCAN; on Redis Cluster, of the node the client reaches). */
 async function listNames(link: Link, prefix: string): Promise<string[]> {
-  const connection = await link.main();
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}{*}:holders`;
   const names = new Set<string>();
   let cursor = '0';
   do {
-    const [next, keys] = (await connection.command([
-      'SCAN',
-      cursor,
-      'MATCH',
-      `${prefix.replace(/[*?[\]\\]/g, '\\$&')}{*}:holders`,
-      'COUNT',
-      '1000',
-    ])) as [string, string[]];
-    cursor = String(next);
-    for (const key of keys) {
+    const reply = (await link.send(
+      (connection) => connection.command(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000']),
+      'listing the locks'
+    )) as [unknown, string[]];
+    cursor = String(reply[0]);
+    for (const key of reply[1]) {
       const name = nameOfHoldersKey(prefix, key);
       if (name !== undefined) names.add(name);
     }

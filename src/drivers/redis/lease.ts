@@ -58,6 +58,8 @@ class Lease {
   readonly #extender: NodeJS.Timeout;
   #extending = false;
   #released = false;
+  /** The release sent when the lock was lost, if it was. */
+  #lossRelease: Promise<void> | undefined;
   writersWaiting = 0;
   readonly #hold = { dropped: (why: string): void => this.#lose(why), atExit: (): void => this.releaseAtExit() };
 
@@ -78,10 +80,9 @@ class Lease {
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
-    const lost = this.#controller.signal.aborted;
     this.#stop();
-    // After a loss, #lose has sent the release already.
-    if (!lost) await releaseToken(this.#link, this.#spec.keys, this.#spec.token);
+    // After a loss, #lose has sent the release already: wait for it, so that a process that ends next has given the lock back.
+    await (this.#lossRelease ?? releaseToken(this.#link, this.#spec.keys, this.#spec.token));
   }
 
   /** Sends the release now without waiting for it (process exit). */
@@ -103,7 +104,7 @@ class Lease {
     this.#stop();
     const { record, resource, keys, token } = this.#spec;
     // If the server still has our token, take it out: the compare-and-delete never touches another holder's.
-    void releaseToken(this.#link, keys, token);
+    this.#lossRelease = releaseToken(this.#link, keys, token);
     this.#controller.abort(new LockLostError(record.name, resource, why, cause));
   }
 

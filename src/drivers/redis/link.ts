@@ -72,11 +72,20 @@ export class Link {
   }
 
   /** Runs `script`, bounded by commandTimeoutMs; failures are LockDriverErrors naming `doing`. */
-  async run(script: Script, keys: readonly string[], args: readonly string[], doing: string): Promise<unknown> {
+  run(script: Script, keys: readonly string[], args: readonly string[], doing: string): Promise<unknown> {
+    return this.send((connection) => script.run(connection, keys, args), doing);
+  }
+
+  /**
+   * Sends what `send` sends on the command connection, bounded by
+   * commandTimeoutMs (whose timer also keeps the process alive meanwhile:
+   * the connections do not); failures are LockDriverErrors naming `doing`.
+   */
+  async send(send: (connection: Connection) => Promise<unknown>, doing: string): Promise<unknown> {
     const { where, commandTimeoutMs } = this.config;
     try {
       const connection = await withTimeout(this.main(), commandTimeoutMs, where, `connecting (${doing})`);
-      return await withTimeout(script.run(connection, keys, args), commandTimeoutMs, where, doing);
+      return await withTimeout(send(connection), commandTimeoutMs, where, doing);
     } catch (error) {
       throw unavailable(where, doing, error);
     }
