@@ -14,7 +14,7 @@ import type { Connection } from './client.js';
  * - `<base>:writers`: sorted set, waiting writer id -> end of its announcement.
  */
 
-/** Common prologue: `now` (server ms), sweep() drops expired holders and writers, expire() keeps the keys no longer than their last lease. */
+/** Common prologue: `now` (server ms), sweep() drops expired holders (sweepWriters() expired writers), expire() keeps the keys no longer than their last lease. */
 const PROLOGUE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -24,6 +24,8 @@ local function sweep()
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
     redis.call('HDEL', KEYS[2], unpack(gone))
   end
+end
+local function sweepWriters()
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 end
 local function expire(key, other)
@@ -63,10 +65,13 @@ if heldKind and ((heldKind == 'c' and (kind ~= 'c' or heldLimit ~= limit)) or (h
 end
 local busy = false
 if kind == 'x' then busy = #holders > 0
-elseif kind == 's' then busy = heldKind == 'x' or redis.call('ZCARD', KEYS[4]) > 0
+elseif kind == 's' then
+  sweepWriters()
+  busy = heldKind == 'x' or redis.call('ZCARD', KEYS[4]) > 0
 else busy = heldKind == 'x' or #holders >= limit end
 if busy then
   if writer ~= '' then
+    sweepWriters()
     redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), writer)
     expire(KEYS[4])
   end
@@ -90,7 +95,12 @@ end
 local fence = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], kind .. ' ' .. limit .. ' ' .. slot .. ' ' .. fence .. ' ' .. ARGV[5])
-expire(KEYS[1], KEYS[2])
+if #holders == 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+else
+  expire(KEYS[1], KEYS[2])
+end
 if writer ~= '' then redis.call('ZREM', KEYS[4], writer) end
 return {1, fence, slot}
 `;
@@ -101,6 +111,7 @@ return {1, fence, slot}
  * ended, or the key is gone), else the number of waiting writers.
  */
 const EXTEND = `${PROLOGUE}
+sweepWriters()
 local ends = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not ends or tonumber(ends) <= now then return -1 end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
