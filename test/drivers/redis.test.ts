@@ -167,6 +167,18 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
   });
 }
 
+for (const flavour of ['ioredis', 'url'] as const) {
+  test(`${flavour}: a holder that ends by process.exit() or an uncaught exception gives the lock back at once (not after its 60 s lease)`, async (t) => {
+    for (const how of ['exit', 'throw']) {
+      const name = uniqueName(`exit-${how}`);
+      const result = await run('redis-exit.ts', [flavour, server.url, name, how]);
+      t.not(result.stdout, 'unexpected', how);
+      const left = await inspect((client) => client.zcard(`exclusive-process:{${name}}:holders`));
+      t.is(left, 0, `${how}: the lock is still held after the process ended`);
+    }
+  });
+}
+
 test('fencing tokens strictly increase over 1000 acquisitions spread across 4 processes and both clients', async (t) => {
   const dir = lockDir();
   const counter = join(dir, 'counter');

@@ -85,12 +85,18 @@ class Lease {
     await (this.#lossRelease ?? releaseToken(this.#link, this.#spec.keys, this.#spec.token));
   }
 
-  /** Sends the release now without waiting for it (process exit). */
+  /** Sends the release in this tick, without waiting for it (process exit: no later tick runs). */
   releaseAtExit(): void {
     if (this.#released) return;
     this.#released = true;
     this.#stop();
-    void releaseToken(this.#link, this.#spec.keys, this.#spec.token);
+    const connection = this.#link.opened;
+    const { keys, token } = this.#spec;
+    try {
+      if (connection !== undefined) SCRIPTS.release.sendNow(connection, scriptKeys(keys), [token, keys.channel]);
+    } catch {
+      // The lease ends by itself.
+    }
   }
 
   #stop(): void {

@@ -156,6 +156,15 @@ export class Script {
     this.#sha = createHash('sha1').update(source).digest('hex');
   }
 
+  /**
+   * Sends the script in full (EVAL: there is no later tick to retry a
+   * NOSCRIPT) in this tick, without waiting for the reply (process exit): a
+   * client that writes to its socket at once (ioredis) delivers it.
+   */
+  sendNow(connection: Connection, keys: readonly string[], args: readonly string[]): void {
+    connection.command(['EVAL', this.#source, String(keys.length), ...keys, ...args]).catch(() => {});
+  }
+
   async run(connection: Connection, keys: readonly string[], args: readonly string[]): Promise<unknown> {
     const tail = [String(keys.length), ...keys, ...args];
     try {
