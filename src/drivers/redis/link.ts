@@ -84,7 +84,7 @@ export class Link {
   async send(send: (connection: Connection) => Promise<unknown>, doing: string): Promise<unknown> {
     const { where, commandTimeoutMs } = this.config;
     try {
-      const connection = await withTimeout(this.main(), commandTimeoutMs, where, `connecting (${doing})`);
+      const connection = this.#opened ?? (await withTimeout(this.main(), commandTimeoutMs, where, `connecting (${doing})`));
       return await withTimeout(send(connection), commandTimeoutMs, where, doing);
     } catch (error) {
       throw unavailable(where, doing, error);
