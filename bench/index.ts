@@ -5,7 +5,7 @@
 // more than our CPU-bound path, hence the load warning).
 // Sections: uncontended acquire+release, hand-off latency, the CPU cost of
 // waiting on many names, many locks and waiters in one process, the CLI's
-// start-up against Node's own, a second instance's conflict-to-reply, then the optional ones (portable driver, postgres)
+// start-up against Node's own, a second instance's conflict-to-reply, then the optional ones (portable driver, postgres, redis)
 // when they are available.
 import { existsSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     cliStartup(dir);
     await singleInstance(dir);
     await postgres();
+    await redisSection();
 
     console.log('\n### Targets\n');
     for (const c of allChecks()) console.log(`- ${c.line}`);
@@ -289,6 +290,12 @@ async function postgres(): Promise<void> {
   const output = await benchPostgres();
   const text = typeof output === 'string' ? output : (output as { text?: unknown } | undefined)?.text;
   if (typeof text === 'string') console.log(text);
+}
+
+/** bench/redis.ts starts its own redis-server: this driver beside redlock and redis-semaphore. */
+async function redisSection(): Promise<void> {
+  const { benchRedis } = require(join(__dirname, 'redis.ts')) as typeof import('./redis.js');
+  console.log((await benchRedis()).text);
 }
 
 main().catch((error: unknown) => {

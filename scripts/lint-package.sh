@@ -5,7 +5,7 @@
 # one it lints that tarball. publint checks package.json (exports, main,
 # types, bin, files) against the tarball's files and fails on any message,
 # suggestions included; attw (are the types wrong) checks that every entry
-# point (".", "./postgres", "./package.json") resolves to the right types under
+# point (".", "./postgres", "./redis", "./package.json") resolves to the right types under
 # every TypeScript module resolution: node10, node16 from CJS and from ESM,
 # bundler. Exits non-zero if either finds anything.
 set -euo pipefail

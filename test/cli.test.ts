@@ -27,6 +27,8 @@ import { openFiles, ROOT } from './helpers/processes.js';
 import { runtimeBinary, runtimeEnv, scriptArgv, testRuntime } from './helpers/runtimes.js';
 import { Client } from 'pg';
 import { postgresInstalled, startPostgres, template } from './helpers/postgres-server.js';
+import { startRedis } from './helpers/redis-server.js';
+import Redis from 'ioredis';
 
 const CHILD = join(ROOT, 'test', 'fixtures', 'cli-child.cjs');
 /** The runtime the tool runs in (the commands it runs are Node's). */
@@ -35,6 +37,9 @@ const TRY_HELP = "Try 'exclusive --help' for more information.\n";
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 /** The optional peer dependency, at the version the repository tests with (so npm finds it in its cache). */
 const PG = `pg@${(JSON.parse(readFileSync(join(ROOT, 'node_modules', 'pg', 'package.json'), 'utf8')) as { version: string }).version}`;
+
+/** A Redis client the installed package can load for `--driver redis`, at the repository's version. */
+const IOREDIS = `ioredis@${(JSON.parse(readFileSync(join(ROOT, 'node_modules', 'ioredis', 'package.json'), 'utf8')) as { version: string }).version}`;
 
 let root = '';
 let project = '';
@@ -58,7 +63,7 @@ test.before(async () => {
   project = join(root, 'project');
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), '{ "name": "cli-test-project", "private": true }\n');
-  const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball, PG], {
+  const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball, PG, IOREDIS], {
     cwd: project,
     encoding: 'utf8',
   });
@@ -910,6 +915,41 @@ cliTest('--driver postgres --database-url: one holder across the server, status 
   t.like(await exclusive([...place, '-w', '5', 'pg-job', '--', 'true']), { code: 0, stderr: '' });
 });
 
+cliTest(
+  '--driver redis --redis-url: one holder across the server, status by name and a list; a lost lock stops the command with 125',
+  async (t) => {
+    const server = await startRedis();
+    t.teardown(() => server.stop());
+    const place = ['--driver', 'redis', '--redis-url', server.url];
+    const tool = start([...place, 'rd-job', '--', ...node('hold')]);
+    await tool.waitFor('ready');
+    t.deepEqual(await exclusive([...place, '-E', '75', 'rd-job', '--', 'true']), {
+      code: 75,
+      signal: null,
+      stdout: '',
+      stderr: conflictMessage('rd-job', tool.child.pid!),
+    });
+    const status = await exclusive([...place, 'status', 'rd-job', '--json']);
+    t.is(status.code, 1);
+    t.like(JSON.parse(status.stdout), { name: 'rd-job', state: 'held', pid: tool.child.pid, host: hostname(), driver: 'redis' });
+    const list = await exclusive([...place, 'status', '--json']);
+    t.is(list.code, 0, list.stderr);
+    t.true(
+      (JSON.parse(list.stdout) as Array<{ name: string }>).some((lock) => lock.name === 'rd-job'),
+      list.stdout
+    );
+    // What a network cut would do: the server drops the holder's connection; the tool stops the command.
+    const client = new Redis(server.url);
+    await client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    client.disconnect();
+    const result = await tool.done;
+    t.is(result.code, 125);
+    t.regex(result.stderr, /^exclusive: The lock 'rd-job' was lost: .* Stopping the command \(SIGTERM, then SIGKILL after 5 s\)\.\n$/);
+    t.like(await exclusive([...place, 'status', 'rd-job']), { code: 0 });
+    t.like(await exclusive([...place, '-w', '5', 'rd-job', '--', 'true']), { code: 0, stderr: '' });
+  }
+);
+
 cliTest('--driver postgres: a lock lost while the command runs stops the command and fails with 125', async (t) => {
   const server = await startPostgres();
   t.teardown(() => server.stop());
@@ -1002,7 +1042,7 @@ const usageErrors: Array<[string[], string]> = [
   [['job', '-w', '--', 'true'], "option '-w' needs a value"],
   [['-E', 'x', 'job', '--', 'true'], `option '-E' needs an exit code from 0 to 255, got "x"`],
   [['-E', '256', 'job', '--', 'true'], `option '-E' needs an exit code from 0 to 255, got "256"`],
-  [['--driver', 'nfs', 'job', '--', 'true'], `option '--driver' must be one of posix, windows, portable, postgres, got "nfs"`],
+  [['--driver', 'nfs', 'job', '--', 'true'], `option '--driver' must be one of posix, windows, portable, postgres, redis, got "nfs"`],
   [['--database-url', 'postgres://h/d', 'job', '--', 'true'], "option '--database-url' needs '--driver postgres'"],
   [['--driver', 'postgres', '--dir', '/tmp', 'job', '--', 'true'], "option '--dir' does not apply to the postgres driver"],
   [['--quiet=yes', 'job', '--', 'true'], "option '--quiet' takes no value"],
@@ -1158,6 +1198,7 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: '/l',
     driver: 'portable',
     databaseUrl: undefined,
+    redisUrl: undefined,
     mode: 'exclusive',
     limit: 1,
   });
@@ -1169,10 +1210,20 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: undefined,
     driver: undefined,
     databaseUrl: undefined,
+    redisUrl: undefined,
   });
   t.like(run(['--driver=postgres', '--database-url', 'postgres://h/d', 'job', '--', 'c']), {
     driver: 'postgres',
     databaseUrl: 'postgres://h/d',
+  });
+  t.like(run(['--driver=redis', '--redis-url', 'redis://h:6379', 'job', '--', 'c']), { driver: 'redis', redisUrl: 'redis://h:6379' });
+  t.throws(() => run(['--redis-url', 'redis://h', 'job', '--', 'c']), {
+    instanceOf: UsageError,
+    message: "option '--redis-url' needs '--driver redis'",
+  });
+  t.throws(() => run(['--driver', 'redis', '--dir', '/x', 'job', '--', 'c']), {
+    instanceOf: UsageError,
+    message: "option '--dir' does not apply to the redis driver",
   });
   t.is(run(['-w', '0', 'j', '--', 'c']).waitMs, Infinity);
   t.is(run(['-w', '.5', 'j', '--', 'c']).waitMs, 500);
@@ -1190,6 +1241,7 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: undefined,
     driver: undefined,
     databaseUrl: undefined,
+    redisUrl: undefined,
     mode: 'exclusive',
     limit: 1,
   });
@@ -1200,6 +1252,7 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: undefined,
     driver: undefined,
     databaseUrl: undefined,
+    redisUrl: undefined,
   });
   t.deepEqual(parseArgs(['--json', 'status', 'x']), {
     kind: 'status',
@@ -1208,6 +1261,7 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: undefined,
     driver: undefined,
     databaseUrl: undefined,
+    redisUrl: undefined,
   });
   t.deepEqual(parseArgs(['job', '--help', '--', 'c']), { kind: 'help' });
   t.deepEqual(parseArgs(['job', '--', 'c', '--help']), {
@@ -1221,6 +1275,7 @@ cliTest('parseArgs: options in any order, grouped short flags, inline values', (
     dir: undefined,
     driver: undefined,
     databaseUrl: undefined,
+    redisUrl: undefined,
     mode: 'exclusive',
     limit: 1,
   });

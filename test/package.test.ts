@@ -266,6 +266,7 @@ test('attw: every entry point resolves to its own types and code under node10, n
   t.deepEqual(resolved, {
     '.': { node10: cjs('index'), 'node16-cjs': cjs('index'), 'node16-esm': esm('index'), bundler: esm('index') },
     './postgres': { node10: cjs('postgres'), 'node16-cjs': cjs('postgres'), 'node16-esm': esm('postgres'), bundler: esm('postgres') },
+    './redis': { node10: cjs('redis'), 'node16-cjs': cjs('redis'), 'node16-esm': esm('redis'), bundler: esm('redis') },
     './node-cron': { node10: cjs('node-cron'), 'node16-cjs': cjs('node-cron'), 'node16-esm': esm('node-cron'), bundler: esm('node-cron') },
     './package.json': { node10: manifest, 'node16-cjs': manifest, 'node16-esm': manifest, bundler: manifest },
   });

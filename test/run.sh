@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test run, as `npm test` and CI run it:
 #   1. installs the Debian packages the suites need when missing (PostgreSQL
-#      15 and PgBouncer for the postgres driver, btrfs-progs and xfsprogs for
-#      the file-system suite; the Windows suite installs Wine itself), which
-#      needs root on Debian/Ubuntu;
-#   2. runs every ava suite (Linux: posix, portable, postgres, CLI, package),
+#      15 and PgBouncer for the postgres driver, redis-server for the redis
+#      driver, btrfs-progs and xfsprogs for the file-system suite; the Windows
+#      suite installs Wine itself), which needs root on Debian/Ubuntu;
+#   2. runs every ava suite (Linux: posix, portable, postgres, redis, CLI, package),
 #      then the runtimes and CLI suites again in Bun and in Deno;
 #   3. runs the Windows driver's suite under Wine (skip with
 #      EXCLUSIVE_SKIP_WINDOWS=1 while developing: the summary then says so);
@@ -19,6 +19,8 @@ log() { printf '# [test] %s\n' "$*" >&2; }
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+# The redis driver's suite starts its own redis-server.
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
 # The file-system suite mounts btrfs and xfs images.
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
@@ -32,6 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian starts a default cluster and pgbouncer on install; the tests start their own.
   service postgresql stop >/dev/null 2>&1 || true
   service pgbouncer stop >/dev/null 2>&1 || true
+  service redis-server stop >/dev/null 2>&1 || true
 fi
 
 mkdir -p .tmp
@@ -56,7 +59,7 @@ count .tmp/ava.tap ava
 # in each (ava itself runs on Node). Each child checks its runtime.
 for runtime in bun deno; do
   log "suites under $runtime"
-  EXCLUSIVE_TEST_RUNTIME=$runtime npx ava --serial --tap test/runtimes.test.ts test/cli.test.ts --match '!*postgres*' 2>&1 | tee ".tmp/$runtime.tap"
+  EXCLUSIVE_TEST_RUNTIME=$runtime npx ava --serial --tap test/runtimes.test.ts test/cli.test.ts --match '!*postgres*' --match '!*redis*' 2>&1 | tee ".tmp/$runtime.tap"
   p0=$passed f0=$failed
   count ".tmp/$runtime.tap" "$runtime"
   log "$runtime: $((passed - p0)) passed, $((failed - f0)) failed"

@@ -13,7 +13,7 @@ import { MAX_LIMIT, MAX_WAIT_MS } from '../api/options.js';
 import { didYouMean } from '../shared/suggest.js';
 
 /** Driver names the tool accepts for `--driver`. */
-export const CLI_DRIVERS = ['posix', 'windows', 'portable', 'postgres'] as const;
+export const CLI_DRIVERS = ['posix', 'windows', 'portable', 'postgres', 'redis'] as const;
 
 /** A built-in driver name accepted by `--driver`. */
 export type CliDriver = (typeof CLI_DRIVERS)[number];
@@ -26,6 +26,8 @@ export interface LockPlace {
   driver: CliDriver | undefined;
   /** `--database-url` (postgres driver only); undefined: pg's `PG*` environment variables. */
   databaseUrl: string | undefined;
+  /** `--redis-url` (redis driver only); undefined: `$REDIS_URL`, else `redis://localhost:6379`. */
+  redisUrl: string | undefined;
 }
 
 /** `exclusive [options] <name> -- <command> [args...]` */
@@ -89,6 +91,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { long: 'dir', value: true },
   { long: 'driver', value: true },
   { long: 'database-url', value: true },
+  { long: 'redis-url', value: true },
   { long: 'json', value: false },
   { long: 'help', short: 'h', value: false },
   { long: 'version', short: 'V', value: false },
@@ -247,9 +250,12 @@ function lockPlace(given: Given[]): LockPlace {
     throw new UsageError(`option '${driver.flag}' must be one of ${CLI_DRIVERS.join(', ')}, got ${quote(driver.value!)}`);
   }
   const url = last(given, 'database-url');
-  if (driver?.value === 'postgres' && dir !== undefined) throw new UsageError(`option '${dir.flag}' does not apply to the postgres driver`);
+  const redisUrl = last(given, 'redis-url');
+  const server = driver?.value === 'postgres' || driver?.value === 'redis';
+  if (server && dir !== undefined) throw new UsageError(`option '${dir.flag}' does not apply to the ${driver.value} driver`);
   if (url !== undefined && driver?.value !== 'postgres') throw new UsageError(`option '${url.flag}' needs '--driver postgres'`);
-  return { dir: dir?.value, driver: driver?.value as CliDriver | undefined, databaseUrl: url?.value };
+  if (redisUrl !== undefined && driver?.value !== 'redis') throw new UsageError(`option '${redisUrl.flag}' needs '--driver redis'`);
+  return { dir: dir?.value, driver: driver?.value as CliDriver | undefined, databaseUrl: url?.value, redisUrl: redisUrl?.value };
 }
 
 /**

@@ -28,10 +28,12 @@ Options:
       --dir <dir>                lock directory (default: $EXCLUSIVE_PROCESS_DIR,
                                  else /run/lock or /var/lock if mode 1777,
                                  else /tmp)
-      --driver <driver>          posix, windows, portable or postgres
+      --driver <driver>          posix, windows, portable, postgres or redis
                                  (default: the platform's: posix or windows)
       --database-url <url>       postgres: postgres://user:pass@host:5432/db
                                  (default: the PG* environment variables)
+      --redis-url <url>          redis: redis://user:pass@host:6379/0
+                                 (default: $REDIS_URL, else redis://localhost:6379)
       --json                     status: print JSON instead of a table
   -h, --help                     show this help
   -V, --version                  show the version

@@ -809,8 +809,4 @@ test('a plain or a shared holder in another process refuses a counted request wi
   await lock.release();
 });
 
-modesSuite(anyTest, {
-  label: 'postgres',
-  make: () => postgres({ connectionString: server.connectionString }),
-  arg: () => server.connectionString,
-});
+modesSuite(anyTest, 'postgres', () => server.connectionString);

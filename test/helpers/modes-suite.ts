@@ -1,8 +1,9 @@
 import type { ExecutionContext, TestFn } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CannotAcquireLock, Exclusive, type ExclusiveLock, type ExclusiveOptions, type LockDriver } from '../../src/index.js';
+import { CannotAcquireLock, Exclusive, type ExclusiveOptions } from '../../src/index.js';
 import { lockDir, run, start, type Finished } from './processes.js';
+import { driverOfSpec } from './driver-spec.js';
 
 /** One logged hold of the modes.ts fixture: who, which role (R, W, C), from entry to exit (monotonic ns). */
 export interface Hold {
@@ -45,29 +46,22 @@ function ran(t: ExecutionContext, results: readonly Finished[]): void {
 }
 
 /**
- * A driver the suite runs on: a built-in file driver's name, or a driver
- * made in the test (once its server runs) with what tells modes.ts to make
- * the same one (a postgres:// connection string).
- */
-export type SuiteDriver = 'posix' | 'portable' | { readonly label: string; readonly make: () => LockDriver; readonly arg: () => string };
-
-/**
  * Shared and counted locks across real processes (modes.ts), for a driver
- * that supports them. Called by test/drivers/<driver>.test.ts.
+ * that supports them. Called by test/drivers/<driver>.test.ts with the
+ * driver's name, and for a driver that needs more (a server) with `spec`,
+ * which gives what modes.ts and this process pass to driverOfSpec() once
+ * the test runs. Checks in this process use the asynchronous forms, which
+ * take every driver.
  */
-export function modesSuite(anyTest: TestFn, suiteDriver: SuiteDriver): void {
+export function modesSuite(anyTest: TestFn, driver: string, spec: () => string = () => driver): void {
   const test = anyTest.serial;
-  const named = typeof suiteDriver === 'string';
-  const label = named ? suiteDriver : suiteDriver.label;
-  let made: LockDriver | undefined;
-  const current = (): 'posix' | 'portable' | LockDriver => (named ? suiteDriver : (made ??= suiteDriver.make()));
-  const modes = (role: string, dir: string, log: string, ...args: string[]) =>
-    start('modes.ts', [role, dir, named ? suiteDriver : suiteDriver.arg(), log, ...args]);
-  /** One acquisition from this process: Exclusive.lock() for a synchronous driver, acquire() for an asynchronous one. */
-  const lockOnce = async (options: ExclusiveOptions): Promise<ExclusiveLock> =>
-    named ? Exclusive.lock(options as Parameters<typeof Exclusive.lock>[0]) : Exclusive.acquire(options);
+  const modes = (role: string, dir: string, log: string, ...args: string[]) => start('modes.ts', [role, dir, spec(), log, ...args]);
+  const inTest = async (dir: string): Promise<{ dir: string; driver: ExclusiveOptions['driver'] }> => ({
+    dir,
+    driver: await driverOfSpec(spec(), dir),
+  });
 
-  test(`${label} modes: 4 processes holding shared for 200 ms, started together, are inside at once`, async (t) => {
+  test(`${driver} modes: 4 processes holding shared for 200 ms, started together, are inside at once`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const readers = Array.from({ length: 4 }, () => modes('reader', dir, log, '200', '0', 'barrier'));
@@ -80,7 +74,7 @@ export function modesSuite(anyTest: TestFn, suiteDriver: SuiteDriver): void {
     t.true(mostAtOnce(holds) >= 2);
   });
 
-  test(`${label} modes: 4 readers and 2 writers for 5 s: no writer overlaps anyone, the writers' counter is exact`, async (t) => {
+  test(`${driver} modes: 4 readers and 2 writers for 5 s: no writer overlaps anyone, the writers' counter is exact`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const counter = join(dir, 'counter');
@@ -102,7 +96,7 @@ export function modesSuite(anyTest: TestFn, suiteDriver: SuiteDriver): void {
     t.is(readFileSync(counter, 'utf8'), String(writes.length));
   });
 
-  test(`${label} modes: a writer waiting behind a continuous stream of overlapping shared holds gets in after about one read hold`, async (t) => {
+  test(`${driver} modes: a writer waiting behind a continuous stream of overlapping shared holds gets in after about one read hold`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     // 4 readers of 150 ms holds, started 40 ms apart: some reader is always inside, for 4 s.
@@ -130,7 +124,7 @@ export function modesSuite(anyTest: TestFn, suiteDriver: SuiteDriver): void {
     t.true(waited < 2000, `waited ${waited} ms`);
   });
 
-  test(`${label} modes: counted, 8 processes x 200 turns with limit 3: at most exactly 3 inside at once`, async (t) => {
+  test(`${driver} modes: counted, 8 processes x 200 turns with limit 3: at most exactly 3 inside at once`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     ran(t, await Promise.all(Array.from({ length: 8 }, () => modes('counted', dir, log, '3', '200').finished)));
@@ -139,21 +133,21 @@ export function modesSuite(anyTest: TestFn, suiteDriver: SuiteDriver): void {
     t.is(mostAtOnce(holds), 3);
   });
 
-  test(`${label} modes: kill -9 of a slot holder frees its slot for a waiting process`, async (t) => {
+  test(`${driver} modes: kill -9 of a slot holder frees its slot for a waiting process`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const holders = Array.from({ length: 3 }, () => modes('slot', dir, log, '3'));
     t.teardown(() => holders.forEach((holder) => holder.child.kill('SIGKILL')));
     await Promise.all(holders.map((holder) => holder.waitFor('held')));
     const pids = holders.map((holder) => holder.child.pid!);
-    const driver = current();
-    const listed = await Exclusive.holders('modes', { dir, driver });
+    const options = await inTest(dir);
+    const listed = await Exclusive.holders('modes', options);
     t.deepEqual(
       listed.map(({ slot, limit, mode }) => ({ slot, limit, mode })),
       [0, 1, 2].map((slot) => ({ slot, limit: 3, mode: 'exclusive' }))
     );
     t.deepEqual(listed.map((holder) => holder.pid).sort(), [...pids].sort());
-    const full = await t.throwsAsync(lockOnce({ name: 'modes', dir, driver, limit: 3 }), { instanceOf: CannotAcquireLock });
+    const full = await t.throwsAsync(Exclusive.acquire({ name: 'modes', ...options, limit: 3 }), { instanceOf: CannotAcquireLock });
     // The pids in slot order.
     t.is(full.message, `All 3 'modes' slots are taken (pids ${listed.map((holder) => holder.pid).join(', ')}).`);
     t.deepEqual([...full.pids].sort(), [...pids].sort());
@@ -167,48 +161,51 @@ export function modesSuite(anyTest: TestFn, suiteDriver: SuiteDriver): void {
     t.is((await waiter.finished).code, 0);
   });
 
-  test(`${label} modes: holders that disagree get ERR_LOCK_MISMATCH, across processes`, async (t) => {
+  test(`${driver} modes: holders that disagree get ERR_LOCK_MISMATCH, across processes`, async (t) => {
     const dir = lockDir();
     const holder = modes('slot', dir, join(dir, 'log'), '3');
     t.teardown(() => holder.child.kill('SIGKILL'));
     await holder.waitFor('held');
-    const options: ExclusiveOptions = { name: 'modes', dir, driver: current() };
+    const options = await inTest(dir);
     for (const other of [{ limit: 2 }, {}, { mode: 'shared' as const }, { limit: 4, wait: 200 }]) {
-      const error = await t.throwsAsync(lockOnce({ ...options, ...other }), { code: 'ERR_LOCK_MISMATCH' }, JSON.stringify(other));
-      t.regex(error.message, /The lock 'modes' is held counted \(limit 3\)/);
+      const error = await t.throwsAsync(
+        Exclusive.acquire({ name: 'modes', ...options, ...other }),
+        { code: 'ERR_LOCK_MISMATCH' },
+        JSON.stringify(other)
+      );
+      t.regex(error?.message ?? '', /The lock 'modes' is held counted \(limit 3\)/);
     }
-    const agreeing = await lockOnce({ ...options, limit: 3 });
+    const agreeing = await Exclusive.acquire({ name: 'modes', ...options, limit: 3 });
     t.true(agreeing.held);
-    void agreeing.release();
+    await agreeing.release();
   });
 
-  test(`${label} modes: Exclusive.holders() lists every shared holder with its mode; holder() names one`, async (t) => {
+  test(`${driver} modes: Exclusive.holders() lists every shared holder with its mode; holder() names one`, async (t) => {
     const dir = lockDir();
     const log = join(dir, 'log');
     const readers = [modes('reader', dir, log, '1500'), modes('reader', dir, log, '1500')];
     t.teardown(() => readers.forEach((reader) => reader.child.kill('SIGKILL')));
     await waitUntil(() => holdsStarted(log) === 2);
     const pids = readers.map((reader) => reader.child.pid!).sort();
-    const driver = current();
-    const listed = await Exclusive.holders('modes', { dir, driver });
+    const options = await inTest(dir);
+    const listed = await Exclusive.holders('modes', options);
     t.deepEqual(listed.map((holder) => holder.pid).sort(), pids);
     t.deepEqual([...new Set(listed.map((holder) => holder.mode))], ['shared']);
-    t.true(pids.includes((await Exclusive.holder('modes', { dir, driver }))!.pid!));
-    const refused = await t.throwsAsync(lockOnce({ name: 'modes', dir, driver }), { instanceOf: CannotAcquireLock });
+    t.true(pids.includes((await Exclusive.holder('modes', options))!.pid!));
+    const refused = await t.throwsAsync(Exclusive.acquire({ name: 'modes', ...options }), { instanceOf: CannotAcquireLock });
     t.deepEqual([...refused.pids].sort(), pids);
     const ended = await Promise.all(readers.map((reader) => reader.finished));
     ran(t, ended);
-    t.deepEqual(await Exclusive.holders('modes', { dir, driver }), []);
+    t.deepEqual(await Exclusive.holders('modes', options), []);
   });
 
-  test(`${label} modes: a plain holder keeps another process's shared request out, with the classic message`, async (t) => {
+  test(`${driver} modes: a plain holder keeps another process's shared request out, with the classic message`, async (t) => {
     const dir = lockDir();
-    const lock = await lockOnce({ name: 'modes', dir, driver: current() });
-    const result = await run('modes.ts', ['reader', dir, named ? suiteDriver : suiteDriver.arg(), join(dir, 'log'), '10', '-1', 'nowait']);
+    await using lock = await Exclusive.acquire({ name: 'modes', ...(await inTest(dir)) });
+    const result = await run('modes.ts', ['reader', dir, spec(), join(dir, 'log'), '10', '-1', 'nowait']);
     t.is(result.code, 1);
     t.regex(result.stderr, new RegExp(`Another 'modes' process is already running \\(pid ${process.pid}\\)\\.`));
     t.true(lock.held);
-    await lock.release();
   });
 }
 

@@ -117,7 +117,10 @@ export default defineConfig(
       // Lazy require() is how optional and platform-specific modules load
       // (pg, ffi-rs, one driver per platform, node:crypto: 3-4 ms of the CLI's
       // start-up) in this CommonJS package.
-      '@typescript-eslint/no-require-imports': ['error', { allow: ['^\\.\\.?/', '^ffi-rs$', '^pg$', '^node:crypto$'] }],
+      '@typescript-eslint/no-require-imports': [
+        'error',
+        { allow: ['^\\.\\.?/', '^ffi-rs$', '^pg$', '^ioredis$', '^redis$', '^node:crypto$'] },
+      ],
     },
   },
   {

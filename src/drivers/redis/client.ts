@@ -1,0 +1,158 @@
+import { LockDriverError } from '../../shared/errors.js';
+
+/**
+ * One interface over the two Redis clients the driver takes, ioredis and
+ * node-redis (v4+): raw commands, a duplicate for pub/sub, and the events
+ * that say a connection dropped or came back. A client given by the user is
+ * used as is; only what the driver duplicates from it is its own to close.
+ */
+
+/** The parts of an ioredis client (`Redis` or `Cluster`) the driver uses. */
+interface IoRedisLike {
+  readonly status: string;
+  readonly stream?: { unref?(): void };
+  call(command: string, ...args: string[]): Promise<unknown>;
+  duplicate(): IoRedisLike;
+  subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  disconnect(): void;
+}
+
+/** The parts of a node-redis (v4+) client the driver uses. */
+interface NodeRedisLike {
+  readonly isOpen: boolean;
+  sendCommand(args: readonly string[]): Promise<unknown>;
+  duplicate(): NodeRedisLike;
+  connect(): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string, channel: string) => void): Promise<unknown>;
+  unsubscribe(channel: string, listener?: (message: string, channel: string) => void): Promise<unknown>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  destroy?(): void;
+  disconnect?(): Promise<void>;
+  unref?(): void;
+}
+
+/** A connection as the driver sees it, whichever client is behind it. */
+export interface Connection {
+  readonly flavour: 'ioredis' | 'node-redis';
+  /** Sends one command (`['EVALSHA', sha, ...]`); the reply as the client decodes it (RESP2 types). */
+  command(args: readonly string[]): Promise<unknown>;
+  /** Calls `listener` whenever the connection drops (it may come back: the client reconnects). */
+  onDrop(listener: (why: string) => void): void;
+  /** Calls `listener` whenever the connection is ready again after a drop. */
+  onReady(listener: () => void): void;
+  /** A new connection to the same server (same options), for pub/sub. */
+  duplicate(): Promise<Connection>;
+  /** Subscribes to `channel`; `listener` gets each message of it. */
+  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  unsubscribe(channel: string): Promise<void>;
+  /** Closes the connection now (not for a user's client). */
+  close(): void;
+  /** Lets the process end while this connection is open and idle (pending commands are kept alive by their timeouts). */
+  unref(): void;
+}
+
+/** The client's flavour, or undefined when `client` is neither an ioredis nor a node-redis client. */
+export function flavourOf(client: unknown): Connection['flavour'] | undefined {
+  if (typeof client !== 'object' || client === null) return undefined;
+  const c = client as Record<string, unknown>;
+  if (typeof c.call === 'function' && typeof c.duplicate === 'function' && typeof c.status === 'string') return 'ioredis';
+  if (typeof c.sendCommand === 'function' && typeof c.duplicate === 'function' && typeof c.connect === 'function') return 'node-redis';
+  return undefined;
+}
+
+/** Wraps a client already checked by flavourOf(). */
+export function connectionOf(client: unknown): Connection {
+  return flavourOf(client) === 'ioredis' ? ioredisConnection(client as IoRedisLike) : nodeRedisConnection(client as NodeRedisLike);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function ioredisConnection(client: IoRedisLike): Connection {
+  const channels = new Map<string, (message: string) => void>();
+  let listening = false;
+  return {
+    flavour: 'ioredis',
+    command: ([name, ...args]) => client.call(name, ...args),
+    onDrop: (listener) => {
+      client.on('close', () => listener('the connection to Redis closed'));
+    },
+    onReady: (listener) => {
+      client.on('ready', () => listener());
+    },
+    duplicate: () => {
+      const copy = client.duplicate();
+      copy.on('error', () => {}); // reported through the lost locks and failed commands, not as a crash
+      return Promise.resolve(ioredisConnection(copy));
+    },
+    subscribe: async (channel, listener) => {
+      if (!listening) {
+        listening = true;
+        client.on('message', (...args: unknown[]) => channels.get(args[0] as string)?.(String(args[1])));
+      }
+      channels.set(channel, listener);
+      await client.subscribe(channel);
+    },
+    unsubscribe: async (channel) => {
+      channels.delete(channel);
+      await client.unsubscribe(channel);
+    },
+    close: () => client.disconnect(),
+    unref: () => {
+      client.stream?.unref?.();
+      client.on('connect', () => client.stream?.unref?.());
+    },
+  };
+}
+
+function nodeRedisConnection(client: NodeRedisLike): Connection {
+  return {
+    flavour: 'node-redis',
+    command: (args) => client.sendCommand(args),
+    onDrop: (listener) => {
+      client.on('reconnecting', () => listener('the connection to Redis dropped'));
+      client.on('end', () => listener('the connection to Redis was closed'));
+    },
+    onReady: (listener) => {
+      client.on('ready', () => listener());
+    },
+    duplicate: async () => {
+      const copy = client.duplicate();
+      copy.on('error', () => {}); // as above
+      await copy.connect();
+      return nodeRedisConnection(copy);
+    },
+    subscribe: async (channel, listener) => {
+      await client.subscribe(channel, (message) => listener(message));
+    },
+    unsubscribe: async (channel) => {
+      await client.unsubscribe(channel);
+    },
+    close: () => {
+      if (typeof client.destroy === 'function') client.destroy();
+      else void client.disconnect?.().catch(() => {});
+    },
+    unref: () => client.unref?.(),
+  };
+}
+
+/** The error for a command that failed or took too long: the server is out of reach (or refused us). */
+export function unavailable(where: string, doing: string, error: unknown): LockDriverError {
+  if (error instanceof LockDriverError) return error;
+  return new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Redis at ${where} failed while ${doing}: ${messageOf(error)}`, error);
+}
+
+/** `promise`, or a LockDriverError once `ms` have passed (the command may still complete later). */
+export function withTimeout<T>(promise: Promise<T>, ms: number, where: string, doing: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Redis at ${where} did not answer within ${ms} ms while ${doing}`)),
+      ms
+    );
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
