@@ -502,3 +502,15 @@ test('forever() leaves shutting down to an application SIGTERM handler added wit
   t.regex(result.stdout, /flushed\n$/);
   t.deepEqual(readdirSync(dir), [], 'and the lock file was removed at exit');
 });
+
+test('release() called again from the lock signal abort listener, which release() itself fires, returns the same settled release', async (t) => {
+  const dir = lockDir();
+  const lock = await Exclusive.acquire({ name: 'release-in-abort', dir });
+  let again: Promise<void> | undefined;
+  lock.signal.addEventListener('abort', () => (again = lock.release()));
+  const first = lock.release();
+  t.is(again, first);
+  await first;
+  t.false(lock.held);
+  t.is(Exclusive.holder('release-in-abort', { dir }), null);
+});

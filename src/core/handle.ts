@@ -78,7 +78,6 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
     if (this.#released === undefined) {
       const release = this.#release!;
       this.#release = undefined;
-      if (this.#controller !== undefined && !this.#controller.signal.aborted) this.#controller.abort(this.#releasedReason());
       try {
         const result = release();
         this.#released = result instanceof Promise ? result : Promise.resolve();
@@ -86,6 +85,8 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
         this.#failure = { error };
         this.#released = Promise.reject(error);
       }
+      // After #released is set: an abort listener that calls release() again gets the same promise.
+      if (this.#controller !== undefined && !this.#controller.signal.aborted) this.#controller.abort(this.#releasedReason());
     }
     return this.#released;
   }
