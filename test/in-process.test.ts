@@ -507,7 +507,9 @@ test('release() called again from the lock signal abort listener, which release(
   const dir = lockDir();
   const lock = await Exclusive.acquire({ name: 'release-in-abort', dir });
   let again: Promise<void> | undefined;
-  lock.signal.addEventListener('abort', () => (again = lock.release()));
+  lock.signal.addEventListener('abort', () => {
+    again = lock.release();
+  });
   const first = lock.release();
   t.is(again, first);
   await first;
