@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import { Exclusive, LockDriverError } from '../../src/index.js';
 import { LockLostError, redis } from '../../src/redis.js';
-import { freePort } from '../helpers/postgres-server.js';
+import { freePort } from '../helpers/ports.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { modesSuite } from '../helpers/modes-suite.js';
 import { lockDir, run, start, type Started } from '../helpers/processes.js';

@@ -1,9 +1,11 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asUser } from './run-as.js';
+import { freePort, untilListening } from './ports.js';
+
+export { freePort } from './ports.js';
 
 /**
  * A private, real PostgreSQL 15 cluster for one test run (or bench): a copy of one initdb per process
@@ -67,18 +69,6 @@ function runPg(tool: string, args: string[]): Promise<string> {
       const killed = error?.killed === true ? ` (killed by ${error.signal} after the 60 s timeout)` : '';
       if (error) reject(new Error(`${tool} ${args.join(' ')} failed${killed}: ${error.message}\n${stdout}${stderr}`));
       else resolve(stdout);
-    });
-  });
-}
-
-/** A free TCP port on 127.0.0.1 (free at the time of asking). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
     });
   });
 }
@@ -241,21 +231,7 @@ export async function startPgBouncer(server: PostgresServer, poolMode: 'session'
   const [command, argv] = asPostgres([PGBOUNCER, ini]);
   const child = spawn(command, argv, { stdio: 'ignore', cwd: POSTGRES_CWD });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  for (const end = performance.now() + 10_000; ;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (up) break;
-    if (child.exitCode !== null || performance.now() > end) {
-      child.kill();
-      throw new Error(`PgBouncer did not start: ${readFileSync(join(dir, 'pgbouncer.log'), 'utf8')}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await untilListening(port, child, () => `PgBouncer did not start: ${readFileSync(join(dir, 'pgbouncer.log'), 'utf8')}`);
   return {
     connectionString: `postgres://postgres@127.0.0.1:${port}/postgres`,
     async stop() {

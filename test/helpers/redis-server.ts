@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './postgres-server.js';
+import { freePort, untilListening } from './ports.js';
 
 /**
  * A private, real redis-server (Debian's `redis-server` package) for one
@@ -44,7 +43,7 @@ export async function startRedis(options: { password?: string } = {}): Promise<R
   let child: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
     child = spawn(REDIS_SERVER, args, { stdio: 'ignore', cwd: dir });
-    await untilListening(port, child);
+    await untilListening(port, child, () => `redis-server did not start on port ${port}`);
   };
   const halt = async (): Promise<void> => {
     const running = child;
@@ -75,22 +74,4 @@ export async function startRedis(options: { password?: string } = {}): Promise<R
     },
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
   };
-}
-
-async function untilListening(port: number, child: ChildProcess): Promise<void> {
-  for (const end = performance.now() + 10_000; ;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (up) return;
-    if (child.exitCode !== null || performance.now() > end) {
-      child.kill('SIGKILL');
-      throw new Error(`redis-server did not start on port ${port}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }

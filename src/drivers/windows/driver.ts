@@ -1,15 +1,15 @@
-import { isRunning } from '../../shared/process-identity.js';
 import { LockFileError } from '../../shared/errors.js';
 import { lockDirectory, lockNamesIn } from '../file/path.js';
 import { readRecordAt } from '../file/lock-file.js';
-import { ERROR_FILE_NOT_FOUND, INFINITE } from '../../native/kernel32.js';
-import { infoFileName, readInfo, removeInfo, removeInfoIfFree } from './info-file.js';
-import { announceWriter, lockHere, mutexHeld } from './mutex.js';
+import { INFINITE } from '../../native/kernel32.js';
+import { infoFileName, removeInfo, removeInfoIfFree } from './info-file.js';
+import { announceWriter, lockHere } from './mutex.js';
 import { directoryKey, mutexName } from './mutex-name.js';
-import { infoPath, newDriverState, type DriverState } from './state.js';
+import { newDriverState, type DriverState } from './state.js';
 import { releaseWaiters, waitOnWaiter } from './waiting.js';
 import type { WindowsScope } from './index.js';
 import { familyHolders, forgetFamilies, lockInFamily } from './mode-holds.js';
+import { mutexHolder } from './holder.js';
 import { familyOf } from './modes.js';
 import type { DriverLock, HolderRecord, SyncLockDriver } from '../types.js';
 
@@ -42,11 +42,11 @@ export function buildDriver(scope: WindowsScope): SyncLockDriver {
     },
     announce: (resource, record) => announceWriter(state, resource, record),
     // A shared or counted lock's holders are its slots' (the first of them for holder()); else the mutex's holder.
-    holder: (resource, name) => familyHolders(state, resource, name)?.[0] ?? holderOf(state, resource, name),
+    holder: (resource, name) => familyHolders(state, resource, name)?.[0] ?? mutexHolder(state, resource, name),
     holders(resource, name) {
       const holders = familyHolders(state, resource, name);
       if (holders !== undefined && holders.length > 0) return holders;
-      const holder = holderOf(state, resource, name);
+      const holder = mutexHolder(state, resource, name);
       return holder === null ? [] : [holder];
     },
     list: (dir) =>
@@ -71,30 +71,6 @@ function locate(state: DriverState, name: string, dir: string | undefined): stri
   const key = directoryKey(resource);
   if (!state.directories.has(key)) state.directories.set(key, lockDirectory(dir));
   return resource;
-}
-
-function holderOf(state: DriverState, resource: string, name: string): HolderRecord | null {
-  const { k } = state;
-  const info = infoPath(state, resource);
-  const unknown = (record: HolderRecord | null): HolderRecord => ({ name: record?.name ?? name, pid: null });
-  const live = (record: HolderRecord | null): HolderRecord | null =>
-    record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : null;
-  if (state.handles.get(resource)?.held || state.waiterHeld.has(resource)) return readInfo(info) ?? { ...unknown(null), pid: process.pid };
-  const opened = k.openMutex(resource);
-  if (opened.handle === 0) {
-    if (opened.error === ERROR_FILE_NOT_FOUND) return null; // no process has it open, so nobody holds it
-    const record = live(readInfo(info)); // another user's mutex: we may not look at it, so trust a live record
-    return record;
-  }
-  let held: boolean;
-  try {
-    held = mutexHeld(k, opened.handle);
-  } finally {
-    k.closeHandle(opened.handle);
-  }
-  if (!held) return null;
-  const record = readInfo(info);
-  return live(record) ?? unknown(record);
 }
 
 /** At exit: releases what this thread and its waiters hold, removing their records first, and closes every handle. */

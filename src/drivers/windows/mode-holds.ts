@@ -1,10 +1,10 @@
-import { isRunning } from '../../shared/process-identity.js';
 import { lockMismatch } from '../../shared/errors.js';
 import { INFINITE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT } from '../../native/kernel32.js';
-import { readInfo, removeInfo, writeInfo } from './info-file.js';
-import { evictIdleHandles, mutexError, mutexHeld, openHandle } from './mutex.js';
+import { removeInfo, writeInfo } from './info-file.js';
+import { evictIdleHandles, mutexError, openHandle } from './mutex.js';
 import { closeAll, currentFamily, joinFamily, markerName, openReaderSlots, readersGone, slotNames, useOf, type Family } from './modes.js';
 import { infoPath, type Cached, type DriverState } from './state.js';
+import { mutexHolder } from './holder.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
 /**
@@ -195,26 +195,8 @@ export function familyHolders(state: DriverState, resource: string, name: string
   const counted = family.startsWith('limit ');
   const holders: HolderRecord[] = [];
   for (const [slot, slotName] of slotNames(resource, counted ? family : 'shared').entries()) {
-    const holder = slotHolder(state, slotName, name);
+    const holder = mutexHolder(state, slotName, name);
     if (holder !== null) holders.push(counted ? { ...holder, slot } : holder);
   }
   return holders;
-}
-
-/** The holder of one slot mutex (its info file's record, believed only while its pid runs), or null when free. */
-function slotHolder(state: DriverState, slotName: string, name: string): HolderRecord | null {
-  const { k } = state;
-  const info = infoPath(state, slotName);
-  if (state.handles.get(slotName)?.held === true || state.waiterHeld.has(slotName)) return readInfo(info) ?? { name, pid: process.pid };
-  const opened = k.openMutex(slotName);
-  if (opened.handle === 0) return null;
-  let held: boolean;
-  try {
-    held = mutexHeld(k, opened.handle);
-  } finally {
-    k.closeHandle(opened.handle);
-  }
-  if (!held) return null;
-  const record = readInfo(info);
-  return record !== null && record.pid !== null && isRunning(record.pid, record.start) ? record : { name: record?.name ?? name, pid: null };
 }
