@@ -189,8 +189,11 @@ async function take(t: Target, found: Entry | undefined): Promise<ExclusiveLock>
     entry.busy = true;
     return attempt(t, entry, began, undefined);
   }
-  const passed =
-    settings.waitMs === 0 ? false : await queued(name, entry, began + settings.waitMs, settings.waitMs, signal, settings.mode === 'shared');
+  const passed = joinsSharedTry(t, entry)
+    ? await turn(entry, Infinity, signal, true, entry.sharedTry)
+    : settings.waitMs === 0
+      ? false
+      : await queued(name, entry, began + settings.waitMs, settings.waitMs, signal, settings.mode === 'shared');
   // Let in beside a shared hold, which may have ended before this continuation ran: then start over.
   if (passed === 'join') return entry.lock !== null && entry.mode === 'shared' ? reenter(name, driver, entry, false) : take(t, entry);
   if (!passed) return refused(t, entry);
@@ -229,7 +232,9 @@ async function attempt(t: Target, entry: Entry, began: number, from: string | un
     traceAttempt(name, 1, entry.lock !== null ? 'lent to a synchronous caller of this thread' : 'first try');
     // Not while a synchronous caller holds it on loan (see pausedWhileLent).
     const tried = entry.lock !== null ? null : driver.tryLock(resource, record, signal);
+    if (tried instanceof Promise && settings.mode === 'shared') entry.sharedTry = new Set();
     lock = tried instanceof Promise ? await tried : tried; // no extra tick for synchronous drivers
+    if (lock === null) endSharedTry(entry);
     if (lock === null && settings.waitMs > 0) {
       if (debugging()) from = await traceAsyncWait(t);
       record = requestRecord(t);
@@ -237,12 +242,34 @@ async function attempt(t: Target, entry: Entry, began: number, from: string | un
     }
     if (lock !== null && from !== undefined) traceHandoff(name, performance.now() - began, from);
   } catch (error) {
+    endSharedTry(entry);
     endTurn(entry);
     throw error;
   }
-  if (lock !== null) return hold(t, entry, lock, record, false);
+  if (lock !== null) {
+    const held = hold(t, entry, lock, record, false); // lets in the shared callers queued to join it
+    endSharedTry(entry);
+    return held;
+  }
   endTurn(entry);
   return refused(t, entry);
+}
+
+/**
+ * True when a shared caller that may not wait finds this thread's shared
+ * first try in flight (an asynchronous driver's): it joins the hold that try
+ * takes, as it would have joined it a moment later, instead of being refused.
+ */
+function joinsSharedTry({ settings }: Target, entry: Entry): boolean {
+  return settings.waitMs === 0 && settings.mode === 'shared' && entry.sharedTry !== undefined;
+}
+
+/** The shared first try ended: the callers that queued to join it and were not let in are refused. */
+function endSharedTry(entry: Entry): void {
+  const waiting = entry.sharedTry;
+  if (waiting === undefined) return;
+  entry.sharedTry = undefined;
+  for (const giveUp of [...waiting]) giveUp();
 }
 
 /** The driver's wait (native, or polled), announced to the driver for its length (writers queue readers behind them). */

@@ -35,6 +35,12 @@ export interface Entry {
   lent: boolean;
   /** In-process callers waiting for `busy` to clear, oldest first. */
   readonly queue: Set<() => void>;
+  /**
+   * While a shared request's first try is in flight (an asynchronous driver's):
+   * how to give up each shared caller that may not wait (`wait: false`) but
+   * queued to join the hold that try may take. Told at the try's end.
+   */
+  sharedTry?: Set<() => void>;
   /** The mode of the current hold (absent: exclusive); a shared hold may be joined by other call chains of the thread. */
   mode?: LockMode;
   /** The limit of the current hold (absent: 1). A counted lock has one entry per slot this thread may hold (see entryFor's `slot`). */

@@ -54,10 +54,17 @@ function sleepSync(ms: number): void {
  * reservation passed to us, false at the deadline or abort; for a `shared`
  * waiter, `'join'` when a shared hold let it in beside it (see admitSharers).
  */
-export function turn(entry: Entry, deadline: number, signal: AbortSignal | undefined, shared = false): Promise<boolean | 'join'> {
+export function turn(
+  entry: Entry,
+  deadline: number,
+  signal: AbortSignal | undefined,
+  shared = false,
+  giveUp?: Set<() => void>
+): Promise<boolean | 'join'> {
   return new Promise((resolve) => {
     const done = (result: boolean | 'join'): void => {
       entry.queue.delete(wake);
+      giveUp?.delete(abort);
       clearTimeout(timer);
       signal?.removeEventListener('abort', abort);
       resolve(result);
@@ -66,6 +73,7 @@ export function turn(entry: Entry, deadline: number, signal: AbortSignal | undef
     const abort = (): void => done(false);
     if (shared) markSharer(wake, () => done('join'));
     entry.queue.add(wake);
+    giveUp?.add(abort);
     const timer = deadline === Infinity ? undefined : setTimeout(abort, Math.max(0, deadline - performance.now()));
     signal?.addEventListener('abort', abort, { once: true });
   });

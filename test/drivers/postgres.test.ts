@@ -810,3 +810,28 @@ test('a plain or a shared holder in another process refuses a counted request wi
 });
 
 modesSuite(anyTest, 'postgres', () => server.connectionString);
+
+test('shared calls started together in one process without waiting all run, sharing one hold; a writer elsewhere still refuses them', async (t) => {
+  const driver = postgres({ connectionString: server.connectionString });
+  const inside: number[] = [];
+  let most = 0;
+  const read = exclusive(
+    async (n: number) => {
+      inside.push(n);
+      most = Math.max(most, inside.length);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      inside.splice(inside.indexOf(n), 1);
+      return n;
+    },
+    { name: 'shared-together', mode: 'shared', driver }
+  );
+  t.deepEqual(await Promise.all([read(1), read(2), read(3)]), [1, 2, 3]);
+  t.is(most, 3);
+  const writer = await Exclusive.acquire({ name: 'shared-together', driver: postgres({ connectionString: server.connectionString }) });
+  const refused = await Promise.allSettled([read(1), read(2), read(3)]);
+  t.deepEqual(
+    refused.map((outcome) => (outcome.status === 'rejected' ? (outcome.reason as { code: string }).code : 'ran')),
+    ['ERR_LOCK_HELD', 'ERR_LOCK_HELD', 'ERR_LOCK_HELD']
+  );
+  await writer.release();
+});
