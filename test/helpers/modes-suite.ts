@@ -207,6 +207,16 @@ export function modesSuite(anyTest: TestFn, driver: string, spec: () => string =
     t.regex(result.stderr, new RegExp(`Another 'modes' process is already running \\(pid ${process.pid}\\)\\.`));
     t.true(lock.held);
   });
+
+  test(`${driver} modes: a counted request from another process against a plain holder gets ERR_LOCK_MISMATCH, not "slots taken"`, async (t) => {
+    const dir = lockDir();
+    await using lock = await Exclusive.acquire({ name: 'modes', ...(await inTest(dir)) });
+    const result = await run('modes.ts', ['slot', dir, spec(), join(dir, 'log'), '3']);
+    t.not(result.code, 0);
+    t.regex(result.stderr, /ERR_LOCK_MISMATCH/);
+    t.regex(result.stderr, /The lock 'modes' is held exclusive and this call asked for it counted \(limit 3\)/);
+    t.true(lock.held);
+  });
 }
 
 function holdsStarted(log: string): number {

@@ -1,5 +1,5 @@
 import { closeSync, readFileSync } from 'node:fs';
-import { decodeRecord } from '../../shared/holder-record.js';
+import { decodeRecord, limitOf, modeOf } from '../../shared/holder-record.js';
 import { locateLockFile, readHead, type LocatedLockFile, type OpenLockFile } from './lock-file.js';
 import type { HolderRecord } from '../types.js';
 
@@ -124,4 +124,28 @@ function mountDevice(fd: number): string | undefined {
     // No procfs, or a mount table we cannot read: the stat device is all we have.
   }
   return undefined;
+}
+
+/**
+ * True when a plain (exclusive) holder holds the lock file at `path`: the
+ * kernel's exclusive flock holder (Linux: /proc/locks) is the process whose
+ * record the file holds, and that record asks for a plain lock. Not a
+ * process that only flocks the file for a moment to remove it (its pid is
+ * not the record's); elsewhere, unknown: false.
+ */
+export function plainHolderAt(path: string): boolean {
+  let file: LocatedLockFile | undefined;
+  try {
+    file = locateLockFile(path);
+  } catch {
+    return false; // a symlink, a FIFO, a hard link: no flock user holds it
+  }
+  if (file === undefined) return false;
+  try {
+    const holder = flockHolderRecord(file);
+    const recorded = holder?.since !== undefined; // the fallback for a pid that is not the record's has no record fields
+    return recorded && holder.pid !== null && modeOf(holder) === 'exclusive' && limitOf(holder) === 1;
+  } finally {
+    closeSync(file.fd);
+  }
 }

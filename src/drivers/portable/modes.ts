@@ -1,6 +1,6 @@
 import { limitOf, modeOf, recordForThisProcess } from '../../shared/holder-record.js';
 import { lockMismatch } from '../../shared/errors.js';
-import { flockHolderAt } from '../file/proc-locks.js';
+import { flockHolderAt, plainHolderAt } from '../file/proc-locks.js';
 import { CLAIM_FILE_SUFFIX, createClaim, isLive, liveClaimAt, lockPathFor, newToken, readClaim, unlinkQuietly } from '../file/claim.js';
 import {
   exists,
@@ -90,10 +90,18 @@ export class PortableModes {
    * request a writer waiting (the gate claims of either driver).
    */
   #writerIn(path: string, record: HolderRecord): boolean {
+    if (limitOf(record) > 1 && this.#plainHolder(path)) throw lockMismatch(record.name, {}, record);
     if (flockHolderAt(lockPathFor(path))) return true;
     if (this.#liveOrReclaimed(path, path, record)) return true;
     if (limitOf(record) > 1) return false;
     return this.#liveOrReclaimed(path, gateClaimPath(path), record) || Boolean(flockHolderAt(posixSidePath(path, 'gate')));
+  }
+
+  /** True when a live plain holder holds the name: the portable driver's `.pid` claim, or the posix driver's flock. */
+  #plainHolder(path: string): boolean {
+    const claim = readClaim(path);
+    if (claim !== undefined && isLive(claim)) return modeOf(claim.record!) === 'exclusive' && limitOf(claim.record!) === 1;
+    return plainHolderAt(lockPathFor(path));
   }
 
   /** True when the claim at `target` is live (or being reclaimed by a live process); a dead holder's is reclaimed. */

@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import { decodeRecord, encodeRecord, limitOf, modeOf } from '../../shared/holder-record.js';
 import { lockMismatch as mismatch, type LockModeError } from '../../shared/errors.js';
 import { locateLockFile, readHead } from '../file/lock-file.js';
-import { flockHolderRecord } from '../file/proc-locks.js';
+import { flockHolderRecord, plainHolderAt } from '../file/proc-locks.js';
 import { claimPathFor } from '../file/claim.js';
 import { exists, portableHolderAt, portableWriterWaits, slotsMarkerPath } from '../file/slot-claims.js';
 import { LOCK_EX, LOCK_NB, LOCK_SH, sleepSync, type CachedFile, type LockFiles } from './files.js';
@@ -203,7 +203,10 @@ export class PosixModes {
   #counted(path: string, record: HolderRecord): DriverLock | null {
     if (this.#files.heldHere(path) === 'exclusive') throw this.#mismatchHere(path, record);
     const main = this.#files.take(path, LOCK_SH | LOCK_NB);
-    if (main === null) return null;
+    if (main === null) {
+      if (plainHolderAt(path)) throw mismatch(record.name, {}, record);
+      return null;
+    }
     return this.#enter(path, record, main, () => this.#recordSlot(path, limitOf(record)));
   }
 
