@@ -1,5 +1,6 @@
 import { NotHoldingError } from '../shared/errors.js';
 import type { DriverLock, HolderRecord, LockDriver } from '../drivers/types.js';
+import { cleanupOnSignals } from './exit.js';
 import { ExclusiveLock } from './handle.js';
 import { traceLost, traceRelease, traceReentry } from './debug.js';
 import { admitSharers } from './modes.js';
@@ -47,6 +48,7 @@ export function hold(
   entry.record = lock.details === undefined ? record : { ...record, details: lock.details };
   entry.mode = mode === 'shared' ? mode : undefined;
   entry.limit = limit > 1 ? limit : undefined;
+  if (driver.releaseOnSignals === true) cleanupOnSignals();
   if (lock.lost !== undefined) reportLoss(lock.lost, name, driver.kind, resource);
   const held = handle(name, driver.kind, entry, processWide);
   if (lock.descriptor !== undefined) descriptors.set(held, lock.descriptor);

@@ -82,6 +82,13 @@ export interface LockDriver {
    * counted request as an exclusive one.
    */
   readonly modes?: DriverModes;
+  /**
+   * True when a lock it holds outlives a process ended by a signal it does
+   * not handle, until something times it out (a Redis lease), so the core
+   * also runs `cleanup()` on SIGINT, SIGTERM and SIGHUP once it holds one
+   * (optional; absent: the OS or the server frees it with the process).
+   */
+  readonly releaseOnSignals?: boolean;
   /** True when `tryLock`, `release` and `holder` complete synchronously (required by `Exclusive.lock()` and `forever()`). */
   readonly synchronous: boolean;
   /**

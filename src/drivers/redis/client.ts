@@ -142,7 +142,14 @@ function nodeRedisConnection(client: NodeRedisLike): Connection {
 /** The error for a command that failed or took too long: the server is out of reach (or refused us). */
 export function unavailable(where: string, doing: string, error: unknown): LockDriverError {
   if (error instanceof LockDriverError) return error;
-  return new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Redis at ${where} failed while ${doing}: ${messageOf(error)}`, error);
+  return new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Redis at ${where} failed while ${doing}: ${messageOf(error)}`, redacted(error));
+}
+
+/** The client's error without what it carries besides its message and name (ioredis attaches the failed command: AUTH's password). */
+export function redacted(error: unknown): Error {
+  const copy = new Error(messageOf(error));
+  if (error instanceof Error) copy.name = error.name;
+  return copy;
 }
 
 /** `promise`, or a LockDriverError once `ms` have passed (the command may still complete later). */

@@ -1,5 +1,5 @@
 import { LockDriverError } from '../../shared/errors.js';
-import { connectionOf, withTimeout, type Connection } from './client.js';
+import { connectionOf, redacted, withTimeout, type Connection } from './client.js';
 
 /**
  * The connection the driver opens itself from `url`, with ioredis if it is
@@ -56,7 +56,7 @@ export async function openConnection(loaded: Loaded, url: string, where: string,
     throw new LockDriverError(
       'ERR_DRIVER_UNAVAILABLE',
       `Cannot connect to Redis at ${where}: ${describeFailure(failure ?? error)}`,
-      failure ?? error
+      redacted(failure ?? error)
     );
   }
   connection.unref();

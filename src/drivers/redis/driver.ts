@@ -28,6 +28,7 @@ export function createRedisDriver(config: RedisDriverConfig): AsyncLockDriver {
   return {
     kind: 'redis',
     synchronous: false,
+    releaseOnSignals: true, // a lease outlives a process killed by a signal
     modes: { shared: true, counted: true },
     locate: (name) => `${config.base}${keyBase(prefix, name)}`,
     tryLock: (resource, record, signal) => tryLockOn(link, resource, record, leaseMs, signal),

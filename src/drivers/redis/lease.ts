@@ -58,8 +58,6 @@ class Lease {
   readonly #extender: NodeJS.Timeout;
   #extending = false;
   #released = false;
-  /** The release sent when the lock was lost, if it was. */
-  #lossRelease: Promise<void> | undefined;
   writersWaiting = 0;
   readonly #hold = { dropped: (why: string): void => this.#lose(why), atExit: (): void => this.releaseAtExit() };
 
@@ -81,8 +79,7 @@ class Lease {
     if (this.#released) return;
     this.#released = true;
     this.#stop();
-    // After a loss, #lose has sent the release already: wait for it, so that a process that ends next has given the lock back.
-    await (this.#lossRelease ?? releaseToken(this.#link, this.#spec.keys, this.#spec.token));
+    await releaseToken(this.#link, this.#spec.keys, this.#spec.token); // compare-and-delete: never another holder's
   }
 
   /** Sends the release in this tick, without waiting for it (process exit: no later tick runs). */
@@ -108,9 +105,9 @@ class Lease {
   #lose(why: string, cause?: unknown): void {
     if (this.#released || this.#controller.signal.aborted) return;
     this.#stop();
-    const { record, resource, keys, token } = this.#spec;
-    // If the server still has our token, take it out: the compare-and-delete never touches another holder's.
-    this.#lossRelease = releaseToken(this.#link, keys, token);
+    const { record, resource } = this.#spec;
+    // Not released here: a lease the server may still have keeps others out until
+    // the holder, told now, stops and releases (or until it ends), never while its code may still run.
     this.#controller.abort(new LockLostError(record.name, resource, why, cause));
   }
 
