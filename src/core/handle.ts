@@ -16,11 +16,11 @@ export class ExclusiveLock implements Disposable, AsyncDisposable {
   readonly name: string;
   /** Where the lock lives: the lock file (or mutex name, or advisory key). */
   readonly lockfile: string;
-  /** The driver holding it: `'posix'`, `'windows'`, `'portable'`, `'postgres'`... */
+  /** The driver holding it: `'posix'`, `'windows'`, `'portable'`, `'postgres'`, `'redis'`... */
   readonly driver: string;
   /** True when the previous holder died holding the lock (Windows `WAIT_ABANDONED`): the data it guarded may be half-written. */
   readonly abandoned: boolean;
-  /** A number that grows with every acquisition, where the driver provides one (postgres); otherwise undefined. */
+  /** A number that grows with every acquisition, where the driver provides one (postgres, redis); otherwise undefined. Default: undefined. @example `await fence.write(data, lock.fencingToken!)` */
   readonly fencingToken: bigint | undefined;
   // Made on first use of `signal` (or when the driver can lose the lock):
   // most holders never look, and an AbortController per acquisition is a
