@@ -100,7 +100,8 @@ test.serial('exclusive -s against a counted name is refused with ERR_LOCK_MISMAT
   const dir = lockDir();
   const holder = await holding(['--limit', '2', '--dir', dir, 'encode']);
   const refused = exclusive(['-s', '--dir', dir, 'encode', '--', 'true']);
-  t.is(refused.status, 125);
+  const state = () => `holder running: ${holder.child.exitCode === null}; status: ${exclusive(['status', '--dir', dir, '--json']).stdout}`;
+  t.is(refused.status, 125, `${refused.stderr}; ${state()}`);
   t.regex(refused.stderr, /is held counted \(limit 2\) and this call asked for it shared/);
   holder.child.kill('SIGTERM');
   await holder.finished;
