@@ -60,7 +60,7 @@ if #holders > 0 then
   local k, l = string.match(v, '^(%a) (%d+)')
   heldKind, heldLimit = k, tonumber(l)
 end
-if heldKind and ((heldKind == 'c' and (kind ~= 'c' or heldLimit ~= limit)) or (heldKind == 's' and kind == 'c')) then
+if heldKind and ((heldKind == 'c' and (kind ~= 'c' or heldLimit ~= limit)) or (heldKind ~= 'c' and kind == 'c')) then
   return {-1, heldKind, heldLimit}
 end
 local busy = false
