@@ -96,17 +96,27 @@ test.serial('exclusive --limit 2: two run at once, the third is told all slots a
   t.is(next.status, 0, next.stderr);
 });
 
-test.serial('exclusive -s against a counted name is refused with ERR_LOCK_MISMATCH and leaves no file of its own behind', async (t) => {
-  const dir = lockDir();
-  const holder = await holding(['--limit', '2', '--dir', dir, 'encode']);
-  const refused = exclusive(['-s', '--dir', dir, 'encode', '--', 'true']);
-  const state = () => `holder running: ${holder.child.exitCode === null}; status: ${exclusive(['status', '--dir', dir, '--json']).stdout}`;
-  t.is(refused.status, 125, `${refused.stderr}; ${state()}`);
-  t.regex(refused.stderr, /is held counted \(limit 2\) and this call asked for it shared/);
-  holder.child.kill('SIGTERM');
-  await holder.finished;
-  t.deepEqual(readdirSync(dir), []);
-});
+test.serial(
+  'exclusive -s against a counted name is refused with ERR_LOCK_MISMATCH and leaves no gate file of its own behind',
+  async (t) => {
+    const dir = lockDir();
+    const holder = start('modes.ts', ['slot', dir, 'posix', join(dir, 'log'), '2']); // a library process holding slot 0 of 2
+    t.teardown(() => holder.child.kill('SIGKILL'));
+    await holder.waitFor('held');
+    const refused = exclusive(['-s', '--dir', dir, 'encode', '--', 'true']);
+    t.is(refused.status, 0, 'another name is free');
+    const mismatched = exclusive(['-s', '--dir', dir, 'modes', '--', 'true']);
+    const state = () =>
+      `holder running: ${holder.child.exitCode === null}; status: ${exclusive(['status', '--dir', dir, '--json']).stdout}`;
+    t.is(mismatched.status, 125, `${mismatched.stderr}; ${state()}`);
+    t.regex(mismatched.stderr, /is held counted \(limit 2\) and this call asked for it shared/);
+    t.deepEqual(
+      readdirSync(dir).filter((file) => file.endsWith('.gate')),
+      [],
+      'the refused request removed the gate file it created'
+    );
+  }
+);
 
 test('exclusive: -s with --limit, and a bad --limit, are usage errors; status refuses them', (t) => {
   for (const [args, message] of [
