@@ -40,10 +40,10 @@ fi
 mkdir -p .tmp
 passed=0
 failed=0
-count() { # adds the "# pass N" / "# fail N" lines of a TAP file to the totals
+count() { # adds the "# pass N" / "# fail N" lines of a TAP file to the totals (every one: the Wine suite prints one per spec file)
   local p f
-  p=$(grep -E '^# pass [0-9]+' "$1" | tail -1 | awk '{print $3}')
-  f=$(grep -E '^# fail [0-9]+' "$1" | tail -1 | awk '{print $3}')
+  p=$(grep -E '^# pass [0-9]+' "$1" | awk '{s += $3} END {if (NR > 0) print s}')
+  f=$(grep -E '^# fail [0-9]+' "$1" | awk '{s += $3} END {if (NR > 0) print s}')
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
   [ -n "$p" ] || { log "$2 printed no TAP summary: counted as one failure"; failed=$((failed + 1)); }
