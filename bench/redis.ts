@@ -6,6 +6,7 @@ import { Mutex } from 'redis-semaphore';
 import { Exclusive, exclusive } from '../src/index.js';
 import { redis } from '../src/drivers/redis/index.js';
 import { REDIS_SERVER, startRedis } from '../test/helpers/redis-server.js';
+import { sleep, summarize } from './stats.js';
 
 /** redlock 4.2 ships no types: the part used here. */
 interface Redlock {
@@ -25,17 +26,8 @@ const HANDOFFS = 60;
 const SETTLE_MS = 30;
 const LEASE = 10_000;
 
-function median(samples: readonly number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function p95(samples: readonly number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)];
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (samples: readonly number[]): number => summarize(samples).median;
+const p95 = (samples: readonly number[]): number => summarize(samples).p95;
 
 /** `UNCONTENDED` timed rounds of `round` after 50 warm-up ones. */
 async function timed(round: () => Promise<void>, count = UNCONTENDED): Promise<number[]> {
