@@ -42,6 +42,13 @@ export interface Guard {
  */
 const TWIN_MS = 100;
 /**
+ * A pid-only signal is forwarded only if no group delivery of it follows
+ * within this long: timeout(1) signals the tool, then the group, and on a
+ * loaded machine it can be preempted between the two (seen in CI: the
+ * command got SIGTERM twice). Forwarding a pid-only signal costs this delay.
+ */
+const FOLLOW_MS = 200;
+/**
  * A report no delivery to the tool used up (the kernel merged two group
  * deliveries to the tool, not to the guard) is forgotten after this long,
  * so it cannot swallow a later pid-only signal.
@@ -129,6 +136,8 @@ class GuardConnection {
   #reports: Array<{ signal: number; at: number }> = [];
   /** Per signal number, when the tool received the last delivery that used up a report. */
   readonly #matched = new Map<number, number>();
+  /** Pid-only deliveries waiting FOLLOW_MS for a group twin, per signal number. */
+  readonly #followers = new Map<number, Array<(followed: boolean) => void>>();
   readonly #answers = new Map<number, () => void>();
   #nextQuery = 0;
   #buffered = '';
@@ -176,7 +185,38 @@ class GuardConnection {
       return true;
     }
     const last = this.#matched.get(number);
-    return last !== undefined && receivedAt - last < TWIN_MS;
+    if (last !== undefined && receivedAt - last < TWIN_MS) return true;
+    return this.#followedByGroup(number);
+  }
+
+  /** True when a group delivery of `number` reaches the guard within FOLLOW_MS (it is then used up). */
+  #followedByGroup(number: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const waiting = this.#followers.get(number) ?? [];
+      this.#followers.set(number, waiting);
+      const settle = (followed: boolean): void => {
+        clearTimeout(timer);
+        waiting.splice(waiting.indexOf(settle), 1);
+        resolve(followed);
+      };
+      const timer = setTimeout(() => settle(false), FOLLOW_MS);
+      waiting.push(settle);
+      void this.#alive.then(() => waiting.includes(settle) && settle(false));
+    });
+  }
+
+  /**
+   * Takes a report as a waiting pid-only delivery's group twin. Done as the
+   * report is read, before any answer after it: the tool's own delivery of
+   * that group signal then finds it matched, not a report of its own.
+   */
+  #report(signal: number, at: number): void {
+    const follower = this.#followers.get(signal)?.[0];
+    if (follower === undefined) this.#reports.push({ signal, at });
+    else {
+      this.#matched.set(signal, at);
+      follower(true);
+    }
   }
 
   #read(chunk: string): void {
@@ -188,7 +228,7 @@ class GuardConnection {
       else if (line === 'ready') {
         this.running = true;
         this.#onReady();
-      } else this.#reports.push({ signal: Number(line), at: performance.now() });
+      } else this.#report(Number(line), performance.now());
     }
   }
 

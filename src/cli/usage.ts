@@ -55,8 +55,9 @@ Signals that would end exclusive (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
 SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR) are passed on to the
 command, once: not again when they were sent to the whole process group
 (Ctrl-C, kill %1, timeout), which the command is part of. One sent to
-exclusive alone within 0.1 s of the same signal sent to the group is taken as
-part of it (timeout sends both).
+exclusive alone is passed on 0.2 s later, unless the same signal reaches the
+group by then, and one within 0.1 s after it is taken as part of it (timeout
+sends both).
 
 Differences from flock(1):
   - <name> is a lock name, not a file: any string; exclusive keeps the lock
