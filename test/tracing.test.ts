@@ -13,7 +13,7 @@ import {
   type ReleaseMessage,
 } from '../src/index.js';
 import { postgres } from '../src/postgres.js';
-import { startPostgres, type PostgresServer } from './helpers/postgres-server.js';
+import { aborted, startPostgres, type PostgresServer } from './helpers/postgres-server.js';
 import { FIXTURES, lockDir, ROOT, start, type Started } from './helpers/processes.js';
 
 // The diagnostics channels (exclusive-process:acquire, :release, :lost) and
@@ -260,8 +260,7 @@ test('a loss (postgres session terminated): one lost message with the LockLostEr
       await client.connect();
       await client.query('SELECT pg_terminate_backend($1)', [backendPid]);
       await client.end();
-      const { signal } = lock;
-      if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      await aborted(lock.signal);
       await lock.release();
     });
     t.deepEqual(

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { CannotAcquireLock, Exclusive, exclusive, LockDriverError, type ExclusiveLock, type HolderRecord } from '../../src/index.js';
 import { advisoryKey, LockLostError, postgres } from '../../src/postgres.js';
-import { freePort, PG_BIN, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
+import { aborted, freePort, PG_BIN, PGBOUNCER, startPgBouncer, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
 import { modesSuite } from '../helpers/modes-suite.js';
 import { FIXTURES, lockDir, ROOT, run, start } from '../helpers/processes.js';
 
@@ -83,25 +83,6 @@ async function rejection(promise: Promise<unknown>): Promise<Error & { code?: st
   }
   throw new Error('expected a rejection');
 }
-
-/**
- * The reason `signal` aborts with. A held lock keeps nothing alive (its
- * socket and heartbeat are unref'd), so while waiting for the server's word
- * a timer keeps this process from ending with the test unresolved.
- */
-const aborted = (signal: AbortSignal): Promise<unknown> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve(signal.reason);
-    const alive = setTimeout(() => {}, 60_000);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(alive);
-        resolve(signal.reason);
-      },
-      { once: true }
-    );
-  });
 
 test('advisoryKey is the documented hash: first 8 bytes of SHA-256 of the UTF-8 name, signed big-endian, equal to the SQL formula', async (t) => {
   t.is(advisoryKey('migrate'), 4307694844222389748n);

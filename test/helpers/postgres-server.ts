@@ -242,3 +242,22 @@ export async function startPgBouncer(server: PostgresServer, poolMode: 'session'
     },
   };
 }
+
+/**
+ * The reason `signal` aborts with. A held lock keeps nothing alive (its
+ * socket and heartbeat are unref'd), so while waiting for the server's word
+ * a timer keeps this process from ending with the test unresolved.
+ */
+export const aborted = (signal: AbortSignal): Promise<unknown> =>
+  new Promise((resolve) => {
+    if (signal.aborted) return resolve(signal.reason);
+    const alive = setTimeout(() => {}, 60_000);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(alive);
+        resolve(signal.reason);
+      },
+      { once: true }
+    );
+  });
