@@ -318,6 +318,9 @@ nodeOnly('npx exclusive --help prints the usage on stdout', async (t) => {
   - No -o, -u, -F or -c: put 'sh -c "..."' after '--'. With -s, a waiting
     exclusive holder goes before new shared ones (flock lets them starve it).
   - Its own failures exit 125, and a command that cannot run 126 or 127.
+  - Signals ignored when it starts (nohup, a script's background job) are
+    not ignored by the command: Node resets them at start-up. Put nohup
+    after '--': exclusive <name> -- nohup <command>.
   - The library (Exclusive.lock({ wait })) counts wait in milliseconds.
 `)
   );
@@ -492,6 +495,20 @@ cliTest('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', 
   tool.child.kill('SIGTERM');
   t.like(await tool.done, { code: null, signal: 'SIGTERM' });
   t.deepEqual(readdirSync(dir), [], 'the lock file was removed before dying');
+});
+
+cliTest('exclusive NAME -- nohup CMD: a SIGHUP to the tool or to its group leaves the command running and the lock held', async (t) => {
+  const dir = lockDir();
+  const tool = start(['--dir', dir, 'hup', '--', 'nohup', 'sh', '-c', 'echo ready; exec sleep 30'], { detached: true });
+  t.teardown(() => tool.child.kill('SIGKILL'));
+  await tool.waitFor('ready');
+  tool.child.kill('SIGHUP');
+  process.kill(-tool.child.pid!, 'SIGHUP');
+  await sleep(600); // past the tool's wait for a group twin of the first
+  t.is(tool.child.exitCode, null, 'the tool runs on');
+  t.is((await exclusive(['--dir', dir, 'status', 'hup'])).code, 1, 'the lock is still held');
+  tool.child.kill('SIGTERM');
+  t.like(await tool.done, { code: null, signal: 'SIGTERM' });
 });
 
 cliTest('Ctrl-C at a terminal reaches the command once, not once more through the tool', async (t) => {

@@ -116,6 +116,14 @@ test('the tarball holds the build, without sources, tests or source maps', (t) =
   }
 });
 
+test('every file or folder the README links to is in the tarball (docs, examples, changelog), so its links work in node_modules', (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const targets = [...readme.matchAll(/\]\((?:\.\/)?([^)#:\s]+)/g)].map((match) => match[1]);
+  t.true(targets.length > 0);
+  const missing = targets.filter((target) => !packed.some((path) => path === target || path.startsWith(`${target}/`)));
+  t.deepEqual(missing, []);
+});
+
 test('every module in the tarball is built from a source file of today: nothing left in dist/ by an older build', (t) => {
   const modules = packed.filter((path) => /^dist\/.*\.m?js$/.test(path));
   t.true(modules.length > 30);

@@ -69,6 +69,9 @@ Differences from flock(1):
   - No -o, -u, -F or -c: put 'sh -c "..."' after '--'. With -s, a waiting
     exclusive holder goes before new shared ones (flock lets them starve it).
   - Its own failures exit 125, and a command that cannot run 126 or 127.
+  - Signals ignored when it starts (nohup, a script's background job) are
+    not ignored by the command: Node resets them at start-up. Put nohup
+    after '--': exclusive <name> -- nohup <command>.
   - The library (Exclusive.lock({ wait })) counts wait in milliseconds.
 
 Example (crontab):
