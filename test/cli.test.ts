@@ -497,20 +497,6 @@ cliTest('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', 
   t.deepEqual(readdirSync(dir), [], 'the lock file was removed before dying');
 });
 
-cliTest('exclusive NAME -- nohup CMD: a SIGHUP to the tool or to its group leaves the command running and the lock held', async (t) => {
-  const dir = lockDir();
-  const tool = start(['--dir', dir, 'hup', '--', 'nohup', 'sh', '-c', 'echo ready; exec sleep 30'], { detached: true });
-  t.teardown(() => tool.child.kill('SIGKILL'));
-  await tool.waitFor('ready');
-  tool.child.kill('SIGHUP');
-  process.kill(-tool.child.pid!, 'SIGHUP');
-  await sleep(600); // past the tool's wait for a group twin of the first
-  t.is(tool.child.exitCode, null, 'the tool runs on');
-  t.is((await exclusive(['--dir', dir, 'status', 'hup'])).code, 1, 'the lock is still held');
-  tool.child.kill('SIGTERM');
-  t.like(await tool.done, { code: null, signal: 'SIGTERM' });
-});
-
 cliTest('Ctrl-C at a terminal reaches the command once, not once more through the tool', async (t) => {
   // `script` gives the tool a terminal; writing ^C to it makes the terminal
   // send SIGINT to the foreground process group (tool and command). `exec`
