@@ -156,6 +156,24 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     t.is(ended.code, 0, ended.stderr);
   });
 
+  test(`${flavour}: a process waiting through a server restart keeps waiting and gets the lock (the restart forgot the holder's lease)`, async (t) => {
+    const name = uniqueName('restart-waiter');
+    const holder = hold(flavour, name, 5000);
+    t.teardown(() => holder.child.kill('SIGKILL'));
+    await held(holder);
+    const waiter = hold(flavour, name, 5000, '1');
+    t.teardown(() => waiter.child.kill('SIGKILL'));
+    await waiter.waitFor('waiting', 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // waiting at the server by now
+    const restartedAt = Date.now();
+    await server.restart();
+    const got = await held(waiter);
+    t.log(`the waiter got the lock ${got.at - restartedAt} ms after the restart began`);
+    const ended = await waiter.finished;
+    t.is(ended.code, 0, ended.stderr);
+    t.regex(await holder.waitFor('released', 15_000), /lost ERR_LOCK_LOST /);
+  });
+
   test(`${flavour}: in-process: lock.signal aborts with LockLostError when the key is deleted behind the holder's back`, async (t) => {
     const driver = await redisDriver(flavour, server.url, { lease: 600 });
     const name = uniqueName('deleted');

@@ -134,12 +134,18 @@ export class Subscriber {
   readonly #channels = new Map<string, { listeners: Set<(message: string) => void>; ready: Promise<void> }>();
   /** True once the connection dropped: listen again on `link.subscriber()`. */
   closed = false;
+  /** Rejects when the connection drops: a subscription still unconfirmed then fails at once, not at its timeout. */
+  readonly #dropped: Promise<never>;
+  #drop: (error: Error) => void = () => {};
 
   constructor(connection: Connection, onClosed: () => void) {
     this.#connection = connection;
-    connection.onDrop(() => {
+    this.#dropped = new Promise<never>((_, reject) => (this.#drop = reject));
+    this.#dropped.catch(() => {});
+    connection.onDrop((why) => {
       if (this.closed) return;
       this.closed = true;
+      this.#drop(new Error(`the subscriber connection dropped: ${why}`));
       onClosed();
       connection.close();
       for (const { listeners } of this.#channels.values()) for (const listener of [...listeners]) listener('');
@@ -162,7 +168,7 @@ export class Subscriber {
     entry.listeners.add(listener);
     const stop = (): void => this.#stop(channel, listener);
     try {
-      await entry.ready;
+      await Promise.race([entry.ready, this.#dropped]);
     } catch (error) {
       stop();
       throw error;

@@ -1,9 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { attempt, keysOfResource } from './acquire.js';
+import { LockDriverError } from '../../shared/errors.js';
+import { attempt, keysOfResource, type Attempt } from './acquire.js';
 import { unavailable, withTimeout } from './client.js';
 import { SCRIPTS } from './scripts.js';
 import type { Link, Subscriber } from './link.js';
 import type { DriverLock, HolderRecord } from '../types.js';
+
+/** Pauses between the tries of a wait whose server was out of reach (a restart, a failover, the network), growing to the last. */
+const UNREACHABLE_PAUSES_MS = [50, 100, 200, 400, 800, 1000];
 
 /**
  * A wait that never polls in a loop: it listens to the lock's channel
@@ -12,7 +16,10 @@ import type { DriverLock, HolderRecord } from '../types.js';
  * ends (one timer: a holder that vanished without releasing), or the
  * signal. An exclusive waiter announces itself on each try, so new shared
  * holders queue behind it; the announcement lasts one lease, so it tries
- * again at least every half lease to renew it.
+ * again at least every half lease to renew it. A server out of reach
+ * (ERR_DRIVER_UNAVAILABLE) does not end the wait: it tries again, backing
+ * off, until it gets an answer or the wait ends; a wait that times out
+ * while the server is still out of reach fails with that error.
  */
 export async function waitLockOn(
   link: Link,
@@ -21,7 +28,6 @@ export async function waitLockOn(
   signal: AbortSignal,
   leaseMs: number
 ): Promise<DriverLock | null> {
-  if (signal.aborted) return null;
   const keys = keysOfResource(resource);
   let wakes = 0;
   let wake: (() => void) | undefined;
@@ -29,37 +35,60 @@ export async function waitLockOn(
     wakes++;
     wake?.();
   };
-  let listening = await listenOn(link, keys.channel, onMessage);
   const writer = record.mode === 'shared' || (record.limit ?? 1) > 1 ? '' : randomBytes(12).toString('base64url');
+  let listening: Awaited<ReturnType<typeof listenOn>> | undefined;
+  let unreachable: { error: LockDriverError; count: number } | undefined;
   try {
     for (;;) {
-      if (signal.aborted) return null;
-      if (listening.subscriber.closed) {
-        listening.stop();
-        listening = await listenOn(link, keys.channel, onMessage);
-      }
+      if (signal.aborted) return endOfWait(signal, unreachable?.error);
       const seen = wakes;
-      const result = await attempt(link, resource, record, leaseMs, writer);
+      let result: Attempt;
+      try {
+        if (listening?.subscriber.closed !== false) {
+          listening?.stop();
+          listening = undefined;
+          listening = await listenOn(link, keys.channel, onMessage);
+        }
+        result = await attempt(link, resource, record, leaseMs, writer);
+      } catch (error) {
+        if (!(error instanceof LockDriverError) || error.code !== 'ERR_DRIVER_UNAVAILABLE') throw error;
+        const count = (unreachable?.count ?? 0) + 1;
+        unreachable = { error, count };
+        await sleep(UNREACHABLE_PAUSES_MS[Math.min(count, UNREACHABLE_PAUSES_MS.length) - 1], signal);
+        continue;
+      }
+      unreachable = undefined;
       if ('lock' in result) return result.lock;
       if (signal.aborted) return null;
       if (wakes !== seen) continue;
       const sleepMs = result.retryInMs < 0 ? leaseMs : result.retryInMs + 1;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', done);
-          wake = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, writer === '' ? sleepMs : Math.min(sleepMs, leaseMs / 2));
-        signal.addEventListener('abort', done, { once: true });
-        wake = done;
-      });
+      await sleep(writer === '' ? sleepMs : Math.min(sleepMs, leaseMs / 2), signal, (done) => (wake = done));
+      wake = undefined;
     }
   } finally {
-    listening.stop();
+    listening?.stop();
     if (writer !== '') void withdraw(link, keys.writers, writer, keys.channel);
   }
+}
+
+/** A wait stopped by its signal: null (timed out or aborted), or the unreachable server's error when its deadline passed while out of reach. */
+function endOfWait(signal: AbortSignal, unreachable: LockDriverError | undefined): null {
+  if (unreachable !== undefined && (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError') throw unreachable;
+  return null;
+}
+
+/** Sleeps `ms`, or until `signal` aborts, or until the function given to `onWake` is called. */
+function sleep(ms: number, signal: AbortSignal, onWake?: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    onWake?.(done);
+  });
 }
 
 /** Listens to `channel` on the driver's subscriber, bounded by the command timeout. */
