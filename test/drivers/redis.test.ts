@@ -174,6 +174,20 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     t.regex(await holder.waitFor('released', 15_000), /lost ERR_LOCK_LOST /);
   });
 
+  test(`${flavour}: in-process: a wait that runs out while the server does not answer (CLIENT PAUSE) fails with ERR_DRIVER_UNAVAILABLE, not as timed out`, async (t) => {
+    const holder = await redisDriver(flavour, server.url, { lease: 5000 });
+    const waiter = await redisDriver(flavour, server.url, { lease: 5000, connectTimeout: 200 });
+    const name = uniqueName('paused');
+    const lock = await Exclusive.acquire({ name, driver: holder });
+    const waiting = Exclusive.acquire({ name, driver: waiter, wait: 1500 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await inspect((client) => client.call('CLIENT', 'PAUSE', '2500', 'ALL'));
+    const error = await t.throwsAsync(waiting, { instanceOf: LockDriverError });
+    t.is(error?.code, 'ERR_DRIVER_UNAVAILABLE');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await lock.release();
+  });
+
   test(`${flavour}: in-process: lock.signal aborts with LockLostError when the key is deleted behind the holder's back`, async (t) => {
     const driver = await redisDriver(flavour, server.url, { lease: 600 });
     const name = uniqueName('deleted');

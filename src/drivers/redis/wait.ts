@@ -18,8 +18,8 @@ const UNREACHABLE_PAUSES_MS = [50, 100, 200, 400, 800, 1000];
  * holders queue behind it; the announcement lasts one lease, so it tries
  * again at least every half lease to renew it. A server out of reach
  * (ERR_DRIVER_UNAVAILABLE) does not end the wait: it tries again, backing
- * off, until it gets an answer or the wait ends; a wait that times out
- * while the server is still out of reach fails with that error.
+ * off, until it gets an answer or the wait ends (the core's look for the
+ * holder then reports the server still out of reach).
  */
 export async function waitLockOn(
   link: Link,
@@ -37,10 +37,10 @@ export async function waitLockOn(
   };
   const writer = record.mode === 'shared' || (record.limit ?? 1) > 1 ? '' : randomBytes(12).toString('base64url');
   let listening: Awaited<ReturnType<typeof listenOn>> | undefined;
-  let unreachable: { error: LockDriverError; count: number } | undefined;
+  let unreachable = 0;
   try {
     for (;;) {
-      if (signal.aborted) return endOfWait(signal, unreachable?.error);
+      if (signal.aborted) return null;
       const seen = wakes;
       let result: Attempt;
       try {
@@ -52,12 +52,10 @@ export async function waitLockOn(
         result = await attempt(link, resource, record, leaseMs, writer);
       } catch (error) {
         if (!(error instanceof LockDriverError) || error.code !== 'ERR_DRIVER_UNAVAILABLE') throw error;
-        const count = (unreachable?.count ?? 0) + 1;
-        unreachable = { error, count };
-        await sleep(UNREACHABLE_PAUSES_MS[Math.min(count, UNREACHABLE_PAUSES_MS.length) - 1], signal);
+        await sleep(UNREACHABLE_PAUSES_MS[Math.min(unreachable++, UNREACHABLE_PAUSES_MS.length - 1)], signal);
         continue;
       }
-      unreachable = undefined;
+      unreachable = 0;
       if ('lock' in result) return result.lock;
       if (signal.aborted) return null;
       if (wakes !== seen) continue;
@@ -69,12 +67,6 @@ export async function waitLockOn(
     listening?.stop();
     if (writer !== '') void withdraw(link, keys.writers, writer, keys.channel);
   }
-}
-
-/** A wait stopped by its signal: null (timed out or aborted), or the unreachable server's error when its deadline passed while out of reach. */
-function endOfWait(signal: AbortSignal, unreachable: LockDriverError | undefined): null {
-  if (unreachable !== undefined && (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError') throw unreachable;
-  return null;
 }
 
 /** Sleeps `ms`, or until `signal` aborts, or until the function given to `onWake` is called. */
