@@ -46,8 +46,8 @@ async function held(holder: Started): Promise<{ pid: number; token: bigint; at: 
   return { pid: Number(pid), token: BigInt(token), at: Number(at) };
 }
 
-const hold = (flavour: string, name: string, leaseMs: number, holdMs = ''): Started =>
-  start('redis-hold.ts', [flavour, server.url, name, String(leaseMs), holdMs]);
+const hold = (flavour: string, name: string, leaseMs: number, holdMs = '', ...rest: string[]): Started =>
+  start('redis-hold.ts', [flavour, server.url, name, String(leaseMs), holdMs, ...rest]);
 
 for (const flavour of ['ioredis', 'node-redis'] as const) {
   test(`${flavour}: 8 processes x 100 read-modify-write increments end at exactly 800, fencing tokens strictly increase in the order of the holds`, async (t) => {
@@ -184,6 +184,48 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     await inspect((client) => client.call('CLIENT', 'PAUSE', '2500', 'ALL'));
     const error = await t.throwsAsync(waiting, { instanceOf: LockDriverError });
     t.is(error?.code, 'ERR_DRIVER_UNAVAILABLE');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await lock.release();
+  });
+
+  test(`${flavour}: a process waiting through a 6 s outage gets the lock, then ends by itself (no connection of the driver left open)`, async (t) => {
+    const name = uniqueName('outage-waiter');
+    const holder = hold(flavour, name, 5000);
+    t.teardown(() => holder.child.kill('SIGKILL'));
+    await held(holder);
+    const waiter = hold(flavour, name, 5000, '1', 'natural');
+    t.teardown(() => waiter.child.kill('SIGKILL'));
+    await waiter.waitFor('waiting', 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await server.restart(6000); // longer than the 5 s a subscriber connection is given to open
+    const back = Date.now();
+    const got = await held(waiter);
+    t.log(`the waiter got the lock ${got.at - back} ms after the server was back`);
+    await waiter.waitFor('released', 10_000);
+    const ended = await Promise.race([waiter.finished, new Promise((resolve) => setTimeout(resolve, 5000, 'still running'))]);
+    t.like(ended, { code: 0 }, 'the waiter ended by itself within 5 s of its work');
+  });
+
+  test(`${flavour}: in-process: an abort while the server does not answer (CLIENT PAUSE) ends a wait and a first try at once, with the abort's reason`, async (t) => {
+    const holder = await redisDriver(flavour, server.url, { lease: 5000 });
+    const waiter = await redisDriver(flavour, server.url, { lease: 400 }); // a waiting writer tries again every 200 ms
+    const name = uniqueName('paused-abort');
+    const lock = await Exclusive.acquire({ name, driver: holder });
+    const waiting = new AbortController();
+    const wait = Exclusive.acquire({ name, driver: waiter, wait: true, signal: waiting.signal });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await inspect((client) => client.call('CLIENT', 'PAUSE', '3000', 'ALL'));
+    const trying = new AbortController();
+    const first = Exclusive.acquire({ name: uniqueName('paused-first'), driver: waiter, wait: true, signal: trying.signal });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // both have a command in flight that the server will not answer for 2.5 s
+    const abortedAt = performance.now();
+    waiting.abort(new Error('stop waiting'));
+    trying.abort(new Error('stop trying'));
+    await t.throwsAsync(wait, { message: 'stop waiting' });
+    await t.throwsAsync(first, { message: 'stop trying' });
+    const took = performance.now() - abortedAt;
+    t.log(`both ended ${Math.round(took)} ms after the abort`);
+    t.true(took < 1000, `${took} ms`);
     await new Promise((resolve) => setTimeout(resolve, 2500));
     await lock.release();
   });

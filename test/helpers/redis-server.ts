@@ -18,7 +18,8 @@ export interface RedisServer {
   readonly port: number;
   /** `redis://127.0.0.1:<port>` (or with the password when one is set). */
   readonly url: string;
-  restart(): Promise<void>;
+  /** Stops it, waits `downMs` (default 0), starts it again on the same port. */
+  restart(downMs?: number): Promise<void>;
   stop(): Promise<void>;
   log(): string;
 }
@@ -63,8 +64,9 @@ export async function startRedis(options: { password?: string } = {}): Promise<R
   return {
     port,
     url: `redis://${auth}127.0.0.1:${port}`,
-    async restart() {
+    async restart(downMs = 0) {
       await halt();
+      await new Promise((resolve) => setTimeout(resolve, downMs));
       await launch();
     },
     async stop() {

@@ -5,6 +5,7 @@ import { recordJson } from './holder.js';
 import { keysOf, scriptKeys, type LockKeys } from './keys.js';
 import { holdLock, releaseToken } from './lease.js';
 import { SCRIPTS } from './scripts.js';
+import { unlessAborted } from './client.js';
 import type { Link } from './link.js';
 import type { DriverLock, HolderRecord } from '../types.js';
 
@@ -54,6 +55,20 @@ export async function attempt(link: Link, resource: string, record: HolderRecord
   const details = { fencingToken: fence.toString() };
   if (slot >= 0) record.slot = slot;
   return { lock: holdLock(link, { resource, keys, token, record, fence, leaseStart, leaseMs, details }) };
+}
+
+/** {@link attempt}, given up (undefined) when `signal` aborts first: a lock its script took after that is given back. */
+export function attemptUnlessAborted(
+  link: Link,
+  resource: string,
+  record: HolderRecord,
+  leaseMs: number,
+  signal: AbortSignal | undefined,
+  writer = ''
+): Promise<Attempt | undefined> {
+  return unlessAborted(attempt(link, resource, record, leaseMs, writer), signal, (late) => {
+    if ('lock' in late) void Promise.resolve(late.lock.release()).catch(() => {});
+  });
 }
 
 function mismatch(record: HolderRecord, heldKind: string, heldLimit: number): Error {

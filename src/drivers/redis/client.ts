@@ -67,8 +67,10 @@ export function connectionOf(client: unknown): Connection {
   return flavourOf(client) === 'ioredis' ? ioredisConnection(client as IoRedisLike) : nodeRedisConnection(client as NodeRedisLike);
 }
 
+/** The error's message; node-redis rejects some commands of a dropped connection with an empty one: then its name. */
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  if (!(error instanceof Error)) return String(error);
+  return error.message !== '' ? error.message : `${error.name} (no message: the connection was lost)`;
 }
 
 function ioredisConnection(client: IoRedisLike): Connection {
@@ -122,7 +124,12 @@ function nodeRedisConnection(client: NodeRedisLike): Connection {
     duplicate: async () => {
       const copy = client.duplicate();
       copy.on('error', () => {}); // as above
-      await copy.connect();
+      try {
+        await copy.connect();
+      } catch (error) {
+        nodeRedisConnection(copy).close();
+        throw error;
+      }
       return nodeRedisConnection(copy);
     },
     subscribe: async (channel, listener) => {
@@ -150,6 +157,33 @@ export function redacted(error: unknown): Error {
   const copy = new Error(messageOf(error));
   if (error instanceof Error) copy.name = error.name;
   return copy;
+}
+
+/**
+ * `promise`, or undefined as soon as `signal` aborts (at once if it has):
+ * what `promise` gives later goes to `late` (a lock taken meanwhile is
+ * given back there).
+ */
+export async function unlessAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  late: (value: T) => void
+): Promise<T | undefined> {
+  if (signal === undefined) return promise;
+  let stop = (): void => {};
+  const aborted = new Promise<undefined>((resolve) => {
+    stop = () => resolve(undefined);
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
+  });
+  try {
+    const settled = await Promise.race([promise.then((value) => ({ value })), aborted]);
+    if (settled !== undefined) return settled.value;
+    promise.then(late, () => {});
+    return undefined;
+  } finally {
+    signal.removeEventListener('abort', stop);
+  }
 }
 
 /** `promise`, or a LockDriverError once `ms` have passed (the command may still complete later). */

@@ -1,4 +1,4 @@
-import { attempt } from './acquire.js';
+import { attemptUnlessAborted } from './acquire.js';
 import { keysOfResource } from './acquire.js';
 import { recordOfValue } from './holder.js';
 import { keyBase, nameOfHoldersKey, scriptKeys } from './keys.js';
@@ -50,9 +50,8 @@ async function tryLockOn(
   leaseMs: number,
   signal?: AbortSignal
 ): Promise<DriverLock | null> {
-  if (signal?.aborted) return null;
-  const result = await attempt(link, resource, record, leaseMs);
-  return 'lock' in result ? result.lock : null;
+  const result = await attemptUnlessAborted(link, resource, record, leaseMs, signal);
+  return result !== undefined && 'lock' in result ? result.lock : null;
 }
 
 /** Every holder whose lease runs, in slot order for a counted lock. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { LockDriverError } from '../../shared/errors.js';
-import { attempt, keysOfResource, type Attempt } from './acquire.js';
-import { unavailable, withTimeout } from './client.js';
+import { attemptUnlessAborted, keysOfResource, type Attempt } from './acquire.js';
+import { unavailable, unlessAborted, withTimeout } from './client.js';
 import { SCRIPTS } from './scripts.js';
 import type { Link, Subscriber } from './link.js';
 import type { DriverLock, HolderRecord } from '../types.js';
@@ -47,9 +47,12 @@ export async function waitLockOn(
         if (listening?.subscriber.closed !== false) {
           listening?.stop();
           listening = undefined;
-          listening = await listenOn(link, keys.channel, onMessage);
+          listening = await unlessAborted(listenOn(link, keys.channel, onMessage), signal, (late) => late.stop());
+          if (listening === undefined) return null;
         }
-        result = await attempt(link, resource, record, leaseMs, writer);
+        const tried = await attemptUnlessAborted(link, resource, record, leaseMs, signal, writer);
+        if (tried === undefined) return null;
+        result = tried;
       } catch (error) {
         if (!(error instanceof LockDriverError) || error.code !== 'ERR_DRIVER_UNAVAILABLE') throw error;
         await sleep(UNREACHABLE_PAUSES_MS[Math.min(unreachable++, UNREACHABLE_PAUSES_MS.length - 1)], signal);
