@@ -1,5 +1,6 @@
 import { lockMismatch } from '../../shared/errors.js';
 import { limitOf, MAX_LIMIT, modeOf } from '../../shared/holder-record.js';
+import { sleep } from '../../shared/sleep.js';
 import { holderTag } from './holder.js';
 import { familyKeysOf, slotKeysOf } from './key.js';
 import { lastRow, type Session } from './session.js';
@@ -127,16 +128,4 @@ export async function pollCounted<T>(
     await sleep(Math.min(delay, left), signal);
   }
   return null;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

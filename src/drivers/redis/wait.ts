@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { LockDriverError } from '../../shared/errors.js';
+import { sleep } from '../../shared/sleep.js';
 import { attemptUnlessAborted, keysOfResource, type Attempt } from './acquire.js';
 import { unavailable, unlessAborted, withTimeout } from './client.js';
 import { SCRIPTS } from './scripts.js';
@@ -70,20 +71,6 @@ export async function waitLockOn(
     listening?.stop();
     if (writer !== '') void withdraw(link, keys.writers, writer, keys.channel);
   }
-}
-
-/** Sleeps `ms`, or until `signal` aborts, or until the function given to `onWake` is called. */
-function sleep(ms: number, signal: AbortSignal, onWake?: (done: () => void) => void): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    onWake?.(done);
-  });
 }
 
 /** Listens to `channel` on the driver's subscriber, bounded by the command timeout. */
