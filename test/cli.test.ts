@@ -232,11 +232,36 @@ function readyPid(stdout: string): number {
   return Number(/ready (\d+)/.exec(stdout)![1]);
 }
 
-/** A test bounded in time: these run real processes, and a hang should name its test, not stall the run. */
+/**
+ * At most this many of this file's tests run at once. All of them at once
+ * (ava's default) start some 150 processes together: a 2-core machine was
+ * then starved for half a minute, and tests bound in time failed (a
+ * command's `sleep 30` ended before its test saw it start).
+ */
+const CONCURRENT_TESTS = 8;
+let runningTests = 0;
+const queuedTests: Array<() => void> = [];
+
+/** Waits for a place among the CONCURRENT_TESTS; resolves with the function that gives it back. */
+async function testSlot(): Promise<() => void> {
+  if (runningTests >= CONCURRENT_TESTS) await new Promise<void>((resolve) => queuedTests.push(resolve));
+  runningTests++;
+  return () => {
+    runningTests--;
+    queuedTests.shift()?.();
+  };
+}
+
+/** A test bounded in time (from when it gets its slot): these run real processes, and a hang should name its test, not stall the run. */
 function cliTest(title: string, fn: (t: ExecutionContext) => Promise<void> | void): void {
   test(title, async (t) => {
-    t.timeout(90_000);
-    await fn(t);
+    const done = await testSlot();
+    try {
+      t.timeout(90_000);
+      await fn(t);
+    } finally {
+      done();
+    }
   });
 }
 
@@ -490,7 +515,7 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
 
 cliTest('a forwarded SIGTERM that kills the command kills the tool by SIGTERM', async (t) => {
   const dir = lockDir();
-  const tool = start(['--dir', dir, 'term', '--', 'sh', '-c', 'echo ready; exec sleep 30']);
+  const tool = start(['--dir', dir, 'term', '--', 'sh', '-c', 'echo ready; exec sleep 300']);
   await tool.waitFor('ready');
   tool.child.kill('SIGTERM');
   t.like(await tool.done, { code: null, signal: 'SIGTERM' });
