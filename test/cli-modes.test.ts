@@ -11,9 +11,9 @@ function exclusive(args: string[]): { status: number | null; stdout: string; std
   return spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, encoding: 'utf8' });
 }
 
-/** `exclusive <args> -- sh -c 'echo in; sleep 30'`, started; resolves once its command runs. */
+/** `exclusive <args> -- sh -c 'echo in; exec sleep 300'`, started; resolves once its command runs. */
 async function holding(args: string[]): Promise<Started> {
-  const started = start(CLI, [...args, '--', 'sh', '-c', 'echo in; exec sleep 30']);
+  const started = start(CLI, [...args, '--', 'sh', '-c', 'echo in; exec sleep 300']);
   await started.waitFor('in');
   return started;
 }
@@ -39,8 +39,8 @@ test.serial(
     t.deepEqual(
       row.holders.map((holder) => [holder.mode, holder.command]),
       [
-        ['shared', "sh -c 'echo in; exec sleep 30'"],
-        ['shared', "sh -c 'echo in; exec sleep 30'"],
+        ['shared', "sh -c 'echo in; exec sleep 300'"],
+        ['shared', "sh -c 'echo in; exec sleep 300'"],
       ]
     );
     const table = exclusive(['status', '--dir', dir]);

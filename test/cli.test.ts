@@ -635,7 +635,7 @@ nodeOnly('posix: a tool killed while its command runs with descriptor 3 closed n
   // the lock descriptor the command was handed then no longer holds the lock.
   const dir = lockDir();
   const place = ['--driver', 'posix', '--dir', dir];
-  const tool = start([...place, 'closed', '--', 'sh', '-c', 'exec 3>&-; echo ready $$; exec sleep 30']);
+  const tool = start([...place, 'closed', '--', 'sh', '-c', 'exec 3>&-; echo ready $$; exec sleep 300']);
   const command = readyPid(await tool.waitFor('ready'));
   orphans.add(command);
   t.false(openFiles(command).includes(lockFile(dir, 'closed')), 'the command closed the lock descriptor');
