@@ -186,14 +186,18 @@ export async function unlessAborted<T>(
   }
 }
 
-/** `promise`, or a LockDriverError once `ms` have passed (the command may still complete later). */
-export function withTimeout<T>(promise: Promise<T>, ms: number, where: string, doing: string): Promise<T> {
+/**
+ * `promise`, or a LockDriverError once `ms` have passed (the command may
+ * still complete later: what it gives then goes to `late`, to be closed or
+ * stopped).
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number, where: string, doing: string, late?: (value: T) => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Redis at ${where} did not answer within ${ms} ms while ${doing}`)),
-      ms
-    );
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      if (late !== undefined) promise.then(late, () => {});
+      reject(new LockDriverError('ERR_DRIVER_UNAVAILABLE', `Redis at ${where} did not answer within ${ms} ms while ${doing}`));
+    }, ms);
   });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, timedOut]).finally(() => clearTimeout(timer));
 }

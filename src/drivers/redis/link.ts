@@ -97,17 +97,9 @@ export class Link {
       const { where, commandTimeoutMs } = this.config;
       try {
         const main = await withTimeout(this.main(), commandTimeoutMs, where, 'connecting');
-        const opening = main.duplicate();
         // One that connects after we gave up (node-redis retries until the server is back) is closed then, not left open.
-        opening.catch(() => {});
-        const connection = await withTimeout(opening, commandTimeoutMs, where, 'opening a subscriber connection').catch(
-          (error: unknown) => {
-            void opening.then(
-              (late) => late.close(),
-              () => {}
-            );
-            throw error;
-          }
+        const connection = await withTimeout(main.duplicate(), commandTimeoutMs, where, 'opening a subscriber connection', (late) =>
+          late.close()
         );
         connection.unref(); // waits keep the process alive with their own timers
         const subscriber = new Subscriber(connection, () => {

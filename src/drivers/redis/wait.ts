@@ -78,14 +78,9 @@ async function listenOn(link: Link, channel: string, listener: () => void): Prom
   const { where, commandTimeoutMs } = link.config;
   const doing = "subscribing to the lock's channel";
   const subscriber = await link.subscriber();
-  const listening = subscriber.listen(channel, listener);
   try {
-    return { subscriber, stop: await withTimeout(listening, commandTimeoutMs, where, doing) };
+    return { subscriber, stop: await withTimeout(subscriber.listen(channel, listener), commandTimeoutMs, where, doing, (stop) => stop()) };
   } catch (error) {
-    void listening.then(
-      (stop) => stop(),
-      () => {}
-    );
     throw unavailable(where, doing, error);
   }
 }
