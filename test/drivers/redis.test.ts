@@ -2,6 +2,7 @@ import anyTest, { type TestFn } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { inspect as printed } from 'node:util';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Redis from 'ioredis';
 import { Exclusive, LockDriverError } from '../../src/index.js';
 import { LockLostError, redis } from '../../src/redis.js';
@@ -74,7 +75,7 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     const { pid } = await held(holder);
     const waiter = hold(flavour, name, 1500);
     await waiter.waitFor('waiting', 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 700)); // the waiter waits (and the holder extended its lease)
+    await sleep(700); // the waiter waits (and the holder extended its lease)
     holder.child.kill('SIGKILL');
     await holder.finished;
     // The lease end the server keeps for the dead holder (server ms; same machine clock as Date.now()).
@@ -164,7 +165,7 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     const waiter = hold(flavour, name, 5000, '1');
     t.teardown(() => waiter.child.kill('SIGKILL'));
     await waiter.waitFor('waiting', 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 300)); // waiting at the server by now
+    await sleep(300); // waiting at the server by now
     const restartedAt = Date.now();
     await server.restart();
     const got = await held(waiter);
@@ -180,11 +181,11 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     const name = uniqueName('paused');
     const lock = await Exclusive.acquire({ name, driver: holder });
     const waiting = Exclusive.acquire({ name, driver: waiter, wait: 1500 });
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
     await inspect((client) => client.call('CLIENT', 'PAUSE', '2500', 'ALL'));
     const error = await t.throwsAsync(waiting, { instanceOf: LockDriverError });
     t.is(error?.code, 'ERR_DRIVER_UNAVAILABLE');
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await sleep(2500);
     await lock.release();
   });
 
@@ -196,13 +197,13 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     const waiter = hold(flavour, name, 5000, '1', 'natural');
     t.teardown(() => waiter.child.kill('SIGKILL'));
     await waiter.waitFor('waiting', 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     await server.restart(6000); // longer than the 5 s a subscriber connection is given to open
     const back = Date.now();
     const got = await held(waiter);
     t.log(`the waiter got the lock ${got.at - back} ms after the server was back`);
     await waiter.waitFor('released', 10_000);
-    const ended = await Promise.race([waiter.finished, new Promise((resolve) => setTimeout(resolve, 5000, 'still running'))]);
+    const ended = await Promise.race([waiter.finished, sleep(5000, 'still running')]);
     t.like(ended, { code: 0 }, 'the waiter ended by itself within 5 s of its work');
   });
 
@@ -213,11 +214,11 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     const lock = await Exclusive.acquire({ name, driver: holder });
     const waiting = new AbortController();
     const wait = Exclusive.acquire({ name, driver: waiter, wait: true, signal: waiting.signal });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     await inspect((client) => client.call('CLIENT', 'PAUSE', '3000', 'ALL'));
     const trying = new AbortController();
     const first = Exclusive.acquire({ name: uniqueName('paused-first'), driver: waiter, wait: true, signal: trying.signal });
-    await new Promise((resolve) => setTimeout(resolve, 500)); // both have a command in flight that the server will not answer for 2.5 s
+    await sleep(500); // both have a command in flight that the server will not answer for 2.5 s
     const abortedAt = performance.now();
     waiting.abort(new Error('stop waiting'));
     trying.abort(new Error('stop trying'));
@@ -226,7 +227,7 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     const took = performance.now() - abortedAt;
     t.log(`both ended ${Math.round(took)} ms after the abort`);
     t.true(took < 1000, `${took} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await sleep(2500);
     await lock.release();
   });
 
@@ -278,7 +279,7 @@ for (const flavour of ['ioredis', 'node-redis'] as const) {
     const lost = new Promise<unknown>((resolve) => lock.signal.addEventListener('abort', () => resolve(lock.signal.reason)));
     await inspect((client) => client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes'));
     t.true((await lost) instanceof LockLostError);
-    await new Promise((resolve) => setTimeout(resolve, 300)); // the connection is back by now
+    await sleep(300); // the connection is back by now
     await t.throwsAsync(Exclusive.acquire({ name, driver: other }), { code: 'ERR_LOCK_HELD' });
     await lock.release();
     const next = await Exclusive.acquire({ name, driver: other });
